@@ -1,0 +1,32 @@
+# Every target creates .venv on first use: torch 2.13.0 (CPU) first, then bertkit with its test extras.
+PY := .venv/bin/python
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: venv test demo bench lint clean
+
+venv: .venv/.installed
+
+.venv/.installed: pyproject.toml
+	python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+test: venv
+	$(PY) -m pytest -q
+
+demo: venv
+	bash scripts/demo.sh
+
+bench: venv
+	$(PY) benchmarks/run_all.py
+
+lint: venv
+	.venv/bin/ruff check src tests benchmarks
+	.venv/bin/ruff format --check src tests benchmarks
+
+clean:
+	rm -rf .venv runs build *.egg-info
