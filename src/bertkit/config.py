@@ -1,0 +1,190 @@
+"""BertConfig: one small typed dataclass whose field names are Hugging Face's `config.json` keys.
+
+Choices:
+- Field names match `transformers.BertConfig`, so `config.json` maps 1:1 in both directions.
+- An unknown key in a config.json is an error: it may change the model (a different position embedding,
+  an ALBERT factorisation) and building the wrong model silently is the worst outcome. Keys that only
+  describe the file (`architectures`, `transformers_version`, ...) or that Google's original configs carry
+  without effect (`pooler_fc_size`, `directionality`, ...) are listed in `IGNORED_KEYS` and skipped.
+- Presets are data: `PRESETS` names each model with the paper or release it comes from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from bertkit.errors import ConfigError
+
+ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
+
+# Keys Hugging Face or Google write into config.json that do not change the encoder we build.
+IGNORED_KEYS = frozenset(
+    {
+        "_name_or_path", "architectures", "model_type", "transformers_version", "torch_dtype", "dtype",
+        "gradient_checkpointing", "use_cache", "is_decoder", "add_cross_attention", "chunk_size_feed_forward",
+        "output_attentions", "output_hidden_states", "return_dict", "problem_type", "tie_word_embeddings",
+        "bos_token_id", "eos_token_id", "sep_token_id", "cls_token_id", "tokenizer_class", "finetuning_task",
+        "directionality", "pooler_fc_size", "pooler_num_attention_heads", "pooler_num_fc_layers",
+        "pooler_size_per_head", "pooler_type", "prefix", "task_specific_params", "torchscript",
+    }
+)
+# Keys that are accepted only with the value the BERT encoder implements.
+FIXED_KEYS = {"position_embedding_type": "absolute", "is_encoder_decoder": False}
+
+
+@dataclass
+class BertConfig:
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    pad_token_id: int = 0
+    classifier_dropout: float | None = None
+    # Task heads: label names in id order (HF's id2label / label2id are derived from this).
+    id2label: dict[int, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        positive = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                    "intermediate_size", "max_position_embeddings", "type_vocab_size")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"config field '{name}' must be a positive integer, got {value!r}")
+        if self.hidden_size % self.num_attention_heads:
+            raise ConfigError(
+                f"config field 'hidden_size' ({self.hidden_size}) must be divisible by "
+                f"'num_attention_heads' ({self.num_attention_heads})"
+            )
+        if self.hidden_act not in ACTIVATIONS:
+            raise ConfigError(f"config field 'hidden_act' is {self.hidden_act!r}; supported: {', '.join(ACTIVATIONS)}")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"config field '{name}' must be in [0, 1), got {getattr(self, name)!r}")
+        if self.classifier_dropout is not None and not 0.0 <= self.classifier_dropout < 1.0:
+            raise ConfigError(f"config field 'classifier_dropout' must be in [0, 1), got {self.classifier_dropout!r}")
+        if not 0 <= self.pad_token_id < self.vocab_size:
+            raise ConfigError(f"config field 'pad_token_id' ({self.pad_token_id}) is outside the vocabulary")
+        # JSON object keys are strings; labels are kept with int keys in id order.
+        self.id2label = {int(k): str(v) for k, v in sorted(self.id2label.items(), key=lambda kv: int(kv[0]))}
+        if list(self.id2label) != list(range(len(self.id2label))):
+            raise ConfigError("config field 'id2label' must map 0..N-1 to label names")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.id2label)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "config") -> BertConfig:
+        known = {f.name for f in fields(cls)}
+        kwargs = {}
+        for key, value in data.items():
+            if key in known:
+                kwargs[key] = value
+            elif key in FIXED_KEYS:
+                if value != FIXED_KEYS[key]:
+                    raise ConfigError(f"{source}: '{key}' = {value!r} is not supported (only {FIXED_KEYS[key]!r})")
+            elif key == "label2id" or key in IGNORED_KEYS:
+                continue
+            elif key == "num_labels" and "id2label" not in data:
+                kwargs["id2label"] = {i: f"LABEL_{i}" for i in range(int(value))}
+            else:
+                raise ConfigError(
+                    f"{source}: unknown key '{key}'; bertkit builds a BERT encoder from the keys of "
+                    "transformers.BertConfig — remove the key or convert the model first"
+                )
+        if data.get("model_type", "bert") != "bert":
+            raise ConfigError(f"{source}: model_type is {data['model_type']!r}; only 'bert' folders load here")
+        try:
+            return cls(**kwargs)
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
+        except TypeError as e:  # a value of the wrong type that __post_init__ did not catch
+            raise ConfigError(f"{source}: {e}") from None
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        id2label = data.pop("id2label")
+        if data["classifier_dropout"] is None:
+            data.pop("classifier_dropout")
+        data.update(model_type="bert", position_embedding_type="absolute")
+        if id2label:
+            data["id2label"] = {str(i): name for i, name in id2label.items()}
+            data["label2id"] = {name: i for i, name in id2label.items()}
+        return data
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> BertConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such config file")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ConfigError(f"{path}: not valid JSON ({e})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a JSON object")
+        return cls.from_dict(data, source=str(path))
+
+    def save(self, path: str | os.PathLike, architectures: list[str] | None = None) -> None:
+        data = self.to_dict()
+        if architectures:
+            data = {"architectures": architectures, **data}
+        atomic_write_text(Path(path), json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write to a temporary file beside `path`, then rename: a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _preset(layers: int, hidden: int, heads: int, vocab: int) -> dict:
+    return dict(num_hidden_layers=layers, hidden_size=hidden, num_attention_heads=heads,
+                intermediate_size=4 * hidden, vocab_size=vocab)
+
+
+ENGLISH_VOCAB, CHINESE_VOCAB = 30522, 21128
+# Sizes: bert-base/large from Devlin et al. 2018 (google-research/bert README); tiny/mini/small/medium are
+# the "24 smaller BERT models" of Turc et al. 2019 ("Well-Read Students Learn Better"), same repository.
+# Each comes with the English uncased vocabulary and, as "-chinese", with bert-base-chinese's vocabulary.
+_SIZES = {
+    "bert-tiny": (2, 128, 2),
+    "bert-mini": (4, 256, 4),
+    "bert-small": (4, 512, 8),
+    "bert-medium": (8, 512, 8),
+    "bert-base": (12, 768, 12),
+    "bert-large": (24, 1024, 16),
+}
+PRESETS: dict[str, dict] = {}
+for _name, (_l, _h, _a) in _SIZES.items():
+    PRESETS[_name] = _preset(_l, _h, _a, ENGLISH_VOCAB)
+    PRESETS[f"{_name}-chinese"] = _preset(_l, _h, _a, CHINESE_VOCAB)
+
+
+def from_preset(name: str, **overrides) -> BertConfig:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return BertConfig(**{**PRESETS[name], **overrides})

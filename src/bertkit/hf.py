@@ -1,0 +1,255 @@
+"""Hugging Face BERT folders in and out, through one explicit name map used in both directions.
+
+A folder is `config.json` + `model.safetensors` (or `pytorch_model.bin`) + `vocab.txt` / `tokenizer.json`.
+`load_pretrained` reads one that `transformers` (or Google's converted checkpoints) wrote, with the MLM, NSP
+and classification heads when present; `save_pretrained` writes one that `transformers` loads with
+identical outputs (AutoModel, AutoModelForMaskedLM, BertForPreTraining, AutoModelForSequenceClassification).
+
+Every tensor is accounted for: a tensor the map does not know, a tensor the model needs but the file lacks,
+or a shape that does not fit is a `CheckpointError` naming it. The only tensors read and not used are
+the ones `REDUNDANT` lists (buffers and tied copies), and tied copies are checked to be equal first.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from bertkit.config import BertConfig
+from bertkit.errors import CheckpointError, ConfigError
+from bertkit.model import BertEncoder, ClassifierHead, MLMHead, NSPHead
+
+# (our name, Hugging Face name); "{i}" is a layer index. Encoder names get HF's "bert." prefix in
+# checkpoints that carry heads (BertForPreTraining and friends) and none in a bare BertModel.
+ENCODER_MAP = [
+    ("embeddings.word_embeddings.weight", "embeddings.word_embeddings.weight"),
+    ("embeddings.position_embeddings.weight", "embeddings.position_embeddings.weight"),
+    ("embeddings.token_type_embeddings.weight", "embeddings.token_type_embeddings.weight"),
+    ("embeddings.norm.weight", "embeddings.LayerNorm.weight"),
+    ("embeddings.norm.bias", "embeddings.LayerNorm.bias"),
+]
+LAYER_MAP = [
+    ("attn.query", "attention.self.query"),
+    ("attn.key", "attention.self.key"),
+    ("attn.value", "attention.self.value"),
+    ("attn.out", "attention.output.dense"),
+    ("attn_norm", "attention.output.LayerNorm"),
+    ("ffn.up", "intermediate.dense"),
+    ("ffn.down", "output.dense"),
+    ("ffn_norm", "output.LayerNorm"),
+]
+POOLER_MAP = [("pooler.weight", "pooler.dense.weight"), ("pooler.bias", "pooler.dense.bias")]
+HEAD_MAPS = {
+    "mlm": [
+        ("dense.weight", "cls.predictions.transform.dense.weight"),
+        ("dense.bias", "cls.predictions.transform.dense.bias"),
+        ("norm.weight", "cls.predictions.transform.LayerNorm.weight"),
+        ("norm.bias", "cls.predictions.transform.LayerNorm.bias"),
+        ("bias", "cls.predictions.bias"),
+    ],
+    "nsp": [("weight", "cls.seq_relationship.weight"), ("bias", "cls.seq_relationship.bias")],
+    "classifier": [("out.weight", "classifier.weight"), ("out.bias", "classifier.bias")],
+}
+# Architecture names written into config.json, by the set of heads present.
+ARCHITECTURES = {
+    frozenset(): "BertModel",
+    frozenset({"mlm"}): "BertForMaskedLM",
+    frozenset({"mlm", "nsp"}): "BertForPreTraining",
+    frozenset({"nsp"}): "BertForNextSentencePrediction",
+    frozenset({"classifier"}): "BertForSequenceClassification",
+}
+# Read but not loaded: position-id buffers, and the decoder weight/bias that HF ties to other tensors.
+REDUNDANT = {"embeddings.position_ids", "cls.predictions.decoder.weight", "cls.predictions.decoder.bias"}
+
+
+def name_map(config: BertConfig, heads: list[str], pooler: bool) -> dict[str, str]:
+    """Our parameter names -> Hugging Face names (encoder names without the "bert." prefix)."""
+    pairs = list(ENCODER_MAP)
+    for i in range(config.num_hidden_layers):
+        for ours, theirs in LAYER_MAP:
+            for w in ("weight", "bias"):
+                pairs.append((f"layers.{i}.{ours}.{w}", f"encoder.layer.{i}.{theirs}.{w}"))
+    if pooler:
+        pairs += POOLER_MAP
+    names = {f"encoder.{ours}": theirs for ours, theirs in pairs}
+    for head in heads:
+        names.update({f"{head}.{k}": v for k, v in HEAD_MAPS[head]})
+    return names
+
+
+@dataclass
+class Checkpoint:
+    """What a model folder holds: the config, the encoder, its heads, and the tokenizer (if any)."""
+
+    config: BertConfig
+    encoder: BertEncoder
+    heads: dict[str, nn.Module] = field(default_factory=dict)
+    tokenizer: object | None = None  # bertkit.tokenizer.Tokenizer
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"encoder": self.encoder, **self.heads}
+
+
+def build_heads(config: BertConfig, heads: list[str]) -> dict[str, nn.Module]:
+    factories = {"mlm": MLMHead, "nsp": NSPHead, "classifier": ClassifierHead}
+    unknown = [h for h in heads if h not in factories]
+    if unknown:
+        raise ConfigError(f"unknown head(s) {unknown}; known: {', '.join(factories)}")
+    if "classifier" in heads and config.num_labels == 0:
+        raise ConfigError("a classifier head needs labels: set 'id2label' in the config")
+    return {h: factories[h](config) for h in heads}
+
+
+def _read_state_dict(folder: Path) -> tuple[dict[str, torch.Tensor], Path]:
+    st, pt = folder / "model.safetensors", folder / "pytorch_model.bin"
+    if st.is_file():
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(st)), st
+        except (SafetensorError, OSError) as e:
+            raise CheckpointError(f"{st}: cannot read safetensors file ({e})") from None
+    if pt.is_file():
+        try:
+            return torch.load(pt, map_location="cpu", weights_only=True), pt
+        except Exception as e:  # noqa: BLE001 - torch raises many types for a corrupt pickle
+            raise CheckpointError(f"{pt}: cannot read PyTorch weights ({e})") from None
+    if (folder / "model.safetensors.index.json").is_file():
+        raise CheckpointError(f"{folder}: sharded checkpoints are not supported yet; merge the shards first")
+    raise CheckpointError(f"{folder}: no model.safetensors or pytorch_model.bin")
+
+
+def _normalise_hf_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Strip the "bert." prefix and rename TF-era LayerNorm.gamma/beta, as old checkpoints still have."""
+    out = {}
+    for name, tensor in state.items():
+        if name.startswith("bert."):
+            name = name[len("bert.") :]
+        name = name.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
+        out[name] = tensor
+    return out
+
+
+def load_pretrained(folder: str | os.PathLike, tokenizer: bool = True) -> Checkpoint:
+    """Load a Hugging Face BERT folder: config, encoder, heads found in the file, tokenizer if present."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder}: no such model folder")
+    config = BertConfig.from_json(folder / "config.json")
+    state, source = _read_state_dict(folder)
+    state = _normalise_hf_names(state)
+
+    heads = [h for h, m in HEAD_MAPS.items() if any(theirs in state for _, theirs in m)]
+    pooler = any(theirs in state for _, theirs in POOLER_MAP)
+    ckpt = Checkpoint(config, BertEncoder(config, add_pooler=pooler), build_heads(config, heads))
+    _load_into(ckpt, state, source, pooler)
+    if tokenizer:
+        ckpt.tokenizer = _load_tokenizer(folder, config)
+    return ckpt
+
+
+def _load_into(ckpt: Checkpoint, state: dict[str, torch.Tensor], source: Path, pooler: bool) -> None:
+    names = name_map(ckpt.config, list(ckpt.heads), pooler)
+    ours = _flat_state(ckpt.modules())
+    missing = [theirs for our, theirs in names.items() if theirs not in state]
+    unexpected = [k for k in state if k not in set(names.values()) and k not in REDUNDANT]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing tensors {_short(missing)}")
+        if unexpected:
+            parts.append(f"unexpected tensors {_short(unexpected)}")
+        raise CheckpointError(f"{source}: " + "; ".join(parts) + " (is this a BERT checkpoint?)")
+    for our, theirs in names.items():
+        if state[theirs].shape != ours[our].shape:
+            raise CheckpointError(
+                f"{source}: tensor '{theirs}' has shape {tuple(state[theirs].shape)} but config.json "
+                f"implies {tuple(ours[our].shape)}"
+            )
+    _check_tied(state, source)
+    with torch.no_grad():
+        for our, theirs in names.items():
+            ours[our].copy_(state[theirs])
+
+
+def _flat_state(modules: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
+    """{"encoder": m, "mlm": h} -> {"encoder.layers.0...": tensor, "mlm.dense.weight": tensor}."""
+    return {f"{name}.{k}": v for name, m in modules.items() for k, v in m.state_dict().items()}
+
+
+def _check_tied(state: dict[str, torch.Tensor], source: Path) -> None:
+    """A decoder stored next to the embeddings must be the same matrix: bertkit always ties them."""
+    for copy, original in (
+        ("cls.predictions.decoder.weight", "embeddings.word_embeddings.weight"),
+        ("cls.predictions.decoder.bias", "cls.predictions.bias"),
+    ):
+        if copy in state and original in state and not torch.equal(state[copy], state[original]):
+            raise CheckpointError(
+                f"{source}: '{copy}' differs from '{original}'; untied MLM decoders are not supported"
+            )
+
+
+def _short(names: list[str], n: int = 5) -> str:
+    shown = ", ".join(f"'{x}'" for x in names[:n])
+    return shown + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
+def _load_tokenizer(folder: Path, config: BertConfig):
+    from bertkit.tokenizer import Tokenizer
+
+    if not ((folder / "tokenizer.json").is_file() or (folder / "vocab.txt").is_file()):
+        return None
+    tok = Tokenizer.from_folder(folder)
+    check_vocab_fits(tok, config, folder)
+    return tok
+
+
+def check_vocab_fits(tokenizer, config: BertConfig, where: object = "model") -> None:
+    if tokenizer.vocab_size > config.vocab_size:
+        raise CheckpointError(
+            f"{where}: the vocabulary has {tokenizer.vocab_size} tokens but the model's embedding has "
+            f"vocab_size={config.vocab_size}; ids past {config.vocab_size - 1} would have no embedding"
+        )
+
+
+def save_pretrained(
+    folder: str | os.PathLike,
+    encoder: BertEncoder,
+    heads: dict[str, nn.Module] | None = None,
+    tokenizer=None,
+) -> None:
+    """Write a Hugging Face folder. Files go to a temporary folder first, then replace the target's files."""
+    from safetensors.torch import save_file
+
+    heads = heads or {}
+    config = encoder.config
+    if tokenizer is not None:
+        check_vocab_fits(tokenizer, config)
+    prefix = "bert." if heads else ""
+    names = name_map(config, list(heads), encoder.pooler is not None)
+    params = _flat_state({"encoder": encoder, **heads})
+    leftover = set(params) - set(names)
+    if leftover:  # a module we do not know how to name: refuse rather than drop it
+        raise CheckpointError(f"no Hugging Face name for {_short(sorted(leftover))}")
+    state = {}
+    for our, theirs in names.items():
+        is_encoder = our.startswith("encoder.")
+        state[(prefix if is_encoder else "") + theirs] = params[our].detach().to("cpu").contiguous()
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    arch = ARCHITECTURES.get(frozenset(heads), "BertForPreTraining")
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".saving-") as tmp:
+        tmp = Path(tmp)
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        config.save(tmp / "config.json", architectures=[arch])
+        if tokenizer is not None:
+            tokenizer.save(tmp)
+        for f in tmp.iterdir():
+            os.replace(f, folder / f.name)

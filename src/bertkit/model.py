@@ -1,0 +1,250 @@
+"""The BERT encoder, in reading order, and the tiny heads that sit on it.
+
+    input_ids ─► token + segment + position embeddings ─► LayerNorm ─► dropout
+              ─► N × [ self-attention ─► add & LayerNorm ─► FFN (H→4H, GELU, 4H→H) ─► add & LayerNorm ]
+              ─► last_hidden_state (B, T, H) ─► tanh pooler on [CLS] ─► pooler_output (B, H)
+
+Choices:
+- Attention is `softmax(QKᵀ/√d_k)V` through `F.scaled_dot_product_attention` (fused kernels on CPU and GPU);
+  only when attention probabilities are asked for (attention maps, TinyBERT) is it computed by hand.
+- Post-LayerNorm, exactly as the original BERT, so Google / Hugging Face weights give the same numbers.
+- Heads are tiny modules that take hidden states; objectives (objectives.py) wrap an encoder and heads.
+  The MLM decoder is tied to the word embeddings: the head receives that matrix instead of owning a copy.
+- Module names are our own and short; hf.py maps them to Hugging Face names in both directions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bertkit.config import BertConfig
+
+ACT2FN = {
+    "gelu": nn.GELU(),  # exact erf GELU, as Google's BERT
+    "gelu_new": nn.GELU(approximate="tanh"),
+    "gelu_pytorch_tanh": nn.GELU(approximate="tanh"),
+    "relu": nn.ReLU(),
+}
+
+
+@dataclass
+class EncoderOutput:
+    last_hidden_state: torch.Tensor  # (B, T, H)
+    pooler_output: torch.Tensor | None  # (B, H); None when the encoder has no pooler
+    hidden_states: tuple[torch.Tensor, ...] | None = None  # N+1 × (B, T, H): embeddings, then each layer
+    attentions: tuple[torch.Tensor, ...] | None = None  # N × (B, heads, T, T) attention probabilities
+
+
+class Embeddings(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        T = input_ids.shape[1]
+        x = self.word_embeddings(input_ids)  # (B, T, H)
+        x = x + self.position_embeddings.weight[:T]  # (T, H) broadcast over the batch
+        if token_type_ids is None:
+            x = x + self.token_type_embeddings.weight[0]
+        else:
+            x = x + self.token_type_embeddings(token_type_ids)
+        return self.dropout(self.norm(x))
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        H = config.hidden_size
+        self.num_heads = config.num_attention_heads
+        self.query, self.key, self.value = nn.Linear(H, H), nn.Linear(H, H), nn.Linear(H, H)
+        self.out = nn.Linear(H, H)
+        self.dropout_p = config.attention_probs_dropout_prob
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, need_weights: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        B, T, H = x.shape
+        # (B, T, H) -> (B, heads, T, d_k): each head attends in its own d_k = H / heads subspace.
+        q, k, v = (proj(x).view(B, T, self.num_heads, -1).transpose(1, 2) for proj in (self.query, self.key, self.value))
+        dropout_p = self.dropout_p if self.training else 0.0
+        probs = None
+        if need_weights:
+            scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])  # (B, heads, T, T)
+            if mask is not None:
+                scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+            probs = scores.softmax(dim=-1)
+            y = F.dropout(probs, dropout_p, self.training) @ v
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        y = y.transpose(1, 2).reshape(B, T, H)  # heads concatenated back: (B, T, H)
+        return self.out(y), probs
+
+
+class FeedForward(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.up = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.act = ACT2FN[config.hidden_act]
+        self.down = nn.Linear(config.intermediate_size, config.hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(self.act(self.up(x)))
+
+
+class Layer(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.attn = SelfAttention(config)
+        self.attn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.ffn = FeedForward(config)
+        self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, need_weights: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        a, probs = self.attn(x, mask, need_weights)
+        # Residual "add & norm": the sub-layer's output is added to its input, so nothing it lost is lost.
+        x = self.attn_norm(x + self.dropout(a))
+        x = self.ffn_norm(x + self.dropout(self.ffn(x)))
+        return x, probs
+
+
+class BertEncoder(nn.Module):
+    def __init__(self, config: BertConfig, add_pooler: bool = True):
+        super().__init__()
+        self.config = config
+        self.embeddings = Embeddings(config)
+        self.layers = nn.ModuleList(Layer(config) for _ in range(config.num_hidden_layers))
+        self.pooler = nn.Linear(config.hidden_size, config.hidden_size) if add_pooler else None
+        self.apply(lambda m: init_weights(m, config.initializer_range))
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> EncoderOutput:
+        B, T = input_ids.shape
+        if T > self.config.max_position_embeddings:
+            raise ValueError(
+                f"sequence length {T} exceeds max_position_embeddings={self.config.max_position_embeddings}"
+            )
+        mask = None
+        if attention_mask is not None and not bool(attention_mask.all()):
+            mask = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T): True where a key may be attended
+        x = self.embeddings(input_ids, token_type_ids)
+        hidden_states, attentions = [x], []
+        for layer in self.layers:
+            x, probs = layer(x, mask, output_attentions)
+            hidden_states.append(x)
+            attentions.append(probs)
+        pooled = torch.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None
+        return EncoderOutput(
+            last_hidden_state=x,
+            pooler_output=pooled,
+            hidden_states=tuple(hidden_states) if output_hidden_states else None,
+            attentions=tuple(attentions) if output_attentions else None,
+        )
+
+
+# ----------------------------------------------------------------------------------------------- heads
+
+
+class MLMHead(nn.Module):
+    """transform (dense → act → LayerNorm), then a decoder tied to the word embeddings, plus a bias."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = ACT2FN[config.hidden_act]
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self.apply(lambda m: init_weights(m, config.initializer_range))
+
+    def forward(self, hidden: torch.Tensor, word_embeddings: torch.Tensor) -> torch.Tensor:
+        # hidden: (N, H) — callers pass only the masked positions, so the V-wide projection is done
+        # for 15% of tokens instead of all of them. word_embeddings: (V, H). Returns (N, V) logits.
+        return F.linear(self.norm(self.act(self.dense(hidden))), word_embeddings, self.bias)
+
+
+class NSPHead(nn.Linear):
+    """Next-sentence (or sentence-order) prediction: 2 logits from the pooled [CLS] vector."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__(config.hidden_size, 2)
+        init_weights(self, config.initializer_range)
+
+
+class ClassifierHead(nn.Module):
+    """dropout → linear over the pooled [CLS] vector (sequence tasks) or every token (tagging)."""
+
+    def __init__(self, config: BertConfig, num_labels: int | None = None):
+        super().__init__()
+        p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(p)
+        self.out = nn.Linear(config.hidden_size, num_labels or config.num_labels)
+        init_weights(self.out, config.initializer_range)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.out(self.dropout(hidden))
+
+
+def init_weights(module: nn.Module, std: float) -> None:
+    """BERT's initialisation: truncated-normal-like N(0, 0.02) weights, zero biases, unit LayerNorm."""
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, std=std)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, std=std)
+        if module.padding_idx is not None:
+            with torch.no_grad():
+                module.weight[module.padding_idx].zero_()
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+def parameter_table(modules: dict[str, nn.Module]) -> list[tuple[str, int]]:
+    """Parameter counts by component, the notes' exercise: [("embeddings: word", 23440896), ...].
+
+    Layers are identical, so each layer component is one row "N × ..." with the count for all N layers.
+    The MLM decoder is tied to the word embeddings and so is not counted twice.
+    """
+    import re
+
+    names = {
+        "embeddings.word_embeddings": "embeddings: word (V × H)",
+        "embeddings.position_embeddings": "embeddings: position (P × H)",
+        "embeddings.token_type_embeddings": "embeddings: segment (2 × H)",
+        "embeddings.norm": "embeddings: LayerNorm",
+        "attn": "attention: Q, K, V, output",
+        "attn_norm": "attention: LayerNorm",
+        "ffn": "FFN: H → 4H → H",
+        "ffn_norm": "FFN: LayerNorm",
+        "pooler": "pooler (tanh on [CLS])",
+    }
+    rows: dict[str, int] = {}
+    for module_name, module in modules.items():
+        n_layers = len(getattr(module, "layers", ()))
+        for pname, p in module.named_parameters():
+            if module_name != "encoder":
+                key = f"head: {module_name}"
+            elif m := re.match(r"layers\.\d+\.(\w+)\.", pname):
+                key = f"{n_layers} × {names[m.group(1)]}"
+            else:
+                key = names[pname.rsplit(".", 1)[0]] if pname.startswith("embeddings") else names["pooler"]
+            rows[key] = rows.get(key, 0) + p.numel()
+    return list(rows.items())

@@ -1,0 +1,68 @@
+import pytest
+import torch
+
+from bertkit.config import from_preset
+from bertkit.hf import build_heads
+from bertkit.model import BertEncoder, parameter_table
+
+
+@pytest.mark.parametrize(
+    "preset, expected",
+    [("bert-base", 109_482_240), ("bert-base-chinese", 102_267_648), ("bert-large", 335_141_888)],
+)
+def test_parameter_counts(preset, expected):
+    with torch.device("meta"):
+        encoder = BertEncoder(from_preset(preset))
+    assert sum(p.numel() for p in encoder.parameters()) == expected
+    assert sum(n for _, n in parameter_table({"encoder": encoder})) == expected
+
+
+def test_parameter_table_components():
+    with torch.device("meta"):
+        config = from_preset("bert-base")
+        modules = {"encoder": BertEncoder(config), **build_heads(config, ["mlm", "nsp"])}
+    rows = dict(parameter_table(modules))
+    assert rows["embeddings: word (V × H)"] == 30522 * 768
+    assert rows["12 × attention: Q, K, V, output"] == 12 * 4 * (768 * 768 + 768)
+    assert rows["12 × FFN: H → 4H → H"] == 12 * (768 * 3072 * 2 + 3072 + 768)
+    assert rows["pooler (tanh on [CLS])"] == 768 * 768 + 768
+    # The MLM decoder is tied to the word embeddings: only transform + LayerNorm + bias are new.
+    assert rows["head: mlm"] == 768 * 768 + 768 + 2 * 768 + 30522
+    assert rows["head: nsp"] == 768 * 2 + 2
+
+
+def test_shapes_and_optional_outputs(tiny_config):
+    encoder = BertEncoder(tiny_config).eval()
+    ids = torch.randint(5, 120, (3, 10))
+    out = encoder(ids, output_hidden_states=True, output_attentions=True)
+    assert out.last_hidden_state.shape == (3, 10, 32) and out.pooler_output.shape == (3, 32)
+    assert len(out.hidden_states) == 3 and len(out.attentions) == 2
+    assert out.attentions[0].shape == (3, 4, 10, 10)
+    torch.testing.assert_close(out.attentions[0].sum(-1), torch.ones(3, 4, 10))
+    # The hand-written attention (used when probabilities are asked for) equals the SDPA path.
+    torch.testing.assert_close(encoder(ids).last_hidden_state, out.last_hidden_state, atol=1e-5, rtol=1e-5)
+    assert encoder(ids).hidden_states is None
+
+
+def test_padding_does_not_change_real_tokens(tiny_config):
+    encoder = BertEncoder(tiny_config).eval()
+    ids = torch.randint(5, 120, (1, 7))
+    padded = torch.cat([ids, torch.zeros(1, 5, dtype=torch.long)], dim=1)
+    mask = torch.cat([torch.ones(1, 7), torch.zeros(1, 5)], dim=1).long()
+    alone = encoder(ids).last_hidden_state
+    with_pad = encoder(padded, attention_mask=mask, output_attentions=True)
+    torch.testing.assert_close(with_pad.last_hidden_state[:, :7], alone, atol=1e-5, rtol=1e-5)
+    # No attention probability lands on a padded key.
+    assert with_pad.attentions[0][..., 7:].abs().max() == 0
+
+
+def test_too_long_input_is_rejected(tiny_config):
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        BertEncoder(tiny_config)(torch.ones(1, 65, dtype=torch.long))
+
+
+def test_gradients_reach_every_parameter(tiny_config):
+    encoder = BertEncoder(tiny_config)
+    out = encoder(torch.randint(5, 120, (2, 8)))
+    (out.last_hidden_state.sum() + out.pooler_output.sum()).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in encoder.parameters() if p.requires_grad)
