@@ -1,0 +1,472 @@
+"""BERT tokenization: WordPiece over the Rust `tokenizers` library.
+
+`Tokenizer` wraps a `tokenizers.Tokenizer` (the engine: normalization, pre-tokenization, WordPiece and
+`[CLS] A [SEP] B [SEP]` templating all run in Rust) and adds what bertkit needs around it: loading a Google /
+Hugging Face `vocab.txt`, `tokenizer.json` or model folder, training a new vocabulary from raw text, batch
+encoding to padded tensors, and saving a folder that `transformers.AutoTokenizer` loads with identical ids.
+
+Choices:
+- BERT's basic tokenization is `BertNormalizer` (clean control characters, put spaces around every CJK
+  character, lower-case, strip accents) + `BertPreTokenizer` (split on whitespace and punctuation). So a
+  Chinese character is always its own word; whole-word masking segments Chinese with jieba elsewhere.
+- Truncation and padding are per call, never stored state: a `tokenizer.json` may carry its own (the
+  all-MiniLM-L6-v2 one pads and truncates everything to 128), and those are switched off on load.
+- The special tokens are BERT's five and must all be in the vocabulary; a trained vocabulary puts them at
+  ids 0..4 in the order of `Tokenizer.special_tokens`.
+- Every user mistake (a missing file, a broken vocabulary, a `max_length` with no room for the special
+  tokens) is a `BertkitError` naming the file or argument.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tokenizers
+import torch
+from tokenizers import AddedToken, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+from bertkit.errors import BertkitError, DataError
+
+
+@dataclass
+class Encoding:
+    """One encoded sequence (or pair). For a pair, `word_ids` and `offsets` restart in the second text."""
+
+    ids: list[int]
+    tokens: list[str]
+    token_type_ids: list[int]
+    attention_mask: list[int]
+    offsets: list[tuple[int, int]]  # character spans into the original text; (0, 0) for special tokens
+    word_ids: list[int | None]  # index of the pre-token (word) each token came from; None for specials
+    special_tokens_mask: list[int]
+
+    @classmethod
+    def _from_backend(cls, e: tokenizers.Encoding) -> Encoding:
+        ids, types, mask, special = e.ids, e.type_ids, e.attention_mask, e.special_tokens_mask
+        return cls(ids, e.tokens, types, mask, e.offsets, e.word_ids, special)
+
+
+class Tokenizer:
+    special_tokens = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+    def __init__(self, backend: tokenizers.Tokenizer, lowercase: bool = True, model_max_length: int = 512):
+        """Take over `backend` (it is modified in place) and give it BERT's template and decoder."""
+        for token in self.special_tokens:
+            if backend.token_to_id(token) is None:
+                raise BertkitError(
+                    f"tokenizer vocabulary has no {token!r} token; BERT needs all of {self.special_tokens}"
+                )
+        normalizer = backend.normalizer
+        if isinstance(normalizer, normalizers.BertNormalizer) and normalizer.lowercase != lowercase:
+            raise BertkitError(f"lowercase={lowercase} disagrees with the backend's BertNormalizer; flip it")
+        backend.no_truncation()
+        backend.no_padding()
+        # Registered as special so that "[MASK]" in text maps to its id and decode() can skip them; tokens
+        # already in the vocabulary keep their ids.
+        backend.add_special_tokens(
+            [AddedToken(t, special=True, normalized=False) for t in self.special_tokens]
+        )
+        self.pad_token_id: int = backend.token_to_id("[PAD]")
+        self.unk_token_id: int = backend.token_to_id("[UNK]")
+        self.cls_token_id: int = backend.token_to_id("[CLS]")
+        self.sep_token_id: int = backend.token_to_id("[SEP]")
+        self.mask_token_id: int = backend.token_to_id("[MASK]")
+        backend.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]",
+            pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+            special_tokens=[("[CLS]", self.cls_token_id), ("[SEP]", self.sep_token_id)],
+        )
+        backend.decoder = decoders.WordPiece(prefix="##")
+        self.backend = backend
+        self.lowercase = lowercase
+        self.model_max_length = model_max_length
+        self._truncating: dict[int, tokenizers.Tokenizer] = {}  # max_length -> copy of backend that truncates
+
+    # ---- loading ------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_vocab(
+        cls,
+        vocab_file: str | Path,
+        lowercase: bool = True,
+        strip_accents: bool | None = None,
+        tokenize_chinese_chars: bool = True,
+    ) -> Tokenizer:
+        """A Google / Hugging Face `vocab.txt` (one token per line, id = line number) with BERT's pipeline.
+
+        `strip_accents=None` strips accents exactly when lower-casing, as the original BERT does.
+        """
+        vocab = _read_vocab(Path(vocab_file))
+        model = models.WordPiece(
+            vocab, unk_token="[UNK]", continuing_subword_prefix="##", max_input_chars_per_word=100
+        )
+        backend = tokenizers.Tokenizer(model)
+        backend.normalizer = _bert_normalizer(lowercase, strip_accents, tokenize_chinese_chars)
+        backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        return cls(backend, lowercase=lowercase)
+
+    @classmethod
+    def from_file(cls, tokenizer_json: str | Path) -> Tokenizer:
+        """A `tokenizer.json`; any padding or truncation stored in it is switched off."""
+        return cls._from_json(Path(tokenizer_json), {})
+
+    @classmethod
+    def from_folder(cls, folder: str | Path) -> Tokenizer:
+        """A Hugging Face / sentence-transformers model folder: `tokenizer.json`, else `vocab.txt`.
+
+        `tokenizer_config.json`, when present, sets do_lower_case / strip_accents / tokenize_chinese_chars /
+        model_max_length; like `transformers`, its normalizer settings win over those in `tokenizer.json`.
+        """
+        folder = Path(folder)
+        json_file, vocab_file = folder / "tokenizer.json", folder / "vocab.txt"
+        if not (json_file.is_file() or vocab_file.is_file()):
+            what = "holds neither" if folder.is_dir() else "does not exist; expected a folder with"
+            raise BertkitError(
+                f"{folder}: {what} tokenizer.json or vocab.txt; pass a model folder that has one"
+            )
+        config_file = folder / "tokenizer_config.json"
+        config = _read_json(config_file) if config_file.is_file() else {}
+        if json_file.is_file():
+            tok = cls._from_json(json_file, config)
+        else:
+            tok = cls.from_vocab(
+                vocab_file,
+                lowercase=config.get("do_lower_case", True),
+                strip_accents=config.get("strip_accents"),
+                tokenize_chinese_chars=config.get("tokenize_chinese_chars", True),
+            )
+        tok.model_max_length = int(config.get("model_max_length", tok.model_max_length))
+        return tok
+
+    @classmethod
+    def _from_json(cls, path: Path, config: dict[str, Any]) -> Tokenizer:
+        if not path.is_file():
+            raise BertkitError(f"{path}: no such tokenizer.json")
+        try:
+            backend = tokenizers.Tokenizer.from_file(str(path))
+        except Exception as e:  # the Rust loader raises a bare Exception with serde's message
+            raise BertkitError(f"{path}: not a valid tokenizer.json ({e})") from e
+        _require_special_tokens(backend.get_vocab(), path)
+        old = backend.normalizer
+        if isinstance(old, normalizers.BertNormalizer):
+            backend.normalizer = normalizers.BertNormalizer(
+                clean_text=old.clean_text,
+                handle_chinese_chars=config.get("tokenize_chinese_chars", old.handle_chinese_chars),
+                strip_accents=config.get("strip_accents", old.strip_accents),
+                lowercase=config.get("do_lower_case", old.lowercase),
+            )
+            return cls(backend, lowercase=backend.normalizer.lowercase)
+        return cls(backend, lowercase=config.get("do_lower_case", True))
+
+    # ---- training -----------------------------------------------------------------------------------------
+
+    @classmethod
+    def train(
+        cls,
+        files: Sequence[str | Path] | str | Path | Iterable[str],
+        vocab_size: int = 21128,
+        min_frequency: int = 2,
+        lowercase: bool = True,
+        limit_alphabet: int = 20000,
+        show_progress: bool = False,
+    ) -> Tokenizer:
+        """Train a WordPiece vocabulary on raw text, one document or sentence per line.
+
+        `files` is a path or a list/tuple of paths; any other iterable (a generator, `iter(lines)`) is taken
+        as the lines themselves. Lines are streamed to the Rust trainer, never all held in memory. Because
+        the normalizer splits every CJK character off as its own word, Chinese text yields one token per
+        character and English text yields words and `##` pieces. `limit_alphabet` is large so that no
+        Chinese character of the corpus is dropped from the alphabet.
+        """
+        if isinstance(files, (str, Path, list, tuple)):
+            paths = [Path(f) for f in ([files] if isinstance(files, (str, Path)) else files)]
+            for p in paths:
+                if not p.is_file():
+                    raise DataError(
+                        f"{p}: no such corpus file (to train on lines in memory, pass iter(lines))"
+                    )
+            lines, source = _read_lines(paths), ", ".join(str(p) for p in paths)
+        else:
+            lines, source = iter(files), "the given lines"
+        seen = 0
+
+        def counted() -> Iterator[str]:
+            nonlocal seen
+            for line in lines:
+                if line.strip():
+                    seen += 1
+                    yield line
+
+        backend = tokenizers.Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
+        backend.normalizer = _bert_normalizer(lowercase, None, True)
+        backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        trainer = trainers.WordPieceTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=list(cls.special_tokens),  # the trainer gives them ids 0..4 in this order
+            limit_alphabet=limit_alphabet,
+            continuing_subword_prefix="##",
+            show_progress=show_progress,
+        )
+        backend.train_from_iterator(counted(), trainer)
+        if seen == 0:
+            raise DataError(f"{source}: no text to train a vocabulary on (every line is empty)")
+        return cls(backend, lowercase=lowercase)
+
+    # ---- saving -------------------------------------------------------------------------------------------
+
+    def save(self, folder: str | Path) -> None:
+        """Write vocab.txt, tokenizer.json, tokenizer_config.json and special_tokens_map.json.
+
+        `transformers` rebuilds a BertTokenizer from vocab + tokenizer_config.json, so the config carries
+        every normalizer setting; each file is written whole to a temporary file, then renamed into place.
+        """
+        if not (
+            isinstance(self.backend.normalizer, normalizers.BertNormalizer)
+            and isinstance(self.backend.pre_tokenizer, pre_tokenizers.BertPreTokenizer)
+            and isinstance(self.backend.model, models.WordPiece)
+        ):
+            raise BertkitError("only a BERT WordPiece pipeline can be saved as a BertTokenizer folder")
+        vocab = self.get_vocab()
+        by_id = sorted(vocab, key=vocab.__getitem__)
+        if [vocab[t] for t in by_id] != list(range(len(by_id))) or any("\n" in t for t in by_id):
+            raise BertkitError(
+                "vocabulary ids have gaps or a token contains a newline; vocab.txt cannot hold it"
+            )
+        names = ("pad_token", "unk_token", "cls_token", "sep_token", "mask_token")
+        special_map = dict(zip(names, self.special_tokens, strict=True))
+        config = {
+            "tokenizer_class": "BertTokenizer",
+            "do_lower_case": self.lowercase,
+            "strip_accents": self.strip_accents,
+            "tokenize_chinese_chars": self.tokenize_chinese_chars,
+            "model_max_length": self.model_max_length,
+            **special_map,
+        }
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_atomic(folder / "vocab.txt", "".join(t + "\n" for t in by_id))
+        _write_atomic(folder / "tokenizer.json", self.backend.to_str(pretty=True))
+        _write_atomic(
+            folder / "tokenizer_config.json", json.dumps(config, indent=2, ensure_ascii=False) + "\n"
+        )
+        _write_atomic(folder / "special_tokens_map.json", json.dumps(special_map, indent=2) + "\n")
+
+    # ---- vocabulary ---------------------------------------------------------------------------------------
+
+    @property
+    def vocab_size(self) -> int:
+        # Counts added tokens too: the embedding table must cover every id the tokenizer can produce.
+        return self.backend.get_vocab_size(with_added_tokens=True)
+
+    @property
+    def all_special_ids(self) -> list[int]:
+        return [self.backend.token_to_id(t) for t in self.special_tokens]
+
+    @property
+    def strip_accents(self) -> bool | None:
+        return getattr(self.backend.normalizer, "strip_accents", None)
+
+    @property
+    def tokenize_chinese_chars(self) -> bool:
+        return getattr(self.backend.normalizer, "handle_chinese_chars", True)
+
+    def token_to_id(self, token: str) -> int | None:
+        return self.backend.token_to_id(token)
+
+    def id_to_token(self, i: int) -> str | None:
+        return self.backend.id_to_token(i)
+
+    def get_vocab(self) -> dict[str, int]:
+        return self.backend.get_vocab(with_added_tokens=True)
+
+    def convert_ids_to_tokens(self, ids: Iterable[int] | torch.Tensor) -> list[str]:
+        ids = ids.tolist() if isinstance(ids, torch.Tensor) else [int(i) for i in ids]
+        tokens = [self.backend.id_to_token(i) for i in ids]
+        for i, token in zip(ids, tokens, strict=True):
+            if token is None:
+                raise BertkitError(f"token id {i} is outside the vocabulary (size {self.vocab_size})")
+        return tokens
+
+    # ---- encoding -----------------------------------------------------------------------------------------
+
+    def tokenize(self, text: str) -> list[str]:
+        """Word pieces of `text`, without [CLS]/[SEP]."""
+        return self.backend.encode(text, add_special_tokens=False).tokens
+
+    def encode(
+        self,
+        text: str,
+        pair: str | None = None,
+        max_length: int | None = None,
+        add_special_tokens: bool = True,
+    ) -> Encoding:
+        """Encode one text or pair; `max_length` counts the special tokens and truncates longest-first."""
+        backend = self._backend_for(max_length, pair is not None, add_special_tokens)
+        return Encoding._from_backend(backend.encode(text, pair, add_special_tokens=add_special_tokens))
+
+    def encode_batch(
+        self,
+        texts: list[str],
+        pairs: list[str] | None = None,
+        max_length: int | None = None,
+        add_special_tokens: bool = True,
+    ) -> list[Encoding]:
+        return [
+            Encoding._from_backend(e) for e in self._encode_raw(texts, pairs, max_length, add_special_tokens)
+        ]
+
+    def __call__(
+        self,
+        texts: str | list[str],
+        pairs: str | list[str] | None = None,
+        max_length: int | None = None,
+        padding: bool | str = True,
+        pad_to_multiple_of: int | None = None,
+        return_tensors: str | None = "pt",
+    ) -> dict[str, Any]:
+        """Batch-encode to input_ids / token_type_ids / attention_mask, each (B, T), padded on the right.
+
+        `padding=True` or "longest" pads to the longest sequence, "max_length" to `max_length`, then up to a
+        multiple of `pad_to_multiple_of`. A single string is a batch of one. `return_tensors=None` gives
+        lists of lists instead of torch.long tensors.
+        """
+        if isinstance(texts, str):
+            texts, pairs = [texts], None if pairs is None else [pairs]
+        if padding not in (True, False, "longest", "max_length"):
+            raise BertkitError(f"padding={padding!r}: use True, False, 'longest' or 'max_length'")
+        if padding == "max_length" and max_length is None:
+            raise BertkitError("padding='max_length' needs max_length")
+        if return_tensors not in ("pt", None):
+            raise BertkitError(f"return_tensors={return_tensors!r}: use 'pt' or None")
+        if not texts:
+            raise BertkitError("no texts to encode")
+        # Read only ids and type ids from the Rust encodings: tokens and offsets would cost Python strings.
+        encodings = self._encode_raw(texts, pairs, max_length, True)
+        ids, type_ids = [e.ids for e in encodings], [e.type_ids for e in encodings]
+        lengths = [len(x) for x in ids]
+        if padding:
+            target = max_length if padding == "max_length" else max(lengths)
+            if pad_to_multiple_of:
+                target = -(-target // pad_to_multiple_of) * pad_to_multiple_of
+            ids = [x + [self.pad_token_id] * (target - len(x)) for x in ids]
+            type_ids = [x + [0] * (target - len(x)) for x in type_ids]
+            mask = [[1] * n + [0] * (target - n) for n in lengths]
+        else:
+            if return_tensors == "pt" and len(set(lengths)) > 1:
+                raise BertkitError(
+                    "padding=False with texts of different lengths: pad, or use return_tensors=None"
+                )
+            mask = [[1] * n for n in lengths]
+        batch = {"input_ids": ids, "token_type_ids": type_ids, "attention_mask": mask}
+        if return_tensors == "pt":
+            return {k: torch.tensor(v, dtype=torch.long) for k, v in batch.items()}
+        return batch
+
+    def decode(self, ids: Iterable[int] | torch.Tensor, skip_special_tokens: bool = True) -> str:
+        if isinstance(ids, torch.Tensor):
+            ids = ids.tolist()
+        return self.backend.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
+
+    def _encode_raw(
+        self, texts: list[str], pairs: list[str] | None, max_length: int | None, add_special_tokens: bool
+    ) -> list[tokenizers.Encoding]:
+        if pairs is not None and len(pairs) != len(texts):
+            raise BertkitError(f"{len(texts)} texts but {len(pairs)} pairs; give one pair per text")
+        backend = self._backend_for(max_length, pairs is not None, add_special_tokens)
+        inputs = list(texts) if pairs is None else list(zip(texts, pairs, strict=True))
+        return backend.encode_batch(inputs, add_special_tokens=add_special_tokens)  # Rust, parallel
+
+    def _backend_for(
+        self, max_length: int | None, is_pair: bool, add_special_tokens: bool
+    ) -> tokenizers.Tokenizer:
+        """The backend that truncates to `max_length`: a cached copy, so that encoding never changes shared
+        state (truncation is a setting on a `tokenizers.Tokenizer`) and stays safe across threads."""
+        if max_length is None:
+            return self.backend
+        n_special = (3 if is_pair else 2) if add_special_tokens else 0
+        if max_length < max(n_special, 1):
+            # tokenizers would silently not truncate at all here.
+            raise BertkitError(
+                f"max_length={max_length} leaves no room for a token after the {n_special} special tokens"
+            )
+        if max_length not in self._truncating:
+            copy = tokenizers.Tokenizer.from_str(self.backend.to_str())
+            copy.enable_truncation(max_length, strategy="longest_first")
+            self._truncating[max_length] = copy
+        return self._truncating[max_length]
+
+
+# ---- helpers ----------------------------------------------------------------------------------------------
+
+
+def _bert_normalizer(lowercase: bool, strip_accents: bool | None, chinese: bool) -> normalizers.Normalizer:
+    return normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=chinese, strip_accents=strip_accents, lowercase=lowercase
+    )
+
+
+def _read_vocab(path: Path) -> dict[str, int]:
+    """vocab.txt -> {token: line index}. Strict: a duplicate would make ids differ between tools."""
+    if not path.is_file():
+        raise BertkitError(f"{path}: no such vocabulary file")
+    raw = path.read_bytes().split(b"\n")
+    if raw and raw[-1] == b"":
+        raw.pop()  # the final newline ends the last line rather than starting an empty one
+    vocab: dict[str, int] = {}
+    for i, line in enumerate(raw):
+        try:
+            token = line.removesuffix(b"\r").decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise BertkitError(
+                f"{path}: line {i + 1} is not UTF-8 ({e.reason}); re-save the vocabulary as UTF-8"
+            ) from e
+        if token in vocab:
+            raise BertkitError(
+                f"{path}: token {token!r} on line {i + 1} duplicates line {vocab[token] + 1}; remove it"
+            )
+        vocab[token] = i
+    _require_special_tokens(vocab, path)
+    return vocab
+
+
+def _require_special_tokens(vocab: dict[str, int], path: Path) -> None:
+    for token in Tokenizer.special_tokens:
+        if token not in vocab:
+            raise BertkitError(
+                f"{path}: vocabulary has no {token!r} token; BERT needs {', '.join(Tokenizer.special_tokens)}"
+            )
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BertkitError(f"{path}: not valid JSON ({e})") from e
+
+
+def _read_lines(paths: list[Path]) -> Iterator[str]:
+    for path in paths:
+        with open(path, "rb") as f:  # bytes, so that a bad line can be reported with its number
+            for n, line in enumerate(f, 1):
+                try:
+                    yield line.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise DataError(
+                        f"{path}: line {n} is not UTF-8 ({e.reason}); convert the corpus to UTF-8"
+                    ) from e
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    # A crash mid-write leaves the old file, never half of a new one. (Not mkstemp: its files are mode 0600.)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8", newline="\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
