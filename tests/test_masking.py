@@ -1,0 +1,312 @@
+"""Masking: statistics of 15% / 80-10-10, specials never touched, whole words, spans, Chinese words."""
+
+import numpy as np
+import pytest
+import torch
+
+from bertkit.errors import ConfigError
+from bertkit.masking import (
+    IGNORE_INDEX,
+    MaskingConfig,
+    apply_mask,
+    candidate_mask,
+    chinese_word_ids,
+    choose_span_positions,
+    choose_spans,
+    choose_token_positions,
+    choose_word_positions,
+    mask_batch,
+    random_non_special_ids,
+    sample_span_lengths,
+    segment_words,
+    wordpiece_word_ids,
+)
+
+# bert-base-chinese layout: [PAD]=0, [UNK]=100, [CLS]=101, [SEP]=102, [MASK]=103, 21,128 ids.
+PAD, UNK, CLS, SEP, MASK = 0, 100, 101, 102, 103
+VOCAB = 21128
+SPECIALS = [PAD, UNK, CLS, SEP, MASK]
+IDS = dict(mask_token_id=MASK, vocab_size=VOCAB, special_ids=SPECIALS)
+
+
+def make_batch(rng, n=2000, length=128):
+    """(n, length) ids: [CLS] A [SEP] B [SEP] [PAD]..., variable length, a few [UNK]s in the text."""
+    ids = rng.integers(MASK + 1, VOCAB, size=(n, length))
+    ids[rng.random((n, length)) < 0.01] = UNK
+    for row, used in zip(ids, rng.integers(length // 2, length + 1, size=n), strict=True):
+        mid = int(rng.integers(2, used - 2))
+        row[0], row[mid], row[used - 1] = CLS, SEP, SEP
+        row[used:] = PAD
+    return ids
+
+
+def check_statistics(original, masked, labels):
+    """The 15% / 80-10-10 contract over a batch (B, T)."""
+    candidates = candidate_mask(original, SPECIALS)
+    chosen = labels != IGNORE_INDEX
+    assert not (chosen & ~candidates).any(), "a special token or padding was chosen"
+    assert (labels[chosen] == original[chosen]).all()
+    assert (masked[~chosen] == original[~chosen]).all()
+    assert abs(chosen.sum() / candidates.sum() - 0.15) < 0.01
+
+    to_mask = masked[chosen] == MASK
+    unchanged = masked[chosen] == original[chosen]
+    replaced = ~to_mask & ~unchanged
+    assert abs(to_mask.mean() - 0.8) < 0.02
+    assert abs(replaced.mean() - 0.1) < 0.02
+    assert abs(unchanged.mean() - 0.1) < 0.02
+    assert not np.isin(masked[chosen][replaced], SPECIALS).any(), "a special token was inserted"
+
+
+def mask_rows(ids, cfg, rng):
+    masked, labels = np.empty_like(ids), np.empty_like(ids)
+    for b, row in enumerate(ids):
+        positions = choose_token_positions(candidate_mask(row, SPECIALS), cfg, rng)
+        masked[b], labels[b] = apply_mask(row, positions, cfg, rng, **IDS)
+    return masked, labels
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        MaskingConfig(max_predictions_per_seq=None),
+        MaskingConfig(max_predictions_per_seq=1000),
+        MaskingConfig(exact_count=False, max_predictions_per_seq=None),
+    ],
+    ids=["exact-uncapped", "exact-large-cap", "bernoulli"],
+)
+def test_token_masking_statistics(cfg):
+    rng = np.random.default_rng(0)
+    ids = make_batch(rng)
+    check_statistics(ids, *mask_rows(ids, cfg, rng))
+    check_statistics(ids, *mask_batch(ids, cfg, rng, **IDS))
+
+
+def test_exact_count_is_googles_formula():
+    rng = np.random.default_rng(1)
+    ids = make_batch(rng, n=200)
+    n_candidates = candidate_mask(ids, SPECIALS).sum(axis=1)
+    cfg = MaskingConfig(max_predictions_per_seq=None)
+    expected = np.maximum(1, np.round(n_candidates * 0.15))
+    _, labels = mask_rows(ids, cfg, rng)
+    assert ((labels != IGNORE_INDEX).sum(axis=1) == expected).all()
+    _, labels = mask_batch(ids, cfg, rng, **IDS)
+    assert ((labels != IGNORE_INDEX).sum(axis=1) == expected).all()
+
+
+@pytest.mark.parametrize("exact_count", [True, False])
+def test_cap_on_predictions(exact_count):
+    rng = np.random.default_rng(2)
+    ids = make_batch(rng, n=100, length=512)
+    cfg = MaskingConfig(max_predictions_per_seq=20, exact_count=exact_count)
+    for _, labels in (mask_rows(ids, cfg, rng), mask_batch(ids, cfg, rng, **IDS)):
+        per_row = (labels != IGNORE_INDEX).sum(axis=1)
+        assert per_row.max() == 20  # ~38 candidates at 15% of ~250, so the cap binds
+
+
+def test_deterministic_given_seed():
+    ids = make_batch(np.random.default_rng(3), n=50)
+    cfg = MaskingConfig()
+    runs = [mask_batch(ids, cfg, np.random.default_rng(seed), **IDS) for seed in (7, 7, 8)]
+    assert all((a == b).all() for a, b in zip(runs[0], runs[1], strict=True))
+    assert not (runs[0][1] == runs[2][1]).all()
+    a = mask_rows(ids, cfg, np.random.default_rng(7))
+    b = mask_rows(ids, cfg, np.random.default_rng(7))
+    assert (a[0] == b[0]).all() and (a[1] == b[1]).all()
+
+
+def test_mask_batch_torch_in_torch_out_and_attention_mask():
+    rng = np.random.default_rng(4)
+    ids = make_batch(rng, n=64)
+    attention_mask = np.ones_like(ids)
+    attention_mask[:, 100:] = 0  # pretend the tail is padding even where ids are not [PAD]
+    masked, labels = mask_batch(torch.from_numpy(ids), MaskingConfig(), rng, **IDS,
+                                attention_mask=torch.from_numpy(attention_mask))  # fmt: skip
+    assert isinstance(masked, torch.Tensor) and masked.dtype == torch.int64 and labels.dtype == torch.int64
+    assert masked.shape == labels.shape == ids.shape
+    assert (labels[:, 100:] == IGNORE_INDEX).all()
+    assert (labels != IGNORE_INDEX).sum(dim=1).min() >= 1
+
+
+def test_random_replacements_are_uniform_over_non_special_ids():
+    rng = np.random.default_rng(5)
+    specials = [0, 3, 4, 9]
+    draws = random_non_special_ids(60_000, 10, specials, rng)
+    allowed = [1, 2, 5, 6, 7, 8]
+    assert set(np.unique(draws)) == set(allowed)
+    counts = np.bincount(draws, minlength=10)[allowed]
+    assert np.abs(counts / len(draws) - 1 / 6).max() < 0.01
+
+    # Through apply_mask with a tiny vocabulary: every chosen token becomes a random one, never special.
+    cfg = MaskingConfig(mask_token_prob=0.0, random_token_prob=1.0)
+    ids = np.array([1, 2, 5, 6, 7, 8] * 50)
+    masked, _ = apply_mask(
+        ids, np.arange(len(ids)), cfg, rng, mask_token_id=4, vocab_size=10, special_ids=specials
+    )
+    assert np.isin(masked, allowed).all()
+
+
+def test_apply_mask_groups_decide_per_span():
+    rng = np.random.default_rng(6)
+    ids = rng.integers(MASK + 1, VOCAB, size=3000)
+    positions = np.arange(3000)
+    groups = positions // 10  # 300 spans of 10
+    masked, labels = apply_mask(ids, positions, MaskingConfig(), rng, **IDS, groups=groups)
+    is_mask = (masked == MASK).reshape(300, 10)
+    assert (is_mask.all(axis=1) | ~is_mask.any(axis=1)).all(), "a span was partly [MASK]ed"
+    assert abs(is_mask[:, 0].mean() - 0.8) < 0.07
+    assert (labels == ids).all()
+
+
+@pytest.mark.parametrize(
+    ("field", "kwargs"),
+    [
+        ("mlm_probability", dict(mlm_probability=1.5)),
+        ("mask_token_prob", dict(mask_token_prob=-0.1)),
+        ("random_token_prob", dict(random_token_prob=2.0)),
+        ("mask_token_prob + random_token_prob", dict(mask_token_prob=0.8, random_token_prob=0.3)),
+        ("max_predictions_per_seq", dict(max_predictions_per_seq=0)),
+    ],
+)
+def test_config_errors_name_the_field(field, kwargs):
+    with pytest.raises(ConfigError, match=field.replace("+", r"\+")):
+        MaskingConfig(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Whole words
+
+
+def random_word_ids(rng, length=128):
+    """(length,) word ids: [CLS] words of 1-4 tokens [SEP]."""
+    sizes = rng.integers(1, 5, size=length)
+    word_ids = np.repeat(np.arange(length), sizes)[: length - 2]
+    return np.concatenate([[-1], word_ids, [-1]])
+
+
+def test_whole_word_masking_takes_words_whole():
+    rng = np.random.default_rng(7)
+    cfg = MaskingConfig(max_predictions_per_seq=None)
+    n_chosen = n_candidates = 0
+    for _ in range(1000):
+        word_ids = random_word_ids(rng)
+        positions = choose_word_positions(word_ids, cfg, rng)
+        chosen_words = np.unique(word_ids[positions])
+        assert (word_ids[positions] >= 0).all()
+        assert np.isin(word_ids, chosen_words).sum() == len(positions), "a word was chosen in part"
+        assert len(positions) <= max(1, round((word_ids >= 0).sum() * 0.15))
+        n_chosen += len(positions)
+        n_candidates += (word_ids >= 0).sum()
+    assert abs(n_chosen / n_candidates - 0.15) < 0.01
+
+
+def test_mask_batch_with_word_ids():
+    rng = np.random.default_rng(8)
+    word_ids = np.stack([random_word_ids(rng) for _ in range(500)])  # (B, T)
+    ids = np.where(word_ids >= 0, rng.integers(MASK + 1, VOCAB, size=word_ids.shape), CLS)
+    ids[:, -1] = SEP
+    masked, labels = mask_batch(
+        ids, MaskingConfig(max_predictions_per_seq=None), rng, **IDS, word_ids=word_ids
+    )
+    chosen = labels != IGNORE_INDEX
+    for row_words, row_chosen in zip(word_ids, chosen, strict=True):
+        words = np.unique(row_words[row_chosen])
+        assert (np.isin(row_words, words) == row_chosen).all()
+    assert abs(chosen.sum() / (word_ids >= 0).sum() - 0.15) < 0.01
+    assert abs((masked[chosen] == MASK).mean() - 0.8) < 0.03
+
+
+def test_wordpiece_word_ids_group_continuations():
+    tokens = ["[CLS]", "the", "un", "##afford", "##able", "rent", "[SEP]", "##x", "[PAD]"]
+    assert wordpiece_word_ids(tokens).tolist() == [-1, 0, 1, 1, 1, 2, -1, 3, -1]
+
+
+def test_chinese_whole_words_with_jieba():
+    words = segment_words("我喜欢吃苹果")
+    assert words == ["我", "喜欢", "吃", "苹果"]
+    tokens = ["[CLS]", "我", "喜", "欢", "吃", "苹", "果", "[SEP]"]
+    word_ids = chinese_word_ids(tokens, words)
+    assert word_ids.tolist() == [-1, 0, 1, 1, 2, 3, 3, -1]
+    cfg = MaskingConfig(mlm_probability=0.5, max_predictions_per_seq=None)
+    rng = np.random.default_rng(9)
+    for _ in range(50):
+        chosen = set(choose_word_positions(word_ids, cfg, rng).tolist())
+        assert ({2, 3} <= chosen or not {2, 3} & chosen) and ({5, 6} <= chosen or not {5, 6} & chosen)
+
+
+def test_chinese_word_ids_align_mixed_text():
+    text = "我用iPhone手机，很好"
+    words = segment_words(text)
+    tokens = ["[CLS]", "我", "用", "ip", "##hone", "手", "机", "，", "[UNK]", "好", "[SEP]"]
+    word_ids = chinese_word_ids(tokens, words)
+    owner = {w: i for i, w in enumerate(words)}
+    assert word_ids[3] == word_ids[4] == owner["iPhone"]  # lower-cased token, ## joins its word
+    assert word_ids[5] == word_ids[6] == owner["手机"]
+    assert word_ids[8] >= len(words)  # [UNK] is a word of its own
+    assert word_ids[9] == owner["好"]
+    assert word_ids[0] == word_ids[-1] == -1
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Spans
+
+
+def test_span_lengths_follow_the_clipped_geometric():
+    rng = np.random.default_rng(10)
+    lengths = sample_span_lengths(200_000, 0.2, 10, rng)
+    support = np.arange(1, 11)
+    pmf = 0.2 * 0.8 ** (support - 1)
+    pmf /= pmf.sum()
+    assert lengths.min() == 1 and lengths.max() == 10
+    assert abs(lengths.mean() - (support * pmf).sum()) < 0.03  # 3.80, SpanBERT's figure
+    assert np.abs(np.bincount(lengths, minlength=11)[1:] / len(lengths) - pmf).max() < 0.005
+
+
+def test_spans_are_contiguous_within_budget_and_geometric():
+    rng = np.random.default_rng(11)
+    cfg = MaskingConfig(max_predictions_per_seq=None)
+    candidates = np.ones(4096, dtype=bool)
+    candidates[[0, 2000, 4095]] = False  # [CLS], a [SEP] in the middle, [SEP]
+    lengths = []
+    for _ in range(30):
+        spans = choose_spans(candidates, cfg, rng)
+        assert (spans[:, 1] > spans[:, 0]).all() and (spans[1:, 0] >= spans[:-1, 1]).all()  # disjoint
+        positions = choose_span_positions(candidates, cfg, np.random.default_rng(0))
+        assert candidates[positions].all()
+        covered = (spans[:, 1] - spans[:, 0]).sum()
+        assert covered == round(candidates.sum() * 0.15)  # token units: the budget is met exactly
+        lengths.extend(spans[:, 1] - spans[:, 0])
+    lengths = np.array(lengths)
+    assert lengths.max() <= 10
+    # Spans cut short by the budget or by an earlier span pull the mean a little below 3.80.
+    assert 3.3 < lengths.mean() < 3.9
+
+
+def test_spans_over_whole_words():
+    rng = np.random.default_rng(12)
+    cfg = MaskingConfig(max_predictions_per_seq=None)
+    n_chosen = n_candidates = 0
+    for _ in range(300):
+        word_ids = random_word_ids(rng, length=256)
+        candidates = word_ids >= 0
+        spans = choose_spans(candidates, cfg, rng, word_ids=word_ids)
+        positions = choose_span_positions(candidates, cfg, np.random.default_rng(1), word_ids=word_ids)
+        assert np.isin(word_ids, np.unique(word_ids[positions])).sum() == len(positions)
+        for start, end in spans:
+            inside = word_ids[start:end]
+            assert (inside >= 0).all()
+            assert word_ids[start - 1] != inside[0] and word_ids[end] != inside[-1]  # whole words
+            assert len(np.unique(inside)) <= 10
+        budget = round(candidates.sum() * 0.15)
+        covered = (spans[:, 1] - spans[:, 0]).sum()
+        assert budget - 4 < covered <= budget  # words of up to 4 tokens may not fit the last gap
+        n_chosen += covered
+        n_candidates += candidates.sum()
+    assert abs(n_chosen / n_candidates - 0.15) < 0.01
+
+
+def test_span_masking_respects_the_cap():
+    rng = np.random.default_rng(13)
+    candidates = np.ones(512, dtype=bool)
+    for _ in range(20):
+        assert len(choose_span_positions(candidates, MaskingConfig(max_predictions_per_seq=20), rng)) == 20
