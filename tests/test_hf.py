@@ -18,7 +18,7 @@ TEXTS = [
     "我喜欢吃苹果",
     "苹果和华为哪个牌子好？",
     "Café naïve Ångström — résumé déjà vu!",
-    "Emoji 🤗🚀 and punctuation: (a), [b], {c}; \"quoted\" ... ?!",
+    'Emoji 🤗🚀 and punctuation: (a), [b], {c}; "quoted" ... ?!',
     "BERT " * 150,
 ]
 
@@ -131,8 +131,10 @@ def test_legacy_names_and_tied_decoder(tmp_path, tiny_config):
     from safetensors.torch import load_file
 
     state = load_file(tmp_path / "model.safetensors")
-    legacy = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v
-              for k, v in state.items()}
+    legacy = {
+        k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v
+        for k, v in state.items()
+    }
     legacy["cls.predictions.decoder.weight"] = state["bert.embeddings.word_embeddings.weight"]
     legacy["bert.embeddings.position_ids"] = torch.arange(64)[None]
     (tmp_path / "model.safetensors").unlink()

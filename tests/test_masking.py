@@ -140,9 +140,7 @@ def test_random_replacements_are_uniform_over_non_special_ids():
     # Through apply_mask with a tiny vocabulary: every chosen token becomes a random one, never special.
     cfg = MaskingConfig(mask_token_prob=0.0, random_token_prob=1.0)
     ids = np.array([1, 2, 5, 6, 7, 8] * 50)
-    masked, _ = apply_mask(
-        ids, np.arange(len(ids)), cfg, rng, mask_token_id=4, vocab_size=10, special_ids=specials
-    )
+    masked, _ = apply_mask(ids, np.arange(len(ids)), cfg, rng, mask_token_id=4, vocab_size=10, special_ids=specials)
     assert np.isin(masked, allowed).all()
 
 
@@ -205,9 +203,7 @@ def test_mask_batch_with_word_ids():
     word_ids = np.stack([random_word_ids(rng) for _ in range(500)])  # (B, T)
     ids = np.where(word_ids >= 0, rng.integers(MASK + 1, VOCAB, size=word_ids.shape), CLS)
     ids[:, -1] = SEP
-    masked, labels = mask_batch(
-        ids, MaskingConfig(max_predictions_per_seq=None), rng, **IDS, word_ids=word_ids
-    )
+    masked, labels = mask_batch(ids, MaskingConfig(max_predictions_per_seq=None), rng, **IDS, word_ids=word_ids)
     chosen = labels != IGNORE_INDEX
     for row_words, row_chosen in zip(word_ids, chosen, strict=True):
         words = np.unique(row_words[row_chosen])

@@ -24,13 +24,9 @@ def make_corpus(rng, n_docs=100, sentences=(1, 30), lengths=(2, 20)):
     """Documents of numbered sentences; also returns each document's set of sentence start offsets."""
     documents, starts = [], []
     for d in range(n_docs):
-        sizes = rng.integers(
-            lengths[0], lengths[1] + 1, size=int(rng.integers(sentences[0], sentences[1] + 1))
-        )
+        sizes = rng.integers(lengths[0], lengths[1] + 1, size=int(rng.integers(sentences[0], sentences[1] + 1)))
         offsets = np.concatenate([[0], np.cumsum(sizes)])
-        documents.append(
-            [BASE + d * STRIDE + np.arange(a, b) for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
-        )
+        documents.append([BASE + d * STRIDE + np.arange(a, b) for a, b in zip(offsets[:-1], offsets[1:], strict=True)])
         starts.append(set(offsets.tolist()))
     return documents, starts
 

@@ -151,13 +151,9 @@ def _check_offsets(tok: Tokenizer, text: str) -> int:
     return checked
 
 
-@pytest.mark.parametrize(
-    "text", ["我喜欢吃苹果，苹果和华为哪个牌子好。中文", "Café naïve Ångström résumé, unaffable!"]
-)
+@pytest.mark.parametrize("text", ["我喜欢吃苹果，苹果和华为哪个牌子好。中文", "Café naïve Ångström résumé, unaffable!"])
 def test_offsets_map_back_to_original_characters(ours, text):
-    assert (
-        _check_offsets(ours, text) >= 5
-    )  # the uncased English vocabulary knows only some Chinese characters
+    assert _check_offsets(ours, text) >= 5  # the uncased English vocabulary knows only some Chinese characters
 
 
 # ---- 3. save / load ----------------------------------------------------------------------------------------

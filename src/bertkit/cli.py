@@ -72,6 +72,7 @@ def params_cmd(
 @command("tokenize")
 def tokenize_cmd(
     text: Annotated[str, "the text to tokenize"],
+    *,
     model: Annotated[str, "a model folder, or a vocab.txt / tokenizer.json file"],
     pair: Annotated[str | None, "a second text: [CLS] A [SEP] B [SEP]"] = None,
     max_length: Annotated[int | None, "truncate to this many tokens (longest first for pairs)"] = None,
@@ -89,6 +90,7 @@ def tokenize_cmd(
 @command("tokenizer train")
 def tokenizer_train_cmd(
     files: Annotated[list[str], "text files, one or more sentences per line"],
+    *,
     out: Annotated[str, "folder to write vocab.txt, tokenizer.json and tokenizer_config.json"],
     vocab_size: Annotated[int, "vocabulary size including the 5 special tokens"] = 21128,
     min_frequency: Annotated[int, "drop pieces seen fewer times than this"] = 2,
@@ -100,10 +102,117 @@ def tokenizer_train_cmd(
     for f in files:
         if not Path(f).is_file():
             raise BertkitError(f"{f}: no such file")
-    tok = Tokenizer.train(files, vocab_size=vocab_size, min_frequency=min_frequency, lowercase=lowercase,
-                          show_progress=sys.stderr.isatty())
+    tok = Tokenizer.train(
+        files,
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        lowercase=lowercase,
+        show_progress=sys.stderr.isatty(),
+    )
     tok.save(out)
     print(f"wrote {out}/vocab.txt with {tok.vocab_size} tokens")
+
+
+@command("pretrain")
+def pretrain_cmd(
+    *,
+    out: Annotated[str, "run folder: model/, checkpoint/, metrics.jsonl, curves.png"],
+    corpus: Annotated[list[str], "'peoples-daily' (built in) or text files / folders"] = ["peoples-daily"],  # noqa: B006
+    preset: Annotated[str, "model size for a new model (see `bertkit params`)"] = "bert-mini-chinese",
+    init: Annotated[str | None, "continue pretraining this model folder (its vocabulary too)"] = None,
+    tokenizer: Annotated[str | None, "use this vocab.txt / tokenizer.json / folder instead of training one"] = None,
+    vocab_size: Annotated[int, "size of the WordPiece vocabulary trained on the corpus"] = 8000,
+    num_hidden_layers: Annotated[int | None, "override the preset's layers"] = None,
+    hidden_size: Annotated[int | None, "override the preset's hidden size (FFN = 4x)"] = None,
+    max_seq_length: Annotated[int, "tokens per instance, [CLS] and [SEP]s included"] = 128,
+    objective: Annotated[Literal["nsp", "sop", "full"], "MLM plus NSP, plus SOP, or MLM on full sentences"] = "nsp",
+    masking: Annotated[Literal["token"], "what is masked: single tokens"] = "token",
+    dynamic: Annotated[bool, "fresh masks every epoch (RoBERTa) instead of dupe_factor static copies"] = False,
+    dupe_factor: Annotated[int, "static masking: versions of the data, cycled"] = 5,
+    steps: Annotated[int, "optimizer steps"] = 1000,
+    batch_size: Annotated[int, "sequences per micro-batch"] = 32,
+    grad_accum: Annotated[int, "micro-batches per optimizer step"] = 1,
+    lr: Annotated[float, "peak learning rate"] = 5e-4,
+    warmup: Annotated[float, "warm-up: a fraction of steps (<1) or a number of steps"] = 0.06,
+    precision: Annotated[Literal["auto", "fp32", "bf16"], "auto: bf16 where the hardware has it"] = "auto",
+    eval_every: Annotated[int, "evaluate on held-out documents every N steps"] = 200,
+    save_every: Annotated[int, "write a resumable checkpoint every N steps"] = 500,
+    seed: Annotated[int, "random seed (data, masks, init)"] = 0,
+    resume: Annotated[bool, "continue from OUT/checkpoint if it exists"] = False,
+    cache_dir: Annotated[
+        str | None, "where token shards are cached (default $BERTKIT_CACHE or ~/.cache/bertkit)"
+    ] = None,
+) -> None:
+    """Pretrain BERT (MLM + NSP) on a corpus; writes a Hugging Face folder with the MLM and NSP heads."""
+    import torch
+
+    from bertkit.train import TrainConfig, build_pretraining, pretrain
+
+    torch.manual_seed(seed)
+    overrides = {k: v for k, v in {"num_hidden_layers": num_hidden_layers, "hidden_size": hidden_size}.items() if v}
+    if hidden_size:
+        overrides["intermediate_size"] = 4 * hidden_size
+        overrides["num_attention_heads"] = max(1, hidden_size // 64)
+    cfg = TrainConfig(
+        out_dir=out,
+        steps=steps,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        lr=lr,
+        warmup=warmup,
+        precision=precision,
+        seed=seed,
+        eval_every=eval_every,
+        save_every=save_every,
+        beta2=0.98 if dynamic else 0.999,
+        progress=sys.stderr.isatty(),
+    )
+    model, tok, train_data, eval_data = build_pretraining(
+        corpus,
+        preset=preset,
+        init=init,
+        tokenizer_path=tokenizer,
+        vocab_size=vocab_size,
+        max_seq_length=max_seq_length,
+        objective=objective,
+        masking=masking,
+        dynamic=dynamic,
+        dupe_factor=dupe_factor,
+        seed=seed,
+        cache_dir=cache_dir,
+        progress=sys.stderr.isatty(),
+        **overrides,
+    )
+    n_params = sum(p.numel() for p in model.parameters())
+    print(
+        f"model: {model.encoder.config.num_hidden_layers} layers, hidden {model.encoder.config.hidden_size}, "
+        f"vocab {tok.vocab_size}, {n_params:,} parameters; {len(train_data.doc_ids)} training documents"
+    )
+    summary = pretrain(model, tok, train_data, eval_data, cfg, resume=resume)
+    ev = summary["eval"]
+    if ev:
+        print(
+            f"held-out MLM accuracy {ev['mlm_accuracy']:.3f} (unigram baseline {ev['unigram_accuracy']:.3f}), "
+            f"loss {ev['mlm_loss']:.3f}" + (f", NSP accuracy {ev['nsp_accuracy']:.3f}" if "nsp_accuracy" in ev else "")
+        )
+    print(f"model: {summary['model']}  curves: {out}/curves.png  log: {out}/metrics.jsonl")
+
+
+@command("fill-mask")
+def fill_mask_cmd(
+    model: Annotated[str, "a model folder with an MLM head"],
+    texts: Annotated[list[str], "texts with one or more [MASK] tokens, e.g. 巴黎是[MASK]国的首都。"],
+    top_k: Annotated[int, "predictions shown per [MASK]"] = 5,
+) -> None:
+    """Top-k predictions for each [MASK] in a text, from any MLM checkpoint."""
+    from bertkit.inference import fill_mask
+
+    for text in texts:
+        results = fill_mask(model, text, top_k=top_k)
+        print(text)
+        for i, candidates in enumerate(results):
+            shown = "  ".join(f"{tok} {p:.3f}" for tok, p in candidates)
+            print(f"  [MASK] #{i + 1}: {shown}")
 
 
 def load_tokenizer(path: str):
@@ -139,10 +248,13 @@ def _add_flags(parser: argparse.ArgumentParser, fn: Callable) -> None:
             kwargs.update(action=argparse.BooleanOptionalAction)
         else:
             kwargs.update(type=hint)
-        if param.default is inspect.Parameter.empty:
-            parser.add_argument(name, **kwargs)
+        flag = "--" + name.replace("_", "-")
+        if param.default is not inspect.Parameter.empty:
+            parser.add_argument(flag, dest=name, default=param.default, **kwargs)
+        elif param.kind is inspect.Parameter.KEYWORD_ONLY:  # after `*`: a required flag
+            parser.add_argument(flag, dest=name, required=True, **kwargs)
         else:
-            parser.add_argument("--" + name.replace("_", "-"), dest=name, default=param.default, **kwargs)
+            parser.add_argument(name, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,8 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
                 gp = sub.add_parser(group[0], help=f"{group[0]} commands")
                 groups[group[0]] = gp.add_subparsers(dest="subcommand", required=True, metavar="<subcommand>")
             target = groups[group[0]]
-        p = target.add_parser(leaf, help=doc.splitlines()[0] if doc else "", description=doc,
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p = target.add_parser(
+            leaf,
+            help=doc.splitlines()[0] if doc else "",
+            description=doc,
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
         p.set_defaults(_fn=fn)
         _add_flags(p, fn)
     return parser

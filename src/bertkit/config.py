@@ -24,12 +24,37 @@ ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
 # Keys Hugging Face or Google write into config.json that do not change the encoder we build.
 IGNORED_KEYS = frozenset(
     {
-        "_name_or_path", "architectures", "model_type", "transformers_version", "torch_dtype", "dtype",
-        "gradient_checkpointing", "use_cache", "is_decoder", "add_cross_attention", "chunk_size_feed_forward",
-        "output_attentions", "output_hidden_states", "return_dict", "problem_type", "tie_word_embeddings",
-        "bos_token_id", "eos_token_id", "sep_token_id", "cls_token_id", "tokenizer_class", "finetuning_task",
-        "directionality", "pooler_fc_size", "pooler_num_attention_heads", "pooler_num_fc_layers",
-        "pooler_size_per_head", "pooler_type", "prefix", "task_specific_params", "torchscript",
+        "_name_or_path",
+        "architectures",
+        "model_type",
+        "transformers_version",
+        "torch_dtype",
+        "dtype",
+        "gradient_checkpointing",
+        "use_cache",
+        "is_decoder",
+        "add_cross_attention",
+        "chunk_size_feed_forward",
+        "output_attentions",
+        "output_hidden_states",
+        "return_dict",
+        "problem_type",
+        "tie_word_embeddings",
+        "bos_token_id",
+        "eos_token_id",
+        "sep_token_id",
+        "cls_token_id",
+        "tokenizer_class",
+        "finetuning_task",
+        "directionality",
+        "pooler_fc_size",
+        "pooler_num_attention_heads",
+        "pooler_num_fc_layers",
+        "pooler_size_per_head",
+        "pooler_type",
+        "prefix",
+        "task_specific_params",
+        "torchscript",
     }
 )
 # Keys that are accepted only with the value the BERT encoder implements.
@@ -56,8 +81,15 @@ class BertConfig:
     id2label: dict[int, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        positive = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                    "intermediate_size", "max_position_embeddings", "type_vocab_size")
+        positive = (
+            "vocab_size",
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+            "max_position_embeddings",
+            "type_vocab_size",
+        )
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -162,8 +194,13 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def _preset(layers: int, hidden: int, heads: int, vocab: int) -> dict:
-    return dict(num_hidden_layers=layers, hidden_size=hidden, num_attention_heads=heads,
-                intermediate_size=4 * hidden, vocab_size=vocab)
+    return dict(
+        num_hidden_layers=layers,
+        hidden_size=hidden,
+        num_attention_heads=heads,
+        intermediate_size=4 * hidden,
+        vocab_size=vocab,
+    )
 
 
 ENGLISH_VOCAB, CHINESE_VOCAB = 30522, 21128

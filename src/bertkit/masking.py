@@ -64,9 +64,7 @@ class MaskingConfig:
             )
         cap = self.max_predictions_per_seq
         if cap is not None and (not isinstance(cap, int) or cap < 1):
-            raise ConfigError(
-                f"MaskingConfig.max_predictions_per_seq must be None or an int >= 1, got {cap!r}"
-            )
+            raise ConfigError(f"MaskingConfig.max_predictions_per_seq must be None or an int >= 1, got {cap!r}")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -96,9 +94,7 @@ def candidate_mask(
     return candidates
 
 
-def choose_token_positions(
-    candidates: np.ndarray, cfg: MaskingConfig, rng: np.random.Generator
-) -> np.ndarray:
+def choose_token_positions(candidates: np.ndarray, cfg: MaskingConfig, rng: np.random.Generator) -> np.ndarray:
     """Positions to predict, chosen token by token. `candidates`: (T,) bool. Returns sorted (N,) int64."""
     pool = np.flatnonzero(candidates)  # (C,)
     n = num_to_predict(len(pool), cfg, rng)
@@ -231,9 +227,7 @@ def choose_span_positions(
 # Step 2: corrupting the chosen positions
 
 
-def random_non_special_ids(
-    n: int, vocab_size: int, special_ids: Sequence[int], rng: np.random.Generator
-) -> np.ndarray:
+def random_non_special_ids(n: int, vocab_size: int, special_ids: Sequence[int], rng: np.random.Generator) -> np.ndarray:
     """(n,) ids drawn uniformly from [0, vocab_size) minus `special_ids`."""
     specials = np.unique(np.asarray(special_ids, dtype=np.int64))  # sorted
     specials = specials[(specials >= 0) & (specials < vocab_size)]
@@ -294,9 +288,7 @@ def apply_mask(
     labels = np.full(input_ids.shape, IGNORE_INDEX, dtype=np.int64)
     labels[positions] = input_ids[positions]
     masked_ids = input_ids.copy()
-    masked_ids[positions] = _corrupt(
-        input_ids[positions], cfg, rng, mask_token_id, vocab_size, special_ids, groups
-    )
+    masked_ids[positions] = _corrupt(input_ids[positions], cfg, rng, mask_token_id, vocab_size, special_ids, groups)
     return masked_ids, labels
 
 
@@ -324,9 +316,7 @@ def mask_batch(
     """
     ids = _to_numpy(input_ids)  # (B, T)
     B, T = ids.shape
-    candidates = candidate_mask(
-        ids, special_ids, None if attention_mask is None else _to_numpy(attention_mask)
-    )
+    candidates = candidate_mask(ids, special_ids, None if attention_mask is None else _to_numpy(attention_mask))
 
     if word_ids is not None:
         word_ids = np.where(candidates, _to_numpy(word_ids), -1)  # (B, T)

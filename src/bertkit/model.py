@@ -74,7 +74,9 @@ class SelfAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         B, T, H = x.shape
         # (B, T, H) -> (B, heads, T, d_k): each head attends in its own d_k = H / heads subspace.
-        q, k, v = (proj(x).view(B, T, self.num_heads, -1).transpose(1, 2) for proj in (self.query, self.key, self.value))
+        q, k, v = (
+            proj(x).view(B, T, self.num_heads, -1).transpose(1, 2) for proj in (self.query, self.key, self.value)
+        )
         dropout_p = self.dropout_p if self.training else 0.0
         probs = None
         if need_weights:

@@ -89,9 +89,7 @@ def _target_length(max_num_tokens: int, short_seq_prob: float, rng: np.random.Ge
     return max_num_tokens
 
 
-def _trim_counts(
-    len_a: int, len_b: int, max_num_tokens: int, rng: np.random.Generator
-) -> tuple[int, int, int, int]:
+def _trim_counts(len_a: int, len_b: int, max_num_tokens: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
     """(a_front, a_back, b_front, b_back): tokens `truncate_seq_pair` cuts from each end.
 
     Cutting one token at a time from the longer side (B on ties) first evens the two out, then alternates

@@ -68,9 +68,7 @@ class Tokenizer:
         backend.no_padding()
         # Registered as special so that "[MASK]" in text maps to its id and decode() can skip them; tokens
         # already in the vocabulary keep their ids.
-        backend.add_special_tokens(
-            [AddedToken(t, special=True, normalized=False) for t in self.special_tokens]
-        )
+        backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in self.special_tokens])
         self.pad_token_id: int = backend.token_to_id("[PAD]")
         self.unk_token_id: int = backend.token_to_id("[UNK]")
         self.cls_token_id: int = backend.token_to_id("[CLS]")
@@ -102,9 +100,7 @@ class Tokenizer:
         `strip_accents=None` strips accents exactly when lower-casing, as the original BERT does.
         """
         vocab = _read_vocab(Path(vocab_file))
-        model = models.WordPiece(
-            vocab, unk_token="[UNK]", continuing_subword_prefix="##", max_input_chars_per_word=100
-        )
+        model = models.WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix="##", max_input_chars_per_word=100)
         backend = tokenizers.Tokenizer(model)
         backend.normalizer = _bert_normalizer(lowercase, strip_accents, tokenize_chinese_chars)
         backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
@@ -126,9 +122,7 @@ class Tokenizer:
         json_file, vocab_file = folder / "tokenizer.json", folder / "vocab.txt"
         if not (json_file.is_file() or vocab_file.is_file()):
             what = "holds neither" if folder.is_dir() else "does not exist; expected a folder with"
-            raise BertkitError(
-                f"{folder}: {what} tokenizer.json or vocab.txt; pass a model folder that has one"
-            )
+            raise BertkitError(f"{folder}: {what} tokenizer.json or vocab.txt; pass a model folder that has one")
         config_file = folder / "tokenizer_config.json"
         config = _read_json(config_file) if config_file.is_file() else {}
         if json_file.is_file():
@@ -187,9 +181,7 @@ class Tokenizer:
             paths = [Path(f) for f in ([files] if isinstance(files, (str, Path)) else files)]
             for p in paths:
                 if not p.is_file():
-                    raise DataError(
-                        f"{p}: no such corpus file (to train on lines in memory, pass iter(lines))"
-                    )
+                    raise DataError(f"{p}: no such corpus file (to train on lines in memory, pass iter(lines))")
             lines, source = _read_lines(paths), ", ".join(str(p) for p in paths)
         else:
             lines, source = iter(files), "the given lines"
@@ -235,9 +227,7 @@ class Tokenizer:
         vocab = self.get_vocab()
         by_id = sorted(vocab, key=vocab.__getitem__)
         if [vocab[t] for t in by_id] != list(range(len(by_id))) or any("\n" in t for t in by_id):
-            raise BertkitError(
-                "vocabulary ids have gaps or a token contains a newline; vocab.txt cannot hold it"
-            )
+            raise BertkitError("vocabulary ids have gaps or a token contains a newline; vocab.txt cannot hold it")
         names = ("pad_token", "unk_token", "cls_token", "sep_token", "mask_token")
         special_map = dict(zip(names, self.special_tokens, strict=True))
         config = {
@@ -252,9 +242,7 @@ class Tokenizer:
         folder.mkdir(parents=True, exist_ok=True)
         _write_atomic(folder / "vocab.txt", "".join(t + "\n" for t in by_id))
         _write_atomic(folder / "tokenizer.json", self.backend.to_str(pretty=True))
-        _write_atomic(
-            folder / "tokenizer_config.json", json.dumps(config, indent=2, ensure_ascii=False) + "\n"
-        )
+        _write_atomic(folder / "tokenizer_config.json", json.dumps(config, indent=2, ensure_ascii=False) + "\n")
         _write_atomic(folder / "special_tokens_map.json", json.dumps(special_map, indent=2) + "\n")
 
     # ---- vocabulary ---------------------------------------------------------------------------------------
@@ -317,9 +305,16 @@ class Tokenizer:
         max_length: int | None = None,
         add_special_tokens: bool = True,
     ) -> list[Encoding]:
-        return [
-            Encoding._from_backend(e) for e in self._encode_raw(texts, pairs, max_length, add_special_tokens)
-        ]
+        return [Encoding._from_backend(e) for e in self._encode_raw(texts, pairs, max_length, add_special_tokens)]
+
+    def encode_ids(self, texts: list[str], add_special_tokens: bool = False) -> list[list[int]]:
+        """Only the ids of each text, no truncation: the fast path for tokenising a corpus.
+
+        `encode_batch_fast` skips the offsets, and not building `Encoding` objects skips converting
+        tokens, offsets and word ids to Python, which otherwise costs as much as the tokenisation.
+        """
+        backend = self._backend_for(None, False, add_special_tokens)
+        return [e.ids for e in backend.encode_batch_fast(list(texts), add_special_tokens=add_special_tokens)]
 
     def __call__(
         self,
@@ -359,9 +354,7 @@ class Tokenizer:
             mask = [[1] * n + [0] * (target - n) for n in lengths]
         else:
             if return_tensors == "pt" and len(set(lengths)) > 1:
-                raise BertkitError(
-                    "padding=False with texts of different lengths: pad, or use return_tensors=None"
-                )
+                raise BertkitError("padding=False with texts of different lengths: pad, or use return_tensors=None")
             mask = [[1] * n for n in lengths]
         batch = {"input_ids": ids, "token_type_ids": type_ids, "attention_mask": mask}
         if return_tensors == "pt":
@@ -382,9 +375,7 @@ class Tokenizer:
         inputs = list(texts) if pairs is None else list(zip(texts, pairs, strict=True))
         return backend.encode_batch(inputs, add_special_tokens=add_special_tokens)  # Rust, parallel
 
-    def _backend_for(
-        self, max_length: int | None, is_pair: bool, add_special_tokens: bool
-    ) -> tokenizers.Tokenizer:
+    def _backend_for(self, max_length: int | None, is_pair: bool, add_special_tokens: bool) -> tokenizers.Tokenizer:
         """The backend that truncates to `max_length`: a cached copy, so that encoding never changes shared
         state (truncation is a setting on a `tokenizers.Tokenizer`) and stays safe across threads."""
         if max_length is None:
@@ -427,9 +418,7 @@ def _read_vocab(path: Path) -> dict[str, int]:
                 f"{path}: line {i + 1} is not UTF-8 ({e.reason}); re-save the vocabulary as UTF-8"
             ) from e
         if token in vocab:
-            raise BertkitError(
-                f"{path}: token {token!r} on line {i + 1} duplicates line {vocab[token] + 1}; remove it"
-            )
+            raise BertkitError(f"{path}: token {token!r} on line {i + 1} duplicates line {vocab[token] + 1}; remove it")
         vocab[token] = i
     _require_special_tokens(vocab, path)
     return vocab
@@ -457,9 +446,7 @@ def _read_lines(paths: list[Path]) -> Iterator[str]:
                 try:
                     yield line.decode("utf-8")
                 except UnicodeDecodeError as e:
-                    raise DataError(
-                        f"{path}: line {n} is not UTF-8 ({e.reason}); convert the corpus to UTF-8"
-                    ) from e
+                    raise DataError(f"{path}: line {n} is not UTF-8 ({e.reason}); convert the corpus to UTF-8") from e
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -1,0 +1,192 @@
+"""Pretraining throughput: bertkit vs transformers.BertForPreTraining, same config, weights and batches.
+
+A training step is forward + backward + AdamW on an MLM + NSP batch. Timings alternate between the two
+implementations in one process (so both see the same machine state); peak memory is measured in a child
+process per implementation, since a process's peak RSS only grows.
+
+    python benchmarks/bench_pretrain.py                 # 4 layers, 256 hidden, 21,128 vocab, 32 x 128
+    python benchmarks/bench_pretrain.py --steps 20 --precision fp32
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def make_batch(vocab: int, batch: int, seq: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Google-style instances: [CLS] A [SEP] B [SEP], 15% masked (at most 20), 50% random next."""
+    from bertkit.masking import MaskingConfig, mask_batch
+
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(5, vocab, size=(batch, seq))
+    ids[:, 0], ids[:, seq // 2], ids[:, -1] = 2, 3, 3
+    types = np.zeros((batch, seq), dtype=np.int64)
+    types[:, seq // 2 + 1 :] = 1
+    masked, labels = mask_batch(
+        ids, MaskingConfig(), rng, mask_token_id=4, vocab_size=vocab, special_ids=(0, 1, 2, 3, 4)
+    )
+    return {
+        "input_ids": torch.from_numpy(masked),
+        "token_type_ids": torch.from_numpy(types),
+        "attention_mask": torch.ones(batch, seq, dtype=torch.long),
+        "labels": torch.from_numpy(labels),
+        "next_sentence_label": torch.from_numpy(rng.integers(0, 2, size=batch)),
+    }
+
+
+def build(impl: str, args):
+    """(model, step function) for 'bertkit' or 'transformers', with identical weights (seed 0)."""
+    import tempfile
+
+    from bertkit.config import from_preset
+    from bertkit.hf import save_pretrained
+    from bertkit.model import BertEncoder, MLMHead, NSPHead
+    from bertkit.objectives import BertPretraining
+
+    torch.manual_seed(0)
+    config = from_preset(
+        "bert-mini-chinese",
+        num_hidden_layers=args.layers,
+        hidden_size=args.hidden,
+        num_attention_heads=args.hidden // 64,
+        intermediate_size=4 * args.hidden,
+    )
+    ours = BertPretraining(BertEncoder(config), MLMHead(config), NSPHead(config))
+    if impl == "bertkit":
+        model = ours
+
+        def loss_fn(b):
+            r = model(**b)
+            return r.mlm_loss_sum / r.mlm_count + r.nsp_loss_sum / r.nsp_count
+    else:
+        import transformers
+
+        with tempfile.TemporaryDirectory() as tmp:
+            save_pretrained(tmp, ours.encoder, ours.heads())
+            model = transformers.BertForPreTraining.from_pretrained(tmp, attn_implementation="sdpa")
+
+        def loss_fn(b):
+            return model(**b).loss
+
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    use_bf16 = args.precision == "bf16"
+
+    def step(batch):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+            loss = loss_fn(batch)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss.item()
+
+    return model, step
+
+
+def child(args) -> None:
+    """Run one implementation for a few steps; print its peak RSS (MB) as JSON."""
+    batch = make_batch(21128, args.batch, args.seq)
+    _, step = build(args.child, args)
+    for _ in range(3):
+        step(batch)
+    print(json.dumps({"peak_mb": peak_rss_mb()}))
+
+
+def peak_rss_mb() -> float:
+    """VmHWM: this process's peak resident memory. (ru_maxrss would include the parent's peak at fork.)"""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--seq", type=int, default=128)
+    p.add_argument("--steps", type=int, default=8, help="timed steps per implementation")
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16", "both"],
+        default="auto",
+        help="auto: fp32, plus bf16 where the CPU has native bf16 (emulated bf16 is ~20x slower)",
+    )
+    p.add_argument("--child", choices=["bertkit", "transformers"], help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        return child(args)
+
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
+        f"{torch.backends.cpu.get_cpu_capability()}; model {args.layers} layers x {args.hidden} hidden, "
+        f"vocab 21128, batch {args.batch} x {args.seq}"
+    )
+    from bertkit.train import bf16_supported
+
+    if args.precision == "auto":
+        precisions = ["fp32", "bf16"] if bf16_supported(torch.device("cpu")) else ["fp32"]
+        if len(precisions) == 1:
+            print("this CPU has no native bf16 (AVX-512 BF16 / AMX): bf16 skipped; --precision both forces it")
+    else:
+        precisions = ["fp32", "bf16"] if args.precision == "both" else [args.precision]
+    rows = []
+    for precision in precisions:
+        args.precision = precision
+        batch = make_batch(21128, args.batch, args.seq)
+        steps = {impl: build(impl, args)[1] for impl in ("bertkit", "transformers")}
+        for s in steps.values():  # warm-up: allocator, oneDNN primitive caches
+            s(batch)
+        times = {impl: [] for impl in steps}
+        for _ in range(args.steps):
+            for impl, s in steps.items():  # alternate so both see the same machine state
+                t = time.perf_counter()
+                s(batch)
+                times[impl].append(time.perf_counter() - t)
+        tokens = args.batch * args.seq
+        tps = {impl: tokens / float(np.median(t)) for impl, t in times.items()}
+        mem = {}
+        for impl in steps:
+            cmd = [
+                sys.executable,
+                __file__,
+                "--child",
+                impl,
+                "--precision",
+                precision,
+                "--layers",
+                str(args.layers),
+                "--hidden",
+                str(args.hidden),
+                "--batch",
+                str(args.batch),
+                "--seq",
+                str(args.seq),
+            ]
+            mem[impl] = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)["peak_mb"]
+        rows.append((precision, tps, mem))
+        print(
+            f"{precision}: bertkit {tps['bertkit']:,.0f} tokens/s, transformers {tps['transformers']:,.0f} "
+            f"tokens/s -> {tps['bertkit'] / tps['transformers']:.2f}x; peak RSS bertkit {mem['bertkit']:,.0f} MB, "
+            f"transformers {mem['transformers']:,.0f} MB ({mem['bertkit'] / mem['transformers']:.2f}x)"
+        )
+    print(
+        "summary: "
+        + "; ".join(
+            f"{p} {t['bertkit'] / t['transformers']:.2f}x tokens/s, {m['bertkit'] / m['transformers']:.2f}x peak memory"
+            for p, t, m in rows
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

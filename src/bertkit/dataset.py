@@ -1,0 +1,167 @@
+"""Pretraining batches: token shards → an epoch of instances (pairs.py) → masked tensors (masking.py).
+
+Choices:
+- An epoch is built from its own seed, so any epoch can be rebuilt exactly: that is what makes resuming
+  exact (rebuild the epoch, skip the batches already seen) and what defines static vs dynamic masking.
+  *Static* (Google): `dupe_factor` different versions of the data (pairing and masks), cycled — epoch e
+  uses version e mod dupe_factor, as if the duplicated files were read again. *Dynamic* (RoBERTa):
+  every epoch draws fresh pairs and fresh masks.
+- An epoch's instances live in one padded int32 array (N, max_seq_length); only the shards are on disk.
+- Documents are split into training and held-out sets by a seeded permutation, so evaluation never
+  sees a training document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+import torch
+
+from bertkit.errors import DataError
+from bertkit.masking import MaskingConfig, mask_batch
+from bertkit.pairs import create_full_sentence_instances, create_nsp_instances, create_sop_instances
+
+
+class Documents(Protocol):
+    def __len__(self) -> int: ...
+    def document(self, i: int) -> list[np.ndarray]: ...
+
+
+@dataclass
+class Vocab:
+    """The ids the data pipeline needs from a tokenizer."""
+
+    size: int
+    pad_id: int
+    cls_id: int
+    sep_id: int
+    mask_id: int
+    special_ids: tuple[int, ...]
+
+    @classmethod
+    def of(cls, tokenizer) -> Vocab:
+        return cls(
+            tokenizer.vocab_size,
+            tokenizer.pad_token_id,
+            tokenizer.cls_token_id,
+            tokenizer.sep_token_id,
+            tokenizer.mask_token_id,
+            tuple(tokenizer.all_special_ids),
+        )
+
+
+@dataclass
+class Epoch:
+    input_ids: np.ndarray  # (N, L) int32 masked inputs, padded with [PAD]
+    labels: np.ndarray  # (N, L) int32 original ids at masked positions, -100 elsewhere
+    token_type_ids: np.ndarray  # (N, L) int8
+    lengths: np.ndarray  # (N,) real tokens per instance
+    next_sentence_label: np.ndarray  # (N,) int64: 1 = B is random (NSP) or swapped (SOP)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def batch(self, index: np.ndarray) -> dict[str, torch.Tensor]:
+        T = int(self.lengths[index].max())  # pad to the longest instance in the batch, not to L
+        ids = torch.from_numpy(self.input_ids[index, :T].astype(np.int64))
+        return {
+            "input_ids": ids,
+            "labels": torch.from_numpy(self.labels[index, :T].astype(np.int64)),
+            "token_type_ids": torch.from_numpy(self.token_type_ids[index, :T].astype(np.int64)),
+            "attention_mask": (torch.arange(T)[None, :] < torch.from_numpy(self.lengths[index])[:, None]).long(),
+            "next_sentence_label": torch.from_numpy(self.next_sentence_label[index]),
+        }
+
+
+@dataclass
+class PretrainingData:
+    documents: Documents
+    vocab: Vocab
+    doc_ids: np.ndarray  # which documents of `documents` this split uses
+    max_seq_length: int = 128
+    objective: Literal["nsp", "sop", "full"] = "nsp"
+    short_seq_prob: float = 0.1
+    masking: MaskingConfig = field(default_factory=MaskingConfig)
+    dynamic: bool = False
+    dupe_factor: int = 5
+    seed: int = 0
+
+    def epoch(self, epoch: int) -> Epoch:
+        version = epoch if self.dynamic else epoch % self.dupe_factor
+        rng = np.random.default_rng([self.seed, version])
+        docs = _DocView(self.documents, self.doc_ids)
+        instances = []
+        for d in rng.permutation(len(docs)):
+            instances += self._instances(docs, int(d), rng)
+        if not instances:
+            raise DataError("the corpus gives no training instances: it needs at least two non-empty sentences")
+        order = rng.permutation(len(instances))
+        N, L = len(instances), self.max_seq_length
+        tokens = np.full((N, L), self.vocab.pad_id, dtype=np.int32)
+        types = np.zeros((N, L), dtype=np.int8)
+        lengths = np.zeros(N, dtype=np.int64)
+        nsp = np.zeros(N, dtype=np.int64)
+        for row, k in enumerate(order):
+            inst = instances[k]
+            n = len(inst.tokens)
+            tokens[row, :n], types[row, :n], lengths[row], nsp[row] = (
+                inst.tokens,
+                inst.token_type_ids,
+                n,
+                inst.is_random_next,
+            )
+        attention = np.arange(L)[None, :] < lengths[:, None]
+        masked, labels = mask_batch(
+            tokens,
+            self.masking,
+            rng,
+            mask_token_id=self.vocab.mask_id,
+            vocab_size=self.vocab.size,
+            special_ids=self.vocab.special_ids,
+            attention_mask=attention,
+        )
+        return Epoch(masked.astype(np.int32), labels.astype(np.int32), types, lengths, nsp)
+
+    def _instances(self, docs: _DocView, d: int, rng: np.random.Generator) -> list:
+        v, L = self.vocab, self.max_seq_length
+        if self.objective == "nsp":
+            return create_nsp_instances(docs, d, L, self.short_seq_prob, rng, v.cls_id, v.sep_id)
+        if self.objective == "sop":
+            return create_sop_instances(docs, d, L, self.short_seq_prob, rng, v.cls_id, v.sep_id)
+        return create_full_sentence_instances(docs, d, L, v.cls_id, v.sep_id, cross_documents=True)
+
+    def batches(self, batch_size: int, epoch: int = 0, start: int = 0) -> Iterator[tuple[int, int, dict]]:
+        """Endless stream of (epoch, index_in_epoch, batch), starting at batch `start` of `epoch`."""
+        while True:
+            data = self.epoch(epoch)
+            n_batches = len(data) // batch_size  # drop the ragged last batch: every step sees batch_size
+            if n_batches == 0:
+                raise DataError(f"an epoch has {len(data)} instances, fewer than one batch of {batch_size}")
+            for i in range(start, n_batches):
+                yield epoch, i, data.batch(np.arange(i * batch_size, (i + 1) * batch_size))
+            epoch, start = epoch + 1, 0
+
+
+class _DocView:
+    """A subset of documents, indexable like a list of documents (what pairs.py expects)."""
+
+    def __init__(self, documents: Documents, doc_ids: np.ndarray):
+        self.documents, self.doc_ids = documents, doc_ids
+
+    def __len__(self) -> int:
+        return len(self.doc_ids)
+
+    def __getitem__(self, i: int) -> list[np.ndarray]:
+        return self.documents.document(int(self.doc_ids[i]))
+
+
+def split_documents(n_documents: int, eval_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train_ids, eval_ids): a seeded split by document; at least one of each when there are two."""
+    order = np.random.default_rng([seed, 12345]).permutation(n_documents)
+    n_eval = int(round(n_documents * eval_fraction))
+    if eval_fraction > 0 and n_documents >= 2:
+        n_eval = min(max(n_eval, 1), n_documents - 1)
+    return np.sort(order[n_eval:]), np.sort(order[:n_eval])

@@ -1,0 +1,423 @@
+"""The training loop, visible in one function: `pretrain`.
+
+AdamW (no weight decay on biases and LayerNorm), linear warm-up then linear decay, gradient accumulation
+with the MLM loss normalised by the masked tokens of the whole step, bf16 autocast where the hardware has
+it, gradient clipping, evaluation on held-out documents, checkpoints that resume exactly, a progress bar,
+a JSONL metrics log and a PNG plot. No callbacks and no trainer class: read it top to bottom.
+
+Exact resume: a checkpoint holds the weights, the optimizer and schedule state, the torch RNG state
+(dropout) and the data position (epoch, batch). Epochs are rebuilt from their seed (dataset.py), so the
+run after a resume takes the same batches with the same dropout masks as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from bertkit.dataset import PretrainingData
+from bertkit.errors import BertkitError
+from bertkit.hf import save_pretrained
+from bertkit.objectives import BertPretraining
+
+
+@dataclass
+class TrainConfig:
+    out_dir: str
+    steps: int = 1000  # optimizer steps
+    batch_size: int = 32  # sequences per micro-batch
+    grad_accum: int = 1  # micro-batches per optimizer step
+    lr: float = 1e-4
+    warmup: float = 0.1  # a fraction of `steps` when < 1, else a number of steps
+    weight_decay: float = 0.01
+    beta2: float = 0.999  # RoBERTa uses 0.98
+    eps: float = 1e-6
+    max_grad_norm: float = 1.0
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    seed: int = 0
+    eval_every: int = 200
+    eval_batches: int = 20
+    save_every: int = 500
+    log_every: int = 10
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "grad_accum", "eval_every", "save_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise BertkitError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise BertkitError(f"--lr must be positive, got {self.lr}")
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """True where bf16 matrix multiplies run natively (AVX-512 BF16 / AMX on CPU, Ampere+ on GPU)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on matrices only: biases, LayerNorm and (by convention) nothing 1-D is decayed."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def linear_schedule(step: int, warmup_steps: int, total_steps: int) -> float:
+    """Learning-rate multiplier: 0 → 1 over the warm-up, then linearly down to 0 at `total_steps`."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+
+def pretrain(
+    model: BertPretraining,
+    tokenizer,
+    train_data: PretrainingData,
+    eval_data: PretrainingData | None,
+    cfg: TrainConfig,
+    resume: bool = False,
+    device: str | None = None,
+) -> dict:
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and bf16_supported(device))
+    torch.manual_seed(cfg.seed)
+    model.to(device).train()
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, cfg.beta2), eps=cfg.eps)
+    warmup_steps = int(cfg.warmup * cfg.steps) if cfg.warmup < 1 else int(cfg.warmup)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: linear_schedule(s, max(1, warmup_steps), cfg.steps)
+    )
+
+    # ---- resume: weights, optimizer, schedule, RNG and the data position
+    step, epoch, batch_index = 0, 0, 0
+    ckpt_dir = out / "checkpoint"
+    if resume and (ckpt_dir / "trainer_state.pt").is_file():
+        state = torch.load(ckpt_dir / "trainer_state.pt", map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        torch.set_rng_state(state["torch_rng"])
+        step, epoch, batch_index = state["step"], state["epoch"], state["batch_index"]
+        _truncate_log(out / "metrics.jsonl", step)
+    elif resume:
+        print(f"no checkpoint in {ckpt_dir}; starting from step 0")
+    if step == 0:
+        (out / "metrics.jsonl").unlink(missing_ok=True)
+        (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+
+    # A fixed baseline to judge MLM accuracy by: always predict the corpus's most frequent token.
+    baseline_id = most_frequent_token(train_data)
+    batches = train_data.batches(cfg.batch_size, epoch, batch_index)
+    log = open(out / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - closed in `finally`
+    bar = tqdm(total=cfg.steps, initial=step, disable=not cfg.progress, unit="step", dynamic_ncols=True)
+    window = {
+        "mlm_loss": 0.0,
+        "mlm_n": 0,
+        "mlm_correct": 0,
+        "nsp_loss": 0.0,
+        "nsp_n": 0,
+        "nsp_correct": 0,
+        "tokens": 0,
+        "t0": time.perf_counter(),
+    }
+    last_eval: dict = {}
+    try:
+        while step < cfg.steps:
+            # ---- one optimizer step over `grad_accum` micro-batches
+            micro = [next(batches) for _ in range(cfg.grad_accum)]
+            epoch, batch_index = micro[-1][0], micro[-1][1] + 1
+            masked_total = sum(int((b["labels"] != -100).sum()) for _, _, b in micro)
+            seqs_total = cfg.batch_size * cfg.grad_accum
+            for _, _, batch in micro:
+                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                    res = model(**batch)
+                # Every masked token of the step weighs the same, whichever micro-batch it fell in.
+                loss = res.mlm_loss_sum / max(1, masked_total) + res.nsp_loss_sum / seqs_total
+                loss.backward()
+                window["mlm_loss"] += res.mlm_loss_sum.item()
+                window["mlm_n"] += res.mlm_count
+                window["mlm_correct"] += res.mlm_correct
+                window["nsp_loss"] += res.nsp_loss_sum.item()
+                window["nsp_n"] += res.nsp_count
+                window["nsp_correct"] += res.nsp_correct
+                window["tokens"] += int(batch["attention_mask"].sum())
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            bar.update(1)
+
+            # ---- log
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                seconds = time.perf_counter() - window["t0"]
+                row = {
+                    "step": step,
+                    "epoch": epoch,
+                    "lr": schedule.get_last_lr()[0],
+                    "mlm_loss": window["mlm_loss"] / max(1, window["mlm_n"]),
+                    "mlm_accuracy": window["mlm_correct"] / max(1, window["mlm_n"]),
+                    "grad_norm": float(grad_norm),
+                    "tokens_per_s": window["tokens"] / seconds,
+                }
+                if window["nsp_n"]:
+                    row["nsp_loss"] = window["nsp_loss"] / window["nsp_n"]
+                    row["nsp_accuracy"] = window["nsp_correct"] / window["nsp_n"]
+                log.write(json.dumps(row) + "\n")
+                log.flush()
+                bar.set_postfix(
+                    loss=f"{row['mlm_loss'] + row.get('nsp_loss', 0):.3f}",
+                    mlm_acc=f"{row['mlm_accuracy']:.3f}",
+                    tok_s=f"{row['tokens_per_s']:.0f}",
+                )
+                window = dict.fromkeys(window, 0) | {"t0": time.perf_counter(), "mlm_loss": 0.0, "nsp_loss": 0.0}
+
+            # ---- evaluate on held-out documents
+            if eval_data is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
+                last_eval = evaluate(model, eval_data, cfg, device, use_bf16, baseline_id) | {"step": step}
+                log.write(json.dumps({"eval": last_eval}) + "\n")
+                log.flush()
+                bar.write(
+                    f"step {step}: held-out MLM loss {last_eval['mlm_loss']:.3f}, accuracy "
+                    f"{last_eval['mlm_accuracy']:.3f} (unigram baseline {last_eval['unigram_accuracy']:.3f})"
+                    + (f", NSP accuracy {last_eval['nsp_accuracy']:.3f}" if "nsp_accuracy" in last_eval else "")
+                )
+                plot_metrics(out / "metrics.jsonl", out / "curves.png")
+
+            # ---- checkpoint (atomically replaces the previous one)
+            if step % cfg.save_every == 0 and step < cfg.steps:
+                save_checkpoint(ckpt_dir, model, tokenizer, optimizer, schedule, step, epoch, batch_index)
+    finally:
+        bar.close()
+        log.close()
+
+    save_pretrained(out / "model", model.encoder, model.heads(), tokenizer)
+    plot_metrics(out / "metrics.jsonl", out / "curves.png")
+    summary = {
+        "steps": step,
+        "precision": "bf16" if use_bf16 else "fp32",
+        "model": str(out / "model"),
+        "eval": last_eval,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+@torch.no_grad()
+def evaluate(
+    model: BertPretraining,
+    data: PretrainingData,
+    cfg: TrainConfig,
+    device: torch.device,
+    use_bf16: bool,
+    baseline_id: int,
+) -> dict:
+    """Held-out MLM loss/accuracy (and NSP accuracy) on the first `eval_batches` batches of epoch 0."""
+    was_training = model.training
+    model.eval()
+    sums = {"mlm_loss": 0.0, "mlm_n": 0, "mlm_correct": 0, "nsp_n": 0, "nsp_correct": 0, "baseline": 0}
+    epoch = data.epoch(0)
+    bs = min(cfg.batch_size, len(epoch))
+    for i in range(min(cfg.eval_batches, len(epoch) // bs)):
+        batch = {k: v.to(device) for k, v in epoch.batch(np.arange(i * bs, (i + 1) * bs)).items()}
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            res = model(**batch)
+        sums["mlm_loss"] += res.mlm_loss_sum.item()
+        sums["mlm_n"] += res.mlm_count
+        sums["mlm_correct"] += res.mlm_correct
+        sums["nsp_n"] += res.nsp_count
+        sums["nsp_correct"] += res.nsp_correct
+        sums["baseline"] += int((batch["labels"] == baseline_id).sum())
+    model.train(was_training)
+    n = max(1, sums["mlm_n"])
+    result = {
+        "mlm_loss": sums["mlm_loss"] / n,
+        "mlm_accuracy": sums["mlm_correct"] / n,
+        "unigram_accuracy": sums["baseline"] / n,
+        "masked_tokens": sums["mlm_n"],
+    }
+    if sums["nsp_n"]:
+        result["nsp_accuracy"] = sums["nsp_correct"] / sums["nsp_n"]
+    return result
+
+
+def most_frequent_token(data: PretrainingData) -> int:
+    """The most frequent non-special token of the training documents (the unigram baseline's guess)."""
+    counts = np.zeros(data.vocab.size, dtype=np.int64)
+    for d in data.doc_ids[:: max(1, len(data.doc_ids) // 2000)]:  # a sample of documents is plenty
+        for sentence in data.documents.document(int(d)):
+            counts += np.bincount(np.asarray(sentence, dtype=np.int64), minlength=data.vocab.size)
+    counts[list(data.vocab.special_ids)] = -1
+    return int(counts.argmax())
+
+
+def save_checkpoint(folder: Path, model, tokenizer, optimizer, schedule, step, epoch, batch_index) -> None:
+    """Write the checkpoint beside the old one, then swap: a crash leaves the old one whole."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_pretrained(tmp, model.encoder, model.heads(), tokenizer)
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "step": step,
+            "epoch": epoch,
+            "batch_index": batch_index,
+        },
+        tmp / "trainer_state.pt",
+    )
+    old = folder.with_name(folder.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log rows written after the checkpoint we resume from, so the log has each step once."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if row.get("step", row.get("eval", {}).get("step", 0)) <= step:
+            keep.append(line)
+    path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+
+
+def plot_metrics(log_path: Path, png_path: Path) -> None:
+    """Loss, accuracy, throughput and learning rate against step, in one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    train = [r for r in rows if "eval" not in r]
+    evals = [r["eval"] for r in rows if "eval" in r]
+    if not train:
+        return
+    steps = [r["step"] for r in train]
+    fig, ax = plt.subplots(2, 2, figsize=(11, 7))
+    ax[0, 0].plot(steps, [r["mlm_loss"] for r in train], label="train MLM")
+    if "nsp_loss" in train[0]:
+        ax[0, 0].plot(steps, [r["nsp_loss"] for r in train], label="train NSP")
+    if evals:
+        ax[0, 0].plot([e["step"] for e in evals], [e["mlm_loss"] for e in evals], "o-", label="held-out MLM")
+    ax[0, 0].set(title="loss", xlabel="step")
+    ax[0, 1].plot(steps, [r["mlm_accuracy"] for r in train], label="train MLM")
+    if evals:
+        ax[0, 1].plot([e["step"] for e in evals], [e["mlm_accuracy"] for e in evals], "o-", label="held-out MLM")
+        ax[0, 1].plot(
+            [e["step"] for e in evals], [e["unigram_accuracy"] for e in evals], "--", label="unigram baseline"
+        )
+        if "nsp_accuracy" in evals[0]:
+            ax[0, 1].plot([e["step"] for e in evals], [e["nsp_accuracy"] for e in evals], "s-", label="held-out NSP")
+    ax[0, 1].set(title="accuracy", xlabel="step", ylim=(0, 1))
+    ax[1, 0].plot(steps, [r["tokens_per_s"] for r in train])
+    ax[1, 0].set(title="throughput (real tokens / s)", xlabel="step")
+    ax[1, 1].plot(steps, [r["lr"] for r in train])
+    ax[1, 1].set(title="learning rate", xlabel="step")
+    for a in ax.flat:
+        a.grid(alpha=0.3)
+        if a.get_legend_handles_labels()[0]:
+            a.legend()
+    fig.tight_layout()
+    tmp = png_path.with_name(png_path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, png_path)
+
+
+def build_pretraining(
+    corpus: list[str],
+    preset: str = "bert-mini-chinese",
+    init: str | None = None,
+    tokenizer_path: str | None = None,
+    vocab_size: int = 8000,
+    max_seq_length: int = 128,
+    objective: Literal["nsp", "sop", "full"] = "nsp",
+    masking: str = "token",
+    dynamic: bool = False,
+    dupe_factor: int = 5,
+    eval_fraction: float = 0.02,
+    seed: int = 0,
+    cache_dir: str | None = None,
+    progress: bool = True,
+    **config_overrides,
+) -> tuple[BertPretraining, object, PretrainingData, PretrainingData | None]:
+    """Everything `pretrain` needs, from a corpus: tokenizer, token shards, model, train/held-out data.
+
+    The tokenizer comes from `init` (continued pretraining of that model), else `tokenizer_path`, else a
+    new WordPiece vocabulary of `vocab_size` trained on the corpus and saved with the model.
+    """
+    from bertkit.config import from_preset
+    from bertkit.data import build_shards, read_documents, resolve_corpus
+    from bertkit.dataset import Vocab, split_documents
+    from bertkit.hf import check_vocab_fits, load_pretrained
+    from bertkit.masking import MaskingConfig
+    from bertkit.model import BertEncoder, MLMHead, NSPHead
+    from bertkit.tokenizer import Tokenizer
+
+    if masking != "token":
+        raise BertkitError(f"--masking {masking!r} is not available yet; use 'token'")
+    source = resolve_corpus(corpus)
+    if init is not None:
+        ckpt = load_pretrained(init)
+        if ckpt.tokenizer is None:
+            raise BertkitError(f"{init}: the model folder has no vocab.txt or tokenizer.json")
+        tokenizer, encoder, config = ckpt.tokenizer, ckpt.encoder, ckpt.config
+        heads = ckpt.heads
+        if encoder.pooler is None and objective != "full":
+            raise BertkitError(f"{init}: the model has no pooler, which --objective {objective} needs")
+    else:
+        if tokenizer_path is not None:
+            from bertkit.cli import load_tokenizer
+
+            tokenizer = load_tokenizer(tokenizer_path)
+        else:
+            sentences = (s for doc in read_documents(source) for s in doc)
+            tokenizer = Tokenizer.train(sentences, vocab_size=vocab_size, show_progress=False)
+        config = from_preset(preset, vocab_size=tokenizer.vocab_size, **config_overrides)
+        encoder, heads = BertEncoder(config), {}
+    check_vocab_fits(tokenizer, config, init or "the model")
+    if max_seq_length > config.max_position_embeddings:
+        raise BertkitError(
+            f"--max-seq-length {max_seq_length} is more than the model's max_position_embeddings "
+            f"({config.max_position_embeddings})"
+        )
+    cache = Path(cache_dir or os.environ.get("BERTKIT_CACHE", Path.home() / ".cache" / "bertkit"))
+    shards = build_shards(source, tokenizer, cache / "shards", progress=progress)
+    train_ids, eval_ids = split_documents(len(shards), eval_fraction, seed)
+    mlm = heads.get("mlm") or MLMHead(config)
+    nsp = None if objective == "full" else (heads.get("nsp") or NSPHead(config))
+    model = BertPretraining(encoder, mlm, nsp)
+    common = dict(
+        documents=shards,
+        vocab=Vocab.of(tokenizer),
+        max_seq_length=max_seq_length,
+        objective=objective,
+        masking=MaskingConfig(exact_count=not dynamic),
+        seed=seed,
+    )
+    train_data = PretrainingData(doc_ids=train_ids, dynamic=dynamic, dupe_factor=dupe_factor, **common)
+    eval_data = PretrainingData(doc_ids=eval_ids, **common) if len(eval_ids) else None
+    return model, tokenizer, train_data, eval_data

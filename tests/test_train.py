@@ -1,0 +1,157 @@
+"""The pretraining loop: the loss falls, a resumed run continues exactly, the objective is sound."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from bertkit.config import BertConfig
+from bertkit.dataset import PretrainingData, Vocab, split_documents
+from bertkit.model import BertEncoder, MLMHead, NSPHead
+from bertkit.objectives import BertPretraining
+from bertkit.train import TrainConfig, linear_schedule, param_groups, pretrain
+
+VOCAB = Vocab(size=100, pad_id=0, cls_id=2, sep_id=3, mask_id=4, special_ids=(0, 1, 2, 3, 4))
+
+
+class Documents:
+    """A learnable toy language: every sentence is one of 8 fixed 10-token phrases, cut at a random end.
+
+    A masked token is then predictable from its neighbours (which phrase, which place), while a unigram
+    guess gets about 1%: the loss has far to fall, and a small model gets there in a few hundred steps.
+    """
+
+    def __init__(self, n: int = 120, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        phrases = rng.integers(5, 100, size=(8, 10))
+        self.docs = [
+            [phrases[rng.integers(8)][: rng.integers(5, 11)] for _ in range(rng.integers(2, 7))] for _ in range(n)
+        ]
+
+    def __len__(self):
+        return len(self.docs)
+
+    def document(self, i):
+        return self.docs[i]
+
+
+def make_run(tmp_path, steps=8, **cfg):
+    torch.manual_seed(0)
+    docs = Documents()
+    train_ids, eval_ids = split_documents(len(docs), 0.1, seed=0)
+    train = PretrainingData(docs, VOCAB, train_ids, max_seq_length=48)
+    held_out = PretrainingData(docs, VOCAB, eval_ids, max_seq_length=48)
+    config = BertConfig(
+        vocab_size=100,
+        hidden_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=96,
+        max_position_embeddings=48,
+    )
+    model = BertPretraining(BertEncoder(config), MLMHead(config), NSPHead(config))
+    settings = (
+        dict(
+            out_dir=str(tmp_path),
+            steps=steps,
+            batch_size=8,
+            lr=2e-3,
+            warmup=2,
+            log_every=1,
+            eval_every=1000,
+            save_every=4,
+            eval_batches=4,
+            progress=False,
+        )
+        | cfg
+    )
+    return model, train, held_out, TrainConfig(**settings)
+
+
+def losses(folder):
+    rows = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["mlm_loss"] + r["nsp_loss"] for r in rows if "step" in r}
+
+
+def test_resume_gives_the_same_next_losses(tmp_path):
+    model, train, held_out, cfg = make_run(tmp_path / "full")
+    pretrain(model, None, train, held_out, cfg)
+    full = losses(tmp_path / "full")
+
+    # A second run that stopped at step 4: it has only the step-4 checkpoint and the log up to there.
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    shutil.copytree(tmp_path / "full" / "checkpoint", resumed / "checkpoint")
+    rows = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
+    (resumed / "metrics.jsonl").write_text("\n".join(rows[:6]) + "\n")  # plus two rows to be dropped
+    model, train, held_out, cfg = make_run(resumed)  # fresh weights: all state must come from the checkpoint
+    pretrain(model, None, train, held_out, cfg, resume=True)
+    again = losses(resumed)
+    assert sorted(again) == list(range(1, 9))
+    for step in range(5, 9):
+        assert again[step] == pytest.approx(full[step], rel=1e-6, abs=1e-6), step
+
+
+def test_loss_falls_and_beats_the_unigram_baseline(tmp_path):
+    model, train, held_out, cfg = make_run(
+        tmp_path, steps=200, batch_size=16, warmup=10, eval_every=200, eval_batches=6
+    )
+    summary = pretrain(model, None, train, held_out, cfg)
+    curve = losses(tmp_path)
+    first, last = np.mean([curve[s] for s in range(1, 11)]), np.mean([curve[s] for s in range(191, 201)])
+    assert last < first - 1.0, (first, last)
+    ev = summary["eval"]
+    assert ev["mlm_accuracy"] > 3 * ev["unigram_accuracy"] and ev["mlm_accuracy"] > 0.1, ev
+    assert (tmp_path / "curves.png").stat().st_size > 10_000
+    assert (tmp_path / "model" / "model.safetensors").is_file()
+
+
+def test_mlm_head_sees_only_masked_positions():
+    config = BertConfig(
+        vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64
+    )
+    model = BertPretraining(BertEncoder(config), MLMHead(config), NSPHead(config)).eval()
+    ids = torch.randint(5, 100, (2, 10))
+    labels = torch.full_like(ids, -100)
+    labels[0, 3], labels[1, 7] = 42, 17
+    out = model(ids, labels, next_sentence_label=torch.tensor([0, 1]), return_logits=True)
+    assert out.mlm_logits.shape == (2, 100) and out.mlm_count == 2 and out.nsp_count == 2
+    # The sum of per-token cross-entropies, which the loop divides by the step's masked-token count.
+    expected = torch.nn.functional.cross_entropy(out.mlm_logits, torch.tensor([42, 17]), reduction="sum")
+    torch.testing.assert_close(out.mlm_loss_sum, expected)
+
+
+def test_static_masking_repeats_every_dupe_factor_epochs_and_dynamic_does_not():
+    docs = Documents(40)
+    ids = np.arange(len(docs))
+    static = PretrainingData(docs, VOCAB, ids, max_seq_length=32, dupe_factor=2)
+    assert np.array_equal(static.epoch(0).input_ids, static.epoch(2).input_ids)
+    assert not np.array_equal(static.epoch(0).input_ids, static.epoch(1).input_ids)
+    dynamic = PretrainingData(docs, VOCAB, ids, max_seq_length=32, dynamic=True, dupe_factor=2)
+    assert not np.array_equal(dynamic.epoch(0).input_ids, dynamic.epoch(2).input_ids)
+    epoch = static.epoch(0)
+    assert (epoch.lengths <= 32).all()
+    assert ((epoch.labels != -100).sum(1) > 0).all()
+    batch = epoch.batch(np.arange(4))
+    assert batch["input_ids"].shape[1] == int(epoch.lengths[:4].max())
+
+
+def test_split_documents_is_disjoint_and_seeded():
+    train, held_out = split_documents(100, 0.1, seed=3)
+    assert len(held_out) == 10 and not set(train) & set(held_out) and len(train) + len(held_out) == 100
+    assert np.array_equal(split_documents(100, 0.1, seed=3)[1], held_out)
+
+
+def test_optimizer_groups_and_schedule():
+    config = BertConfig(
+        vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64
+    )
+    groups = param_groups(BertEncoder(config), 0.01)
+    assert all(p.ndim >= 2 for p in groups[0]["params"]) and groups[1]["weight_decay"] == 0.0
+    assert all(p.ndim == 1 for p in groups[1]["params"])  # biases and LayerNorm: no decay
+    assert linear_schedule(0, 10, 100) == pytest.approx(0.1)
+    assert linear_schedule(9, 10, 100) == pytest.approx(1.0)
+    assert linear_schedule(55, 10, 100) == pytest.approx(0.5)
+    assert linear_schedule(100, 10, 100) == 0.0
