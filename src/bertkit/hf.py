@@ -3,7 +3,8 @@
 A folder is `config.json` + `model.safetensors` (or `pytorch_model.bin`) + `vocab.txt` / `tokenizer.json`.
 `load_pretrained` reads one that `transformers` (or Google's converted checkpoints) wrote, with the MLM, NSP
 and classification heads when present; `save_pretrained` writes one that `transformers` loads with
-identical outputs (AutoModel, AutoModelForMaskedLM, BertForPreTraining, AutoModelForSequenceClassification).
+identical outputs (AutoModel, AutoModelForMaskedLM, BertForPreTraining, AutoModelForSequenceClassification,
+AutoModelForTokenClassification, AutoModelForQuestionAnswering).
 
 Every tensor is accounted for: a tensor the map does not know, a tensor the model needs but the file lacks,
 or a shape that does not fit is a `CheckpointError` naming it. The only tensors read and not used are
@@ -12,6 +13,7 @@ the ones `REDUNDANT` lists (buffers and tied copies), and tied copies are checke
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -22,7 +24,7 @@ from torch import nn
 
 from bertkit.config import BertConfig
 from bertkit.errors import CheckpointError, ConfigError
-from bertkit.model import BertEncoder, ClassifierHead, MLMHead, NSPHead
+from bertkit.model import BertEncoder, ClassifierHead, MLMHead, NSPHead, init_weights
 
 # (our name, Hugging Face name); "{i}" is a layer index. Encoder names get HF's "bert." prefix in
 # checkpoints that carry heads (BertForPreTraining and friends) and none in a bare BertModel.
@@ -54,6 +56,10 @@ HEAD_MAPS = {
     ],
     "nsp": [("weight", "cls.seq_relationship.weight"), ("bias", "cls.seq_relationship.bias")],
     "classifier": [("out.weight", "classifier.weight"), ("out.bias", "classifier.bias")],
+    # Per-token tagging has the same tensor names as sequence classification: only config.json's
+    # `architectures` tells them apart (see `_heads_in`).
+    "token_classifier": [("out.weight", "classifier.weight"), ("out.bias", "classifier.bias")],
+    "qa": [("weight", "qa_outputs.weight"), ("bias", "qa_outputs.bias")],
 }
 # Architecture names written into config.json, by the set of heads present.
 ARCHITECTURES = {
@@ -62,6 +68,8 @@ ARCHITECTURES = {
     frozenset({"mlm", "nsp"}): "BertForPreTraining",
     frozenset({"nsp"}): "BertForNextSentencePrediction",
     frozenset({"classifier"}): "BertForSequenceClassification",
+    frozenset({"token_classifier"}): "BertForTokenClassification",
+    frozenset({"qa"}): "BertForQuestionAnswering",
 }
 # Read but not loaded: position-id buffers, and the decoder weight/bias that HF ties to other tensors.
 REDUNDANT = {"embeddings.position_ids", "cls.predictions.decoder.weight", "cls.predictions.decoder.bias"}
@@ -96,13 +104,40 @@ class Checkpoint:
 
 
 def build_heads(config: BertConfig, heads: list[str]) -> dict[str, nn.Module]:
-    factories = {"mlm": MLMHead, "nsp": NSPHead, "classifier": ClassifierHead}
+    factories = {
+        "mlm": MLMHead,
+        "nsp": NSPHead,
+        "classifier": ClassifierHead,
+        "token_classifier": ClassifierHead,
+        "qa": span_head,
+    }
     unknown = [h for h in heads if h not in factories]
     if unknown:
         raise ConfigError(f"unknown head(s) {unknown}; known: {', '.join(factories)}")
-    if "classifier" in heads and config.num_labels == 0:
+    if ("classifier" in heads or "token_classifier" in heads) and config.num_labels == 0:
         raise ConfigError("a classifier head needs labels: set 'id2label' in the config")
     return {h: factories[h](config) for h in heads}
+
+
+def span_head(config: BertConfig) -> nn.Linear:
+    """Extractive QA: a start and an end logit for every token, (B, T, H) -> (B, T, 2), as HF's qa_outputs."""
+    head = nn.Linear(config.hidden_size, 2)
+    init_weights(head, config.initializer_range)
+    return head
+
+
+def _heads_in(state: dict[str, torch.Tensor], architectures: list[str]) -> list[str]:
+    """The heads whose tensors are in `state`. `classifier.*` is a sequence classifier unless config.json's
+    `architectures` says BertForTokenClassification."""
+    found = [h for h, m in HEAD_MAPS.items() if any(theirs in state for _, theirs in m)]
+    if "classifier" in found:
+        found.remove("token_classifier" if "BertForTokenClassification" not in architectures else "classifier")
+    return found
+
+
+def _architectures(folder: Path) -> list[str]:
+    archs = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("architectures") or []
+    return [a for a in archs if isinstance(a, str)] if isinstance(archs, list) else []
 
 
 def _read_state_dict(folder: Path) -> tuple[dict[str, torch.Tensor], Path]:
@@ -145,7 +180,7 @@ def load_pretrained(folder: str | os.PathLike, tokenizer: bool = True) -> Checkp
     state, source = _read_state_dict(folder)
     state = _normalise_hf_names(state)
 
-    heads = [h for h, m in HEAD_MAPS.items() if any(theirs in state for _, theirs in m)]
+    heads = _heads_in(state, _architectures(folder))
     pooler = any(theirs in state for _, theirs in POOLER_MAP)
     ckpt = Checkpoint(config, BertEncoder(config, add_pooler=pooler), build_heads(config, heads))
     _load_into(ckpt, state, source, pooler)

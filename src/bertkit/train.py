@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -123,7 +124,9 @@ def pretrain(
     baseline_id = most_frequent_token(train_data)
     batches = train_data.batches(cfg.batch_size, epoch, batch_index)
     log = open(out / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - closed in `finally`
-    bar = tqdm(total=cfg.steps, initial=step, disable=not cfg.progress, unit="step", dynamic_ncols=True)
+    # On a terminal the bar redraws in place; in a log file it writes a line every 30 s.
+    bar = tqdm(total=cfg.steps, initial=step, disable=not cfg.progress, unit="step", dynamic_ncols=True,
+               mininterval=0.5 if sys.stderr.isatty() else 30)
     window = {
         "mlm_loss": 0.0,
         "mlm_n": 0,

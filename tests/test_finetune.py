@@ -1,0 +1,346 @@
+"""finetune.py and the finetune / evaluate / predict commands: every task runs from the CLI on a tiny set and
+its loss falls; exported heads match `transformers`; bad input is a one-line error naming file, line, field."""
+
+import json
+
+import pytest
+import torch
+
+from bertkit.cli import main
+from bertkit.config import BertConfig
+from bertkit.finetune import TaskModel, build_model, layerwise_param_groups, load_task_model, predict_texts
+from bertkit.hf import build_heads, load_pretrained, save_pretrained
+from bertkit.model import BertEncoder, ClassifierHead
+from bertkit.tasks import peoples_daily_ner_task, sentiment_task
+from bertkit.tokenizer import Tokenizer
+
+transformers = pytest.importorskip("transformers")
+
+GOOD, BAD = "好棒喜欢满意推荐", "差烂失望退货糟"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # These models are tiny: on a shared 2-core machine, a second thread costs more in synchronisation
+    # than it gains (10x slower matrix multiplies under load were measured).
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A random 2-layer, 32-wide BERT with a vocabulary trained on the built-in data and some English."""
+    lines = [e.text for e in sentiment_task().train[:1500]]
+    lines += ["".join(e.words) for e in peoples_daily_ner_task().train[:1500]]
+    lines += ["Bill Gates met Jiang Zemin in Beijing on Monday", "the cat sat on the mat"] * 5
+    tok = Tokenizer.train(iter(lines), vocab_size=2000, min_frequency=1)
+    config = BertConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny")
+    save_pretrained(folder, BertEncoder(config), {}, tok)
+    return folder
+
+
+def _finetune(capsys, *args: str) -> str:
+    code = main(
+        ["finetune", "--epochs", "3", "--batch-size", "8", "--lr", "3e-3", "--warmup", "0"]
+        + ["--max-seq-length", "32", "--precision", "fp32", *args]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return captured.out
+
+
+def _epoch_losses(run) -> list[float]:
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r["eval"]["train_loss"] for r in rows if "eval" in r]
+
+
+def _assert_loss_falls(run) -> None:
+    losses = _epoch_losses(run)
+    assert len(losses) == 3 and losses[-1] < losses[0], losses
+
+
+# ------------------------------------------------------------------------------------ built-in tasks
+
+
+@pytest.mark.parametrize(
+    ("task", "metric", "text"),
+    [
+        ("sentiment", "accuracy", "这个东西很好，推荐！"),
+        ("peoples-daily-ner", "f1", "国家主席江泽民在北京会见了美国总统克林顿。" * 6),  # 126 chars > 32: windows
+        ("peoples-daily-cws", "f1", "我们在北京开会，大家讨论经济改革的问题。" * 6),
+    ],
+)
+def test_builtin_task_from_cli(tmp_path, capsys, tiny_model, task, metric, text):
+    run = tmp_path / "run"
+    small = ["--max-train-examples", "48", "--max-eval-examples", "24"]
+    out = _finetune(capsys, "--task", task, "--model", str(tiny_model), "--out", str(run), *small)
+    assert f"test {metric}" in out
+    _assert_loss_falls(run)
+    for name in ("model/config.json", "model/model.safetensors", "model/vocab.txt", "curves.png", "summary.json"):
+        assert (run / name).is_file(), name
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["test"]["examples"] == 24 and 0 <= summary["test"][metric] <= 1
+
+    assert main(["evaluate", "--model", str(run / "model"), "--task", task, "--max-eval-examples", "24"]) == 0
+    assert json.loads(capsys.readouterr().out)[metric] == pytest.approx(summary["test"][metric], abs=1e-6)
+
+    (tmp_path / "in.txt").write_text(text + "\n\n短文本\n", "utf-8")
+    assert (
+        main(
+            ["predict", "--model", str(run / "model"), "--input", str(tmp_path / "in.txt")]
+            + ["--output", str(tmp_path / "out.jsonl")]
+        )
+        == 0
+    )
+    records = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text("utf-8").splitlines()]
+    assert [r["text"] for r in records] == [text, "短文本"]
+    rec = records[0]
+    if task == "sentiment":
+        assert rec["label"] in ("neg", "pos") and sum(rec["scores"].values()) == pytest.approx(1, abs=1e-4)
+    elif task == "peoples-daily-ner":
+        for ent in rec["entities"]:
+            assert ent["type"] in ("PER", "LOC", "ORG") and text[ent["start"] : ent["end"]] == ent["text"]
+    else:  # every character is in exactly one word, though the text is 4 windows long: nothing was cut
+        assert "".join(w["text"] for w in rec["words"]) == text
+        assert [w["start"] for w in rec["words"][1:]] == [w["end"] for w in rec["words"][:-1]]
+
+
+def test_sequence_classifier_runs_pretrained_and_random_init(tmp_path, capsys, tiny_model):
+    """A text classification from files; the exported folder gives transformers' logits."""
+    rows = [(f"{a}{b}的东西", "pos") for a in GOOD for b in "东西产品"] + [
+        (f"{a}{b}的东西", "neg") for a in BAD for b in "东西产品"
+    ]
+    for name, part in (("train", rows), ("dev", rows[::3]), ("test", rows[1::3])):
+        (tmp_path / f"{name}.csv").write_text("review,label\n" + "".join(f"{t},{y}\n" for t, y in part), "utf-8")
+    files = [f"--{s}={tmp_path / s}.csv" for s in ("train", "dev", "test")]
+    run = tmp_path / "run"
+    out = _finetune(
+        capsys,
+        "--task",
+        "classification",
+        "--model",
+        str(tiny_model),
+        "--out",
+        str(run),
+        *files,
+        "--text-column",
+        "review",
+        "--layer-decay",
+        "0.8",
+    )
+    assert "2 labels (neg, pos)" in out
+    _assert_loss_falls(run)
+
+    ref = transformers.AutoModelForSequenceClassification.from_pretrained(run / "model").eval()
+    assert ref.config.id2label == {0: "neg", 1: "pos"}
+    model, tok = load_task_model(run / "model")
+    batch = tok(["好的东西", "差的产品"])
+    with torch.no_grad():
+        assert (model(**batch) - ref(**batch).logits).abs().max() < 1e-5
+
+    random_run = tmp_path / "random"
+    _finetune(
+        capsys,
+        "--task",
+        "classification",
+        "--model",
+        str(tiny_model),
+        "--out",
+        str(random_run),
+        *files,
+        "--text-column",
+        "review",
+        "--random-init",
+    )
+    _assert_loss_falls(random_run)
+    init = load_pretrained(tiny_model, tokenizer=False).encoder.state_dict()
+    trained = load_pretrained(random_run / "model", tokenizer=False).encoder.state_dict()
+    key = "embeddings.word_embeddings.weight"
+    # A fresh random draw, not the folder's weights plus a little training.
+    assert (init[key] - trained[key]).abs().mean() > 0.01
+
+
+def test_sentence_pairs_and_several_seeds(tmp_path, capsys, tiny_model):
+    words = ["北京", "上海", "经济", "改革", "会议", "人民"]
+    lines = [{"a": a, "b": b, "label": "same" if a == b else "different"} for a in words for b in words]
+    lines += [x for x in lines if x["label"] == "same"] * 4  # balance the classes a little
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), "utf-8")
+    run = tmp_path / "run"
+    out = _finetune(
+        capsys,
+        "--task",
+        "classification",
+        "--model",
+        str(tiny_model),
+        "--out",
+        str(run),
+        "--train",
+        str(tmp_path / "train.jsonl"),
+        "--dev",
+        str(tmp_path / "train.jsonl"),
+        "--text-column",
+        "a",
+        "--text-pair-column",
+        "b",
+        "--seeds",
+        "0",
+        "1",
+    )
+    assert "dev accuracy over 2 seeds: mean" in out
+    summary = json.loads((run / "summary.json").read_text())
+    assert len(summary["dev"]["values"]) == 2 and summary["dev"]["max"] == max(summary["dev"]["values"])
+    for seed in (0, 1):
+        _assert_loss_falls(run / f"seed-{seed}")
+    model, tok = load_task_model(run / "seed-0" / "model")
+    (rec,) = predict_texts(model, tok, ["北京"], ["北京"])
+    assert set(rec["scores"]) == {"different", "same"}
+
+
+def test_ner_from_conll_files_with_offsets(tmp_path, capsys, tiny_model):
+    sentences = [("江泽民", "PER", "在北京"), ("李鹏", "PER", "到上海"), ("新华社", "ORG", "报道")] * 8
+
+    def conll(items):
+        out = []
+        for name, etype, rest in items:
+            out += [f"{c} {'B' if i == 0 else 'I'}-{etype}" for i, c in enumerate(name)] + [f"{c} O" for c in rest]
+            out.append("")
+        return "\n".join(out)
+
+    (tmp_path / "train.conll").write_text(conll(sentences), "utf-8")
+    (tmp_path / "test.conll").write_text(conll(sentences[:3]), "utf-8")
+    run = tmp_path / "run"
+    _finetune(
+        capsys,
+        "--task",
+        "ner",
+        "--model",
+        str(tiny_model),
+        "--out",
+        str(run),
+        "--train",
+        str(tmp_path / "train.conll"),
+        "--test",
+        str(tmp_path / "test.conll"),
+        "--epochs",
+        "3",
+    )
+    _assert_loss_falls(run)
+    model, tok = load_task_model(run / "model")
+    assert (
+        model.kind == "tagging" and model.scheme == "bio" and model.labels == ["O", "B-ORG", "I-ORG", "B-PER", "I-PER"]
+    )
+
+    # Whatever the tiny model predicts, entities are whole words of the text at the right characters.
+    text = "Bill Gates 说：江泽民在北京。"
+    (rec,) = predict_texts(model, tok, [text])
+    for ent in rec["entities"]:
+        assert text[ent["start"] : ent["end"]] == ent["text"]
+        assert ent["start"] == 0 or text[ent["start"] - 1] == " " or ent["text"][0] > "\u4e00"
+
+    assert (
+        main(["evaluate", "--model", str(run / "model"), "--task", "ner", "--data", str(tmp_path / "test.conll")]) == 0
+    )
+    assert "per_type" in json.loads(capsys.readouterr().out)
+
+
+# ----------------------------------------------------------------------------------------------- parity
+
+
+def _inputs(vocab_size):
+    torch.manual_seed(1)
+    ids = torch.randint(5, vocab_size, (2, 12))
+    mask = torch.ones_like(ids)
+    mask[1, 9:] = 0
+    return dict(input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids))
+
+
+def test_token_classifier_parity_both_ways(tmp_path, tiny_config):
+    torch.manual_seed(0)
+    config = BertConfig(**{**tiny_config.__dict__, "id2label": {0: "O", 1: "B-PER", 2: "I-PER"}})
+    model = TaskModel(BertEncoder(config, add_pooler=False), ClassifierHead(config), "tagging").eval()
+    save_pretrained(tmp_path, model.encoder, model.heads())
+    assert json.loads((tmp_path / "config.json").read_text())["architectures"] == ["BertForTokenClassification"]
+    ref = transformers.AutoModelForTokenClassification.from_pretrained(tmp_path).eval()
+    x = _inputs(config.vocab_size)
+    m = x["attention_mask"].bool()
+    with torch.no_grad():
+        ours, theirs = model(**x), ref(**x).logits
+    assert (ours[m] - theirs[m]).abs().max() < 1e-5
+
+    # A transformers-written folder loads back as a token classifier (not a sequence classifier).
+    ref.save_pretrained(tmp_path / "hf")
+    back = load_pretrained(tmp_path / "hf", tokenizer=False)
+    assert set(back.heads) == {"token_classifier"} and back.encoder.pooler is None
+    with torch.no_grad():
+        again = back.heads["token_classifier"](back.encoder.eval()(**x).last_hidden_state)
+    assert (again[m] - theirs[m]).abs().max() < 1e-5
+
+
+def test_question_answering_head_parity_both_ways(tmp_path, tiny_config):
+    torch.manual_seed(0)
+    encoder = BertEncoder(tiny_config, add_pooler=False).eval()
+    heads = build_heads(tiny_config, ["qa"])
+    save_pretrained(tmp_path, encoder, heads)
+    ref = transformers.AutoModelForQuestionAnswering.from_pretrained(tmp_path).eval()
+    x = _inputs(tiny_config.vocab_size)
+    with torch.no_grad():
+        start, end = heads["qa"](encoder(**x).last_hidden_state).unbind(-1)  # (B, T) each
+        theirs = ref(**x)
+    assert (start - theirs.start_logits).abs().max() < 1e-5 and (end - theirs.end_logits).abs().max() < 1e-5
+    ref.save_pretrained(tmp_path / "hf")
+    back = load_pretrained(tmp_path / "hf", tokenizer=False)
+    assert set(back.heads) == {"qa"}
+    assert torch.equal(back.heads["qa"].weight, heads["qa"].weight)
+
+
+def test_layerwise_learning_rates(tiny_model):
+    model, _ = build_model(tiny_model, "classification", ["a", "b"])
+    groups = layerwise_param_groups(model, lr=1.0, weight_decay=0.01, layer_decay=0.5)
+    lrs = {}
+    for g in groups:
+        for p in g["params"]:
+            lrs[id(p)] = (g["lr"], g["weight_decay"])
+    named = dict(model.named_parameters())
+    assert lrs[id(named["encoder.embeddings.word_embeddings.weight"])] == (0.125, 0.01)
+    assert lrs[id(named["encoder.layers.0.attn.query.weight"])] == (0.25, 0.01)
+    assert lrs[id(named["encoder.layers.1.attn_norm.weight"])] == (0.5, 0.0)
+    assert lrs[id(named["head.out.weight"])] == (1.0, 0.01) and lrs[id(named["encoder.pooler.bias"])] == (1.0, 0.0)
+    assert len(lrs) == len(named)
+
+
+# ------------------------------------------------------------------------------------------- bad input
+
+
+def _user_error(capsys, args: list[str], fragment: str) -> None:
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("bertkit: error:") and fragment in err[0], err
+
+
+def test_bad_input_is_one_line_error(tmp_path, capsys, tiny_model):
+    (tmp_path / "train.csv").write_text("text,label\n好,pos\n差,neg\n", "utf-8")
+    (tmp_path / "test.csv").write_text("text,label\n好,pos\n一般,neutral\n", "utf-8")
+    (tmp_path / "nocol.csv").write_text("text,y\n好,pos\n", "utf-8")
+    (tmp_path / "empty.jsonl").write_text("", "utf-8")
+    base = ["finetune", "--task", "classification", "--model", str(tiny_model), "--out", str(tmp_path / "run")]
+    train = ["--train", str(tmp_path / "train.csv")]
+    _user_error(
+        capsys,
+        [*base, *train, "--test", str(tmp_path / "test.csv")],
+        "test.csv: line 3: label 'neutral' does not occur in the training file",
+    )
+    _user_error(capsys, [*base, "--train", str(tmp_path / "nocol.csv")], "nocol.csv: line 2: no column 'label'")
+    _user_error(capsys, [*base, "--train", str(tmp_path / "empty.jsonl")], "empty.jsonl: empty file")
+    _user_error(capsys, [*base, *train, "--max-seq-length", "65"], "more than the model's max_position_embeddings")
+    _user_error(capsys, ["evaluate", "--model", str(tiny_model), "--task", "sentiment"], "no classification head")
