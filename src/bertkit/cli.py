@@ -312,7 +312,7 @@ def evaluate_cmd(
     """Score a fine-tuned model on a built-in task's split or a labelled file; prints the metrics as JSON."""
     import json
 
-    from bertkit.finetune import _max_len, check_examples, encode_split, evaluate, load_task_model
+    from bertkit.finetune import check_examples, encode_split, evaluate, load_task_model, max_length_for
     from bertkit.tasks import BUILTIN_TASKS, read_tag_examples, read_text_examples
 
     clf, tagger = load_task_model(model)
@@ -334,7 +334,7 @@ def evaluate_cmd(
             raise BertkitError(f"--max-eval-examples must be at least 1, got {max_eval_examples}")
         examples = examples[:max_eval_examples]
     check_examples(clf, examples, where)
-    max_len = _max_len(clf, tagger, max_seq_length)
+    max_len = max_length_for(clf, tagger, max_seq_length)
     metrics = evaluate(clf, encode_split(clf, tagger, examples, max_len, None), tagger.pad_token_id)
     print(json.dumps(metrics, indent=2))
 

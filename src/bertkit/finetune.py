@@ -403,7 +403,7 @@ def predict_texts(
 ) -> list[dict]:
     """One record per text. Classification: label, score and every label's probability. Tagging: the
     entities (BIO) or words (BMES) with character offsets into the text, else one tag per word."""
-    max_len = _max_len(model, tokenizer, max_seq_length)
+    max_len = max_length_for(model, tokenizer, max_seq_length)
     labels = model.labels
     if model.kind == "classification":
         examples = [TextExample(t, None, p) for t, p in zip(texts, pairs or [None] * len(texts), strict=True)]
@@ -413,7 +413,7 @@ def predict_texts(
             {
                 "text": t,
                 "label": labels[int(p.argmax())],
-                "score": float(p.max()),
+                "score": round(float(p.max()), 6),
                 "scores": {name: round(float(x), 6) for name, x in zip(labels, p, strict=True)},
             }
             for t, p in zip(texts, probs, strict=True)
@@ -444,7 +444,9 @@ def _span(text: str, pc: Pieces, a: int, b: int, scores: list[float]) -> dict:
     return {"text": text[start:end], "start": start, "end": end, "score": round(sum(scores[a:b]) / (b - a), 6)}
 
 
-def _max_len(model: TaskModel, tokenizer, max_seq_length: int | None) -> int:
+def max_length_for(model: TaskModel, tokenizer, max_seq_length: int | None) -> int:
+    """`max_seq_length`, or else the length the model was fine-tuned with (tokenizer_config.json's
+    model_max_length), never more than its position embeddings."""
     limit = model.encoder.config.max_position_embeddings
     max_len = max_seq_length or min(tokenizer.model_max_length, limit)
     if max_len > limit:
@@ -516,8 +518,9 @@ def finetune(task: TaskData, init: str | Path, cfg: FinetuneConfig, random_init:
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
                 bar.update(1)
-                epoch_loss, epoch_batches = epoch_loss + loss.item(), epoch_batches + 1
-                window["loss"] += loss.item()
+                loss_value = loss.item()
+                epoch_loss, epoch_batches = epoch_loss + loss_value, epoch_batches + 1
+                window["loss"] += loss_value
                 window["steps"] += 1
                 window["sequences"] += len(idx)
 

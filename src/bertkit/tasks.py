@@ -597,12 +597,11 @@ def windows(n: int, size: int, stride: int) -> list[tuple[int, int]]:
 def owners(n: int, wins: Sequence[tuple[int, int]]) -> list[int]:
     """For each position, the window in which it is most central: the one that maximises the context on the
     position's shorter side, min(p - start, end - 1 - p); ties go to the earlier window."""
-    best = [0] * n
-    for p in range(n):
-        score = -1
-        for w, (s, e) in enumerate(wins):
-            if s <= p < e and min(p - s, e - 1 - p) > score:
-                best[p], score = w, min(p - s, e - 1 - p)
+    best, context = [0] * n, [-1] * n
+    for w, (s, e) in enumerate(wins):  # each position is in about size / stride windows: linear in n
+        for p in range(s, e):
+            if min(p - s, e - 1 - p) > context[p]:
+                best[p], context[p] = w, min(p - s, e - 1 - p)
     return best
 
 
@@ -706,9 +705,12 @@ def _same_length(a: Sequence, b: Sequence) -> None:
 # ---- extractive QA: SQuAD (English) and CMRC 2018 (Chinese)
 
 
+_ASCII_PUNCTUATION = frozenset(string.punctuation)
+
+
 def squad_normalize(text: str) -> str:
     """SQuAD v1.1's normalisation: lower-case, drop punctuation, drop a/an/the, collapse whitespace."""
-    text = "".join(c for c in text.lower() if c not in set(string.punctuation))
+    text = "".join(c for c in text.lower() if c not in _ASCII_PUNCTUATION)
     text = re.sub(r"\b(a|an|the)\b", " ", text)
     return " ".join(text.split())
 
@@ -734,7 +736,7 @@ def _cmrc_segments(text: str) -> list[str]:
 
 
 def _is_punct(c: str) -> bool:
-    return c in string.punctuation or unicodedata.category(c).startswith("P") or c in "～￥＄＾｀｜＋＝＜＞"
+    return c in _ASCII_PUNCTUATION or unicodedata.category(c).startswith("P") or c in "～￥＄＾｀｜＋＝＜＞"
 
 
 def _longest_common_substring(a: list[str], b: list[str]) -> int:

@@ -187,6 +187,7 @@ def pretrain(
                     loss=f"{row['mlm_loss'] + row.get('nsp_loss', 0):.3f}",
                     mlm_acc=f"{row['mlm_accuracy']:.3f}",
                     tok_s=f"{row['tokens_per_s']:.0f}",
+                    refresh=False,
                 )
                 window = dict.fromkeys(window, 0) | {"t0": time.perf_counter(), "mlm_loss": 0.0, "nsp_loss": 0.0}
 
