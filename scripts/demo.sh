@@ -4,16 +4,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BK=.venv/bin/bertkit
-STEPS=${DEMO_STEPS:-600}
+STEPS=${DEMO_STEPS:-1000}
 
 echo "== 1. How big is BERT? (the notes' exercise: bert-base-chinese)"
 $BK params bert-base-chinese
 
 echo
-echo "== 2. Pretrain a 4-layer, 256-hidden BERT with MLM + NSP on People's Daily 1998 ($STEPS steps)"
-$BK pretrain --out runs/demo --corpus peoples-daily --preset bert-mini-chinese --vocab-size 8000 \
-    --max-seq-length 128 --batch-size 32 --steps "$STEPS" --lr 1e-3 --warmup 0.06 \
-    --eval-every 100 --save-every 200 --cache-dir runs/cache
+echo "== 2. Pretrain a 2-layer, 128-hidden BERT (BERT-Tiny size) with MLM + NSP on People's Daily 1998 ($STEPS steps)"
+$BK pretrain --out runs/demo --corpus peoples-daily --preset bert-tiny-chinese --vocab-size 8000 \
+    --max-seq-length 128 --batch-size 32 --steps "$STEPS" --lr 2e-3 --warmup 0.03 \
+    --eval-every 200 --save-every 500 --cache-dir runs/cache
 
 echo
 echo "== 3. Fill in the blanks with the model it just trained"

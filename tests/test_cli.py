@@ -106,6 +106,13 @@ def test_pretrain_then_fill_mask_and_load_in_transformers(tmp_path):
     result = run(*args, "--resume", "--steps", "8")
     assert result.returncode == 0, result.stderr
 
+    # Continued pretraining of the folder just written: its vocabulary and heads are kept.
+    more = tmp_path / "more"
+    result = run("pretrain", "--out", str(more), "--init", str(out / "model"), "--corpus", str(corpus),
+                 "--max-seq-length", "32", "--batch-size", "4", "--steps", "2", "--cache-dir", str(tmp_path / "cache"))
+    assert result.returncode == 0, result.stderr
+    assert (more / "model" / "vocab.txt").read_text() == (out / "model" / "vocab.txt").read_text()
+
 
 def test_missing_folder_is_one_line_error(tmp_path):
     assert_user_error(run("params", str(tmp_path / "nope")), "neither a preset")

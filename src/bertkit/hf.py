@@ -172,7 +172,10 @@ def _normalise_hf_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
 
 
 def load_pretrained(folder: str | os.PathLike, tokenizer: bool = True) -> Checkpoint:
-    """Load a Hugging Face BERT folder: config, encoder, heads found in the file, tokenizer if present."""
+    """Load a Hugging Face BERT folder: config, encoder, heads found in the file, tokenizer if present.
+
+    Modules come back in eval mode (dropout off), as `transformers` does; training code calls `.train()`.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: no such model folder")
@@ -184,6 +187,8 @@ def load_pretrained(folder: str | os.PathLike, tokenizer: bool = True) -> Checkp
     pooler = any(theirs in state for _, theirs in POOLER_MAP)
     ckpt = Checkpoint(config, BertEncoder(config, add_pooler=pooler), build_heads(config, heads))
     _load_into(ckpt, state, source, pooler)
+    for module in ckpt.modules().values():
+        module.eval()  # as transformers' from_pretrained: dropout off until a training loop says train()
     if tokenizer:
         ckpt.tokenizer = _load_tokenizer(folder, config)
     return ckpt

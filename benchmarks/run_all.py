@@ -1,0 +1,18 @@
+"""`make bench`: every benchmark in turn, each printing its ratios against transformers and a summary line."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+BENCHES = ["bench_pretrain.py", "bench_embed.py", "bench_data.py"]
+
+if __name__ == "__main__":
+    failed = []
+    for name in BENCHES:
+        if not (HERE / name).is_file():
+            continue
+        print(f"\n=== {name}", flush=True)
+        if subprocess.run([sys.executable, str(HERE / name), *sys.argv[1:]]).returncode != 0:
+            failed.append(name)
+    sys.exit(f"failed: {', '.join(failed)}" if failed else 0)
