@@ -103,7 +103,7 @@ def test_loss_falls_and_beats_the_unigram_baseline(tmp_path):
     first, last = np.mean([curve[s] for s in range(1, 11)]), np.mean([curve[s] for s in range(191, 201)])
     assert last < first - 1.0, (first, last)
     ev = summary["eval"]
-    assert ev["mlm_accuracy"] > 3 * ev["unigram_accuracy"] and ev["mlm_accuracy"] > 0.1, ev
+    assert ev["cloze_accuracy"] > max(0.05, 2 * ev["unigram_accuracy"]), ev
     assert (tmp_path / "curves.png").stat().st_size > 10_000
     assert (tmp_path / "model" / "model.safetensors").is_file()
 

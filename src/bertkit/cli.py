@@ -192,7 +192,7 @@ def pretrain_cmd(
     ev = summary["eval"]
     if ev:
         print(
-            f"held-out MLM accuracy {ev['mlm_accuracy']:.3f} (unigram baseline {ev['unigram_accuracy']:.3f}), "
+            f"held-out MLM accuracy at [MASK] {ev['cloze_accuracy']:.3f} (unigram baseline {ev['unigram_accuracy']:.3f}), "
             f"loss {ev['mlm_loss']:.3f}" + (f", NSP accuracy {ev['nsp_accuracy']:.3f}" if "nsp_accuracy" in ev else "")
         )
     print(f"model: {summary['model']}  curves: {out}/curves.png  log: {out}/metrics.jsonl")
@@ -375,6 +375,107 @@ def predict_cmd(
         for rec in records:
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
     print(f"wrote {len(records)} predictions to {output}")
+
+
+@command("embed")
+def embed_cmd(
+    model: Annotated[str, "a sentence-transformers folder, or a BERT folder (mean pooling unless --pooling)"],
+    input: Annotated[str, "text file, one text per line ('-': stdin)"] = "-",
+    output: Annotated[str, "out.npy, out.safetensors or out.jsonl ('-': JSONL on stdout)"] = "-",
+    pooling: Annotated[
+        Literal["cls", "mean", "max", "mean_sqrt_len"] | None, "default: the folder's Pooling module, else mean"
+    ] = None,
+    normalize: Annotated[bool | None, "L2-normalise sentence vectors (default: the folder's Normalize module)"] = None,
+    layers: Annotated[int | None, "average the last K hidden states (embedding output included)"] = None,
+    layer_weights: Annotated[
+        list[float] | None, "ELMo scalar mix: softmax(W) over the last len(W) hidden states, lowest first"
+    ] = None,
+    tokens: Annotated[bool, "a vector per token (L x H per text) instead of per text: .safetensors / .jsonl"] = False,
+    precision: Annotated[
+        Literal["fp32", "bf16", "int8"],
+        "bf16: autocast (fast with native bf16 only); int8: attention projections in dynamic int8",
+    ] = "fp32",
+    batch_tokens: Annotated[int, "padded tokens per batch; texts are sorted by length first"] = 4096,
+    skip_empty: Annotated[bool, "skip empty lines (counted on stderr) instead of stopping at the first"] = False,
+    progress: Annotated[bool | None, "progress bar with texts/s on stderr (default: when stderr is a terminal)"] = None,
+) -> None:
+    """Embed texts, one per line, with a sentence-transformers or BERT folder; the same vectors as
+    sentence-transformers gives for its folders. Empty lines are an error (row i is line i) unless
+    --skip-empty; JSONL and .safetensors outputs carry each vector's input line number."""
+    import collections
+    import time
+
+    from bertkit.embed import VectorWriter, check_output_path, load_embedder, read_lines
+
+    if layer_weights is not None and not layer_weights:
+        raise BertkitError("--layer-weights needs one weight per layer to mix, e.g. --layer-weights 0 0 1")
+    if layers is not None and layer_weights:
+        raise BertkitError("--layers and --layer-weights both choose layers: give one")
+    check_output_path(output, tokens)
+    if input != "-" and not Path(input).is_file():
+        raise BertkitError(f"{input}: no such file")
+    embedder = load_embedder(model, pooling=pooling, normalize=normalize)
+    skipped: list[int] = []
+    writer = VectorWriter(output, tokens)
+    keep_text = tokens and writer.kind == "jsonl"  # JSONL token output names each token
+    pending: collections.deque[tuple[int, str | None]] = collections.deque()  # read ahead of the vectors
+
+    def texts():
+        for n, text in read_lines(input, skip_empty, skipped):
+            pending.append((n, text if keep_text else None))
+            yield text
+
+    start = time.perf_counter()
+    try:
+        chunks = embedder.encode_iter(
+            texts(),
+            batch_tokens=batch_tokens,
+            layers=layer_weights or layers,
+            output="token" if tokens else "sentence",
+            precision=precision,
+            progress=sys.stderr.isatty() if progress is None else progress,
+        )
+        for chunk in chunks:
+            lines, chunk_texts = zip(*(pending.popleft() for _ in range(len(chunk))), strict=True)
+            words = None
+            if keep_text:
+                words = [embedder.tokenizer.convert_ids_to_tokens(ids) for ids in embedder.tokenize(chunk_texts)]
+            writer.write(chunk, list(lines), words)
+        writer.commit(embedder.dim if not tokens else embedder.encoder.config.hidden_size)
+    except BaseException:
+        writer.abort()
+        raise
+    seconds = time.perf_counter() - start
+    note = f"; skipped {len(skipped)} empty line(s)" if skipped else ""
+    where = "" if output == "-" else f" -> {output}"
+    print(f"model: {embedder.source}", file=sys.stderr)  # after the work, so that an error stays one line
+    rate = writer.rows / max(seconds, 1e-9)
+    print(f"embedded {writer.rows} texts in {seconds:.1f} s ({rate:.1f} texts/s){note}{where}", file=sys.stderr)
+
+
+@command("similarity")
+def similarity_cmd(
+    model: Annotated[str, "a sentence-transformers or BERT folder"],
+    text_a: Annotated[str, "the first text"],
+    text_b: Annotated[str, "the second text"],
+    word: Annotated[str | None, "compare this word's contextual vectors in the two texts instead"] = None,
+    pooling: Annotated[
+        Literal["cls", "mean", "max", "mean_sqrt_len"] | None, "default: the folder's Pooling module, else mean"
+    ] = None,
+    layers: Annotated[int | None, "average the last K hidden states (embedding output included)"] = None,
+) -> None:
+    """Cosine similarity of two texts' sentence vectors, or (--word) of one word's vectors in two contexts,
+    e.g. 苹果 in 我喜欢吃苹果 and in 苹果和华为哪个牌子好: BERT gives the word a vector per context."""
+    from bertkit.embed import cosine, load_embedder
+
+    embedder = load_embedder(model, pooling=pooling)
+    if word is None:
+        a, b = embedder.encode([text_a, text_b], layers=layers)
+        print(f"cosine {cosine(a, b):.4f}")
+        return
+    a, b = (embedder.word_vector(t, word, layers=layers) for t in (text_a, text_b))
+    print(f"{word!r} in {text_a!r} vs in {text_b!r}: cosine {cosine(a, b):.4f} (contextual vectors)")
+    print("a static word vector (word2vec, or BERT's own input embedding) would give 1.0000: one vector per word")
 
 
 def load_tokenizer(path: str):
