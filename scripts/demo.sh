@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BK=.venv/bin/bertkit
-STEPS=${DEMO_STEPS:-1000}
+STEPS=${DEMO_STEPS:-2000}
 
 echo "== 1. How big is BERT? (the notes' exercise: bert-base-chinese)"
 $BK params bert-base-chinese
