@@ -192,7 +192,8 @@ def pretrain_cmd(
     ev = summary["eval"]
     if ev:
         print(
-            f"held-out MLM accuracy at [MASK] {ev['cloze_accuracy']:.3f} (unigram baseline {ev['unigram_accuracy']:.3f}), "
+            f"held-out MLM accuracy at [MASK] {ev['cloze_accuracy']:.3f} "
+            f"(unigram baseline {ev['unigram_accuracy']:.3f}), "
             f"loss {ev['mlm_loss']:.3f}" + (f", NSP accuracy {ev['nsp_accuracy']:.3f}" if "nsp_accuracy" in ev else "")
         )
     print(f"model: {summary['model']}  curves: {out}/curves.png  log: {out}/metrics.jsonl")

@@ -7,6 +7,13 @@
 Choices:
 - Attention is `softmax(QKᵀ/√d_k)V` through `F.scaled_dot_product_attention` (fused kernels on CPU and GPU);
   only when attention probabilities are asked for (attention maps, TinyBERT) is it computed by hand.
+  Q, K and V come from one (H → 3H) matrix multiply over the three weights concatenated: one large GEMM
+  runs faster than three small ones on CPU.
+- `unpad=True` removes padding: embeddings are looked up for (B, T), then every linear layer, LayerNorm and
+  the FFN run on the N real tokens only, (N, H); attention alone scatters them back into (B, T) rows. Work
+  follows real tokens, whatever the lengths in a batch. Outputs come back padded, with zeros at padding.
+  Off by default, so that padded positions hold what transformers computes there: heads that score every
+  position (QA, tagging) and their parity tests see the same numbers.
 - Post-LayerNorm, exactly as the original BERT, so Google / Hugging Face weights give the same numbers.
 - Heads are tiny modules that take hidden states; objectives (objectives.py) wrap an encoder and heads.
   The MLM decoder is tied to the word embeddings: the head receives that matrix instead of owning a copy.
@@ -40,6 +47,27 @@ class EncoderOutput:
     attentions: tuple[torch.Tensor, ...] | None = None  # N × (B, heads, T, T) attention probabilities
 
 
+@dataclass
+class Unpadding:
+    """Where the real tokens of a padded (B, T) batch are, to move between (B, T, D) and (N, D)."""
+
+    index: torch.Tensor  # (N,) flat positions b * T + t of the real tokens
+    batch_size: int
+    seq_len: int
+
+    @classmethod
+    def from_mask(cls, attention_mask: torch.Tensor) -> Unpadding:
+        B, T = attention_mask.shape
+        return cls(attention_mask.flatten().nonzero().squeeze(1), B, T)
+
+    def unpad(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, D) -> (N, D)
+        return x.reshape(-1, x.shape[-1])[self.index]
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:  # (N, D) -> (B, T, D), zeros at padding
+        out = x.new_zeros(self.batch_size * self.seq_len, x.shape[-1])
+        return out.index_copy_(0, self.index, x).view(self.batch_size, self.seq_len, -1)
+
+
 class Embeddings(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
@@ -70,13 +98,18 @@ class SelfAttention(nn.Module):
         self.dropout_p = config.attention_probs_dropout_prob
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor | None, need_weights: bool = False
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        need_weights: bool = False,
+        unpadding: Unpadding | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        B, T, H = x.shape
-        # (B, T, H) -> (B, heads, T, d_k): each head attends in its own d_k = H / heads subspace.
-        q, k, v = (
-            proj(x).view(B, T, self.num_heads, -1).transpose(1, 2) for proj in (self.query, self.key, self.value)
-        )
+        qkv = self.qkv(x)  # (B, T, 3H), or (N, 3H) for unpadded tokens
+        if unpadding is not None:
+            qkv = unpadding.pad(qkv)  # attention needs each sequence as a row: (B, T, 3H)
+        B, T, H = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
+        # (B, T, 3H) -> 3 × (B, heads, T, d_k): each head attends in its own d_k = H / heads subspace.
+        q, k, v = qkv.view(B, T, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         dropout_p = self.dropout_p if self.training else 0.0
         probs = None
         if need_weights:
@@ -88,7 +121,18 @@ class SelfAttention(nn.Module):
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
         y = y.transpose(1, 2).reshape(B, T, H)  # heads concatenated back: (B, T, H)
+        if unpadding is not None:
+            y = unpadding.unpad(y)  # (N, H)
         return self.out(y), probs
+
+    def qkv(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., H) -> (..., 3H): Q, K, V side by side, from one matrix multiply."""
+        projections = (self.query, self.key, self.value)
+        if not all(isinstance(p, nn.Linear) for p in projections):  # e.g. int8-quantised projections
+            return torch.cat([p(x) for p in projections], dim=-1)
+        weight = torch.cat([p.weight for p in projections])  # (3H, H); the copy costs far less than it saves
+        bias = torch.cat([p.bias for p in projections])
+        return F.linear(x, weight, bias)
 
 
 class FeedForward(nn.Module):
@@ -112,9 +156,13 @@ class Layer(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor | None, need_weights: bool = False
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        need_weights: bool = False,
+        unpadding: Unpadding | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        a, probs = self.attn(x, mask, need_weights)
+        a, probs = self.attn(x, mask, need_weights, unpadding)
         # Residual "add & norm": the sub-layer's output is added to its input, so nothing it lost is lost.
         x = self.attn_norm(x + self.dropout(a))
         x = self.ffn_norm(x + self.dropout(self.ffn(x)))
@@ -137,21 +185,31 @@ class BertEncoder(nn.Module):
         token_type_ids: torch.Tensor | None = None,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
+        unpad: bool = False,
     ) -> EncoderOutput:
+        """`unpad=True` runs everything but attention on the real tokens only; outputs at padding are then zeros
+        (and attention rows of padded queries differ from transformers'), so it is for callers that read only
+        real positions: embeddings, serving."""
         B, T = input_ids.shape
         if T > self.config.max_position_embeddings:
             raise ValueError(
                 f"sequence length {T} exceeds max_position_embeddings={self.config.max_position_embeddings}"
             )
-        mask = None
+        mask, unpadding = None, None
+        x = self.embeddings(input_ids, token_type_ids)  # (B, T, H)
         if attention_mask is not None and not bool(attention_mask.all()):
             mask = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T): True where a key may be attended
-        x = self.embeddings(input_ids, token_type_ids)
+            if unpad:
+                unpadding = Unpadding.from_mask(attention_mask)
+                x = unpadding.unpad(x)  # (N, H): the real tokens only
         hidden_states, attentions = [x], []
         for layer in self.layers:
-            x, probs = layer(x, mask, output_attentions)
+            x, probs = layer(x, mask, output_attentions, unpadding)
             hidden_states.append(x)
             attentions.append(probs)
+        if unpadding is not None:
+            x = unpadding.pad(x)
+            hidden_states = [unpadding.pad(h) for h in hidden_states] if output_hidden_states else hidden_states
         pooled = torch.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None
         return EncoderOutput(
             last_hidden_state=x,

