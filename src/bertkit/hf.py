@@ -24,7 +24,7 @@ from torch import nn
 
 from bertkit.config import BertConfig
 from bertkit.errors import CheckpointError, ConfigError
-from bertkit.model import BertEncoder, ClassifierHead, MLMHead, NSPHead, init_weights
+from bertkit.model import BertEncoder, ClassifierHead, MLMHead, NSPHead, span_head
 
 # (our name, Hugging Face name); "{i}" is a layer index. Encoder names get HF's "bert." prefix in
 # checkpoints that carry heads (BertForPreTraining and friends) and none in a bare BertModel.
@@ -117,13 +117,6 @@ def build_heads(config: BertConfig, heads: list[str]) -> dict[str, nn.Module]:
     if ("classifier" in heads or "token_classifier" in heads) and config.num_labels == 0:
         raise ConfigError("a classifier head needs labels: set 'id2label' in the config")
     return {h: factories[h](config) for h in heads}
-
-
-def span_head(config: BertConfig) -> nn.Linear:
-    """Extractive QA: a start and an end logit for every token, (B, T, H) -> (B, T, 2), as HF's qa_outputs."""
-    head = nn.Linear(config.hidden_size, 2)
-    init_weights(head, config.initializer_range)
-    return head
 
 
 def _heads_in(state: dict[str, torch.Tensor], architectures: list[str]) -> list[str]:

@@ -261,6 +261,13 @@ class ClassifierHead(nn.Module):
         return self.out(self.dropout(hidden))
 
 
+def span_head(config: BertConfig) -> nn.Linear:
+    """Extractive QA: a start and an end logit for every token, (B, T, H) -> (B, T, 2), as HF's qa_outputs."""
+    head = nn.Linear(config.hidden_size, 2)
+    init_weights(head, config.initializer_range)
+    return head
+
+
 def init_weights(module: nn.Module, std: float) -> None:
     """BERT's initialisation: truncated-normal-like N(0, 0.02) weights, zero biases, unit LayerNorm."""
     if isinstance(module, nn.Linear):

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from bertkit.dataset import PretrainingData
+from bertkit.dataset import Epoch, PretrainingData
 from bertkit.errors import BertkitError
 from bertkit.hf import save_pretrained
 from bertkit.objectives import BertPretraining
@@ -122,11 +122,19 @@ def pretrain(
 
     # A fixed baseline to judge MLM accuracy by: always predict the corpus's most frequent token.
     baseline_id = most_frequent_token(train_data)
+    # The held-out epoch is seeded, so the same at every evaluation: build it once.
+    eval_epoch = eval_data.epoch(0) if eval_data is not None else None
     batches = train_data.batches(cfg.batch_size, epoch, batch_index)
     log = open(out / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - closed in `finally`
     # On a terminal the bar redraws in place; in a log file it writes a line every 30 s.
-    bar = tqdm(total=cfg.steps, initial=step, disable=not cfg.progress, unit="step", dynamic_ncols=True,
-               mininterval=0.5 if sys.stderr.isatty() else 30)
+    bar = tqdm(
+        total=cfg.steps,
+        initial=step,
+        disable=not cfg.progress,
+        unit="step",
+        dynamic_ncols=True,
+        mininterval=0.5 if sys.stderr.isatty() else 30,
+    )
     window = {
         "mlm_loss": 0.0,
         "mlm_n": 0,
@@ -193,7 +201,7 @@ def pretrain(
 
             # ---- evaluate on held-out documents
             if eval_data is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
-                last_eval = evaluate(model, eval_data, cfg, device, use_bf16, baseline_id) | {"step": step}
+                last_eval = evaluate(model, eval_data, cfg, device, use_bf16, baseline_id, eval_epoch) | {"step": step}
                 log.write(json.dumps({"eval": last_eval}) + "\n")
                 log.flush()
                 bar.write(
@@ -230,6 +238,7 @@ def evaluate(
     device: torch.device,
     use_bf16: bool,
     baseline_id: int,
+    epoch: Epoch | None = None,
 ) -> dict:
     """Held-out MLM loss/accuracy (and NSP accuracy) on the first `eval_batches` batches of epoch 0.
 
@@ -240,9 +249,10 @@ def evaluate(
     """
     was_training = model.training
     model.eval()
-    sums = dict.fromkeys(("mlm_loss", "mlm_n", "mlm_correct", "nsp_n", "nsp_correct", "cloze_n", "cloze_correct",
-                          "baseline"), 0)
-    epoch = data.epoch(0)
+    sums = dict.fromkeys(
+        ("mlm_loss", "mlm_n", "mlm_correct", "nsp_n", "nsp_correct", "cloze_n", "cloze_correct", "baseline"), 0
+    )
+    epoch = epoch if epoch is not None else data.epoch(0)
     bs = min(cfg.batch_size, len(epoch))
     for i in range(min(cfg.eval_batches, len(epoch) // bs)):
         batch = {k: v.to(device) for k, v in epoch.batch(np.arange(i * bs, (i + 1) * bs)).items()}
