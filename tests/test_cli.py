@@ -108,10 +108,44 @@ def test_pretrain_then_fill_mask_and_load_in_transformers(tmp_path):
 
     # Continued pretraining of the folder just written: its vocabulary and heads are kept.
     more = tmp_path / "more"
-    result = run("pretrain", "--out", str(more), "--init", str(out / "model"), "--corpus", str(corpus),
-                 "--max-seq-length", "32", "--batch-size", "4", "--steps", "2", "--cache-dir", str(tmp_path / "cache"))
+    flags = "--max-seq-length 32 --batch-size 4 --steps 2".split()
+    result = run(
+        "pretrain",
+        "--out",
+        more,
+        "--init",
+        out / "model",
+        "--corpus",
+        corpus,
+        *flags,
+        "--cache-dir",
+        tmp_path / "cache",
+    )
     assert result.returncode == 0, result.stderr
     assert (more / "model" / "vocab.txt").read_text() == (out / "model" / "vocab.txt").read_text()
+
+
+@pytest.mark.parametrize("masking", ["wwm", "span"])
+def test_pretrain_with_whole_word_and_span_masking(tmp_path, masking):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(CORPUS, encoding="utf-8")
+    out = tmp_path / "run"
+    flags = "--preset bert-tiny-chinese --vocab-size 300 --max-seq-length 32 --batch-size 4 --steps 4 --objective full"
+    result = run(
+        "pretrain",
+        "--out",
+        out,
+        "--corpus",
+        corpus,
+        *flags.split(),
+        "--masking",
+        masking,
+        "--cache-dir",
+        tmp_path / "cache",
+    )
+    assert result.returncode == 0, result.stderr
+    assert (out / "model" / "model.safetensors").is_file()
+    assert list((tmp_path / "cache" / "shards").glob("*/word_starts-*.bin"))
 
 
 def test_missing_folder_is_one_line_error(tmp_path):

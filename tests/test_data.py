@@ -301,3 +301,32 @@ def test_progress_bar_on_stderr(tmp_path, tokenizer, capsys):
 def test_token_dtype_widens_past_uint16():
     assert data._token_dtype(65535) == np.uint16
     assert data._token_dtype(65536) == np.int32
+
+
+# ---- word starts for whole-word masking ----------------------------------------------------------------
+
+
+def test_word_starts_are_jieba_words_cached_and_carried_by_marked_documents(tmp_path, tokenizer):
+    from bertkit.masking import sequence_word_ids
+
+    path, _ = corpus(tmp_path)
+    shards = build_shards(path, tokenizer, tmp_path / "cache", progress=False)
+    vocab = tokenizer.convert_ids_to_tokens(range(tokenizer.vocab_size))
+    starts = data.word_starts(shards, vocab, progress=False)
+    assert starts.shape == (shards.num_tokens,) and set(np.unique(starts)) <= {0, 1}
+    marked = data.MarkedDocuments(shards, starts)
+    n_multi = 0
+    for d in range(len(shards)):
+        for plain, tagged in zip(shards.document(d), marked.document(d), strict=True):
+            assert np.array_equal(tagged & (data.WORD_START_BIT - 1), plain)
+            w = sequence_word_ids(tokenizer.convert_ids_to_tokens(plain.tolist()))
+            expected = np.r_[True, w[1:] != w[:-1]]
+            assert np.array_equal((tagged & data.WORD_START_BIT) != 0, expected)
+            n_multi += int(len(plain) - expected.sum())
+    assert n_multi > 0  # some words really span several tokens
+    # a second call reads the cached file instead of segmenting again
+    cached = list(shards.folder.glob("word_starts-*.bin"))
+    assert len(cached) == 1
+    before = cached[0].stat().st_mtime_ns
+    assert np.array_equal(data.word_starts(shards, vocab, progress=False), starts)
+    assert cached[0].stat().st_mtime_ns == before

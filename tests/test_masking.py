@@ -306,3 +306,83 @@ def test_span_masking_respects_the_cap():
     candidates = np.ones(512, dtype=bool)
     for _ in range(20):
         assert len(choose_span_positions(candidates, MaskingConfig(max_predictions_per_seq=20), rng)) == 20
+
+
+# ---- whole-word and span masking of pretraining instances (dataset.PretrainingData.unit)
+
+
+def test_sequence_word_ids_groups_chinese_words_and_wordpieces_and_stops_at_sep():
+    from bertkit.masking import segment_words, sequence_word_ids
+
+    tokens = ["[CLS]", "我", "喜", "欢", "北", "京", "[SEP]", "play", "##ing", "ball", "[SEP]"]
+    ids = sequence_word_ids(tokens)
+    assert ids[0] == ids[6] == ids[10] == -1
+    # jieba's words for 我喜欢北京, mapped onto the character tokens
+    words = segment_words("我喜欢北京")
+    assert words == ["我", "喜欢", "北京"]
+    assert ids[1] != ids[2] and ids[2] == ids[3] and ids[4] == ids[5] and ids[3] != ids[4]
+    assert ids[7] == ids[8] != ids[9]  # play ##ing is one word, ball another
+    assert len(set(ids[1:6]) & set(ids[7:10])) == 0  # words never cross [SEP]
+
+
+def _chinese_pretraining_data(unit):
+    from bertkit.dataset import PretrainingData, Vocab
+    from bertkit.tokenizer import Tokenizer
+
+    text = (
+        "中华人民共和国成立以来，经济建设取得了巨大成就。我们要继续深化经济体制改革。"
+        "全国人民团结一致，开创新局面。新华社记者报道，北京市今天召开会议。"
+    )
+    sentences = [s + "。" for s in text.split("。") if s]
+    tok = Tokenizer.train(iter(sentences * 3), vocab_size=200, show_progress=False)
+
+    class Docs:
+        def __init__(self):
+            rng = np.random.default_rng(0)
+            self.docs = [
+                [np.array(tok.encode(sentences[j]).ids[1:-1]) for j in rng.permutation(len(sentences))]
+                for _ in range(60)
+            ]
+
+        def __len__(self):
+            return len(self.docs)
+
+        def document(self, i):
+            return self.docs[i]
+
+    data = PretrainingData(Docs(), Vocab.of(tok), np.arange(60), max_seq_length=64, unit=unit, seed=1)
+    return data, tok
+
+
+@pytest.mark.parametrize("unit", ["word", "span"])
+def test_pretraining_word_units_mask_whole_jieba_words_at_the_right_rates(unit):
+    from bertkit.masking import sequence_word_ids
+
+    data, tok = _chinese_pretraining_data(unit)
+    epoch = data.epoch(0)
+    whole, partial, chosen, candidates = 0, 0, 0, 0
+    corrupted = {"mask": 0, "random": 0, "same": 0}
+    for row in range(len(epoch)):
+        n = int(epoch.lengths[row])
+        labels = epoch.labels[row, :n]
+        original = np.where(labels != -100, labels, epoch.input_ids[row, :n])
+        word_ids = sequence_word_ids(tok.convert_ids_to_tokens(original.tolist()))
+        picked = labels != -100
+        assert not picked[word_ids < 0].any()  # never [CLS] / [SEP]
+        for w in np.unique(word_ids[word_ids >= 0]):
+            in_word = picked[word_ids == w]
+            if in_word.any():
+                whole += bool(in_word.all())
+                partial += not in_word.all()
+        chosen += int(picked.sum())
+        candidates += int((word_ids >= 0).sum())
+        seen = epoch.input_ids[row, :n][picked]
+        corrupted["mask"] += int((seen == tok.mask_token_id).sum())
+        corrupted["same"] += int((seen == labels[picked]).sum())
+        corrupted["random"] += int(((seen != labels[picked]) & (seen != tok.mask_token_id)).sum())
+    assert partial == 0 and whole > 200  # every chosen word is taken whole
+    assert abs(chosen / candidates - 0.15) < 0.02
+    total = sum(corrupted.values())
+    assert abs(corrupted["mask"] / total - 0.8) < 0.05
+    # multi-character words exist in the text, so word masking really groups tokens
+    assert chosen > whole

@@ -126,7 +126,10 @@ def pretrain_cmd(
     hidden_size: Annotated[int | None, "override the preset's hidden size (FFN = 4x)"] = None,
     max_seq_length: Annotated[int, "tokens per instance, [CLS] and [SEP]s included"] = 128,
     objective: Annotated[Literal["nsp", "sop", "full"], "MLM plus NSP, plus SOP, or MLM on full sentences"] = "nsp",
-    masking: Annotated[Literal["token"], "what is masked: single tokens"] = "token",
+    masking: Annotated[
+        Literal["token", "wwm", "span"],
+        "what is masked: single tokens; whole words (Chinese words found by jieba, English by ##); SpanBERT spans",
+    ] = "token",
     dynamic: Annotated[bool, "fresh masks every epoch (RoBERTa) instead of dupe_factor static copies"] = False,
     dupe_factor: Annotated[int, "static masking: versions of the data, cycled"] = 5,
     steps: Annotated[int, "optimizer steps"] = 1000,

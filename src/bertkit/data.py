@@ -561,3 +561,69 @@ def _encode_into(tokens_file: BinaryIO, tokenizer: Tokenizer, sentences: list[st
         ids = np.fromiter(itertools.chain.from_iterable(encoded), dtype, count=count)
         tokens_file.write(ids.tobytes())
     return lengths
+
+
+# ---- word boundaries for whole-word and span masking ----------------------------------------------------
+
+WORD_START_BIT = 1 << 24  # set on a token id that begins a word (see MarkedDocuments); ids are < 2**24
+
+
+def word_starts(shards: TokenShards, tokens: Sequence[str], progress: bool = True) -> np.ndarray:
+    """(num_tokens,) uint8 memory map: 1 where a token begins a word, cached as `word_starts.bin` in the shards.
+
+    Words are what `masking.sequence_word_ids` finds in each sentence: jieba words for Chinese, `##`-joined
+    word pieces otherwise. Segmenting is the slow part of whole-word masking (jieba manages ~100k characters a
+    second), and a sentence's words never change, so it is done once per corpus and tokenizer, like the
+    shards themselves, and written atomically (temp file, then rename).
+    """
+    import jieba
+
+    from bertkit.masking import sequence_word_ids
+
+    path = shards.folder / f"word_starts-jieba{jieba.__version__}.bin"
+    n = shards.num_tokens
+    if path.is_file() and path.stat().st_size == n:
+        return np.memmap(path, dtype=np.uint8, mode="r", shape=(n,))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    offsets = shards.sentence_offsets
+    try:
+        with open(tmp, "wb") as f:
+            for s in tqdm(
+                range(len(offsets) - 1),
+                desc="finding words (jieba)",
+                unit="sent",
+                disable=not progress,
+                mininterval=0.5 if sys.stderr.isatty() else 30,
+            ):
+                ids = shards.tokens[offsets[s] : offsets[s + 1]]
+                w = sequence_word_ids([tokens[i] for i in ids], special_tokens=("[UNK]",))  # (n,)
+                starts = np.ones(len(w), dtype=np.uint8)
+                starts[1:] = w[1:] != w[:-1]
+                f.write(starts.tobytes())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return np.memmap(path, dtype=np.uint8, mode="r", shape=(n,))
+
+
+class MarkedDocuments:
+    """Documents whose token ids carry `WORD_START_BIT` on each word's first token.
+
+    Instance building (pairs.py) only concatenates and trims sentence arrays, so a mark travels with its
+    token into the instance for free; `PretrainingData` strips the bit off and turns it into word ids there.
+    """
+
+    def __init__(self, shards: TokenShards, starts: np.ndarray):
+        self.shards, self.starts = shards, starts
+
+    def __len__(self) -> int:
+        return len(self.shards)
+
+    def document(self, i: int) -> list[np.ndarray]:
+        first, last = self.shards.document_offsets[i], self.shards.document_offsets[i + 1]
+        bounds = self.shards.sentence_offsets[first : last + 1].tolist()
+        return [
+            self.shards.tokens[a:b].astype(np.int64) | (self.starts[a:b].astype(np.int64) * WORD_START_BIT)
+            for a, b in itertools.pairwise(bounds)
+        ]

@@ -9,6 +9,10 @@ Choices:
 - An epoch's instances live in one padded int32 array (N, max_seq_length); only the shards are on disk.
 - Documents are split into training and held-out sets by a seeded permutation, so evaluation never
   sees a training document.
+- `unit` picks what is masked: single tokens (BERT), whole words (`"word"`: Chinese BERT-wwm, with jieba
+  words; English words are a token and its `##` pieces) or SpanBERT spans of whole words. Words come from
+  `data.MarkedDocuments` (segmented once per corpus, carried as a bit on the ids through pair building);
+  with plain documents each instance is segmented when its epoch is built, which is slow on large data.
 """
 
 from __future__ import annotations
@@ -20,8 +24,17 @@ from typing import Literal, Protocol
 import numpy as np
 import torch
 
+from bertkit.data import WORD_START_BIT, MarkedDocuments
 from bertkit.errors import DataError
-from bertkit.masking import MaskingConfig, mask_batch
+from bertkit.masking import (
+    IGNORE_INDEX,
+    MaskingConfig,
+    apply_mask,
+    choose_spans,
+    choose_word_positions,
+    mask_batch,
+    sequence_word_ids,
+)
 from bertkit.pairs import create_full_sentence_instances, create_nsp_instances, create_sop_instances
 
 
@@ -40,6 +53,7 @@ class Vocab:
     sep_id: int
     mask_id: int
     special_ids: tuple[int, ...]
+    tokens: tuple[str, ...] = ()  # id -> token string; whole-word and span masking read words from it
 
     @classmethod
     def of(cls, tokenizer) -> Vocab:
@@ -50,6 +64,7 @@ class Vocab:
             tokenizer.sep_token_id,
             tokenizer.mask_token_id,
             tuple(tokenizer.all_special_ids),
+            tuple(tokenizer.convert_ids_to_tokens(range(tokenizer.vocab_size))),
         )
 
 
@@ -85,6 +100,7 @@ class PretrainingData:
     objective: Literal["nsp", "sop", "full"] = "nsp"
     short_seq_prob: float = 0.1
     masking: MaskingConfig = field(default_factory=MaskingConfig)
+    unit: Literal["token", "word", "span"] = "token"  # what is masked: tokens, whole words (wwm), spans
     dynamic: bool = False
     dupe_factor: int = 5
     seed: int = 0
@@ -113,17 +129,69 @@ class PretrainingData:
                 n,
                 inst.is_random_next,
             )
-        attention = np.arange(L)[None, :] < lengths[:, None]
-        masked, labels = mask_batch(
-            tokens,
-            self.masking,
-            rng,
-            mask_token_id=self.vocab.mask_id,
-            vocab_size=self.vocab.size,
-            special_ids=self.vocab.special_ids,
-            attention_mask=attention,
-        )
+        if self.unit == "token":
+            attention = np.arange(L)[None, :] < lengths[:, None]
+            masked, labels = mask_batch(
+                tokens,
+                self.masking,
+                rng,
+                mask_token_id=self.vocab.mask_id,
+                vocab_size=self.vocab.size,
+                special_ids=self.vocab.special_ids,
+                attention_mask=attention,
+            )
+        else:
+            starts = None
+            if isinstance(self.documents, MarkedDocuments):  # word starts travel as a bit on the ids
+                starts = (tokens & WORD_START_BIT) != 0
+                tokens &= WORD_START_BIT - 1
+            masked, labels = self._mask_words(tokens, lengths, rng, starts)
         return Epoch(masked.astype(np.int32), labels.astype(np.int32), types, lengths, nsp)
+
+    def _mask_words(
+        self, tokens: np.ndarray, lengths: np.ndarray, rng: np.random.Generator, starts: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Whole-word (Chinese words by jieba, English words by `##`) or SpanBERT span masking, row by row.
+
+        `starts` (N, L) bool marks each word's first token (from `data.word_starts`, segmented once per
+        corpus); without it, words are found here by segmenting every instance (slow: for small data).
+        """
+        v = self.vocab
+        if starts is None and len(v.tokens) != v.size:
+            raise DataError(f"--masking {self.unit}: the vocabulary's token strings are needed to find words")
+        specials = [v.tokens[i] for i in v.special_ids] if v.tokens else []
+        special_ids = np.asarray(v.special_ids)
+        masked = tokens.copy()
+        labels = np.full(tokens.shape, IGNORE_INDEX, dtype=np.int64)
+        for row in range(len(tokens)):
+            n = int(lengths[row])
+            ids = tokens[row, :n]
+            if starts is None:
+                word_ids = sequence_word_ids([v.tokens[i] for i in ids], specials)  # (n,) -1 at specials
+            else:
+                special = np.isin(ids, special_ids)  # (n,)
+                begins = starts[row, :n].copy()
+                begins[0] = True
+                begins[1:] |= special[:-1]  # a word never continues across [SEP] (or a trimmed edge)
+                word_ids = np.where(special, -1, np.cumsum(begins) - 1)
+            groups = None
+            if self.unit == "word":
+                positions = choose_word_positions(word_ids, self.masking, rng)
+            else:
+                spans = choose_spans(word_ids >= 0, self.masking, rng, word_ids=word_ids)  # (S, 2)
+                positions = np.concatenate([np.arange(s, e) for s, e in spans] or [np.zeros(0, np.int64)])
+                groups = np.repeat(np.arange(len(spans)), spans[:, 1] - spans[:, 0])  # one 80/10/10 per span
+            masked[row, :n], labels[row, :n] = apply_mask(
+                ids,
+                positions,
+                self.masking,
+                rng,
+                mask_token_id=v.mask_id,
+                vocab_size=v.size,
+                special_ids=v.special_ids,
+                groups=groups,
+            )
+        return masked, labels
 
     def _instances(self, docs: _DocView, d: int, rng: np.random.Generator) -> list:
         v, L = self.vocab, self.max_seq_length

@@ -377,6 +377,8 @@ def segment_words(text: str) -> list[str]:
 
 def _normalise(text: str) -> str:
     """What BERT's basic tokenizer does to characters (uncased): lower-case, drop accents and whitespace."""
+    if all("\u4e00" <= c <= "\u9fff" for c in text):  # common CJK: nothing to do (the fast path)
+        return text
     text = unicodedata.normalize("NFD", text.lower())
     return "".join(c for c in text if unicodedata.category(c) != "Mn" and not c.isspace())
 
@@ -420,4 +422,52 @@ def chinese_word_ids(
         else:
             word_ids[i] = next_fresh
             next_fresh += 1
+    return word_ids
+
+
+def _is_cjk_char(token: str) -> bool:
+    return len(token) == 1 and (
+        0x4E00 <= ord(token) <= 0x9FFF
+        or 0x3400 <= ord(token) <= 0x4DBF
+        or 0x20000 <= ord(token) <= 0x2A6DF
+        or 0xF900 <= ord(token) <= 0xFAFF
+        or 0x2F800 <= ord(token) <= 0x2FA1F
+    )
+
+
+def sequence_word_ids(
+    tokens: Sequence[str], special_tokens: Sequence[str] = ("[CLS]", "[SEP]", "[PAD]", "[MASK]")
+) -> np.ndarray:
+    """(T,) word ids for one model input of WordPiece tokens, Chinese words found by jieba; specials get -1.
+
+    What Chinese whole-word masking needs from a sequence that is already tokenised (pretraining shards hold
+    ids, not text): each run of tokens between special tokens is turned back into text — CJK characters
+    joined directly, other tokens separated by a space, `##` pieces glued to the previous token — segmented
+    with `segment_words`, and matched back with `chinese_word_ids`. So 中华人民共和国 is one word of seven
+    tokens, `play ##ing` one word of two (as Google's English wwm), and words never cross a [SEP].
+    """
+    specials = set(special_tokens)
+    word_ids = np.full(len(tokens), -1, dtype=np.int64)
+    offset = 0  # word ids stay distinct across the runs of one sequence
+    i = 0
+    while i < len(tokens):
+        if tokens[i] in specials:
+            i += 1
+            continue
+        j = i
+        while j < len(tokens) and tokens[j] not in specials:
+            j += 1
+        run = tokens[i:j]
+        parts: list[str] = []
+        for k, token in enumerate(run):
+            if token.startswith("##"):
+                parts.append(token[2:])
+            elif k > 0 and not (_is_cjk_char(token) and _is_cjk_char(run[k - 1])):
+                parts.append(" " + token)
+            else:
+                parts.append(token)
+        ids = chinese_word_ids(run, segment_words("".join(parts)), special_tokens)
+        word_ids[i:j] = ids + offset
+        offset += int(ids.max(initial=-1)) + 1
+        i = j
     return word_ids

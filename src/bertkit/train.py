@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from bertkit.data import WORD_START_BIT
 from bertkit.dataset import Epoch, PretrainingData
 from bertkit.errors import BertkitError
 from bertkit.hf import save_pretrained
@@ -288,7 +289,8 @@ def most_frequent_token(data: PretrainingData) -> int:
     counts = np.zeros(data.vocab.size, dtype=np.int64)
     for d in data.doc_ids[:: max(1, len(data.doc_ids) // 2000)]:  # a sample of documents is plenty
         for sentence in data.documents.document(int(d)):
-            counts += np.bincount(np.asarray(sentence, dtype=np.int64), minlength=data.vocab.size)
+            ids = np.asarray(sentence, dtype=np.int64) & (WORD_START_BIT - 1)  # without whole-word marks
+            counts += np.bincount(ids, minlength=data.vocab.size)
     counts[list(data.vocab.special_ids)] = -1
     return int(counts.argmax())
 
@@ -398,15 +400,16 @@ def build_pretraining(
     new WordPiece vocabulary of `vocab_size` trained on the corpus and saved with the model.
     """
     from bertkit.config import from_preset
-    from bertkit.data import build_shards, read_documents, resolve_corpus
+    from bertkit.data import MarkedDocuments, build_shards, read_documents, resolve_corpus, word_starts
     from bertkit.dataset import Vocab, split_documents
     from bertkit.hf import check_vocab_fits, load_pretrained
     from bertkit.masking import MaskingConfig
     from bertkit.model import BertEncoder, MLMHead, NSPHead
     from bertkit.tokenizer import Tokenizer
 
-    if masking != "token":
-        raise BertkitError(f"--masking {masking!r} is not available yet; use 'token'")
+    units = {"token": "token", "wwm": "word", "span": "span"}
+    if masking not in units:
+        raise BertkitError(f"--masking {masking!r}: choose one of {', '.join(units)}")
     source = resolve_corpus(corpus)
     if init is not None:
         ckpt = load_pretrained(init)
@@ -435,15 +438,20 @@ def build_pretraining(
     cache = Path(cache_dir or os.environ.get("BERTKIT_CACHE", Path.home() / ".cache" / "bertkit"))
     shards = build_shards(source, tokenizer, cache / "shards", progress=progress)
     train_ids, eval_ids = split_documents(len(shards), eval_fraction, seed)
+    vocab = Vocab.of(tokenizer)
+    documents = shards
+    if units[masking] != "token":  # find the words once per corpus; they then ride along on the token ids
+        documents = MarkedDocuments(shards, word_starts(shards, vocab.tokens, progress=progress))
     mlm = heads.get("mlm") or MLMHead(config)
     nsp = None if objective == "full" else (heads.get("nsp") or NSPHead(config))
     model = BertPretraining(encoder, mlm, nsp)
     common = dict(
-        documents=shards,
-        vocab=Vocab.of(tokenizer),
+        documents=documents,
+        vocab=vocab,
         max_seq_length=max_seq_length,
         objective=objective,
         masking=MaskingConfig(exact_count=not dynamic),
+        unit=units[masking],
         seed=seed,
     )
     train_data = PretrainingData(doc_ids=train_ids, dynamic=dynamic, dupe_factor=dupe_factor, **common)
