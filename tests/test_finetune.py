@@ -2,6 +2,7 @@
 its loss falls; exported heads match `transformers`; bad input is a one-line error naming file, line, field."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -346,3 +347,191 @@ def test_bad_input_is_one_line_error(tmp_path, capsys, tiny_model):
     _user_error(capsys, [*base, "--train", str(tmp_path / "empty.jsonl")], "empty.jsonl: empty file")
     _user_error(capsys, [*base, *train, "--max-seq-length", "65"], "more than the model's max_position_embeddings")
     _user_error(capsys, ["evaluate", "--model", str(tiny_model), "--task", "sentiment"], "no classification head")
+
+
+# ----------------------------------------------------------------------- regression and multiple choice
+
+
+def test_regression_from_cli_loads_in_transformers(tmp_path, capsys, tiny_model):
+    """Float labels: one output, squared error, problem_type "regression"; Pearson and Spearman on dev."""
+    rows = [(f"{a}{b}的东西", 4.5 - 0.25 * i) for i, a in enumerate(GOOD) for b in "东西产品"]
+    rows += [(f"{a}{b}的东西", -1.5 + 0.25 * i) for i, a in enumerate(BAD) for b in "东西产品"]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps({"text": t, "score": y}) + "\n" for t, y in rows), "utf-8")
+    (tmp_path / "dev.csv").write_text("text,score\n" + "".join(f"{t},{y}\n" for t, y in rows[::3]), "utf-8")
+    run = tmp_path / "run"
+    out = _finetune(
+        capsys,
+        *["--task", "regression", "--model", str(tiny_model), "--out", str(run), "--label-column", "score"],
+        *["--train", str(tmp_path / "train.jsonl"), "--dev", str(tmp_path / "dev.csv")],
+    )
+    assert "dev pearson" in out
+    _assert_loss_falls(run)
+    summary = json.loads((run / "summary.json").read_text())
+    assert {"mse", "pearson", "spearman"} <= set(summary["dev"]) and -1 <= summary["dev"]["pearson"] <= 1
+
+    config = json.loads((run / "model" / "config.json").read_text())
+    assert config["problem_type"] == "regression" and config["id2label"] == {"0": "score"}
+    ref = transformers.AutoModelForSequenceClassification.from_pretrained(run / "model").eval()
+    assert ref.config.problem_type == "regression" and ref.config.num_labels == 1
+    model, tok = load_task_model(run / "model")
+    assert model.kind == "regression"
+    batch = tok(["好的东西", "差的产品"])
+    with torch.no_grad():
+        assert (model(**batch) - ref(**batch).logits).abs().max() < 1e-5
+
+    assert (
+        main(
+            ["evaluate", "--model", str(run / "model"), "--task", "regression", "--data", str(tmp_path / "dev.csv")]
+            + ["--label-column", "score"]
+        )
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["pearson"] == pytest.approx(summary["dev"]["pearson"], abs=1e-6)
+    (rec,) = predict_texts(model, tok, ["好的东西"])
+    assert set(rec) == {"text", "value"} and isinstance(rec["value"], float)
+
+    (tmp_path / "words.csv").write_text("text,score\n好,4.5\n差,high\n", "utf-8")
+    _user_error(
+        capsys,
+        ["finetune", "--task", "regression", "--model", str(tiny_model), "--out", str(tmp_path / "bad")]
+        + ["--train", str(tmp_path / "words.csv"), "--label-column", "score"],
+        "words.csv: line 3: column 'score' should be a number, got \"high\"",
+    )
+
+
+def _choices(n: int) -> list[dict]:
+    """Who likes what: the right choice is the fruit the context names, the others are things that are not
+    fruit (so that a tiny model learns it in a few steps); 3 or 4 choices."""
+    names, fruits, things = ["张三", "李四", "王五", "赵六"], ["苹果", "香蕉", "西瓜", "葡萄"], ["汽车", "电脑", "桌子"]
+    out = []
+    for k in range(n):
+        name, fruit = names[k % 4], fruits[(k // 4 + k) % 4]
+        choices = [things[(k + j) % 3] for j in range(2 + k % 2)]
+        choices.insert(k % (len(choices) + 1), fruit)
+        out.append(
+            {
+                "context": f"{name}喜欢{fruit}。",
+                "question": f"{name}喜欢什么？",
+                "choices": choices,
+                "label": choices.index(fruit),
+            }
+        )
+    return out
+
+
+def test_multiple_choice_from_cli_loads_in_transformers_both_ways(tmp_path, capsys, tiny_model):
+    lines = _choices(32)
+    assert {len(x["choices"]) for x in lines} == {3, 4}  # batches mix 3- and 4-choice questions
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), "utf-8")
+    run = tmp_path / "run"
+    _finetune(
+        capsys,
+        *["--task", "multiple-choice", "--model", str(tiny_model), "--out", str(run)],
+        *["--train", str(tmp_path / "train.jsonl"), "--dev", str(tmp_path / "train.jsonl")],
+        *["--batch-size", "4", "--lr", "1e-2"],  # the scores start near 0: a few more, larger steps
+    )
+    _assert_loss_falls(run)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["metric"] == "accuracy" and summary["dev"]["examples"] == 32
+
+    config = json.loads((run / "model" / "config.json").read_text())
+    assert config["architectures"] == ["BertForMultipleChoice"]
+    ref = transformers.AutoModelForMultipleChoice.from_pretrained(run / "model").eval()
+    model, tok = load_task_model(run / "model")
+    assert model.kind == "multiple_choice"
+    flat = tok(["张三喜欢苹果。"] * 3 + ["李四喜欢西瓜。"] * 3, ["苹果", "香蕉", "葡萄", "西瓜", "苹果", "葡萄"])
+    batch = {k: v.view(2, 3, -1) for k, v in flat.items()}  # (B, K, T)
+    with torch.no_grad():
+        ours, theirs = model(**batch), ref(**batch).logits
+    assert ours.shape == (2, 3) and (ours - theirs).abs().max() < 1e-5
+
+    # A folder transformers wrote loads back as a multiple-choice model (not a 1-label sequence classifier).
+    ref.save_pretrained(tmp_path / "hf")
+    tok.save(tmp_path / "hf")
+    back, _ = load_task_model(tmp_path / "hf")
+    assert back.kind == "multiple_choice"
+    with torch.no_grad():
+        assert (back(**batch) - theirs).abs().max() < 1e-5
+
+    assert (
+        main(
+            ["evaluate", "--model", str(run / "model"), "--task", "multiple-choice"]
+            + ["--data", str(tmp_path / "train.jsonl")]
+        )
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(summary["dev"]["accuracy"])
+    unlabelled = [{k: v for k, v in x.items() if k != "label"} for x in lines[:3]]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in unlabelled), "utf-8")
+    assert (
+        main(
+            ["predict", "--model", str(run / "model"), "--input", str(tmp_path / "in.jsonl")]
+            + ["--output", str(tmp_path / "out.jsonl")]
+        )
+        == 0
+    )
+    records = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text("utf-8").splitlines()]
+    for rec, x in zip(records, unlabelled, strict=True):
+        assert len(rec["scores"]) == len(x["choices"]) and sum(rec["scores"]) == pytest.approx(1, abs=1e-4)
+        assert rec["choice"] == x["choices"][rec["label"]] and rec["score"] == max(rec["scores"])
+
+    (tmp_path / "bad.jsonl").write_text(json.dumps({**lines[0], "label": 4}, ensure_ascii=False) + "\n", "utf-8")
+    base = ["finetune", "--task", "multiple-choice", "--model", str(tiny_model), "--out", str(tmp_path / "x")]
+    n = len(lines[0]["choices"])
+    _user_error(
+        capsys,
+        [*base, "--train", str(tmp_path / "bad.jsonl")],
+        f"bad.jsonl: line 1: field 'label' should be the index of the right choice, 0 to {n - 1}, got 4",
+    )
+    squad = Path(__file__).parent / "data" / "squad_v2_tiny.json"
+    _user_error(
+        capsys,
+        ["evaluate", "--model", str(run / "model"), "--task", "qa", "--data", str(squad)],
+        "the model picks one of several choices but the task has questions with answers in a context",
+    )
+
+
+def test_gradient_accumulation_takes_the_same_steps(tmp_path, capsys):
+    """batch 4 x 2 micro-batches = batch 8: the same weights after training (dropout off), the same logged loss."""
+    tok = Tokenizer.train(iter(["好 差 东西 产品 很 不"] * 2), vocab_size=40, min_frequency=1)
+    config = BertConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=16,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    torch.manual_seed(0)
+    save_pretrained(tmp_path / "init", BertEncoder(config), {}, tok)
+    rows = [
+        "很好,pos",
+        "好东西,pos",
+        "好产品,pos",
+        "很好的东西,pos",
+        "很差,neg",
+        "差东西,neg",
+        "不好,neg",
+        "很差的产品,neg",
+    ]
+    (tmp_path / "train.csv").write_text("text,label\n" + "\n".join(rows) + "\n", "utf-8")
+
+    def run(name: str, batch_size: int, grad_accum: int) -> tuple[dict, dict]:
+        args = ["--task", "classification", "--model", str(tmp_path / "init"), "--out", str(tmp_path / name)]
+        args += ["--train", str(tmp_path / "train.csv"), "--batch-size", str(batch_size)]
+        _finetune(capsys, *args, "--grad-accum", str(grad_accum), "--epochs", "2", "--max-seq-length", "16")
+        summary = json.loads((tmp_path / name / "summary.json").read_text())
+        return summary, load_pretrained(tmp_path / name / "model", tokenizer=False).encoder.state_dict()
+
+    whole, w_whole = run("whole", 8, 1)
+    accumulated, w_acc = run("accumulated", 4, 2)
+    partial, w_partial = run("partial", 4, 3)  # an epoch of 2 micro-batches: one step over both
+    small, w_small = run("small", 4, 1)
+    assert whole["steps"] == accumulated["steps"] == partial["steps"] == 2 and small["steps"] == 4
+    for weights in (w_acc, w_partial):
+        assert max((weights[k] - w_whole[k]).abs().max() for k in w_whole) < 1e-5
+    assert max((w_small[k] - w_whole[k]).abs().max() for k in w_whole) > 1e-3  # the test can tell them apart
+    losses = [_epoch_losses(tmp_path / name) for name in ("whole", "accumulated")]
+    assert losses[0] == pytest.approx(losses[1], abs=1e-6)

@@ -8,9 +8,11 @@ import torch
 
 from bertkit.errors import DataError
 from bertkit.tasks import (
+    FILE_TASKS,
     Pieces,
     TagExample,
     accuracy,
+    answer_pieces,
     bio_spans,
     bmes_words,
     char_span,
@@ -18,15 +20,18 @@ from bertkit.tasks import (
     load_task,
     macro_f1,
     owners,
+    pearson,
     peoples_daily_cws_task,
     peoples_daily_entities,
     peoples_daily_ner_example,
     peoples_daily_ner_task,
+    read_choice_examples,
     read_tag_examples,
     read_text_examples,
     recombine,
     sentiment_task,
     sorted_labels,
+    spearman,
     squad_em,
     squad_f1,
     squad_normalize,
@@ -308,3 +313,77 @@ def test_tag_example_sources_in_messages(tmp_path):
         load_task("ner", tmp_path / "t.jsonl")
     assert isinstance(read_tag_examples(tmp_path / "t.jsonl")[0], TagExample)
     assert Pieces([], [], [], "").first_piece == []
+
+
+# ------------------------------------------------------------------------ regression and multiple choice
+
+
+def test_pearson_and_spearman_by_hand():
+    x, y = [1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 5.0, 9.0]
+    # Deviations (-1.5, -0.5, 0.5, 1.5) and (-3, -1, 0, 4): sum of products 11, sums of squares 5 and 26.
+    assert pearson(x, y) == pytest.approx(11 / (5 * 26) ** 0.5)
+    assert pearson(x, [-v for v in y]) == pytest.approx(-11 / (5 * 26) ** 0.5)
+    assert spearman(x, y) == pytest.approx(1.0)  # monotone, though not linear
+    # Ties share their mean rank: (1, 2, 2, 3) -> (1, 2.5, 2.5, 4); against (1, 2, 3, 4): 4.5 / sqrt(4.5 * 5).
+    assert spearman([1.0, 2.0, 2.0, 3.0], x) == pytest.approx(4.5 / (4.5 * 5) ** 0.5)
+    assert pearson([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]) == 0.0  # nothing varies: no correlation to measure
+
+
+def test_regression_labels_are_numbers(tmp_path):
+    (tmp_path / "a.jsonl").write_text('{"text": "x", "score": 3.5}\n{"text": "y", "score": "-1e-2"}\n', "utf-8")
+    assert [e.label for e in read_text_examples(tmp_path / "a.jsonl", label_column="score", numeric=True)] == [
+        "3.5",
+        "-1e-2",
+    ]
+    for value in ("high", "nan", True, [1]):
+        rows = [{"text": "x", "score": 1}, {"text": "y", "score": value}]
+        (tmp_path / "b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), "utf-8")
+        with pytest.raises(DataError) as e:
+            read_text_examples(tmp_path / "b.jsonl", label_column="score", numeric=True)
+        assert f"b.jsonl: line 2: column 'score' should be a number, got {json.dumps(value)}" in str(e.value)
+    (tmp_path / "train.csv").write_text("text,score\nx,0.5\ny,4\n", "utf-8")
+    task = load_task("regression", tmp_path / "train.csv", label_column="score")
+    assert task.kind == "regression" and task.labels == ["score"]
+    assert FILE_TASKS["multiple-choice"] == "multiple_choice" and FILE_TASKS["qa"] == "qa"
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ({"context": "c", "choices": ["a", "b"], "label": 2}, "line 1: field 'label' should be the index of the right"),
+        ({"context": "c", "choices": ["a", "b"], "label": True}, "0 to 1, got true"),
+        ({"context": "c", "choices": ["a"], "label": 0}, "line 1: field 'choices' has 1 choice; give at least 2"),
+        ({"context": "c", "choices": "a b", "label": 0}, "line 1: field 'choices' should be a non-empty list"),
+        ({"context": "c", "choices": ["a", ""], "label": 0}, "line 1: field 'choices' should be a non-empty list"),
+        ({"choices": ["a", "b"], "label": 0}, "line 1: no column 'context'"),
+        ({"context": "c", "choices": ["a", "b"]}, "line 1: no field 'label'"),
+        ({"context": "c", "question": 3, "choices": ["a", "b"], "label": 0}, "field 'question' should be a string"),
+    ],
+)
+def test_multiple_choice_reader_errors(tmp_path, line, message):
+    (tmp_path / "mc.jsonl").write_text(json.dumps(line) + "\n", "utf-8")
+    with pytest.raises(DataError) as e:
+        read_choice_examples(tmp_path / "mc.jsonl")
+    assert str(e.value).startswith(f"{tmp_path / 'mc.jsonl'}: ") and message in str(e.value), str(e.value)
+
+
+def test_multiple_choice_reader(tmp_path):
+    lines = [
+        {"context": "张三喜欢苹果。", "question": "他喜欢什么？", "choices": ["苹果", "汽车"], "label": 0},
+        {"context": "Which is a fruit?", "choices": ["car", "pear", "desk"], "label": "1"},  # no question
+    ]
+    (tmp_path / "mc.jsonl").write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), "utf-8")
+    a, b = read_choice_examples(tmp_path / "mc.jsonl")
+    assert (a.question, a.choices, a.label) == ("他喜欢什么？", ["苹果", "汽车"], 0)
+    assert (b.question, b.label, b.source) == ("", 1, f"{tmp_path / 'mc.jsonl'}: line 2")
+    assert read_choice_examples(tmp_path / "mc.jsonl", label_column=None)[0].label is None
+    task = load_task("multiple-choice", tmp_path / "mc.jsonl", dev=tmp_path / "mc.jsonl")
+    assert task.kind == "multiple_choice" and task.labels == [] and len(task.dev) == 2
+
+
+def test_answer_pieces_by_hand():
+    offsets = [(0, 3), (4, 7), (7, 9)]  # "abc defgh": "abc", "def", "##gh"
+    assert answer_pieces(offsets, 4, 9) == (1, 2)
+    assert answer_pieces(offsets, 5, 6) == (1, 1)  # inside a piece: the whole piece
+    assert answer_pieces(offsets, 0, 9) == (0, 2)
+    assert answer_pieces(offsets, 3, 4) is None  # only the space, which no piece holds

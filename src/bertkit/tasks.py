@@ -1,14 +1,19 @@
 """Fine-tuning tasks: reading labelled data, the built-in benchmarks, sub-word alignment, windows, metrics.
 
-Two kinds of task, each a small head on the encoder (finetune.py trains them):
+Five kinds of task, each a small head on the encoder (finetune.py trains them):
 - `classification`: one label per text or text pair, from `[CLS]` (`TextExample`);
-- `tagging`: one tag per word, BIO for named entities or BMES for word segmentation (`TagExample`).
+- `regression`: one real number per text or pair, from `[CLS]` (`TextExample` whose labels parse as floats);
+- `tagging`: one tag per word, BIO for named entities or BMES for word segmentation (`TagExample`);
+- `qa`: extractive question answering, an answer span in a context (`QAExample`, SQuAD / CMRC 2018 JSON);
+- `multiple_choice`: one of several answers to a context and question (`ChoiceExample`, JSONL).
 
-Inputs (`read_text_examples`, `read_tag_examples`): CSV, TSV and JSONL with named columns, and CoNLL
-two-column files for tagging. Every mistake is a `DataError` naming the file, the line and the field: an
-empty file, a missing column, an empty text, a tag sequence of the wrong length, and a label in a dev or test
-file that the training file never had (`check_labels`). The label set comes from the training file, in a
-fixed order, and is saved as `id2label` in the model's config.json.
+Inputs (`read_text_examples`, `read_tag_examples`, `read_choice_examples`): CSV, TSV and JSONL with named
+columns, and CoNLL two-column files for tagging; SQuAD-format JSON for QA (`read_qa_examples`). Every mistake
+is a `DataError` naming the file, the line (for JSON: the question id) and the field: an empty file, a missing
+column, an empty text, a tag sequence of the wrong length, a regression target that is not a number, a choice
+index out of range, an answer that is not at its `answer_start`, and a label in a dev or test file that the
+training file never had (`check_labels`). The label set comes from the training file, in a fixed order, and
+is saved as `id2label` in the model's config.json (regression: the label column's name, one output).
 
 Sub-word alignment, the policy for tagging: words are joined with single spaces and tokenized; each word's
 tag is learned and predicted on its *first* word piece, and the other pieces get the label -100 (ignored by
@@ -23,10 +28,23 @@ it is most central, i.e. has the most context on its shorter side (`owners`, `re
 same rule: a piece is labelled only in the window that owns it, so each word counts once in the loss.
 Classification inputs are truncated (longest text of a pair first), and the number truncated is reported.
 
+Extractive QA reads SQuAD v1.1 / v2.0 and CMRC 2018 files (one format): a question and its context become
+[CLS] question [SEP] context window [SEP], the context read in windows `stride` pieces apart when it does not
+fit, each piece keeping its character span so that answers map back to the context's characters exactly.
+A window that does not hold the whole answer is trained to point at [CLS] ("no answer here"). Answers are
+found as in Google's run_squad.py (`qa_answer`): the n best start and end positions of each window, spans
+that run forward and are at most `max_answer_length` pieces long, each scored start + end logit, the best
+over all windows winning. A span is read only in the window that holds it with the most context on its
+shorter side: the tagger's rule, applied to the whole span (Google's looks at the start alone, and so loses
+a span that runs past the end of the window its start belongs to). For SQuAD 2.0 the answer is empty when
+the [CLS] ("null") score, the lowest over the windows, beats the best span's by more than a threshold
+(`best_null_threshold` finds the best one on a dev set).
+
 Metrics are small functions checked by hand in tests/test_tasks.py: accuracy, macro-F1, strict entity-level
 P/R/F1 over BIO spans (as seqeval's strict IOB2 mode: an entity is B-X followed by I-X; an I-X that does not
 continue an X entity is no entity; a span counts only if type, start and end all match), word-level P/R/F1
-over BMES segmentations, and SQuAD EM/F1 (English normalisation; CMRC 2018's rules for Chinese).
+over BMES segmentations, SQuAD EM/F1 (English normalisation; CMRC 2018's rules for Chinese) and Pearson /
+Spearman correlation for regression.
 """
 
 from __future__ import annotations
@@ -34,6 +52,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import math
 import random
 import re
 import string
@@ -49,7 +68,7 @@ import torch
 
 from bertkit.errors import DataError
 
-Kind = Literal["classification", "tagging"]
+Kind = Literal["classification", "regression", "tagging", "qa", "multiple_choice"]
 Scheme = Literal["bio", "bmes"]
 
 
@@ -155,10 +174,17 @@ def _table_rows(path: Path, f, delimiter: str) -> Iterator[tuple[int, dict]]:
 
 
 def _field(path: Path, line: int, row: dict, column: str, kind: str = "text") -> str:
-    """A non-empty string field of a row; a label may be a JSON number or boolean too."""
+    """A non-empty string field of a row; a label may be a JSON number or boolean too. A "number" (a regression
+    target) is a JSON number or a string that parses as a finite float, returned as written."""
     if column not in row:
         raise DataError(f"{path}: line {line}: no column '{column}' (the row has: {', '.join(map(str, row))})")
     value = row[column]
+    if kind == "number":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = repr(value)
+        if not isinstance(value, str) or not math.isfinite(parse_float(value)):
+            raise DataError(f"{path}: line {line}: column '{column}' should be a number, got {json.dumps(value)}")
+        return value.strip()
     if kind == "label" and isinstance(value, (bool, int)):
         value = str(value).lower() if isinstance(value, bool) else str(value)
     if not isinstance(value, str):
@@ -168,20 +194,30 @@ def _field(path: Path, line: int, row: dict, column: str, kind: str = "text") ->
     return value.strip() if kind == "label" else value
 
 
+def parse_float(value: str) -> float:
+    """The number a string holds, NaN if it holds none."""
+    try:
+        return float(value)
+    except ValueError:
+        return math.nan
+
+
 def read_text_examples(
     path: str | Path,
     text_column: str = "text",
     label_column: str | None = "label",
     text_pair_column: str | None = None,
+    numeric: bool = False,
 ) -> list[TextExample]:
-    """Classification examples from a CSV / TSV / JSONL file. `label_column=None` reads unlabelled texts."""
+    """Classification examples from a CSV / TSV / JSONL file. `label_column=None` reads unlabelled texts;
+    `numeric=True` reads regression targets (each label must be a finite number)."""
     path = Path(path)
     examples = []
     for line, row in read_rows(path):
         examples.append(
             TextExample(
                 text=_field(path, line, row, text_column),
-                label=_field(path, line, row, label_column, "label") if label_column else None,
+                label=_field(path, line, row, label_column, "number" if numeric else "label") if label_column else None,
                 text_pair=_field(path, line, row, text_pair_column) if text_pair_column else None,
                 source=f"{path}: line {line}",
             )
@@ -260,6 +296,182 @@ def _tag_source(ex: TagExample, i: int, field: str = "tags") -> str:
     return f"{ex.source}: line {ex.line}: field '{field}', item {i + 1}"
 
 
+# -------------------------------------------------------------------- extractive QA and multiple choice
+
+
+@dataclass
+class QAExample:
+    """A question about a context, and its gold answers as (text, character start); none: unanswerable."""
+
+    id: str
+    question: str
+    context: str
+    answers: list[tuple[str, int]]
+    source: str = ""  # "dev.json: question '56be4db0acb8001400a502ec'"
+
+    @property
+    def answer_texts(self) -> list[str]:
+        """The gold answers as SQuAD scores them: [""] for an unanswerable question."""
+        return [text for text, _ in self.answers] or [""]
+
+
+def read_qa_examples(path: str | Path, answers: bool = True) -> list[QAExample]:
+    """Questions from a SQuAD v1.1 / v2.0 or CMRC 2018 JSON file (the three share one format):
+
+        {"data": [{"paragraphs": [{"context": "...", "qas": [{"id": "q1", "question": "...",
+                   "answers": [{"text": "...", "answer_start": 42}], "is_impossible": false}]}]}]}
+
+    Every answer's text must be at its `answer_start` (a character offset) in the context, so that training
+    targets are exact; a SQuAD 2.0 question without an answer says `"is_impossible": true` and has none.
+    With `answers=False` (prediction) answers may be left out; those present are still checked. Errors name
+    the file, the question id (before the id is read: its place, data[i].paragraphs[j].qas[k]) and the field.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    if path.suffix.lower() != ".json":
+        raise DataError(f"{path}: QA data is a SQuAD / CMRC 2018 .json file (data / paragraphs / qas)")
+    try:
+        root = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 ({e.reason} at byte {e.start}); convert the file to UTF-8") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+    examples: list[QAExample] = []
+    places: dict[str, str] = {}
+    for i, article in enumerate(_json_field(path, "the top level", root, "data", list)):
+        for j, para in enumerate(_json_field(path, f"data[{i}]", article, "paragraphs", list)):
+            place = f"data[{i}].paragraphs[{j}]"
+            context = _json_field(path, place, para, "context", str)
+            for k, qa in enumerate(_json_field(path, place, para, "qas", list)):
+                qid = str(_json_field(path, f"{place}.qas[{k}]", qa, "id", (str, int)))
+                where = f"question {qid!r}"
+                if qid in places:
+                    raise DataError(f"{path}: {where}: the id is used twice ({places[qid]} and {place}.qas[{k}])")
+                places[qid] = f"{place}.qas[{k}]"
+                question = _json_field(path, where, qa, "question", str)
+                impossible = _json_field(path, where, qa, "is_impossible", bool) if "is_impossible" in qa else False
+                gold = _qa_answers(path, where, qa, context, answers and not impossible)
+                if impossible and gold:
+                    raise DataError(f"{path}: {where}: field 'answers' is not empty but 'is_impossible' is true")
+                examples.append(QAExample(qid, question, context, gold, f"{path}: {where}"))
+    if not examples:
+        raise DataError(f"{path}: empty file (no questions under data[].paragraphs[].qas[])")
+    return examples
+
+
+JSON_TYPE_NAMES = {str: "a string", int: "an integer", list: "a list", bool: "true or false"}
+
+
+def _json_field(path: Path, where: str, obj, key: str, types):
+    """obj[key], which must exist and be of `types`; a string must not be empty."""
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: {where}: expected a JSON object, got {type(obj).__name__}")
+    if key not in obj:
+        raise DataError(f"{path}: {where}: no field '{key}' (the object has: {', '.join(map(str, obj))})")
+    value = obj[key]
+    types = types if isinstance(types, tuple) else (types,)
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+        names = " or ".join(JSON_TYPE_NAMES[t] for t in types)
+        raise DataError(f"{path}: {where}: field '{key}' should be {names}, got {json.dumps(value)[:60]}")
+    if isinstance(value, str) and not value.strip():
+        raise DataError(f"{path}: {where}: field '{key}' is empty")
+    return value
+
+
+def _qa_answers(path: Path, where: str, qa: dict, context: str, required: bool) -> list[tuple[str, int]]:
+    if "answers" not in qa and not required:
+        return []
+    gold = []
+    for n, answer in enumerate(_json_field(path, where, qa, "answers", list), 1):
+        item = f"{where}: field 'answers', item {n}"
+        text = _json_field(path, item, answer, "text", str)
+        start = _json_field(path, item, answer, "answer_start", int)
+        found = context[start : start + len(text)] if 0 <= start < len(context) else ""
+        if found != text:
+            elsewhere = context.find(text)
+            hint = f"the text is at {elsewhere}" if elsewhere >= 0 else "the text is nowhere in the context"
+            raise DataError(
+                f"{path}: {item}: text {text!r} is not at answer_start {start} of its context "
+                f"(which has {found!r} there; {hint})"
+            )
+        gold.append((text, start))
+    if required and not gold:
+        raise DataError(
+            f"{path}: {where}: field 'answers' is empty; mark a question without an answer "
+            '"is_impossible": true (SQuAD 2.0)'
+        )
+    return gold
+
+
+def read_qa_rows(
+    path: str | Path, question_column: str = "question", context_column: str = "context"
+) -> list[QAExample]:
+    """Unlabelled questions from a CSV / TSV / JSONL file, one per row; the id is the row's `id` field if it
+    has one, else its line number."""
+    path = Path(path)
+    return [
+        QAExample(
+            str(row.get("id", line)),
+            _field(path, line, row, question_column),
+            _field(path, line, row, context_column),
+            [],
+            f"{path}: line {line}",
+        )
+        for line, row in read_rows(path)
+    ]
+
+
+@dataclass
+class ChoiceExample:
+    """A context, an optional question, two or more choices, and the index of the right one."""
+
+    context: str
+    question: str
+    choices: list[str]
+    label: int | None
+    source: str = ""  # "dev.jsonl: line 7"
+
+
+def read_choice_examples(
+    path: str | Path,
+    context_column: str = "context",
+    question_column: str = "question",
+    choices_column: str = "choices",
+    label_column: str | None = "label",
+) -> list[ChoiceExample]:
+    """Multiple-choice examples, one JSON object per line: a context, a question (optional: a row without
+    the field has none), a list of choices and the 0-based index of the right choice (an integer, or a
+    string of digits). `label_column=None` reads unlabelled examples."""
+    path = Path(path)
+    examples = []
+    for line, row in read_rows(path):
+        context = _field(path, line, row, context_column)
+        question = row.get(question_column, "")
+        if not isinstance(question, str):
+            raise DataError(
+                f"{path}: line {line}: field '{question_column}' should be a string, got {json.dumps(question)}"
+            )
+        choices = _list_field(path, line, row, choices_column)
+        if len(choices) < 2:
+            raise DataError(f"{path}: line {line}: field '{choices_column}' has {len(choices)} choice; give at least 2")
+        label = None
+        if label_column:
+            if label_column not in row:
+                raise DataError(f"{path}: line {line}: no field '{label_column}' (the object has: {', '.join(row)})")
+            value = row[label_column]
+            if isinstance(value, str) and re.fullmatch(r"\d+", value.strip()):
+                value = int(value)
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < len(choices):
+                raise DataError(
+                    f"{path}: line {line}: field '{label_column}' should be the index of the right choice, "
+                    f"0 to {len(choices) - 1}, got {json.dumps(value)}"
+                )
+            label = value
+        examples.append(ChoiceExample(context, question, choices, label, f"{path}: line {line}"))
+    return examples
+
+
 # ------------------------------------------------------------------------------------------------- labels
 
 
@@ -321,6 +533,16 @@ def check_labels(examples: Sequence, labels: Sequence[str], what: str = "the tra
                     raise DataError(f"{_tag_source(ex, i)} {tag!r} does not occur in {what} (tags: {shown})")
 
 
+# Tasks read from the user's files, and the kind of model each trains.
+FILE_TASKS: dict[str, Kind] = {
+    "classification": "classification",
+    "regression": "regression",
+    "ner": "tagging",
+    "qa": "qa",
+    "multiple-choice": "multiple_choice",
+}
+
+
 def load_task(
     name: str,
     train: str | Path | None = None,
@@ -331,30 +553,45 @@ def load_task(
     label_column: str = "label",
     tokens_column: str = "tokens",
     tags_column: str = "tags",
+    question_column: str = "question",
+    context_column: str = "context",
+    choices_column: str = "choices",
 ) -> TaskData:
-    """A built-in task by name, or "classification" / "ner" from the user's files."""
+    """A built-in task by name, or one of `FILE_TASKS` from the user's files.
+
+    Labels: the classes of the training file (classification), its BIO tags (ner), the label column's name
+    (regression: one output), none (qa, multiple-choice: the answer is a position or an index).
+    """
     if name in BUILTIN_TASKS:
         if train or dev or test:
-            raise DataError(f"--task {name} is built in; --train/--dev/--test are for 'classification' and 'ner'")
+            raise DataError(f"--task {name} is built in; --train/--dev/--test are for {', '.join(FILE_TASKS)}")
         return BUILTIN_TASKS[name]()
-    if name not in ("classification", "ner"):
-        raise DataError(f"unknown task {name!r}; choose from {', '.join([*BUILTIN_TASKS, 'classification', 'ner'])}")
+    if name not in FILE_TASKS:
+        raise DataError(f"unknown task {name!r}; choose from {', '.join([*BUILTIN_TASKS, *FILE_TASKS])}")
     if train is None:
         raise DataError(f"--task {name} needs --train FILE (and usually --dev and --test)")
+    kind = FILE_TASKS[name]
 
     def read(path):
-        if name == "classification":
-            return read_text_examples(path, text_column, label_column, text_pair_column)
+        if kind in ("classification", "regression"):
+            return read_text_examples(path, text_column, label_column, text_pair_column, kind == "regression")
+        if kind == "qa":
+            return read_qa_examples(path)
+        if kind == "multiple_choice":
+            return read_choice_examples(path, context_column, question_column, choices_column, label_column)
         return read_tag_examples(path, tokens_column, tags_column)
 
-    kind: Kind = "classification" if name == "classification" else "tagging"
-    scheme = None if kind == "classification" else "bio"
+    scheme = "bio" if kind == "tagging" else None
     train_examples = read(train)
-    labels = labels_from_training(train_examples, kind, scheme)
+    if kind in ("classification", "tagging"):
+        labels = labels_from_training(train_examples, kind, scheme)
+    else:
+        labels = [label_column] if kind == "regression" else []
     splits = {}
     for split, path in (("dev", dev), ("test", test)):
         splits[split] = read(path) if path else []
-        check_labels(splits[split], labels, f"the training file {train}")
+        if kind in ("classification", "tagging"):
+            check_labels(splits[split], labels, f"the training file {train}")
         if scheme == "bio":
             for ex in splits[split]:
                 check_bio(ex)
@@ -777,3 +1014,142 @@ def squad_f1(prediction: str, answers: Sequence[str]) -> float:
             common = sum((Counter(a) & Counter(p)).values())
         scores.append(0.0 if common == 0 else 2 * common / (len(a) + len(p)))
     return max(scores, default=0.0)
+
+
+def best_null_threshold(
+    diffs: Sequence[float], span_scores: Sequence[float], null_scores: Sequence[float]
+) -> tuple[float, float]:
+    """The SQuAD 2.0 no-answer threshold that maximises a metric over a labelled set, and the metric's mean.
+
+    Per question: `diffs[i]` = its null score minus its best span's score, `span_scores[i]` and
+    `null_scores[i]` the metric (EM or F1) of answering with that span and of answering nothing. A question
+    goes unanswered when its diff is above the threshold. Candidates, as in the official evaluation script:
+    each diff (answer every question up to it), and one below them all (answer nothing).
+    """
+    _same_length(diffs, span_scores)
+    _same_length(diffs, null_scores)
+    if not diffs:
+        return 0.0, 0.0
+    order = sorted(range(len(diffs)), key=diffs.__getitem__)
+    best_total = total = float(sum(null_scores))  # nothing answered
+    best_threshold = diffs[order[0]] - 1.0
+    for rank, i in enumerate(order):
+        total += span_scores[i] - null_scores[i]
+        last_of_tie = rank + 1 == len(order) or diffs[order[rank + 1]] != diffs[i]
+        if last_of_tie and total > best_total:
+            best_total, best_threshold = total, diffs[i]
+    return best_threshold, best_total / len(diffs)
+
+
+def pearson(x: Sequence[float], y: Sequence[float]) -> float:
+    """Pearson's correlation; 0.0 when either side is constant (no linear relation can be measured)."""
+    _same_length(x, y)
+    n = len(x)
+    if n == 0:
+        return 0.0
+    mx, my = sum(x) / n, sum(y) / n
+    sxy = sum((a - mx) * (b - my) for a, b in zip(x, y, strict=True))
+    sxx, syy = sum((a - mx) ** 2 for a in x), sum((b - my) ** 2 for b in y)
+    return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else 0.0
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's correlation: Pearson's of the ranks, tied values sharing their mean rank (as scipy's)."""
+    return pearson(_ranks(x), _ranks(y))
+
+
+def _ranks(x: Sequence[float]) -> list[float]:
+    order = sorted(range(len(x)), key=x.__getitem__)
+    ranks = [0.0] * len(x)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and x[order[j + 1]] == x[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+# ---- extractive QA: contexts in windows, answers from start / end logits
+
+
+@dataclass
+class Context:
+    """A QA context's word pieces, each piece's character span in `text`, and the windows that read them."""
+
+    text: str
+    ids: list[int]
+    offsets: list[tuple[int, int]]  # (n,) character span of each piece
+    wins: list[tuple[int, int]]  # [start, end) windows over the pieces
+
+    def span(self, first: int, last: int) -> tuple[int, int]:
+        """The characters of pieces first..last (inclusive): from the first's start to the last's end."""
+        return self.offsets[first][0], self.offsets[last][1]
+
+
+def answer_pieces(offsets: Sequence[tuple[int, int]], start: int, end: int) -> tuple[int, int] | None:
+    """The first and last piece (inclusive) that hold characters of [start, end); None when no piece does
+    (the answer is made of characters the tokenizer drops). An answer that begins or ends inside a piece
+    takes the whole piece: "Paris" in "Parisian" is read as the piece it starts."""
+    inside = [p for p, (a, b) in enumerate(offsets) if a < end and b > start]
+    return (inside[0], inside[-1]) if inside else None
+
+
+@dataclass
+class QAOptions:
+    """How answers are read from the logits (Google's run_squad.py defaults)."""
+
+    max_answer_length: int = 30  # pieces
+    n_best: int = 20  # start and end positions tried per window, and spans kept
+    null_threshold: float | None = None  # None: always answer (SQuAD 1.1, CMRC 2018); else see `qa_answer`
+
+
+def span_window(wins: Sequence[tuple[int, int]], first: int, last: int) -> int:
+    """The window that reads pieces first..last (inclusive) with the most context on the span's shorter side,
+    min(first - start, end - 1 - last); ties go to the earlier window, -1 if no window holds the span. For a
+    single piece this is `owners`' rule."""
+    best, context = -1, -1
+    for w, (s, e) in enumerate(wins):
+        if s <= first and last < e and min(first - s, e - 1 - last) > context:
+            best, context = w, min(first - s, e - 1 - last)
+    return best
+
+
+def qa_answer(ctx: Context, window_logits: Sequence[torch.Tensor], nulls: Sequence[float], opts: QAOptions) -> dict:
+    """The answer to one question from each window's (end - start, 2) start / end logits over its context
+    pieces, and each window's null score (start + end logit at [CLS]).
+
+    Returns `text`, its character `start` and `end` in the context (None for no answer), `probability`
+    (a softmax over the n best spans, and the null answer when it is allowed), `score` (the best span's
+    start + end logit), `null_score` (the lowest over the windows, as Google's) and `n_best`: the spans
+    tried, best first. No answer is given when `opts.null_threshold` is set and null_score - score exceeds
+    it, or when no span fits.
+    """
+    spans: dict[tuple[int, int], float] = {}  # character span -> start + end logit
+    for w, ((s, e), logits) in enumerate(zip(ctx.wins, window_logits, strict=True)):
+        k = min(opts.n_best, e - s)
+        if k == 0:
+            continue
+        starts, ends = logits[:, 0].tolist(), logits[:, 1].tolist()
+        top_ends = logits[:, 1].topk(k).indices.tolist()
+        for i in logits[:, 0].topk(k).indices.tolist():
+            for j in top_ends:
+                if j < i or j - i + 1 > opts.max_answer_length:
+                    continue
+                if span_window(ctx.wins, s + i, s + j) != w:  # each span is read in one window only
+                    continue
+                span = ctx.span(s + i, s + j)  # pieces sharing characters may give one span twice: keep the best
+                spans[span] = max(starts[i] + ends[j], spans.get(span, -math.inf))
+    best = sorted(spans.items(), key=lambda kv: -kv[1])[: opts.n_best]
+    null = min(nulls)
+    scores = torch.tensor([score for _, score in best] + ([null] if opts.null_threshold is not None else []))
+    probs = scores.softmax(0).tolist() if len(scores) else []
+    n_best = [{"text": ctx.text[a:b], "start": a, "end": b, "score": round(sc, 4)} for (a, b), sc in best]
+    answer = {"score": best[0][1] if best else -math.inf, "null_score": null, "n_best": n_best}
+    abstain = opts.null_threshold is not None and bool(best) and null - best[0][1] > opts.null_threshold
+    if not best or abstain:
+        return answer | {"text": "", "start": None, "end": None, "probability": probs[-1] if probs else None}
+    (a, b), _ = best[0]
+    return answer | {"text": ctx.text[a:b], "start": a, "end": b, "probability": probs[0]}

@@ -1,0 +1,564 @@
+"""`bertkit serve`: a model folder behind an HTTP JSON API, on Starlette and uvicorn.
+
+    POST /embed      {"texts": [...]}                    -> {"vectors": [[...], ...], "dim": D}   (any folder)
+    POST /fill-mask  {"text": "...[MASK]...", "top_k": 5} -> {"masks": [[{"token", "score"}, ...], ...]}  (MLM head)
+    POST /classify   {"texts": [...], "pairs": [...]?}   -> {"results": [{"label", "score", "scores"} | {"value"}]}
+    POST /tag        {"texts": [...]}                    -> {"results": [{"entities" | "words" | "tags"}, ...]}
+    GET  /health     200 while the process answers (liveness)
+    GET  /ready      200 once the model is loaded and the batch workers run, else 503 (readiness)
+
+Choices:
+- Request batching: each model endpoint has a `Batcher`, a queue that one asyncio worker drains. The worker
+  takes the first waiting request, then keeps gathering requests until it holds `max_batch_size` texts or
+  `batch_wait_ms` have passed, runs the model once over all their texts in the model thread, and gives each
+  request its own rows. Concurrent clients thus share one forward pass; a lone client waits at most
+  `batch_wait_ms` more. A request is never split, so one larger than `max_batch_size` runs alone.
+- Batched results equal unbatched ones (up to float rounding, < 1e-5): embeddings run on real tokens only
+  (embed.py), and classification runs texts with and without a second text in separate calls, since
+  `[CLS] A [SEP] [SEP]` is not `[CLS] A [SEP]`.
+- One model thread: every forward pass runs in a single worker thread, so requests never fight for cores
+  and the event loop keeps answering /health, /ready and bad requests while the model works.
+- A batch that fails is run again request by request, so one bad request (a fill-mask text without [MASK])
+  gets its own 400 and does not fail the requests batched with it.
+- Bad requests get 4xx with {"error": message}: 400 for JSON that is not an object of the expected fields
+  and types (an empty text list, a non-string text, an unknown or missing field), 404 for an endpoint this
+  folder cannot serve (with the list of those it can), 413 for a body over `max_request_bytes` (checked on
+  Content-Length and again while reading) or more than `max_texts` texts. Anything else that goes wrong is
+  a logged 500; no request stops the server.
+- Loading: `bertkit serve` loads the folder before it starts listening, so a bad folder is a one-line error.
+  `app_from_env`, the factory for several worker processes, loads it in the model thread after the worker
+  has started: /health answers at once, /ready and the model endpoints say 503 until the model is there (or
+  name the error that stopped it).
+- The port is bound before the model loads: a port in use is a one-line error at once, and uvicorn serves on
+  that very socket, so nothing can take the port in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import logging
+import os
+import socket
+import sys
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bertkit.embed import Embedder, load_embedder
+from bertkit.errors import BertkitError
+from bertkit.finetune import TaskModel, predict_texts, task_model
+from bertkit.hf import Checkpoint, load_pretrained
+from bertkit.inference import fill_mask
+
+# uvicorn configures this logger, so our messages come out with its own, in the same format.
+log = logging.getLogger("uvicorn.error")
+ENV_MODEL = "BERTKIT_SERVE_MODEL"
+ENV_PREFIX = "BERTKIT_SERVE_"  # + a ServeConfig field in upper case, e.g. BERTKIT_SERVE_MAX_BATCH_SIZE
+SERVED_KINDS = {"classification": "/classify", "regression": "/classify", "tagging": "/tag"}  # TaskModel.kind
+
+
+@dataclass
+class ServeConfig:
+    """Limits and batching; the `bertkit serve` flags of the same names."""
+
+    max_batch_size: int = 64  # texts in one model call, gathered from concurrent requests
+    max_texts: int = 256  # texts in one request; more is a 413
+    max_request_bytes: int = 1 << 20  # request body; more is a 413
+    batch_wait_ms: float = 5.0  # how long a batch waits for more requests before it runs
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch_size", "max_texts", "max_request_bytes"):
+            if getattr(self, name) < 1:
+                raise BertkitError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.batch_wait_ms <= 10_000:
+            raise BertkitError(f"--batch-wait-ms must be in 0..10000, got {self.batch_wait_ms}")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> ServeConfig:
+        """Fields from BERTKIT_SERVE_<FIELD> variables where set, e.g. BERTKIT_SERVE_MAX_TEXTS=64."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            name = ENV_PREFIX + f.name.upper()
+            if name in environ:
+                kind = int if f.type in ("int", int) else float
+                try:
+                    values[f.name] = kind(environ[name])
+                except ValueError:
+                    raise BertkitError(f"{name}={environ[name]!r}: expected {kind.__name__}") from None
+        return cls(**values)
+
+
+# ---- the model ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ServedModel:
+    """What one folder serves. Embeddings and heads share one encoder (one copy of the weights in memory)."""
+
+    folder: str
+    embedder: Embedder
+    task: TaskModel | None = None  # a fine-tuned classification, regression or tagging folder
+    mlm: Checkpoint | None = None  # a folder with an MLM head: fill-mask
+
+    @property
+    def endpoints(self) -> list[str]:
+        found = ["/embed"]
+        if self.mlm is not None:
+            found.append("/fill-mask")
+        if self.task is not None:
+            found.append(SERVED_KINDS[self.task.kind])
+        return found
+
+
+def load_model(folder: str | os.PathLike) -> ServedModel:
+    """A sentence-transformers folder serves /embed; a BERT folder also serves its heads: /fill-mask for an
+    MLM head, /classify for a fine-tuned sequence classifier (or regressor), /tag for a token classifier (with
+    its CRF, if it has one). Question-answering and multiple-choice heads are not served: their inputs are
+    not lists of texts."""
+    folder = Path(folder)
+    if (folder / "modules.json").is_file():
+        return ServedModel(str(folder), load_embedder(folder))
+    ckpt = load_pretrained(folder)
+    embedder = load_embedder(folder, checkpoint=ckpt)
+    task = None
+    if set(ckpt.heads) - {"mlm", "nsp"}:  # a fine-tuned head: read as `bertkit predict` reads it
+        task = task_model(ckpt, folder).eval()
+        if task.kind not in SERVED_KINDS:
+            task = None
+    return ServedModel(str(folder), embedder, task, ckpt if "mlm" in ckpt.heads else None)
+
+
+def run_embed(model: ServedModel, texts: list[str]) -> np.ndarray:
+    return model.embedder.encode(texts)  # (n, dim) float32
+
+
+def run_classify(model: ServedModel, items: list[tuple[str, str | None]]) -> list[dict]:
+    """Texts alone and texts with a pair go in separate calls: a batch with any pair would give the others an
+    empty second segment, and results must not depend on what a request was batched with."""
+    out: list[dict] = [{}] * len(items)
+    for with_pair in (False, True):
+        idx = [i for i, (_, pair) in enumerate(items) if (pair is not None) == with_pair]
+        if not idx:
+            continue
+        texts = [items[i][0] for i in idx]
+        pairs = [items[i][1] for i in idx] if with_pair else None
+        for i, record in zip(idx, predict_texts(model.task, model.embedder.tokenizer, texts, pairs), strict=True):
+            out[i] = record
+    return out
+
+
+def run_tag(model: ServedModel, texts: list[str]) -> list[dict]:
+    return predict_texts(model.task, model.embedder.tokenizer, texts)
+
+
+def run_fill_mask(model: ServedModel, items: list[tuple[str, int]]) -> list[list[list[dict]]]:
+    return [
+        [[{"token": t, "score": round(p, 6)} for t, p in mask] for mask in fill_mask(model.mlm, text, top_k)]
+        for text, top_k in items
+    ]
+
+
+# ---- batching -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Pending:
+    items: list
+    future: asyncio.Future
+
+
+@dataclass
+class Batcher:
+    """A queue of requests and the worker that runs them in batches (see the module docstring).
+
+    `run(items)` takes the texts (or items) of several requests and returns one result per item.
+    """
+
+    run: Callable[[list], Sequence]
+    max_batch_size: int
+    wait_s: float
+    pending: deque[Pending] = field(default_factory=deque)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    requests: int = 0  # requests received
+    calls: int = 0  # model calls made
+    largest: int = 0  # most items in one call
+
+    async def submit(self, items: list) -> Sequence:
+        """The results for `items`, once the batch they joined has run."""
+        self.requests += 1
+        future = asyncio.get_running_loop().create_future()
+        self.pending.append(Pending(items, future))
+        self.arrived.set()
+        return await future
+
+    async def work(self, executor: Executor) -> None:
+        """The worker: forever gather a batch, run it, answer its requests."""
+        while True:
+            batch = await self._gather()
+            try:
+                await self._run(batch, executor)
+            except Exception as e:  # noqa: BLE001 - a bug here must not stop the worker for everyone
+                log.exception("batch worker")
+                for p in batch:
+                    _resolve(p, error=e)
+
+    async def _gather(self) -> list[Pending]:
+        loop = asyncio.get_running_loop()
+        while not self.pending:
+            self.arrived.clear()
+            await self.arrived.wait()
+        deadline = loop.time() + self.wait_s
+        batch: list[Pending] = []
+        n = 0
+        while True:
+            while self.pending and (not batch or n + len(self.pending[0].items) <= self.max_batch_size):
+                p = self.pending.popleft()
+                if p.future.done():  # cancelled along with its handler: nobody waits for it
+                    continue
+                batch.append(p)
+                n += len(p.items)
+            remaining = deadline - loop.time()
+            if n >= self.max_batch_size or self.pending or remaining <= 0:  # full, or the next does not fit
+                return batch
+            self.arrived.clear()
+            try:
+                await asyncio.wait_for(self.arrived.wait(), remaining)
+            except asyncio.TimeoutError:
+                return batch
+
+    async def _run(self, batch: list[Pending], executor: Executor) -> None:
+        if not batch:
+            return
+        items = [x for p in batch for x in p.items]
+        self.calls += 1
+        self.largest = max(self.largest, len(items))
+        try:
+            results = await asyncio.get_running_loop().run_in_executor(executor, self.run, items)
+        except Exception as e:  # noqa: BLE001 - handed to the request(s) that caused it
+            if len(batch) == 1:
+                _resolve(batch[0], error=e)
+                return
+            for p in batch:  # again one by one, so that the error reaches only the request that caused it
+                await self._run([p], executor)
+            return
+        if len(results) != len(items):
+            raise RuntimeError(f"the model gave {len(results)} results for {len(items)} inputs")
+        start = 0
+        for p in batch:
+            _resolve(p, result=results[start : start + len(p.items)])
+            start += len(p.items)
+
+
+def _resolve(p: Pending, result: Any = None, error: BaseException | None = None) -> None:
+    if p.future.done():  # cancelled along with its handler
+        return
+    if error is not None:
+        p.future.set_exception(error)
+    else:
+        p.future.set_result(result)
+
+
+# ---- requests -------------------------------------------------------------------------------------------
+
+
+class RequestError(Exception):
+    """A bad request: answered with `status` and {"error": message}."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+async def read_json(request: Request, limit: int) -> dict:
+    """The body as a JSON object, refused with 413 past `limit` bytes (before reading, when the client says)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise RequestError(
+            413, f"the request body is {int(declared)} bytes; the limit is {limit} (--max-request-bytes)"
+        )
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise RequestError(413, f"the request body is over {limit} bytes (--max-request-bytes)")
+    try:
+        data = json.loads(body)
+    except UnicodeDecodeError as e:
+        raise RequestError(400, f"the body is not UTF-8 JSON ({e.reason} at byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise RequestError(400, f"the body is not JSON: {e}") from None
+    except RecursionError:
+        raise RequestError(400, "the body is JSON nested too deeply") from None
+    if not isinstance(data, dict):
+        raise RequestError(400, f"the body must be a JSON object, got {_json_type(data)}")
+    return data
+
+
+def check_fields(body: dict, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> None:
+    expected = ", ".join(f"'{f}'" for f in (*required, *optional))
+    for name in required:
+        if name not in body:
+            raise RequestError(400, f"missing field '{name}'; this endpoint takes {expected}")
+    unknown = [k for k in body if k not in required and k not in optional]
+    if unknown:
+        raise RequestError(400, f"unknown field '{unknown[0]}'; this endpoint takes {expected}")
+
+
+def text_list(body: dict, name: str, max_texts: int) -> list[str]:
+    texts = body[name]
+    if not isinstance(texts, list):
+        raise RequestError(400, f"'{name}' must be a list of strings, got {_json_type(texts)}")
+    if not texts:
+        raise RequestError(400, f"'{name}' is empty: send at least one text")
+    if len(texts) > max_texts:
+        raise RequestError(413, f"{len(texts)} texts in one request; the limit is {max_texts} (--max-texts)")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise RequestError(400, f"'{name}'[{i}] is {_json_type(t)}, not a string")
+    return texts
+
+
+def _json_type(x: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if x is None else names.get(type(x), type(x).__name__)
+
+
+# ---- the app --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ServerState:
+    """What the handlers share: the model (once loaded), a Batcher per model endpoint, the limits."""
+
+    config: ServeConfig
+    folder: str
+    model: ServedModel | None = None
+    load_error: str | None = None
+    batchers: dict[str, Batcher] = field(default_factory=dict)  # kept after shutdown: their counts tell
+    running: bool = False  # between start-up and shutdown
+
+    @property
+    def ready(self) -> bool:
+        return self.model is not None and self.running
+
+    def not_ready(self) -> str:
+        if self.load_error:
+            return self.load_error
+        return f"loading {self.folder}" if self.model is None else "not serving: starting up or shutting down"
+
+    def model_for(self, endpoint: str) -> ServedModel:
+        """The model, if it is ready and serves `endpoint`; else a 503 or a 404."""
+        if not self.ready:
+            raise RequestError(503, self.not_ready())
+        if endpoint not in self.model.endpoints:
+            reason = {
+                "/fill-mask": "has no MLM head",
+                "/classify": "is not a fine-tuned sequence classifier or regressor",
+                "/tag": "is not a fine-tuned token classifier",
+            }[endpoint]
+            raise RequestError(
+                404, f"{endpoint} is not available: {self.folder} {reason}; it serves {', '.join(self.model.endpoints)}"
+            )
+        return self.model
+
+    async def submit(self, endpoint: str, items: list) -> Sequence:
+        return await self.batchers[endpoint].submit(items)
+
+
+def create_app(model: ServedModel | str | os.PathLike, config: ServeConfig | None = None) -> Starlette:
+    """The ASGI app. Given a loaded `ServedModel` it is ready once started; given a folder, it loads the
+    folder in the model thread after start-up (see the module docstring)."""
+    config = config or ServeConfig()
+    loaded = isinstance(model, ServedModel)
+    state = ServerState(config, model.folder if loaded else str(model), model if loaded else None)
+    runners = {"/embed": run_embed, "/classify": run_classify, "/tag": run_tag, "/fill-mask": run_fill_mask}
+
+    async def load(executor: Executor) -> None:
+        try:
+            state.model = await asyncio.get_running_loop().run_in_executor(executor, load_model, state.folder)
+            log.info("loaded %s: %s", state.folder, ", ".join(state.model.endpoints))
+        except BertkitError as e:
+            state.load_error = f"cannot load {state.folder}: {e}"
+            log.error("%s", state.load_error)
+        except Exception as e:  # noqa: BLE001 - reported by /ready rather than lost in a background task
+            state.load_error = f"cannot load {state.folder}: {type(e).__name__}: {e}"
+            log.exception("loading %s", state.folder)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette):
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bertkit-model")
+        tasks = [] if state.model is not None else [asyncio.create_task(load(executor))]
+        for endpoint, runner in runners.items():
+            batcher = Batcher(
+                lambda items, runner=runner: runner(state.model, items),
+                config.max_batch_size,
+                config.batch_wait_ms / 1000,
+            )
+            state.batchers[endpoint] = batcher
+            tasks.append(asyncio.create_task(batcher.work(executor)))
+        state.running = True
+        try:
+            yield
+        finally:
+            state.running = False
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    async def embed(request: Request) -> Response:
+        model = state.model_for("/embed")
+        body = await read_json(request, config.max_request_bytes)
+        check_fields(body, ("texts",))
+        vectors = await state.submit("/embed", text_list(body, "texts", config.max_texts))
+        return JSONResponse({"vectors": vectors.tolist(), "dim": model.embedder.dim})
+
+    async def classify(request: Request) -> Response:
+        state.model_for("/classify")
+        body = await read_json(request, config.max_request_bytes)
+        check_fields(body, ("texts",), ("pairs",))
+        texts = text_list(body, "texts", config.max_texts)
+        pairs: list[str | None] = [None] * len(texts)
+        if "pairs" in body:
+            pairs = text_list(body, "pairs", config.max_texts)
+            if len(pairs) != len(texts):
+                raise RequestError(400, f"{len(pairs)} pairs for {len(texts)} texts: give one second text per text")
+        results = await state.submit("/classify", list(zip(texts, pairs, strict=True)))
+        return JSONResponse({"results": list(results)})
+
+    async def tag(request: Request) -> Response:
+        state.model_for("/tag")
+        body = await read_json(request, config.max_request_bytes)
+        check_fields(body, ("texts",))
+        results = await state.submit("/tag", text_list(body, "texts", config.max_texts))
+        return JSONResponse({"results": list(results)})
+
+    async def fill_mask_endpoint(request: Request) -> Response:
+        model = state.model_for("/fill-mask")
+        body = await read_json(request, config.max_request_bytes)
+        check_fields(body, ("text",), ("top_k",))
+        text, top_k = body["text"], body.get("top_k", 5)
+        if not isinstance(text, str):
+            raise RequestError(400, f"'text' must be a string, got {_json_type(text)}")
+        vocab = model.mlm.config.vocab_size
+        if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= vocab:
+            raise RequestError(400, f"'top_k' must be a whole number in 1..{vocab}, got {json.dumps(top_k)}")
+        (masks,) = await state.submit("/fill-mask", [(text, top_k)])
+        return JSONResponse({"text": text, "masks": masks})
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def ready(request: Request) -> Response:
+        if not state.ready:
+            return JSONResponse({"ready": False, "error": state.not_ready()}, 503)
+        return JSONResponse({"ready": True, "model": state.folder, "endpoints": state.model.endpoints})
+
+    async def http_error(request: Request, exc: Exception) -> Response:  # 404 / 405 from routing, as JSON
+        assert isinstance(exc, HTTPException)
+        return JSONResponse({"error": f"{request.method} {request.url.path}: {exc.detail}"}, exc.status_code)
+
+    routes = [
+        Route("/embed", answer(embed), methods=["POST"]),
+        Route("/classify", answer(classify), methods=["POST"]),
+        Route("/tag", answer(tag), methods=["POST"]),
+        Route("/fill-mask", answer(fill_mask_endpoint), methods=["POST"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/ready", ready, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error}, lifespan=lifespan)
+    app.state.server = state  # for tests and for whoever embeds the app
+    return app
+
+
+def answer(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """Errors as JSON: a RequestError with its status, a BertkitError (the model refused the input) as 400,
+    anything else as a logged 500."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except RequestError as e:
+            return JSONResponse({"error": e.message}, e.status)
+        except BertkitError as e:
+            return JSONResponse({"error": str(e)}, 400)
+        except ClientDisconnect:
+            return Response(status_code=499)  # nobody reads it: the client has gone
+        except Exception as e:  # noqa: BLE001 - the server answers and goes on
+            log.exception("%s %s", request.method, request.url.path)
+            return JSONResponse({"error": f"internal error: {type(e).__name__}: {e}"}, 500)
+
+    return endpoint
+
+
+def app_from_env() -> Starlette:
+    """The app factory for several worker processes, each with its own copy of the model:
+
+        BERTKIT_SERVE_MODEL=FOLDER uvicorn bertkit.serve:app_from_env --factory --workers 4 --port 8000
+
+    Limits come from BERTKIT_SERVE_MAX_BATCH_SIZE, _MAX_TEXTS, _MAX_REQUEST_BYTES and _BATCH_WAIT_MS.
+    """
+    folder = os.environ.get(ENV_MODEL)
+    if not folder:
+        raise BertkitError(f"set {ENV_MODEL} to the model folder to serve")
+    if not Path(folder).is_dir():
+        raise BertkitError(f"{ENV_MODEL}={folder}: no such model folder")
+    return create_app(folder, ServeConfig.from_env())
+
+
+# ---- running --------------------------------------------------------------------------------------------
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port (port 0: any free port); a port in use is a one-line BertkitError."""
+    if not 0 <= port <= 65535:
+        raise BertkitError(f"--port must be in 0..65535, got {port}")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    # As uvicorn does: a restart need not wait out TIME_WAIT; a port that something listens on stays refused.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise BertkitError(
+                f"port {port} on {host} is already in use; stop what holds it or pick another --port"
+            ) from None
+        raise BertkitError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    return sock
+
+
+def serve(folder: str, host: str, port: int, config: ServeConfig) -> None:
+    """Bind, load, then serve until Ctrl-C / SIGTERM."""
+    import uvicorn
+
+    sock = bind_socket(host, port)
+    try:
+        model = load_model(folder)
+        app = create_app(model, config)
+        bound_host, bound_port = sock.getsockname()[:2]
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        print(
+            f"serving {folder} ({', '.join(model.endpoints)}) on http://{shown}:{bound_port}; "
+            f"batches of up to {config.max_batch_size} texts, {config.batch_wait_ms:g} ms wait",
+            file=sys.stderr,
+            flush=True,
+        )
+        uvicorn.Server(uvicorn.Config(app, log_level="info", lifespan="on")).run(sockets=[sock])
+    finally:
+        sock.close()
