@@ -131,6 +131,7 @@ def test_pretrain_with_whole_word_and_span_masking(tmp_path, masking):
     corpus.write_text(CORPUS, encoding="utf-8")
     out = tmp_path / "run"
     flags = "--preset bert-tiny-chinese --vocab-size 300 --max-seq-length 32 --batch-size 4 --steps 4 --objective full"
+    flags += " --dropout 0"
     result = run(
         "pretrain",
         "--out",
@@ -146,6 +147,8 @@ def test_pretrain_with_whole_word_and_span_masking(tmp_path, masking):
     assert result.returncode == 0, result.stderr
     assert (out / "model" / "model.safetensors").is_file()
     assert list((tmp_path / "cache" / "shards").glob("*/word_starts-*.bin"))
+    config = json.loads((out / "model" / "config.json").read_text())
+    assert config["hidden_dropout_prob"] == config["attention_probs_dropout_prob"] == 0.0
 
 
 def test_missing_folder_is_one_line_error(tmp_path):

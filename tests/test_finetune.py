@@ -322,6 +322,23 @@ def test_layerwise_learning_rates(tiny_model):
     assert len(lrs) == len(named)
 
 
+def test_dropout_override_reaches_every_dropout_and_the_saved_config(tiny_model):
+    from bertkit.finetune import set_dropout
+
+    model, _ = build_model(tiny_model, "classification", ["a", "b"])
+    set_dropout(model, 0.3)
+    dropouts = [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    attention = [m.dropout_p for m in model.modules() if hasattr(m, "dropout_p")]
+    assert dropouts and attention and set(dropouts) == set(attention) == {0.3}
+    config = model.encoder.config
+    assert config.hidden_dropout_prob == config.attention_probs_dropout_prob == 0.3
+    model.train()
+    x = torch.randint(5, 100, (4, 12))
+    assert not torch.equal(model.encoder(x).last_hidden_state, model.encoder(x).last_hidden_state)
+    set_dropout(model, 0.0)
+    assert torch.equal(model.encoder(x).last_hidden_state, model.encoder(x).last_hidden_state)
+
+
 # ------------------------------------------------------------------------------------------- bad input
 
 

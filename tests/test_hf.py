@@ -41,6 +41,24 @@ def test_real_minilm_hidden_states_match_transformers(minilm_path):
     assert (ours.pooler_output - theirs.pooler_output).abs().max() < 1e-5
 
 
+def test_position_ids_match_transformers(minilm_path):
+    """Shifted position ids (what --spread-positions trains with) mean the same as in transformers."""
+    ckpt = load_pretrained(minilm_path, tokenizer=False)
+    ref = transformers.BertModel.from_pretrained(str(minilm_path)).eval()
+    batch = _batch(transformers.AutoTokenizer.from_pretrained(str(minilm_path)), TEXTS[:3])
+    T = batch["input_ids"].shape[1]
+    position_ids = torch.tensor([[0], [7], [100]]) + torch.arange(T)[None, :]
+    with torch.no_grad():
+        shifted = ckpt.encoder.eval()(**batch, position_ids=position_ids).last_hidden_state
+        theirs = ref(**batch, position_ids=position_ids).last_hidden_state
+        default = ckpt.encoder(**batch).last_hidden_state
+        explicit = ckpt.encoder(**batch, position_ids=torch.arange(T).expand(3, T)).last_hidden_state
+    mask = batch["attention_mask"].bool()
+    assert (shifted[mask] - theirs[mask]).abs().max() < 1e-5
+    assert torch.equal(default, explicit)
+    assert (shifted[1:][mask[1:]] - default[1:][mask[1:]]).abs().max() > 1e-3  # the shift is not a no-op
+
+
 def test_real_minilm_attentions_match_transformers(minilm_path):
     ckpt = load_pretrained(minilm_path, tokenizer=False)
     ref = transformers.BertModel.from_pretrained(str(minilm_path), attn_implementation="eager").eval()

@@ -124,7 +124,15 @@ def pretrain_cmd(
     vocab_size: Annotated[int, "size of the WordPiece vocabulary trained on the corpus"] = 8000,
     num_hidden_layers: Annotated[int | None, "override the preset's layers"] = None,
     hidden_size: Annotated[int | None, "override the preset's hidden size (FFN = 4x)"] = None,
+    dropout: Annotated[
+        float | None, "a new model's hidden and attention dropout (default: the preset's 0.1; 0 for short runs)"
+    ] = None,
     max_seq_length: Annotated[int, "tokens per instance, [CLS] and [SEP]s included"] = 128,
+    spread_positions: Annotated[
+        int | None,
+        "train short instances at random offsets within this many positions, so a model pretrained on short "
+        "sequences (faster to learn) still works at full length",
+    ] = None,
     objective: Annotated[Literal["nsp", "sop", "full"], "MLM plus NSP, plus SOP, or MLM on full sentences"] = "nsp",
     masking: Annotated[
         Literal["token", "wwm", "span"],
@@ -156,6 +164,12 @@ def pretrain_cmd(
     if hidden_size:
         overrides["intermediate_size"] = 4 * hidden_size
         overrides["num_attention_heads"] = max(1, hidden_size // 64)
+    if dropout is not None:
+        if not 0.0 <= dropout < 1.0:
+            raise BertkitError(f"--dropout must be in [0, 1), got {dropout}")
+        if init is not None:
+            raise BertkitError("--dropout sets a new model's dropout; with --init the model's config.json decides")
+        overrides["hidden_dropout_prob"] = overrides["attention_probs_dropout_prob"] = dropout
     cfg = TrainConfig(
         out_dir=out,
         steps=steps,
@@ -181,6 +195,7 @@ def pretrain_cmd(
         masking=masking,
         dynamic=dynamic,
         dupe_factor=dupe_factor,
+        spread_positions=spread_positions,
         seed=seed,
         cache_dir=cache_dir,
         progress=sys.stderr.isatty(),
@@ -276,6 +291,7 @@ def finetune_cmd(
     patience: Annotated[int, "stop after this many epochs without a better dev score (0: never)"] = 0,
     seeds: Annotated[list[int], "one run per seed; several report the mean and max"] = [0],  # noqa: B006
     random_init: Annotated[bool, "train from random weights with the model's config: the control run"] = False,
+    dropout: Annotated[float | None, "hidden and attention dropout while fine-tuning (default: the model's)"] = None,
     max_train_examples: Annotated[int | None, "use only the first N training examples"] = None,
     max_eval_examples: Annotated[int | None, "use only the first N dev and N test examples"] = None,
     precision: Annotated[Literal["auto", "fp32", "bf16"], "auto: bf16 where the hardware has it"] = "auto",
@@ -321,6 +337,7 @@ def finetune_cmd(
         max_query_length=max_query_length,
         qa=QAOptions(max_answer_length, n_best, null_threshold),
         patience=patience,
+        dropout=dropout,
         precision=precision,
         progress=sys.stderr.isatty(),
     )

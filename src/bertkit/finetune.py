@@ -102,6 +102,7 @@ class FinetuneConfig:
     max_query_length: int = 64  # QA: question pieces kept
     qa: QAOptions = field(default_factory=QAOptions)  # QA: how answers are read (null_threshold None: see finetune)
     patience: int = 0  # stop after this many epochs without a better dev score; 0: never stop early
+    dropout: float | None = None  # hidden and attention dropout while fine-tuning; None: the model's config
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     seed: int = 0
     log_every: int = 10
@@ -121,6 +122,8 @@ class FinetuneConfig:
             raise BertkitError(f"--stride must be in 1..{self.max_seq_length - 2} (the window), got {self.stride}")
         if self.patience < 0:
             raise BertkitError(f"--patience must be 0 (off) or more, got {self.patience}")
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+            raise BertkitError(f"--dropout must be in [0, 1), got {self.dropout}")
         check_qa_options(self.qa)
 
 
@@ -248,6 +251,22 @@ def build_model(folder: str | Path, kind: str, labels: list[str], random_init: b
     if crf:
         model.crf = CRF(labels, model.scheme)
     return model, tokenizer
+
+
+def set_dropout(model: TaskModel, p: float) -> None:
+    """Every dropout of the model (embeddings, attention, hidden, head) to `p`, and its config.json to match.
+
+    A model pretrained without dropout (short runs learn faster without it) usually wants it back for
+    fine-tuning on a few thousand examples; `--dropout` does that without editing the folder.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = p
+        if hasattr(module, "dropout_p"):
+            module.dropout_p = p
+    model.encoder.config = replace(
+        model.encoder.config, hidden_dropout_prob=p, attention_probs_dropout_prob=p, classifier_dropout=None
+    )
 
 
 def load_task_model(folder: str | Path):
@@ -863,6 +882,8 @@ def finetune(task: TaskData, init: str | Path, cfg: FinetuneConfig, random_init:
         raise BertkitError(f"task {task.name}: no training examples")
     torch.manual_seed(cfg.seed)
     model, tokenizer = build_model(init, task.kind, task.labels, random_init, cfg.crf)
+    if cfg.dropout is not None:
+        set_dropout(model, cfg.dropout)
     model.to(device)
     if cfg.max_seq_length > model.encoder.config.max_position_embeddings:
         raise BertkitError(

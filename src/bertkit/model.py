@@ -77,10 +77,18 @@ class Embeddings(nn.Module):
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,  # (B, T); None: 0..T-1 for every row
+    ) -> torch.Tensor:
         T = input_ids.shape[1]
         x = self.word_embeddings(input_ids)  # (B, T, H)
-        x = x + self.position_embeddings.weight[:T]  # (T, H) broadcast over the batch
+        if position_ids is None:
+            x = x + self.position_embeddings.weight[:T]  # (T, H) broadcast over the batch
+        else:
+            x = x + self.position_embeddings(position_ids)  # (B, T, H)
         if token_type_ids is None:
             x = x + self.token_type_embeddings.weight[0]
         else:
@@ -186,6 +194,7 @@ class BertEncoder(nn.Module):
         output_hidden_states: bool = False,
         output_attentions: bool = False,
         unpad: bool = False,
+        position_ids: torch.Tensor | None = None,
     ) -> EncoderOutput:
         """`unpad=True` runs everything but attention on the real tokens only; outputs at padding are then zeros
         (and attention rows of padded queries differ from transformers'), so it is for callers that read only
@@ -196,7 +205,7 @@ class BertEncoder(nn.Module):
                 f"sequence length {T} exceeds max_position_embeddings={self.config.max_position_embeddings}"
             )
         mask, unpadding = None, None
-        x = self.embeddings(input_ids, token_type_ids)  # (B, T, H)
+        x = self.embeddings(input_ids, token_type_ids, position_ids)  # (B, T, H)
         if attention_mask is not None and not bool(attention_mask.all()):
             mask = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T): True where a key may be attended
             if unpad:

@@ -55,8 +55,9 @@ class BertPretraining(nn.Module):
         token_type_ids: torch.Tensor | None = None,
         next_sentence_label: torch.Tensor | None = None,  # (B,) 1 = B is a random sentence
         return_logits: bool = False,
+        position_ids: torch.Tensor | None = None,  # (B, T); see PretrainingData.spread_positions
     ) -> PretrainingOutput:
-        out = self.encoder(input_ids, attention_mask, token_type_ids)
+        out = self.encoder(input_ids, attention_mask, token_type_ids, position_ids=position_ids)
         masked = labels != IGNORE_INDEX  # (B, T)
         targets = labels[masked]  # (N,)
         logits = self.mlm(out.last_hidden_state[masked], self.encoder.embeddings.word_embeddings.weight)  # (N, V)
