@@ -42,7 +42,7 @@ def test_real_minilm_hidden_states_match_transformers(minilm_path):
 
 
 def test_position_ids_match_transformers(minilm_path):
-    """Shifted position ids (what --spread-positions trains with) mean the same as in transformers."""
+    """Explicit (shifted) position ids mean the same as in transformers."""
     ckpt = load_pretrained(minilm_path, tokenizer=False)
     ref = transformers.BertModel.from_pretrained(str(minilm_path)).eval()
     batch = _batch(transformers.AutoTokenizer.from_pretrained(str(minilm_path)), TEXTS[:3])

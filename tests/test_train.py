@@ -155,36 +155,3 @@ def test_optimizer_groups_and_schedule():
     assert linear_schedule(9, 10, 100) == pytest.approx(1.0)
     assert linear_schedule(55, 10, 100) == pytest.approx(0.5)
     assert linear_schedule(100, 10, 100) == 0.0
-
-
-def test_spread_positions_offsets_fit_are_seeded_and_reach_the_model():
-    docs = Documents()
-    data = PretrainingData(docs, VOCAB, np.arange(len(docs)), max_seq_length=16, spread_positions=48)
-    epoch = data.epoch(0)
-    offsets = epoch.position_offsets
-    assert offsets is not None and (offsets >= 0).all() and (offsets + epoch.lengths <= 48).all()
-    assert len(np.unique(offsets)) > 20  # spread over the range, not one offset
-    assert np.array_equal(data.epoch(0).position_offsets, offsets)  # rebuilt exactly (resume)
-    plain = PretrainingData(docs, VOCAB, np.arange(len(docs)), max_seq_length=16).epoch(0)
-    assert np.array_equal(plain.input_ids, epoch.input_ids) and plain.position_offsets is None
-    batch = epoch.batch(np.arange(4))
-    T = batch["input_ids"].shape[1]
-    assert torch.equal(batch["position_ids"], torch.from_numpy(offsets[:4])[:, None] + torch.arange(T))
-    assert "position_ids" not in plain.batch(np.arange(4))
-
-    config = BertConfig(
-        vocab_size=100,
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=48,
-    )
-    model = BertPretraining(BertEncoder(config), MLMHead(config)).eval()
-    with torch.no_grad():
-        spread = model(**batch).mlm_loss_sum
-        batch.pop("position_ids")
-        assert not torch.isclose(spread, model(**batch).mlm_loss_sum)  # the ids are used
-
-    with pytest.raises(Exception, match="spread_positions=8 is less than max_seq_length=16"):
-        PretrainingData(docs, VOCAB, np.arange(len(docs)), max_seq_length=16, spread_positions=8).epoch(0)

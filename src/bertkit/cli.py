@@ -128,11 +128,6 @@ def pretrain_cmd(
         float | None, "a new model's hidden and attention dropout (default: the preset's 0.1; 0 for short runs)"
     ] = None,
     max_seq_length: Annotated[int, "tokens per instance, [CLS] and [SEP]s included"] = 128,
-    spread_positions: Annotated[
-        int | None,
-        "train short instances at random offsets within this many positions, so a model pretrained on short "
-        "sequences (faster to learn) still works at full length",
-    ] = None,
     objective: Annotated[Literal["nsp", "sop", "full"], "MLM plus NSP, plus SOP, or MLM on full sentences"] = "nsp",
     masking: Annotated[
         Literal["token", "wwm", "span"],
@@ -195,7 +190,6 @@ def pretrain_cmd(
         masking=masking,
         dynamic=dynamic,
         dupe_factor=dupe_factor,
-        spread_positions=spread_positions,
         seed=seed,
         cache_dir=cache_dir,
         progress=sys.stderr.isatty(),

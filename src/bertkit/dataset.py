@@ -13,13 +13,6 @@ Choices:
   words; English words are a token and its `##` pieces) or SpanBERT spans of whole words. Words come from
   `data.MarkedDocuments` (segmented once per corpus, carried as a bit on the ids through pair building);
   with plain documents each instance is segmented when its epoch is built, which is slow on large data.
-- `spread_positions`: short instances are placed at a random offset within the first `spread_positions`
-  position ids (batches then carry `position_ids`). Why: a small model learns to attend to its neighbours
-  far sooner on short sequences (a neighbour starts with 1/32 of the attention instead of 1/128, so its
-  gradient is 4x stronger) — measured here, bert-tiny at length 32 reached 26% held-out accuracy at [MASK]
-  in the time length 128 took to reach 10% — but trained at positions 0..31 only, the model is lost at
-  positions past 32. Spreading trains every position embedding, so the short-sequence model works at full
-  length (the same idea as randomised positional encodings, Ruoss et al. 2023).
 """
 
 from __future__ import annotations
@@ -82,7 +75,6 @@ class Epoch:
     token_type_ids: np.ndarray  # (N, L) int8
     lengths: np.ndarray  # (N,) real tokens per instance
     next_sentence_label: np.ndarray  # (N,) int64: 1 = B is random (NSP) or swapped (SOP)
-    position_offsets: np.ndarray | None = None  # (N,) first position id of each instance; None: all 0
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -96,11 +88,7 @@ class Epoch:
             "token_type_ids": torch.from_numpy(self.token_type_ids[index, :T].astype(np.int64)),
             "attention_mask": (torch.arange(T)[None, :] < torch.from_numpy(self.lengths[index])[:, None]).long(),
             "next_sentence_label": torch.from_numpy(self.next_sentence_label[index]),
-        } | (
-            {}
-            if self.position_offsets is None
-            else {"position_ids": torch.from_numpy(self.position_offsets[index])[:, None] + torch.arange(T)[None, :]}
-        )
+        }
 
 
 @dataclass
@@ -113,7 +101,6 @@ class PretrainingData:
     short_seq_prob: float = 0.1
     masking: MaskingConfig = field(default_factory=MaskingConfig)
     unit: Literal["token", "word", "span"] = "token"  # what is masked: tokens, whole words (wwm), spans
-    spread_positions: int | None = None  # place each instance at a random offset within this many positions
     dynamic: bool = False
     dupe_factor: int = 5
     seed: int = 0
@@ -159,16 +146,7 @@ class PretrainingData:
                 starts = (tokens & WORD_START_BIT) != 0
                 tokens &= WORD_START_BIT - 1
             masked, labels = self._mask_words(tokens, lengths, rng, starts)
-        offsets = None
-        if self.spread_positions is not None:
-            if self.spread_positions < L:
-                raise DataError(
-                    f"spread_positions={self.spread_positions} is less than max_seq_length={L}: "
-                    "instances must fit in the positions they are spread over"
-                )
-            # Drawn after the masks, from the epoch's own generator: the rest of the epoch is unchanged.
-            offsets = rng.integers(0, self.spread_positions - lengths + 1)  # (N,) so offset + length fits
-        return Epoch(masked.astype(np.int32), labels.astype(np.int32), types, lengths, nsp, offsets)
+        return Epoch(masked.astype(np.int32), labels.astype(np.int32), types, lengths, nsp)
 
     def _mask_words(
         self, tokens: np.ndarray, lengths: np.ndarray, rng: np.random.Generator, starts: np.ndarray | None

@@ -55,7 +55,7 @@ class BertPretraining(nn.Module):
         token_type_ids: torch.Tensor | None = None,
         next_sentence_label: torch.Tensor | None = None,  # (B,) 1 = B is a random sentence
         return_logits: bool = False,
-        position_ids: torch.Tensor | None = None,  # (B, T); see PretrainingData.spread_positions
+        position_ids: torch.Tensor | None = None,  # (B, T); None: 0..T-1
     ) -> PretrainingOutput:
         out = self.encoder(input_ids, attention_mask, token_type_ids, position_ids=position_ids)
         masked = labels != IGNORE_INDEX  # (B, T)

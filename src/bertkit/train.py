@@ -389,7 +389,6 @@ def build_pretraining(
     dynamic: bool = False,
     dupe_factor: int = 5,
     eval_fraction: float = 0.02,
-    spread_positions: int | None = None,
     seed: int = 0,
     cache_dir: str | None = None,
     progress: bool = True,
@@ -436,11 +435,6 @@ def build_pretraining(
             f"--max-seq-length {max_seq_length} is more than the model's max_position_embeddings "
             f"({config.max_position_embeddings})"
         )
-    if spread_positions is not None and not max_seq_length <= spread_positions <= config.max_position_embeddings:
-        raise BertkitError(
-            f"--spread-positions {spread_positions} must be between --max-seq-length ({max_seq_length}) and the "
-            f"model's max_position_embeddings ({config.max_position_embeddings})"
-        )
     cache = Path(cache_dir or os.environ.get("BERTKIT_CACHE", Path.home() / ".cache" / "bertkit"))
     shards = build_shards(source, tokenizer, cache / "shards", progress=progress)
     train_ids, eval_ids = split_documents(len(shards), eval_fraction, seed)
@@ -460,8 +454,6 @@ def build_pretraining(
         unit=units[masking],
         seed=seed,
     )
-    train_data = PretrainingData(
-        doc_ids=train_ids, dynamic=dynamic, dupe_factor=dupe_factor, spread_positions=spread_positions, **common
-    )
+    train_data = PretrainingData(doc_ids=train_ids, dynamic=dynamic, dupe_factor=dupe_factor, **common)
     eval_data = PretrainingData(doc_ids=eval_ids, **common) if len(eval_ids) else None
     return model, tokenizer, train_data, eval_data
