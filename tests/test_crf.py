@@ -6,13 +6,11 @@ import json
 
 import pytest
 import torch
+from helpers import save_tiny_bert
 
 from bertkit.cli import main
-from bertkit.config import BertConfig
 from bertkit.crf import CRF, FORBIDDEN, allowed_transitions, compact
 from bertkit.finetune import load_task_model, predict_texts
-from bertkit.hf import save_pretrained
-from bertkit.model import BertEncoder
 from bertkit.tokenizer import Tokenizer
 
 BIO = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
@@ -127,18 +125,7 @@ def test_untrained_crf_decodes_as_argmax_and_compact_keeps_order():
 def tiny_model(tmp_path_factory):
     lines = ["江泽民在北京会见李鹏。新华社报道上海的会议。", "Bill Gates met Jiang Zemin in Beijing"] * 3
     tok = Tokenizer.train(iter(lines), vocab_size=200, min_frequency=1)
-    config = BertConfig(
-        vocab_size=tok.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny")
-    save_pretrained(folder, BertEncoder(config), {}, tok)
-    return folder
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny"), tok)
 
 
 def test_ner_with_crf_from_cli_loads_in_transformers(tmp_path, capsys, tiny_model):

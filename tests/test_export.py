@@ -6,15 +6,14 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from helpers import save_tiny_bert
 
 import bertkit.export
 from bertkit.cli import main
-from bertkit.config import BertConfig
 from bertkit.embed import load_embedder, pad_batch
 from bertkit.errors import BertkitError
 from bertkit.export import export_onnx
-from bertkit.hf import load_pretrained, save_pretrained
-from bertkit.model import BertEncoder
+from bertkit.hf import load_pretrained
 from bertkit.tokenizer import Tokenizer
 
 # Not the texts export.py checks with: new batch sizes and lengths.
@@ -56,18 +55,7 @@ def test_minilm_sentence_embeddings(minilm_path, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory):
     tok = Tokenizer.train(iter(["the cat sat on the mat", "我喜欢吃苹果", "Paris is in France"] * 3), 150, 1)
-    config = BertConfig(
-        vocab_size=tok.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny")
-    save_pretrained(folder, BertEncoder(config), {}, tok)
-    return folder
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny"), tok)
 
 
 def test_bert_hidden_states_and_pooler(tiny_bert, tmp_path):

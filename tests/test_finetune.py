@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import save_tiny_bert
 
 from bertkit.cli import main
 from bertkit.config import BertConfig
@@ -37,18 +38,8 @@ def tiny_model(tmp_path_factory):
     lines += ["".join(e.words) for e in peoples_daily_ner_task().train[:1500]]
     lines += ["Bill Gates met Jiang Zemin in Beijing on Monday", "the cat sat on the mat"] * 5
     tok = Tokenizer.train(iter(lines), vocab_size=2000, min_frequency=1)
-    config = BertConfig(
-        vocab_size=tok.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    torch.manual_seed(1234)  # not a seed the runs use: --random-init must draw weights of its own
-    folder = tmp_path_factory.mktemp("tiny")
-    save_pretrained(folder, BertEncoder(config), {}, tok)
-    return folder
+    # seed 1234 is not a seed the runs use: --random-init must draw weights of its own
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny"), tok, seed=1234)
 
 
 def _finetune(capsys, *args: str) -> str:

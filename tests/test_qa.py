@@ -8,13 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import save_tiny_bert
 
 from bertkit.cli import main
-from bertkit.config import BertConfig
 from bertkit.errors import BertkitError, DataError
 from bertkit.finetune import encode_qa, load_task_model, qa_answers
-from bertkit.hf import save_pretrained
-from bertkit.model import BertEncoder
 from bertkit.tasks import Context, QAExample, QAOptions, best_null_threshold, qa_answer, read_qa_examples
 from bertkit.tokenizer import Tokenizer
 
@@ -73,18 +71,7 @@ def tokenizer():
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory, tokenizer):
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny")
-    save_pretrained(folder, BertEncoder(config), {}, tokenizer)
-    return folder
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny"), tokenizer, max_position_embeddings=128)
 
 
 # ----------------------------------------------------------------------------------------------- reading

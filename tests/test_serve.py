@@ -18,10 +18,10 @@ import httpx
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_config
 from starlette.testclient import TestClient
 
 from bertkit.cli import main
-from bertkit.config import BertConfig
 from bertkit.errors import BertkitError
 from bertkit.finetune import predict_texts
 from bertkit.hf import build_heads, save_pretrained
@@ -43,14 +43,7 @@ def minilm(minilm_path):
 def tiny_folders(tmp_path_factory):
     """Random 2-layer BERT folders with an MLM head, a sequence classifier, a BIO tagger and a regressor."""
     tok = Tokenizer.train(iter(LINES), vocab_size=200, min_frequency=1)
-    base = BertConfig(
-        vocab_size=tok.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
+    base = tiny_config(tok.vocab_size)
     torch.manual_seed(0)
     folders = {}
     for name, heads, labels in [
