@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from bertkit.config import BertConfig
@@ -28,3 +29,13 @@ def save_tiny_bert(folder: Path, tokenizer, max_position_embeddings: int = 64, s
     torch.manual_seed(seed)
     save_pretrained(folder, BertEncoder(tiny_config(tokenizer.vocab_size, max_position_embeddings)), {}, tokenizer)
     return folder
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Import into a test module to run it on one thread: tiny models on a shared 2-core machine lose more to
+    thread synchronisation than a second thread gains (10x slower matrix multiplies under load were measured)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

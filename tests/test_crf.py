@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from helpers import save_tiny_bert
+from helpers import one_thread, save_tiny_bert  # noqa: F401 - an autouse fixture
 
 from bertkit.cli import main
 from bertkit.crf import CRF, FORBIDDEN, allowed_transitions, compact
@@ -14,15 +14,6 @@ from bertkit.finetune import load_task_model, predict_texts
 from bertkit.tokenizer import Tokenizer
 
 BIO = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny models on a shared 2-core machine: a second thread costs more in synchronisation than it gains.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _random_crf(labels, scheme, seed=0) -> CRF:

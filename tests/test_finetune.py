@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import save_tiny_bert
+from helpers import one_thread, save_tiny_bert  # noqa: F401 - an autouse fixture
 
 from bertkit.cli import main
 from bertkit.config import BertConfig
@@ -19,16 +19,6 @@ from bertkit.tokenizer import Tokenizer
 transformers = pytest.importorskip("transformers")
 
 GOOD, BAD = "好棒喜欢满意推荐", "差烂失望退货糟"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # These models are tiny: on a shared 2-core machine, a second thread costs more in synchronisation
-    # than it gains (10x slower matrix multiplies under load were measured).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import save_tiny_bert
+from helpers import one_thread, save_tiny_bert  # noqa: F401 - an autouse fixture
 
 from bertkit.cli import main
 from bertkit.errors import BertkitError, DataError
@@ -21,15 +21,6 @@ SQUAD, CMRC = DATA / "squad_v2_tiny.json", DATA / "cmrc2018_tiny.json"
 
 NAMES, CITIES = ["Alice", "Bob", "Carol", "David", "Emma", "Frank"], ["Paris", "London", "Berlin", "Madrid", "Rome"]
 ZH_NAMES, ZH_CITIES = ["张三", "李四", "王五", "赵六"], ["北京", "上海", "广州", "深圳", "成都"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny models on a shared 2-core machine: a second thread costs more in synchronisation than it gains.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _squad(questions: list[tuple[str, str, str | None]]) -> dict:
