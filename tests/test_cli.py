@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from bertkit.cli import main
+from bertkit.cli.table import main
 
 CORPUS = "\n".join(
     f"第{i}篇文章。我们今天在北京开会，大家讨论经济改革的问题！人民日报记者报道了会议。"

@@ -8,9 +8,10 @@ import pytest
 import torch
 from helpers import one_thread, save_tiny_bert  # noqa: F401 - an autouse fixture
 
-from bertkit.cli import main
-from bertkit.crf import CRF, FORBIDDEN, allowed_transitions, compact
-from bertkit.finetune import load_task_model, predict_texts
+from bertkit.cli.table import main
+from bertkit.finetune.crf import CRF, FORBIDDEN, allowed_transitions, compact
+from bertkit.finetune.model import load_task_model
+from bertkit.finetune.predict import predict_texts
 from bertkit.tokenizer import Tokenizer
 
 BIO = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]

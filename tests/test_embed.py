@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from bertkit.cli import main
-from bertkit.embed import Embedder, layer_mix, length_batches, load_embedder
+from bertkit.cli.table import main
 from bertkit.errors import BertkitError
+from bertkit.use.embed import Embedder, layer_mix, length_batches, load_embedder
 
 sentence_transformers = pytest.importorskip("sentence_transformers")
 
@@ -205,7 +205,7 @@ def test_int8_close_to_fp32(embedder):
     assert cos.min() >= 0.99, cos
     # Chinese through this English-vocabulary model has the worst activation outliers: without SmoothQuant's
     # smoothing the worst of these was 0.968.
-    from bertkit.tasks import sentiment_task
+    from bertkit.finetune.tasks import sentiment_task
 
     chinese = ["我喜欢吃苹果", "苹果和华为哪个牌子好？", "这本书写得很好，推荐大家阅读。"]
     chinese += [e.text for e in sentiment_task().test[:100]]
@@ -215,7 +215,7 @@ def test_int8_close_to_fp32(embedder):
 
 def test_int8_smoothing_leaves_the_fp32_function_unchanged(embedder):
     """Smoothing alone (before any rounding) is an identity: x/s times W*s is x times W."""
-    from bertkit.embed import Smoothed
+    from bertkit.use.int8 import Smoothed
 
     maxima = embedder._attention_input_maxima()
     assert len(maxima) == 4 * embedder.encoder.config.num_hidden_layers  # Q, K, V, output in every layer

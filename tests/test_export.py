@@ -8,13 +8,13 @@ import pytest
 import torch
 from helpers import save_tiny_bert
 
-import bertkit.export
-from bertkit.cli import main
-from bertkit.embed import load_embedder, pad_batch
+import bertkit.use.export
+from bertkit.cli.table import main
 from bertkit.errors import BertkitError
-from bertkit.export import export_onnx
 from bertkit.hf import load_pretrained
 from bertkit.tokenizer import Tokenizer
+from bertkit.use.embed import load_embedder, pad_batch
+from bertkit.use.export import export_onnx
 
 # Not the texts export.py checks with: new batch sizes and lengths.
 TEXTS = ["Paris is the capital of France.", "我喜欢吃苹果", "ok", "x " * 300, "Two sentences. Here is the second."]
@@ -80,7 +80,7 @@ def test_bert_hidden_states_and_pooler(tiny_bert, tmp_path):
 def test_a_failed_check_keeps_the_old_file(tiny_bert, tmp_path, monkeypatch):
     out = tmp_path / "model.onnx"
     out.write_bytes(b"the previous export")
-    monkeypatch.setattr(bertkit.export, "check_onnx", lambda path, cases: [("every batch", 0.5)])
+    monkeypatch.setattr(bertkit.use.export, "check_onnx", lambda path, cases: [("every batch", 0.5)])
     with pytest.raises(BertkitError, match=r"differs from PyTorch by 5.00e-01 .* not written"):
         export_onnx(tiny_bert, out, verbose=False)
     assert out.read_bytes() == b"the previous export"

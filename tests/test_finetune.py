@@ -8,12 +8,14 @@ import pytest
 import torch
 from helpers import one_thread, save_tiny_bert  # noqa: F401 - an autouse fixture
 
-from bertkit.cli import main
+from bertkit.cli.table import main
 from bertkit.config import BertConfig
-from bertkit.finetune import TaskModel, build_model, layerwise_param_groups, load_task_model, predict_texts
+from bertkit.finetune.model import TaskModel, build_model, layerwise_param_groups, load_task_model
+from bertkit.finetune.predict import predict_texts
+from bertkit.finetune.tasks import peoples_daily_ner_task, sentiment_task
+from bertkit.finetune.windows import text_pieces
 from bertkit.hf import build_heads, load_pretrained, save_pretrained
 from bertkit.model import BertEncoder, ClassifierHead
-from bertkit.tasks import peoples_daily_ner_task, sentiment_task, text_pieces
 from bertkit.tokenizer import Tokenizer
 
 transformers = pytest.importorskip("transformers")
@@ -304,7 +306,7 @@ def test_layerwise_learning_rates(tiny_model):
 
 
 def test_dropout_override_reaches_every_dropout_and_the_saved_config(tiny_model):
-    from bertkit.finetune import set_dropout
+    from bertkit.finetune.model import set_dropout
 
     model, _ = build_model(tiny_model, "classification", ["a", "b"])
     set_dropout(model, 0.3)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from bertkit.errors import ConfigError
-from bertkit.masking import (
+from bertkit.pretrain.masking import (
     IGNORE_INDEX,
     MaskingConfig,
     apply_mask,
@@ -312,7 +312,7 @@ def test_span_masking_respects_the_cap():
 
 
 def test_sequence_word_ids_groups_chinese_words_and_wordpieces_and_stops_at_sep():
-    from bertkit.masking import segment_words, sequence_word_ids
+    from bertkit.pretrain.masking import segment_words, sequence_word_ids
 
     tokens = ["[CLS]", "我", "喜", "欢", "北", "京", "[SEP]", "play", "##ing", "ball", "[SEP]"]
     ids = sequence_word_ids(tokens)
@@ -326,7 +326,7 @@ def test_sequence_word_ids_groups_chinese_words_and_wordpieces_and_stops_at_sep(
 
 
 def _chinese_pretraining_data(unit):
-    from bertkit.dataset import PretrainingData, Vocab
+    from bertkit.pretrain.dataset import PretrainingData, Vocab
     from bertkit.tokenizer import Tokenizer
 
     text = (
@@ -356,7 +356,7 @@ def _chinese_pretraining_data(unit):
 
 @pytest.mark.parametrize("unit", ["word", "span"])
 def test_pretraining_word_units_mask_whole_jieba_words_at_the_right_rates(unit):
-    from bertkit.masking import sequence_word_ids
+    from bertkit.pretrain.masking import sequence_word_ids
 
     data, tok = _chinese_pretraining_data(unit)
     epoch = data.epoch(0)

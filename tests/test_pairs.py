@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bertkit.errors import ConfigError
-from bertkit.pairs import (
+from bertkit.pretrain.pairs import (
     Instance,
     create_full_sentence_instances,
     create_nsp_instances,

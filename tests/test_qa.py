@@ -10,10 +10,14 @@ import pytest
 import torch
 from helpers import one_thread, save_tiny_bert  # noqa: F401 - an autouse fixture
 
-from bertkit.cli import main
+from bertkit.cli.table import main
 from bertkit.errors import BertkitError, DataError
-from bertkit.finetune import encode_qa, load_task_model, qa_answers
-from bertkit.tasks import Context, QAExample, QAOptions, best_null_threshold, qa_answer, read_qa_examples
+from bertkit.finetune.features import encode_qa
+from bertkit.finetune.metrics import best_null_threshold
+from bertkit.finetune.model import load_task_model
+from bertkit.finetune.predict import qa_answers
+from bertkit.finetune.readers import QAExample, read_qa_examples
+from bertkit.finetune.windows import Context, QAOptions, qa_answer
 from bertkit.tokenizer import Tokenizer
 
 DATA = Path(__file__).parent / "data"

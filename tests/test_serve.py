@@ -21,14 +21,14 @@ import torch
 from helpers import tiny_config
 from starlette.testclient import TestClient
 
-from bertkit.cli import main
+from bertkit.cli.table import main
 from bertkit.errors import BertkitError
-from bertkit.finetune import predict_texts
+from bertkit.finetune.predict import predict_texts
 from bertkit.hf import build_heads, save_pretrained
-from bertkit.inference import fill_mask
 from bertkit.model import BertEncoder
-from bertkit.serve import ServeConfig, app_from_env, create_app, load_model
 from bertkit.tokenizer import Tokenizer
+from bertkit.use.fill_mask import fill_mask
+from bertkit.use.serve import ServeConfig, app_from_env, create_app, load_model
 
 TEXTS = ["The quick brown fox.", "我喜欢吃苹果", "a", "", "word " * 400, "Café naïve — résumé 🤗"]
 LINES = ["the cat sat on the mat", "Bill Gates met Jiang Zemin in Beijing", "we like apples and pears"] * 3
@@ -279,7 +279,7 @@ def test_health_and_ready_while_loading(minilm, monkeypatch):
         release.wait(30)
         return minilm
 
-    monkeypatch.setattr("bertkit.serve.load_model", slow_load)
+    monkeypatch.setattr("bertkit.use.serve.load_model", slow_load)
     with TestClient(create_app("some/folder")) as client:
         assert client.get("/health").json() == {"status": "ok"}
         r = client.get("/ready")
@@ -368,5 +368,5 @@ def test_serve_help_says_how_to_run_several_workers(capsys):
     with pytest.raises(SystemExit):
         main(["serve", "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    assert "uvicorn bertkit.serve:app_from_env --factory --workers N" in out
+    assert "uvicorn bertkit.use.serve:app_from_env --factory --workers N" in out
     assert "BERTKIT_SERVE_MODEL=FOLDER" in out

@@ -7,38 +7,39 @@ import pytest
 import torch
 
 from bertkit.errors import DataError
-from bertkit.tasks import (
-    FILE_TASKS,
-    Pieces,
-    TagExample,
+from bertkit.finetune.metrics import (
     accuracy,
-    answer_pieces,
     bio_spans,
     bmes_words,
-    char_span,
     entity_scores,
-    load_task,
     macro_f1,
-    owners,
     pearson,
-    peoples_daily_cws_task,
-    peoples_daily_entities,
-    peoples_daily_ner_example,
-    peoples_daily_ner_task,
-    read_choice_examples,
-    read_tag_examples,
-    read_text_examples,
-    recombine,
-    sentiment_task,
-    sorted_labels,
     spearman,
     squad_em,
     squad_f1,
     squad_normalize,
+    word_scores,
+)
+from bertkit.finetune.readers import TagExample, read_choice_examples, read_tag_examples, read_text_examples
+from bertkit.finetune.tasks import (
+    FILE_TASKS,
+    load_task,
+    peoples_daily_cws_task,
+    peoples_daily_entities,
+    peoples_daily_ner_example,
+    peoples_daily_ner_task,
+    sentiment_task,
+    sorted_labels,
+)
+from bertkit.finetune.windows import (
+    Pieces,
+    answer_pieces,
+    char_span,
+    owners,
+    recombine,
     text_pieces,
     windows,
     word_pieces,
-    word_scores,
 )
 from bertkit.tokenizer import Tokenizer
 
@@ -246,7 +247,7 @@ def test_recombine_takes_each_position_from_its_owner():
 
 
 def test_long_tagging_input_is_windowed_not_cut(tokenizer):
-    from bertkit.finetune import encode_tags
+    from bertkit.finetune.features import encode_tags
 
     words = list("江泽民在北京会见比尔盖茨") * 10  # 120 words, one piece each
     tags = ["O"] * 120

@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from bertkit.config import BertConfig
-from bertkit.dataset import PretrainingData, Vocab, split_documents
 from bertkit.model import BertEncoder, MLMHead, NSPHead
-from bertkit.objectives import BertPretraining
-from bertkit.train import TrainConfig, linear_schedule, param_groups, pretrain
+from bertkit.pretrain.dataset import PretrainingData, Vocab, split_documents
+from bertkit.pretrain.loop import TrainConfig, pretrain
+from bertkit.pretrain.objectives import BertPretraining
+from bertkit.training import linear_schedule, param_groups
 
 VOCAB = Vocab(size=100, pad_id=0, cls_id=2, sep_id=3, mask_id=4, special_ids=(0, 1, 2, 3, 4))
 

@@ -393,6 +393,16 @@ class Tokenizer:
         return self._truncating[max_length]
 
 
+def load_tokenizer(path: str):
+    """A model folder, a vocab.txt or a tokenizer.json."""
+    p = Path(path)
+    if p.is_dir():
+        return Tokenizer.from_folder(p)
+    if p.is_file():
+        return Tokenizer.from_file(p) if p.suffix == ".json" else Tokenizer.from_vocab(p)
+    raise BertkitError(f"{path}: no such folder or file (expected a model folder, vocab.txt or tokenizer.json)")
+
+
 # ---- helpers ----------------------------------------------------------------------------------------------
 
 

@@ -36,10 +36,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bertkit.embed import Embedder, load_embedder, pad_batch, pool
 from bertkit.errors import BertkitError
 from bertkit.hf import load_pretrained
 from bertkit.model import BertEncoder
+from bertkit.use.embed import Embedder, load_embedder, pad_batch, pool
 
 TOLERANCE = 1e-4
 CHECK_TEXTS = [

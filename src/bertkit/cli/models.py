@@ -1,0 +1,92 @@
+"""Commands on models and vocabularies: `params`, `tokenize`, `tokenizer train`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+from bertkit.cli.table import command
+from bertkit.errors import BertkitError
+from bertkit.tokenizer import load_tokenizer
+
+
+# ------------------------------------------------------------------------------------------ commands
+@command("params")
+def params_cmd(
+    model: Annotated[str, "a preset name (bert-base, bert-base-chinese, ...) or a model folder"],
+    heads: Annotated[list[str], "heads to count with a preset: mlm, nsp, classifier"] = [],  # noqa: B006
+    num_labels: Annotated[int, "labels for a classifier head"] = 2,
+) -> None:
+    """Count parameters by component: embeddings, each layer's attention / FFN / LayerNorm, pooler, heads."""
+    import torch
+
+    from bertkit.config import PRESETS, from_preset
+    from bertkit.hf import build_heads, load_pretrained
+    from bertkit.model import BertEncoder, parameter_table
+
+    if model in PRESETS:
+        labels = {i: f"LABEL_{i}" for i in range(num_labels)} if "classifier" in heads else {}
+        config = from_preset(model, id2label=labels)
+        with torch.device("meta"):  # count without allocating: bert-large is 1.3 GB in fp32
+            modules = {"encoder": BertEncoder(config), **build_heads(config, heads)}
+        title = f"{model} (preset)"
+    elif Path(model).exists():
+        ckpt = load_pretrained(model, tokenizer=False)
+        modules, config, title = ckpt.modules(), ckpt.config, str(model)
+    else:
+        raise BertkitError(f"{model!r} is neither a preset ({', '.join(PRESETS)}) nor a folder")
+    rows = parameter_table(modules)
+    total = sum(n for _, n in rows)
+    print(
+        f"{title}: {config.num_hidden_layers} layers, hidden {config.hidden_size}, "
+        f"{config.num_attention_heads} heads, FFN {config.intermediate_size}, vocab {config.vocab_size}"
+    )
+    width = max(len(name) for name, _ in rows)
+    for name, n in rows:
+        print(f"  {name:<{width}}  {n:>13,}  {100 * n / total:5.1f}%")
+    print(f"  {'total':<{width}}  {total:>13,}")
+
+
+@command("tokenize")
+def tokenize_cmd(
+    text: Annotated[str, "the text to tokenize"],
+    *,
+    model: Annotated[str, "a model folder, or a vocab.txt / tokenizer.json file"],
+    pair: Annotated[str | None, "a second text: [CLS] A [SEP] B [SEP]"] = None,
+    max_length: Annotated[int | None, "truncate to this many tokens (longest first for pairs)"] = None,
+) -> None:
+    """Show the word pieces, ids and segment ids BERT sees for a text (or a pair)."""
+    tok = load_tokenizer(model)
+    enc = tok.encode(text, pair, max_length=max_length)
+    width = max(len(t) for t in enc.tokens)
+    print(f"{len(enc.ids)} tokens")
+    for i, (t, idx, seg, (a, b)) in enumerate(zip(enc.tokens, enc.ids, enc.token_type_ids, enc.offsets, strict=True)):
+        print(f"  {i:>4}  {t:<{width}}  {idx:>6}  segment {seg}  chars {a}:{b}")
+    print("ids:", " ".join(map(str, enc.ids)))
+
+
+@command("tokenizer train")
+def tokenizer_train_cmd(
+    files: Annotated[list[str], "text files, one or more sentences per line"],
+    *,
+    out: Annotated[str, "folder to write vocab.txt, tokenizer.json and tokenizer_config.json"],
+    vocab_size: Annotated[int, "vocabulary size including the 5 special tokens"] = 21128,
+    min_frequency: Annotated[int, "drop pieces seen fewer times than this"] = 2,
+    lowercase: Annotated[bool, "lower-case and strip accents (uncased model)"] = True,
+) -> None:
+    """Train a WordPiece vocabulary (CJK-aware: one token per Chinese character) from text files."""
+    from bertkit.tokenizer import Tokenizer
+
+    for f in files:
+        if not Path(f).is_file():
+            raise BertkitError(f"{f}: no such file")
+    tok = Tokenizer.train(
+        files,
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        lowercase=lowercase,
+        show_progress=sys.stderr.isatty(),
+    )
+    tok.save(out)
+    print(f"wrote {out}/vocab.txt with {tok.vocab_size} tokens")

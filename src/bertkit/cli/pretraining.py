@@ -1,0 +1,107 @@
+"""`bertkit pretrain`."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Literal
+
+from bertkit.cli.table import command
+from bertkit.errors import BertkitError
+
+
+@command("pretrain")
+def pretrain_cmd(
+    *,
+    out: Annotated[str, "run folder: model/, checkpoint/, metrics.jsonl, curves.png"],
+    corpus: Annotated[list[str], "'peoples-daily' (built in) or text files / folders"] = ["peoples-daily"],  # noqa: B006
+    preset: Annotated[str, "model size for a new model (see `bertkit params`)"] = "bert-mini-chinese",
+    init: Annotated[str | None, "continue pretraining this model folder (its vocabulary too)"] = None,
+    tokenizer: Annotated[str | None, "use this vocab.txt / tokenizer.json / folder instead of training one"] = None,
+    vocab_size: Annotated[int, "size of the WordPiece vocabulary trained on the corpus"] = 8000,
+    num_hidden_layers: Annotated[int | None, "override the preset's layers"] = None,
+    hidden_size: Annotated[int | None, "override the preset's hidden size (FFN = 4x)"] = None,
+    dropout: Annotated[
+        float | None, "a new model's hidden and attention dropout (default: the preset's 0.1; 0 for short runs)"
+    ] = None,
+    max_seq_length: Annotated[int, "tokens per instance, [CLS] and [SEP]s included"] = 128,
+    objective: Annotated[Literal["nsp", "sop", "full"], "MLM plus NSP, plus SOP, or MLM on full sentences"] = "nsp",
+    masking: Annotated[
+        Literal["token", "wwm", "span"],
+        "what is masked: single tokens; whole words (Chinese words found by jieba, English by ##); SpanBERT spans",
+    ] = "token",
+    dynamic: Annotated[bool, "fresh masks every epoch (RoBERTa) instead of dupe_factor static copies"] = False,
+    dupe_factor: Annotated[int, "static masking: versions of the data, cycled"] = 5,
+    steps: Annotated[int, "optimizer steps"] = 1000,
+    batch_size: Annotated[int, "sequences per micro-batch"] = 32,
+    grad_accum: Annotated[int, "micro-batches per optimizer step"] = 1,
+    lr: Annotated[float, "peak learning rate"] = 5e-4,
+    warmup: Annotated[float, "warm-up: a fraction of steps (<1) or a number of steps"] = 0.06,
+    precision: Annotated[Literal["auto", "fp32", "bf16"], "auto: bf16 where the hardware has it"] = "auto",
+    eval_every: Annotated[int, "evaluate on held-out documents every N steps"] = 200,
+    save_every: Annotated[int, "write a resumable checkpoint every N steps"] = 500,
+    seed: Annotated[int, "random seed (data, masks, init)"] = 0,
+    resume: Annotated[bool, "continue from OUT/checkpoint if it exists"] = False,
+    cache_dir: Annotated[
+        str | None, "where token shards are cached (default $BERTKIT_CACHE or ~/.cache/bertkit)"
+    ] = None,
+) -> None:
+    """Pretrain BERT (MLM + NSP) on a corpus; writes a Hugging Face folder with the MLM and NSP heads."""
+    import torch
+
+    from bertkit.pretrain.loop import TrainConfig, build_pretraining, pretrain
+
+    torch.manual_seed(seed)
+    overrides = {k: v for k, v in {"num_hidden_layers": num_hidden_layers, "hidden_size": hidden_size}.items() if v}
+    if hidden_size:
+        overrides["intermediate_size"] = 4 * hidden_size
+        overrides["num_attention_heads"] = max(1, hidden_size // 64)
+    if dropout is not None:
+        if not 0.0 <= dropout < 1.0:
+            raise BertkitError(f"--dropout must be in [0, 1), got {dropout}")
+        if init is not None:
+            raise BertkitError("--dropout sets a new model's dropout; with --init the model's config.json decides")
+        overrides["hidden_dropout_prob"] = overrides["attention_probs_dropout_prob"] = dropout
+    cfg = TrainConfig(
+        out_dir=out,
+        steps=steps,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        lr=lr,
+        warmup=warmup,
+        precision=precision,
+        seed=seed,
+        eval_every=eval_every,
+        save_every=save_every,
+        beta2=0.98 if dynamic else 0.999,
+        progress=True,
+    )
+    model, tok, train_data, eval_data = build_pretraining(
+        corpus,
+        preset=preset,
+        init=init,
+        tokenizer_path=tokenizer,
+        vocab_size=vocab_size,
+        max_seq_length=max_seq_length,
+        objective=objective,
+        masking=masking,
+        dynamic=dynamic,
+        dupe_factor=dupe_factor,
+        seed=seed,
+        cache_dir=cache_dir,
+        progress=sys.stderr.isatty(),
+        **overrides,
+    )
+    n_params = sum(p.numel() for p in model.parameters())
+    print(
+        f"model: {model.encoder.config.num_hidden_layers} layers, hidden {model.encoder.config.hidden_size}, "
+        f"vocab {tok.vocab_size}, {n_params:,} parameters; {len(train_data.doc_ids)} training documents"
+    )
+    summary = pretrain(model, tok, train_data, eval_data, cfg, resume=resume)
+    ev = summary["eval"]
+    if ev:
+        print(
+            f"held-out MLM accuracy at [MASK] {ev['cloze_accuracy']:.3f} "
+            f"(unigram baseline {ev['unigram_accuracy']:.3f}), "
+            f"loss {ev['mlm_loss']:.3f}" + (f", NSP accuracy {ev['nsp_accuracy']:.3f}" if "nsp_accuracy" in ev else "")
+        )
+    print(f"model: {summary['model']}  curves: {out}/curves.png  log: {out}/metrics.jsonl")

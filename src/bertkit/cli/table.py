@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+import types
+import typing
+from collections.abc import Callable
+from typing import Annotated, Literal
+
+from bertkit.errors import BertkitError
+
+COMMANDS: dict[str, Callable] = {}
+
+
+def command(name: str) -> Callable:
+    def register(fn: Callable) -> Callable:
+        COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
+# ------------------------------------------------------------------------------------- the machinery
+def _add_flags(parser: argparse.ArgumentParser, fn: Callable) -> None:
+    hints = typing.get_type_hints(fn, include_extras=True)
+    for name, param in inspect.signature(fn).parameters.items():
+        hint = hints[name]
+        help_text = ""
+        if typing.get_origin(hint) is Annotated:
+            hint, help_text = typing.get_args(hint)[0], typing.get_args(hint)[1]
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):  # `int | None` -> int
+            hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        kwargs: dict = {"help": help_text}
+        if typing.get_origin(hint) is list:
+            kwargs.update(nargs="+" if param.default is inspect.Parameter.empty else "*", type=typing.get_args(hint)[0])
+        elif typing.get_origin(hint) is Literal:
+            kwargs.update(choices=list(typing.get_args(hint)), type=type(typing.get_args(hint)[0]))
+        elif hint is bool:
+            kwargs.update(action=argparse.BooleanOptionalAction)
+        else:
+            kwargs.update(type=hint)
+        flag = "--" + name.replace("_", "-")
+        if param.default is not inspect.Parameter.empty:
+            parser.add_argument(flag, dest=name, default=param.default, **kwargs)
+        elif param.kind is inspect.Parameter.KEYWORD_ONLY:  # after `*`: a required flag
+            parser.add_argument(flag, dest=name, required=True, **kwargs)
+        else:
+            parser.add_argument(name, **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bertkit", description="Pretrain, fine-tune and serve BERT encoders.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for name, fn in COMMANDS.items():
+        doc = (fn.__doc__ or "").strip()
+        *group, leaf = name.split()
+        target = sub
+        if group:  # "tokenizer train" -> `bertkit tokenizer train`
+            if group[0] not in groups:
+                gp = sub.add_parser(group[0], help=f"{group[0]} commands")
+                groups[group[0]] = gp.add_subparsers(dest="subcommand", required=True, metavar="<subcommand>")
+            target = groups[group[0]]
+        p = target.add_parser(
+            leaf,
+            help=doc.splitlines()[0] if doc else "",
+            description=doc,
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        p.set_defaults(_fn=fn)
+        _add_flags(p, fn)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = vars(build_parser().parse_args(argv))
+    fn = args.pop("_fn")
+    args.pop("command"), args.pop("subcommand", None)
+    try:
+        fn(**args)
+    except BertkitError as e:
+        print(f"bertkit: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bertkit: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `bertkit ... | head`
+        return 0
+    return 0

@@ -1,0 +1,174 @@
+"""Commands that use a model: `fill-mask`, `embed`, `similarity`, `serve`, `export`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+
+from bertkit.cli.table import command
+from bertkit.errors import BertkitError
+
+
+@command("fill-mask")
+def fill_mask_cmd(
+    model: Annotated[str, "a model folder with an MLM head"],
+    texts: Annotated[list[str], "texts with one or more [MASK] tokens, e.g. 巴黎是[MASK]国的首都。"],
+    top_k: Annotated[int, "predictions shown per [MASK]"] = 5,
+) -> None:
+    """Top-k predictions for each [MASK] in a text, from any MLM checkpoint."""
+    from bertkit.use.fill_mask import fill_mask
+
+    for text in texts:
+        results = fill_mask(model, text, top_k=top_k)
+        print(text)
+        for i, candidates in enumerate(results):
+            shown = "  ".join(f"{tok} {p:.3f}" for tok, p in candidates)
+            print(f"  [MASK] #{i + 1}: {shown}")
+
+
+@command("embed")
+def embed_cmd(
+    model: Annotated[str, "a sentence-transformers folder, or a BERT folder (mean pooling unless --pooling)"],
+    input: Annotated[str, "text file, one text per line ('-': stdin)"] = "-",
+    output: Annotated[str, "out.npy, out.safetensors or out.jsonl ('-': JSONL on stdout)"] = "-",
+    pooling: Annotated[
+        Literal["cls", "mean", "max", "mean_sqrt_len"] | None, "default: the folder's Pooling module, else mean"
+    ] = None,
+    normalize: Annotated[bool | None, "L2-normalise sentence vectors (default: the folder's Normalize module)"] = None,
+    layers: Annotated[int | None, "average the last K hidden states (embedding output included)"] = None,
+    layer_weights: Annotated[
+        list[float] | None, "ELMo scalar mix: softmax(W) over the last len(W) hidden states, lowest first"
+    ] = None,
+    tokens: Annotated[bool, "a vector per token (L x H per text) instead of per text: .safetensors / .jsonl"] = False,
+    precision: Annotated[
+        Literal["fp32", "bf16", "int8"],
+        "bf16: autocast (fast with native bf16 only); int8: attention projections in dynamic int8",
+    ] = "fp32",
+    batch_tokens: Annotated[int, "padded tokens per batch; texts are sorted by length first"] = 4096,
+    skip_empty: Annotated[bool, "skip empty lines (counted on stderr) instead of stopping at the first"] = False,
+    progress: Annotated[bool | None, "progress bar with texts/s on stderr (default: when stderr is a terminal)"] = None,
+) -> None:
+    """Embed texts, one per line, with a sentence-transformers or BERT folder; the same vectors as
+    sentence-transformers gives for its folders. Empty lines are an error (row i is line i) unless
+    --skip-empty; JSONL and .safetensors outputs carry each vector's input line number."""
+    import collections
+    import time
+
+    from bertkit.use.embed import load_embedder
+    from bertkit.use.vector_io import VectorWriter, check_output_path, read_lines
+
+    if layer_weights is not None and not layer_weights:
+        raise BertkitError("--layer-weights needs one weight per layer to mix, e.g. --layer-weights 0 0 1")
+    if layers is not None and layer_weights:
+        raise BertkitError("--layers and --layer-weights both choose layers: give one")
+    check_output_path(output, tokens)
+    if input != "-" and not Path(input).is_file():
+        raise BertkitError(f"{input}: no such file")
+    embedder = load_embedder(model, pooling=pooling, normalize=normalize)
+    skipped: list[int] = []
+    writer = VectorWriter(output, tokens)
+    keep_text = tokens and writer.kind == "jsonl"  # JSONL token output names each token
+    pending: collections.deque[tuple[int, str | None]] = collections.deque()  # read ahead of the vectors
+
+    def texts():
+        for n, text in read_lines(input, skip_empty, skipped):
+            pending.append((n, text if keep_text else None))
+            yield text
+
+    start = time.perf_counter()
+    try:
+        chunks = embedder.encode_iter(
+            texts(),
+            batch_tokens=batch_tokens,
+            layers=layer_weights or layers,
+            output="token" if tokens else "sentence",
+            precision=precision,
+            progress=sys.stderr.isatty() if progress is None else progress,
+        )
+        for chunk in chunks:
+            lines, chunk_texts = zip(*(pending.popleft() for _ in range(len(chunk))), strict=True)
+            words = None
+            if keep_text:
+                words = [embedder.tokenizer.convert_ids_to_tokens(ids) for ids in embedder.tokenize(chunk_texts)]
+            writer.write(chunk, list(lines), words)
+        writer.commit(embedder.dim if not tokens else embedder.encoder.config.hidden_size)
+    except BaseException:
+        writer.abort()
+        raise
+    seconds = time.perf_counter() - start
+    note = f"; skipped {len(skipped)} empty line(s)" if skipped else ""
+    where = "" if output == "-" else f" -> {output}"
+    print(f"model: {embedder.source}", file=sys.stderr)  # after the work, so that an error stays one line
+    rate = writer.rows / max(seconds, 1e-9)
+    print(f"embedded {writer.rows} texts in {seconds:.1f} s ({rate:.1f} texts/s){note}{where}", file=sys.stderr)
+
+
+@command("similarity")
+def similarity_cmd(
+    model: Annotated[str, "a sentence-transformers or BERT folder"],
+    text_a: Annotated[str, "the first text"],
+    text_b: Annotated[str, "the second text"],
+    word: Annotated[str | None, "compare this word's contextual vectors in the two texts instead"] = None,
+    pooling: Annotated[
+        Literal["cls", "mean", "max", "mean_sqrt_len"] | None, "default: the folder's Pooling module, else mean"
+    ] = None,
+    layers: Annotated[int | None, "average the last K hidden states (embedding output included)"] = None,
+) -> None:
+    """Cosine similarity of two texts' sentence vectors, or (--word) of one word's vectors in two contexts,
+    e.g. 苹果 in 我喜欢吃苹果 and in 苹果和华为哪个牌子好: BERT gives the word a vector per context."""
+    from bertkit.use.embed import cosine, load_embedder
+
+    embedder = load_embedder(model, pooling=pooling)
+    if word is None:
+        a, b = embedder.encode([text_a, text_b], layers=layers)
+        print(f"cosine {cosine(a, b):.4f}")
+        return
+    a, b = (embedder.word_vector(t, word, layers=layers) for t in (text_a, text_b))
+    print(f"{word!r} in {text_a!r} vs in {text_b!r}: cosine {cosine(a, b):.4f} (contextual vectors)")
+    print("a static word vector (word2vec, or BERT's own input embedding) would give 1.0000: one vector per word")
+
+
+@command("serve")
+def serve_cmd(
+    model: Annotated[str, "a sentence-transformers folder, a BERT folder, or a fine-tuned folder"],
+    host: Annotated[str, "address to listen on (0.0.0.0: every interface)"] = "127.0.0.1",
+    port: Annotated[int, "port to listen on (0: any free port, printed at start)"] = 8000,
+    max_batch_size: Annotated[int, "texts per model call, gathered from concurrent requests"] = 64,
+    max_texts: Annotated[int, "texts in one request; more is answered 413"] = 256,
+    max_request_bytes: Annotated[int, "request body size; more is answered 413"] = 1 << 20,
+    batch_wait_ms: Annotated[float, "how long a batch waits for more requests before it runs"] = 5.0,
+) -> None:
+    """Serve a model folder over HTTP: POST /embed, /fill-mask (MLM head), /classify or /tag (fine-tuned
+    folders); GET /health (liveness) and /ready (readiness).
+
+    Requests of concurrent clients are batched into one model call (up to --max-batch-size texts, waiting at
+    most --batch-wait-ms); bad requests get a 4xx with {"error": message}. This runs one process. For several
+    worker processes (each loads its own copy of the model and batches its own requests) run uvicorn with
+    bertkit's app factory: `BERTKIT_SERVE_MODEL=FOLDER uvicorn bertkit.use.serve:app_from_env --factory --workers
+    N --host 0.0.0.0 --port 8000`, with the limits as BERTKIT_SERVE_MAX_BATCH_SIZE, BERTKIT_SERVE_MAX_TEXTS,
+    BERTKIT_SERVE_MAX_REQUEST_BYTES and BERTKIT_SERVE_BATCH_WAIT_MS, and OMP_NUM_THREADS set to (cores / N) so
+    that the workers do not fight over cores. Each worker answers /ready with 503 until its model is loaded."""
+    from bertkit.use.serve import ServeConfig, serve
+
+    config = ServeConfig(max_batch_size, max_texts, max_request_bytes, batch_wait_ms)
+    serve(model, host, port, config)
+
+
+@command("export")
+def export_cmd(
+    model: Annotated[str, "a sentence-transformers folder (sentence vectors) or a BERT folder (hidden states)"],
+    *,
+    onnx: Annotated[str, "the .onnx file to write; an existing one is replaced only by a checked export"],
+    opset: Annotated[int, "ONNX opset version"] = 17,
+) -> None:
+    """Export the encoder to ONNX with dynamic batch and sequence axes, then check it with onnxruntime against
+    PyTorch on batches of several sizes and lengths (max abs diff <= 1e-4).
+
+    A sentence-transformers folder exports input_ids, attention_mask -> sentence_embedding (pooling, Dense
+    and Normalize included); a BERT folder exports input_ids, attention_mask, token_type_ids ->
+    last_hidden_state (and pooler_output when it has a pooler). Tokenize with the folder's tokenizer,
+    truncated to the max_seq_length stored in the file's metadata."""
+    from bertkit.use.export import export_onnx
+
+    export_onnx(model, onnx, opset=opset)

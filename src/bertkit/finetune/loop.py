@@ -1,0 +1,280 @@
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+import torch
+from tqdm import tqdm
+
+from bertkit.errors import BertkitError
+from bertkit.finetune.features import collate, encode_split, feature_length, length_grouped_batches
+from bertkit.finetune.model import (
+    build_model,
+    layerwise_param_groups,
+    load_task_model,
+    loss_units,
+    save_task_model,
+    set_dropout,
+)
+from bertkit.finetune.predict import evaluate, main_metric
+from bertkit.finetune.tasks import TaskData
+from bertkit.finetune.windows import (
+    QAOptions,
+)
+from bertkit.training import bf16_supported, linear_schedule
+
+
+@dataclass
+class FinetuneConfig:
+    out_dir: str
+    epochs: int = 3
+    batch_size: int = 32  # sequences (tagging and QA: windows; multiple choice: questions) per micro-batch
+    grad_accum: int = 1  # micro-batches per optimizer step
+    lr: float = 5e-5
+    warmup: float = 0.1  # a fraction of all steps
+    weight_decay: float = 0.01
+    layer_decay: float = 1.0  # 1: every layer at `lr`
+    max_grad_norm: float = 1.0
+    max_seq_length: int = 128  # [CLS] and [SEP]s included
+    stride: int | None = None  # tagging and QA windows start this many pieces apart; None: half a window
+    crf: bool = False  # tagging: a CRF over the tags
+    max_query_length: int = 64  # QA: question pieces kept
+    qa: QAOptions = field(default_factory=QAOptions)  # QA: how answers are read (null_threshold None: see finetune)
+    patience: int = 0  # stop after this many epochs without a better dev score; 0: never stop early
+    dropout: float | None = None  # hidden and attention dropout while fine-tuning; None: the model's config
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    seed: int = 0
+    log_every: int = 10
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "grad_accum", "max_seq_length", "max_query_length", "log_every"):
+            if getattr(self, name) < 1:
+                raise BertkitError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise BertkitError(f"--lr must be positive, got {self.lr}")
+        if not 0 < self.layer_decay <= 1:
+            raise BertkitError(f"--layer-decay must be in (0, 1], got {self.layer_decay}")
+        if self.max_seq_length < 3:
+            raise BertkitError(f"--max-seq-length {self.max_seq_length} leaves no room beside [CLS] and [SEP]")
+        if self.stride is not None and not 1 <= self.stride <= self.max_seq_length - 2:
+            raise BertkitError(f"--stride must be in 1..{self.max_seq_length - 2} (the window), got {self.stride}")
+        if self.patience < 0:
+            raise BertkitError(f"--patience must be 0 (off) or more, got {self.patience}")
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+            raise BertkitError(f"--dropout must be in [0, 1), got {self.dropout}")
+        check_qa_options(self.qa)
+
+
+def check_qa_options(opts: QAOptions) -> None:
+    for name in ("max_answer_length", "n_best"):
+        if getattr(opts, name) < 1:
+            raise BertkitError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(opts, name)}")
+
+
+# ---------------------------------------------------------------------------------------------- training
+def finetune(task: TaskData, init: str | Path, cfg: FinetuneConfig, random_init: bool = False, device=None) -> dict:
+    """Fine-tune `init` (a model folder) on `task`; writes OUT/model, metrics.jsonl, curves.png, summary.json."""
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and bf16_supported(device))
+    if not task.train:
+        raise BertkitError(f"task {task.name}: no training examples")
+    torch.manual_seed(cfg.seed)
+    model, tokenizer = build_model(init, task.kind, task.labels, random_init, cfg.crf)
+    if cfg.dropout is not None:
+        set_dropout(model, cfg.dropout)
+    model.to(device)
+    if cfg.max_seq_length > model.encoder.config.max_position_embeddings:
+        raise BertkitError(
+            f"--max-seq-length {cfg.max_seq_length} is more than the model's max_position_embeddings "
+            f"({model.encoder.config.max_position_embeddings})"
+        )
+    qa = cfg.qa
+    if task.kind == "qa" and qa.null_threshold is None and any(not ex.answers for ex in task.train + task.dev):
+        qa = replace(qa, null_threshold=0.0)  # SQuAD 2.0 data: unanswerable questions can be left unanswered
+        print("unanswerable questions in the data (SQuAD 2.0): answers are empty when the null score wins")
+    tokenizer.model_max_length = cfg.max_seq_length  # saved in tokenizer_config.json; predict reads it back
+    pad_id = tokenizer.pad_token_id
+
+    def encode(examples):
+        return encode_split(model, tokenizer, examples, cfg.max_seq_length, cfg.stride, cfg.max_query_length)
+
+    train = encode(task.train)
+    dev = encode(task.dev) if task.dev else None
+    for name, enc, examples in (("train", train, task.train), ("dev", dev, task.dev)):
+        if enc is None:
+            continue
+        if enc.truncated and task.kind == "qa":
+            print(f"{name}: {enc.truncated} answers are longer than a window and train as 'no answer here'")
+        elif enc.truncated:
+            print(f"{name}: {enc.truncated} of {len(examples)} texts truncated to {cfg.max_seq_length} tokens")
+        if task.kind in ("tagging", "qa") and len(enc.features) > len(examples):
+            print(f"{name}: {len(examples)} examples read in {len(enc.features)} windows of {cfg.max_seq_length}")
+
+    n_batches = math.ceil(len(train.features) / cfg.batch_size)
+    total_steps = math.ceil(n_batches / cfg.grad_accum) * cfg.epochs
+    warmup_steps = max(1, int(cfg.warmup * total_steps))
+    optimizer = torch.optim.AdamW(
+        layerwise_param_groups(model, cfg.lr, cfg.weight_decay, cfg.layer_decay), lr=cfg.lr, eps=1e-6
+    )
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, warmup_steps, total_steps))
+    (out / "finetune_config.json").write_text(
+        json.dumps({"task": task.name, "init": str(init), "random_init": random_init, **asdict(cfg)}, indent=2) + "\n"
+    )
+
+    metric = main_metric(task.kind)
+    lengths = [feature_length(f) for f in train.features]
+    rng = random.Random(cfg.seed)
+    best, best_epoch, bad_epochs, step = -math.inf, 0, 0, 0
+    history = []
+    log = open(out / "metrics.jsonl", "w", encoding="utf-8")  # noqa: SIM115 - closed in `finally`
+    bar = tqdm(total=total_steps, disable=not cfg.progress, unit="step", dynamic_ncols=True)
+    try:
+        for epoch in range(1, cfg.epochs + 1):
+            model.train()
+            epoch_loss, epoch_units = 0.0, 0
+            window = {"loss": 0.0, "units": 0, "sequences": 0, "t0": time.perf_counter()}
+            batches = length_grouped_batches(lengths, cfg.batch_size, rng)
+            for first in range(0, len(batches), cfg.grad_accum):
+                # ---- one optimizer step over up to `grad_accum` micro-batches (fewer at the end of an epoch)
+                group = batches[first : first + cfg.grad_accum]
+                micro = [collate([train.features[i] for i in idx], pad_id) for idx in group]
+                units = sum(loss_units(task.kind, b) for b in micro)  # what the step's loss is a mean over
+                step_loss = 0.0
+                for batch in micro:
+                    batch = {k: v.to(device) for k, v in batch.items()}
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                        logits = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+                    loss = model.loss_sum(logits, batch)
+                    (loss / max(1, units)).backward()
+                    step_loss += loss.item()
+                    window["sequences"] += len(batch["input_ids"])
+                epoch_loss, epoch_units = epoch_loss + step_loss, epoch_units + units
+                window["loss"] += step_loss
+                window["units"] += units
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                bar.update(1)
+
+                # ---- log
+                if step % cfg.log_every == 0 or step == total_steps:
+                    row = {
+                        "step": step,
+                        "epoch": epoch,
+                        "lr": schedule.get_last_lr()[0],
+                        "loss": window["loss"] / max(1, window["units"]),
+                        "grad_norm": float(grad_norm),
+                        "sequences_per_s": window["sequences"] / (time.perf_counter() - window["t0"]),
+                    }
+                    log.write(json.dumps(row) + "\n")
+                    log.flush()
+                    bar.set_postfix(loss=f"{row['loss']:.4f}", seq_s=f"{row['sequences_per_s']:.0f}")
+                    window = {"loss": 0.0, "units": 0, "sequences": 0, "t0": time.perf_counter()}
+
+            # ---- evaluate on dev; keep the best model
+            ev = {"epoch": epoch, "step": step, "train_loss": epoch_loss / max(1, epoch_units)}
+            if dev is not None:
+                ev |= evaluate(model, dev, pad_id, bf16=use_bf16, qa=qa)
+            history.append(ev)
+            log.write(json.dumps({"eval": ev}) + "\n")
+            log.flush()
+            score = ev.get(metric, -math.inf if dev is not None else epoch)  # no dev set: the last epoch is best
+            bar.write(
+                f"epoch {epoch}: train loss {ev['train_loss']:.4f}"
+                + (f", dev loss {ev['loss']:.4f}, dev {metric} {score:.4f}" if dev is not None else "")
+            )
+            if score > best:
+                best, best_epoch, bad_epochs = score, epoch, 0
+                save_task_model(out / "model", model, tokenizer)
+            else:
+                bad_epochs += 1
+                if cfg.patience and bad_epochs >= cfg.patience:
+                    bar.write(f"early stop: no better dev {metric} for {bad_epochs} epochs")
+                    break
+    finally:
+        bar.close()
+        log.close()
+    plot_curves(out / "metrics.jsonl", out / "curves.png", metric)
+
+    # ---- score the test set once, with the best model, read back from its folder as a user would
+    summary = {
+        "task": task.name,
+        "metric": metric,
+        "seed": cfg.seed,
+        "random_init": random_init,
+        "best_epoch": best_epoch,
+        "epochs_run": len(history),
+        "steps": step,
+        "precision": "bf16" if use_bf16 else "fp32",
+        "model": str(out / "model"),
+        "dev": {k: v for k, v in history[best_epoch - 1].items() if k not in ("epoch", "step")} if dev else {},
+        "test": {},
+    }
+    if task.test:
+        best_model, tok = load_task_model(out / "model")
+        best_model.to(device)
+        test = encode_split(best_model, tok, task.test, cfg.max_seq_length, cfg.stride, cfg.max_query_length)
+        summary["test"] = evaluate(best_model, test, pad_id, bf16=use_bf16, qa=qa)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def finetune_seeds(
+    task: TaskData, init: str | Path, cfg: FinetuneConfig, seeds: list[int], random_init: bool = False
+) -> dict:
+    """One run per seed (OUT/seed-N/ when there are several), and the mean and max of the main metric."""
+    if not seeds:
+        raise BertkitError("--seeds needs at least one seed")
+    if len(seeds) == 1:
+        run = finetune(task, init, replace(cfg, seed=seeds[0]), random_init)
+        return {"task": task.name, "metric": run["metric"], "runs": [run], **_aggregate([run])}
+    runs = [
+        finetune(task, init, replace(cfg, seed=s, out_dir=str(Path(cfg.out_dir) / f"seed-{s}")), random_init)
+        for s in seeds
+    ]
+    summary = {"task": task.name, "metric": runs[0]["metric"], "runs": runs, **_aggregate(runs)}
+    (Path(cfg.out_dir) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _aggregate(runs: list[dict]) -> dict:
+    metric, result = runs[0]["metric"], {}
+    for split in ("dev", "test"):
+        values = [r[split][metric] for r in runs if metric in r[split]]
+        if values:
+            result[split] = {"mean": sum(values) / len(values), "max": max(values), "values": values}
+    return result
+
+
+def plot_curves(log_path: Path, png_path: Path, metric: str) -> None:
+    """Training loss by step with the dev loss by epoch, and the dev metric by epoch, in one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    train = [r for r in rows if "eval" not in r]
+    evals = [r["eval"] for r in rows if "eval" in r]
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    ax[0].plot([r["step"] for r in train], [r["loss"] for r in train], label="train")
+    if evals and "loss" in evals[0]:
+        ax[0].plot([e["step"] for e in evals], [e["loss"] for e in evals], "o-", label="dev")
+    ax[0].set(title="loss", xlabel="step")
+    ax[0].legend()
+    if evals and metric in evals[0]:
+        ax[1].plot([e["epoch"] for e in evals], [e[metric] for e in evals], "o-")
+    ax[1].set(title=f"dev {metric}", xlabel="epoch", ylim=(-1, 1) if metric == "pearson" else (0, 1))
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)

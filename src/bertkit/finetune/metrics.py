@@ -1,0 +1,225 @@
+from __future__ import annotations
+
+import math
+import re
+import string
+import unicodedata
+from collections import Counter
+from collections.abc import Sequence
+
+
+# ------------------------------------------------------------------------------------------------ metrics
+def accuracy(gold: Sequence, pred: Sequence) -> float:
+    _same_length(gold, pred)
+    return sum(g == p for g, p in zip(gold, pred, strict=True)) / max(1, len(gold))
+
+
+def macro_f1(gold: Sequence, pred: Sequence) -> float:
+    """The mean over classes (those in gold or pred) of each class's F1, as sklearn's average='macro'."""
+    _same_length(gold, pred)
+    scores = []
+    for c in set(gold) | set(pred):
+        tp = sum(g == c and p == c for g, p in zip(gold, pred, strict=True))
+        n_pred, n_gold = sum(p == c for p in pred), sum(g == c for g in gold)
+        scores.append(_f1(tp, n_pred, n_gold))
+    return sum(scores) / max(1, len(scores))
+
+
+def bio_spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
+    """Strict IOB2 entities (type, start, end exclusive): B-X then I-X*; stray I- tags start nothing."""
+    spans = []
+    etype, start = None, 0
+    for i, tag in enumerate([*tags, "O"]):
+        if etype is not None and tag != f"I-{etype}":
+            spans.append((etype, start, i))
+            etype = None
+        if tag.startswith("B-"):
+            etype, start = tag[2:], i
+    return spans
+
+
+def bmes_words(tags: Sequence[str]) -> list[tuple[int, int]]:
+    """Words (start, end exclusive) of a BMES tagging. Total: every character is in exactly one word, a word
+    ending after E or S and before B or S, so an invalid prediction (B B, a lone M) still segments."""
+    words, start = [], 0
+    for i, tag in enumerate(tags):
+        if i > start and tag in ("B", "S"):
+            words.append((start, i))
+            start = i
+        if tag in ("E", "S"):
+            words.append((start, i + 1))
+            start = i + 1
+    if start < len(tags):
+        words.append((start, len(tags)))
+    return words
+
+
+def entity_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict:
+    """Micro precision / recall / F1 over exact entity spans, plus the same per type."""
+    _same_length(gold, pred)
+    tp, n_pred, n_gold = Counter(), Counter(), Counter()
+    for g, p in zip(gold, pred, strict=True):
+        _same_length(g, p)
+        gs, ps = set(bio_spans(g)), set(bio_spans(p))
+        tp.update(s[0] for s in gs & ps)
+        n_pred.update(s[0] for s in ps)
+        n_gold.update(s[0] for s in gs)
+    scores = _prf(sum(tp.values()), sum(n_pred.values()), sum(n_gold.values()))
+    scores["per_type"] = {t: _prf(tp[t], n_pred[t], n_gold[t]) for t in sorted(n_gold | n_pred)}
+    return scores
+
+
+def word_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict:
+    """Word segmentation precision / recall / F1: a predicted word is right if its span is a gold word."""
+    _same_length(gold, pred)
+    tp = n_pred = n_gold = 0
+    for g, p in zip(gold, pred, strict=True):
+        _same_length(g, p)
+        gw, pw = set(bmes_words(g)), set(bmes_words(p))
+        tp, n_pred, n_gold = tp + len(gw & pw), n_pred + len(pw), n_gold + len(gw)
+    return _prf(tp, n_pred, n_gold)
+
+
+def _prf(tp: int, n_pred: int, n_gold: int) -> dict:
+    p, r = tp / n_pred if n_pred else 0.0, tp / n_gold if n_gold else 0.0
+    return {"precision": p, "recall": r, "f1": _f1(tp, n_pred, n_gold)}
+
+
+def _f1(tp: int, n_pred: int, n_gold: int) -> float:
+    return 2 * tp / (n_pred + n_gold) if n_pred + n_gold else 0.0
+
+
+def _same_length(a: Sequence, b: Sequence) -> None:
+    if len(a) != len(b):
+        raise ValueError(f"{len(a)} gold items but {len(b)} predictions")
+
+
+# ---- extractive QA: SQuAD (English) and CMRC 2018 (Chinese)
+_ASCII_PUNCTUATION = frozenset(string.punctuation)
+
+
+def squad_normalize(text: str) -> str:
+    """SQuAD v1.1's normalisation: lower-case, drop punctuation, drop a/an/the, collapse whitespace."""
+    text = "".join(c for c in text.lower() if c not in _ASCII_PUNCTUATION)
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def _has_cjk(text: str) -> bool:
+    return any("\u4e00" <= c <= "\u9fff" for c in text)
+
+
+def _cmrc_segments(text: str) -> list[str]:
+    """CMRC 2018: lower-case, punctuation removed, every CJK character a token, other runs split into words
+    (the official script uses nltk's word_tokenize there; whitespace and punctuation splitting is close)."""
+    out, run = [], []
+    for c in text.lower().strip():
+        if _is_punct(c):
+            c = " "
+        if "\u4e00" <= c <= "\u9fff":
+            out += "".join(run).split()
+            run = []
+            out.append(c)
+        else:
+            run.append(c)
+    return out + "".join(run).split()
+
+
+def _is_punct(c: str) -> bool:
+    return c in _ASCII_PUNCTUATION or unicodedata.category(c).startswith("P") or c in "～￥＄＾｀｜＋＝＜＞"
+
+
+def _longest_common_substring(a: list[str], b: list[str]) -> int:
+    best, prev = 0, [0] * (len(b) + 1)
+    for x in a:
+        cur = [0] * (len(b) + 1)
+        for j, y in enumerate(b, 1):
+            if x == y:
+                cur[j] = prev[j - 1] + 1
+                best = max(best, cur[j])
+        prev = cur
+    return best
+
+
+def squad_em(prediction: str, answers: Sequence[str]) -> float:
+    """1.0 if the prediction equals any gold answer after normalisation (CMRC's, when the answers are
+    Chinese: lower-case, punctuation removed, whitespace kept out)."""
+    if any(_has_cjk(a) for a in answers):
+        norm = lambda s: "".join(_cmrc_segments(s))  # noqa: E731
+    else:
+        norm = squad_normalize
+    return float(any(norm(prediction) == norm(a) for a in answers))
+
+
+def squad_f1(prediction: str, answers: Sequence[str]) -> float:
+    """The best F1 over gold answers. English: bag-of-words overlap of normalised tokens (SQuAD). Chinese:
+    CMRC 2018's character-level F1, where the overlap is the longest common substring of the segments."""
+    scores = []
+    for answer in answers:
+        if _has_cjk(answer):
+            a, p = _cmrc_segments(answer), _cmrc_segments(prediction)
+            common = _longest_common_substring(a, p)
+        else:
+            a, p = squad_normalize(answer).split(), squad_normalize(prediction).split()
+            if not a or not p:  # SQuAD 2.0: an empty answer matches only an empty prediction
+                scores.append(float(a == p))
+                continue
+            common = sum((Counter(a) & Counter(p)).values())
+        scores.append(0.0 if common == 0 else 2 * common / (len(a) + len(p)))
+    return max(scores, default=0.0)
+
+
+def best_null_threshold(
+    diffs: Sequence[float], span_scores: Sequence[float], null_scores: Sequence[float]
+) -> tuple[float, float]:
+    """The SQuAD 2.0 no-answer threshold that maximises a metric over a labelled set, and the metric's mean.
+
+    Per question: `diffs[i]` = its null score minus its best span's score, `span_scores[i]` and
+    `null_scores[i]` the metric (EM or F1) of answering with that span and of answering nothing. A question
+    goes unanswered when its diff is above the threshold. Candidates, as in the official evaluation script:
+    each diff (answer every question up to it), and one below them all (answer nothing).
+    """
+    _same_length(diffs, span_scores)
+    _same_length(diffs, null_scores)
+    if not diffs:
+        return 0.0, 0.0
+    order = sorted(range(len(diffs)), key=diffs.__getitem__)
+    best_total = total = float(sum(null_scores))  # nothing answered
+    best_threshold = diffs[order[0]] - 1.0
+    for rank, i in enumerate(order):
+        total += span_scores[i] - null_scores[i]
+        last_of_tie = rank + 1 == len(order) or diffs[order[rank + 1]] != diffs[i]
+        if last_of_tie and total > best_total:
+            best_total, best_threshold = total, diffs[i]
+    return best_threshold, best_total / len(diffs)
+
+
+def pearson(x: Sequence[float], y: Sequence[float]) -> float:
+    """Pearson's correlation; 0.0 when either side is constant (no linear relation can be measured)."""
+    _same_length(x, y)
+    n = len(x)
+    if n == 0:
+        return 0.0
+    mx, my = sum(x) / n, sum(y) / n
+    sxy = sum((a - mx) * (b - my) for a, b in zip(x, y, strict=True))
+    sxx, syy = sum((a - mx) ** 2 for a in x), sum((b - my) ** 2 for b in y)
+    return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else 0.0
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's correlation: Pearson's of the ranks, tied values sharing their mean rank (as scipy's)."""
+    return pearson(_ranks(x), _ranks(y))
+
+
+def _ranks(x: Sequence[float]) -> list[float]:
+    order = sorted(range(len(x)), key=x.__getitem__)
+    ranks = [0.0] * len(x)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and x[order[j + 1]] == x[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks

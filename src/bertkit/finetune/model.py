@@ -1,0 +1,236 @@
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bertkit.config import BertConfig, atomic_write_text
+from bertkit.errors import BertkitError, CheckpointError
+from bertkit.finetune.crf import CRF, CRF_FILE, compact
+from bertkit.finetune.tasks import BMES_LABELS
+from bertkit.hf import Checkpoint, check_vocab_fits, load_pretrained, save_pretrained
+from bertkit.model import BertEncoder, ClassifierHead, init_weights, span_head
+
+# --------------------------------------------------------------------------------------------------- model
+
+# The head's name in hf.py's map, by kind: it decides the tensor names and the architecture in config.json.
+HEAD_NAMES = {
+    "classification": "classifier",
+    "regression": "classifier",
+    "tagging": "token_classifier",
+    "qa": "qa",
+    "multiple_choice": "multiple_choice",
+}
+
+
+class TaskModel(nn.Module):
+    """The encoder and one head. Logits: (B, C) from the pooled [CLS] (classification; C = 1 for regression),
+    (B, T, C) for every token (tagging), (B, T, 2) start and end (QA), (B, K) for K choices, given as
+    (B, K, T) inputs (multiple choice)."""
+
+    def __init__(self, encoder: BertEncoder, head: nn.Module, kind: str, crf: CRF | None = None):
+        super().__init__()
+        self.encoder, self.head, self.kind, self.crf = encoder, head, kind, crf
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.encoder.config.id2label.values())
+
+    @property
+    def scheme(self) -> str | None:
+        """How tags decode into spans: "bio" (entities), "bmes" (words), or None (plain tags)."""
+        if self.kind != "tagging":
+            return None
+        return tag_scheme(self.labels)
+
+    def heads(self) -> dict[str, nn.Module]:
+        return {HEAD_NAMES[self.kind]: self.head}
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
+        if self.kind == "multiple_choice":  # every choice is a sequence of its own: (B, K, T) -> (B * K, T)
+            B, K, T = input_ids.shape
+            flat = [None if x is None else x.reshape(B * K, T) for x in (input_ids, attention_mask, token_type_ids)]
+            return self.head(self.encoder(*flat).pooler_output).view(B, K)  # (B, K)
+        out = self.encoder(input_ids, attention_mask, token_type_ids)
+        if self.kind in ("classification", "regression"):
+            return self.head(out.pooler_output)  # (B, C)
+        return self.head(out.last_hidden_state)  # (B, T, C) tags, or (B, T, 2) start and end logits
+
+    def loss_sum(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The loss summed over what `loss_units` counts; callers divide by the count of the whole step."""
+        logits = logits.float()
+        if self.kind == "regression":
+            return ((logits[:, 0] - batch["labels"]) ** 2).sum()  # MSE, as transformers' regression
+        if self.kind == "qa":
+            # Padding can never be an answer; [CLS] (position 0) is the "no answer here" target.
+            logits = logits.masked_fill(~batch["attention_mask"].bool()[..., None], -1e4)
+            start, end = logits.unbind(-1)  # (B, T) each
+            ce = F.cross_entropy(start, batch["start_positions"], reduction="sum")
+            return (ce + F.cross_entropy(end, batch["end_positions"], reduction="sum")) / 2
+        if self.kind == "multiple_choice":
+            logits = logits.masked_fill(~batch["choice_mask"], -math.inf)  # (B, K): empty choice slots
+        if self.kind == "tagging" and self.crf is not None:
+            emissions, tags, mask = compact(logits, batch["labels"])  # the labelled first pieces, in order
+            return self.crf.nll(emissions, tags, mask).sum() if len(tags) else logits.sum() * 0
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["labels"].reshape(-1), reduction="sum")
+
+
+def loss_units(kind: str, batch: dict[str, torch.Tensor]) -> int:
+    """What a loss averages over: labelled tokens (tagging) or labelled examples; QA windows."""
+    if kind in ("classification", "tagging", "multiple_choice"):
+        return int((batch["labels"] != -100).sum())
+    return len(batch["input_ids"])
+
+
+def tag_scheme(labels: list[str]) -> str | None:
+    if sorted(labels) == sorted(BMES_LABELS):
+        return "bmes"
+    if all(t == "O" or re.fullmatch(r"[BI]-\S+", t) for t in labels) and "O" in labels:
+        return "bio"
+    return None
+
+
+def build_model(folder: str | Path, kind: str, labels: list[str], random_init: bool = False, crf: bool = False):
+    """A fresh head on the encoder of `folder` (or, with `random_init`, on a random encoder of its config).
+
+    Returns (model, tokenizer); the tokenizer always comes from the folder. Call `torch.manual_seed` first:
+    the head (and a random encoder) are initialised from the global generator.
+    """
+    if crf and kind != "tagging":
+        raise BertkitError("--crf is for token classification (ner, peoples-daily-ner, peoples-daily-cws)")
+    folder = Path(folder)
+    if random_init:
+        from bertkit.tokenizer import Tokenizer
+
+        config = BertConfig.from_json(folder / "config.json")
+        tokenizer = Tokenizer.from_folder(folder)
+        check_vocab_fits(tokenizer, config, folder)
+        encoder = None
+    else:
+        ckpt = load_pretrained(folder)
+        config, tokenizer, encoder = ckpt.config, ckpt.tokenizer, ckpt.encoder
+        if tokenizer is None:
+            raise BertkitError(f"{folder}: no vocab.txt or tokenizer.json; fine-tuning needs the model's tokenizer")
+    config = replace(config, id2label=dict(enumerate(labels)))
+    pooled = kind in ("classification", "regression", "multiple_choice")  # as the transformers class has it
+    if encoder is None:
+        encoder = BertEncoder(config, add_pooler=pooled)
+    encoder.config = config  # the labels travel with the encoder's config into config.json
+    if pooled and encoder.pooler is None:
+        encoder.pooler = nn.Linear(config.hidden_size, config.hidden_size)
+        init_weights(encoder.pooler, config.initializer_range)
+    if not pooled:
+        encoder.pooler = None  # an unused pooler would get no gradient
+    if kind == "qa":
+        head = span_head(config)
+    else:
+        head = ClassifierHead(config, num_labels=1 if kind in ("regression", "multiple_choice") else None)
+    model = TaskModel(encoder, head, kind)
+    if crf:
+        model.crf = CRF(labels, model.scheme)
+    return model, tokenizer
+
+
+def set_dropout(model: TaskModel, p: float) -> None:
+    """Every dropout of the model (embeddings, attention, hidden, head) to `p`, and its config.json to match.
+
+    A model pretrained without dropout (short runs learn faster without it) usually wants it back for
+    fine-tuning on a few thousand examples; `--dropout` does that without editing the folder.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = p
+        if hasattr(module, "dropout_p"):
+            module.dropout_p = p
+    model.encoder.config = replace(
+        model.encoder.config, hidden_dropout_prob=p, attention_probs_dropout_prob=p, classifier_dropout=None
+    )
+
+
+def load_task_model(folder: str | Path):
+    """(model, tokenizer) of a fine-tuned folder, from bertkit or `transformers`."""
+    ckpt = load_pretrained(folder)
+    if ckpt.tokenizer is None:
+        raise BertkitError(f"{folder}: no vocab.txt or tokenizer.json next to the model")
+    return task_model(ckpt, folder).eval(), ckpt.tokenizer
+
+
+def task_model(ckpt: Checkpoint, folder: str | Path) -> TaskModel:
+    """The task model of a loaded checkpoint; `folder` supplies what lies outside the weights: a regression
+    head's problem_type (config.json) and a CRF (crf.safetensors)."""
+    folder = Path(folder)
+    heads = ckpt.heads
+    if ("classifier" in heads or "multiple_choice" in heads) and ckpt.encoder.pooler is None:
+        what = "a multiple-choice head" if "multiple_choice" in heads else "a sequence classifier"
+        raise CheckpointError(f"{folder}: {what} without a pooler (bert.pooler.*) cannot run")
+    if "classifier" in heads:
+        # As transformers: regression when config.json says so, or says nothing and there is one output.
+        problem_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("problem_type")
+        regression = problem_type == "regression" or (problem_type is None and ckpt.config.num_labels == 1)
+        model = TaskModel(ckpt.encoder, heads["classifier"], "regression" if regression else "classification")
+    elif "token_classifier" in heads:
+        model = TaskModel(ckpt.encoder, heads["token_classifier"], "tagging")
+    elif "qa" in heads:
+        model = TaskModel(ckpt.encoder, heads["qa"], "qa")
+    elif "multiple_choice" in heads:
+        model = TaskModel(ckpt.encoder, heads["multiple_choice"], "multiple_choice")
+    else:
+        raise BertkitError(
+            f"{folder}: no classification head (classifier.*, qa_outputs.*) but {sorted(heads) or 'no heads'}; "
+            "fine-tune it first with `bertkit finetune`"
+        )
+    if (folder / CRF_FILE).is_file():
+        if model.kind != "tagging":
+            raise CheckpointError(f"{folder / CRF_FILE}: a CRF beside a model that does not tag tokens")
+        model.crf = CRF(model.labels, model.scheme)
+        model.crf.load(folder)
+    return model
+
+
+def save_task_model(folder: str | Path, model: TaskModel, tokenizer) -> None:
+    """The Hugging Face folder, plus what transformers keeps outside the weights: `"problem_type":
+    "regression"` in config.json, and the CRF in crf.safetensors (a stale one from an earlier run is
+    removed when the model has none, so it can never be loaded with the wrong weights)."""
+    folder = Path(folder)
+    save_pretrained(folder, model.encoder, model.heads(), tokenizer)
+    if model.kind == "regression":
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        text = json.dumps({**config, "problem_type": "regression"}, indent=2, ensure_ascii=False) + "\n"
+        atomic_write_text(folder / "config.json", text)
+    if model.crf is not None:
+        model.crf.save(folder)
+    else:
+        (folder / CRF_FILE).unlink(missing_ok=True)
+
+
+def layerwise_param_groups(model: TaskModel, lr: float, weight_decay: float, layer_decay: float) -> list[dict]:
+    """AdamW groups: no decay on 1-D tensors (biases, LayerNorm); lr * layer_decay**(L + 1 - depth), where
+    depth is 0 for the embeddings, i + 1 for layer i, and L + 1 for the pooler, the head and the CRF."""
+    n_layers = len(model.encoder.layers)
+    groups: dict[tuple[int, bool], dict] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name.startswith("encoder.embeddings."):
+            depth = 0
+        elif m := re.match(r"encoder\.layers\.(\d+)\.", name):
+            depth = int(m.group(1)) + 1
+        else:
+            depth = n_layers + 1
+        decay = p.ndim >= 2 and not name.startswith("crf.")  # CRF scores are log-potentials, not weights
+        group = groups.setdefault(
+            (depth, decay),
+            {
+                "params": [],
+                "weight_decay": weight_decay if decay else 0.0,
+                "lr": lr * layer_decay ** (n_layers + 1 - depth),
+            },
+        )
+        group["params"].append(p)
+    return list(groups.values())
