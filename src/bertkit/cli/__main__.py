@@ -1,3 +1,5 @@
+"""`python -m bertkit.cli`, the same as the `bertkit` script."""
+
 import sys
 
 from bertkit.cli.table import main

@@ -8,7 +8,6 @@ from typing import Annotated
 
 from bertkit.cli.table import command
 from bertkit.errors import BertkitError
-from bertkit.tokenizer import load_tokenizer
 
 
 # ------------------------------------------------------------------------------------------ commands
@@ -57,6 +56,8 @@ def tokenize_cmd(
     max_length: Annotated[int | None, "truncate to this many tokens (longest first for pairs)"] = None,
 ) -> None:
     """Show the word pieces, ids and segment ids BERT sees for a text (or a pair)."""
+    from bertkit.tokenizer import load_tokenizer
+
     tok = load_tokenizer(model)
     enc = tok.encode(text, pair, max_length=max_length)
     width = max(len(t) for t in enc.tokens)

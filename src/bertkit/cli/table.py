@@ -1,3 +1,11 @@
+"""The command table: each command is a plain function registered with `@command("name")`.
+
+Its parameters become flags: a parameter without a default is positional, `Annotated[T, "help"]` gives the
+type and help text, `bool` becomes `--x/--no-x`, `list[T]` takes several values, `Literal[...]` gives
+choices. Defaults are shown in `--help`. A `BertkitError` (a user's mistake) prints one line and exits with
+code 2.
+"""
+
 from __future__ import annotations
 
 import argparse

@@ -1,3 +1,8 @@
+"""Examples -> model inputs: ids, segment ids and labels per window (`Encoded`), collated into padded batches.
+
+Batches are grouped by length (`length_grouped_batches`), so little of each batch is padding.
+"""
+
 from __future__ import annotations
 
 import math
@@ -61,7 +66,7 @@ def encode_tags(
     tokenizer, pieces: list[Pieces], tags: list[list[str]] | None, labels: list[str], max_len: int, stride: int
 ) -> Encoded:
     """Windows of at most `max_len - 2` pieces, each [CLS] pieces [SEP]. A word's tag is the label of its first
-    piece in the window that owns that piece (see tasks.py); every other position is -100."""
+    piece in the window that owns that piece (see windows.py); every other position is -100."""
     label2id = {name: i for i, name in enumerate(labels)}
     size = max_len - 2
     features, all_wins = [], []

@@ -1,3 +1,19 @@
+"""Fine-tuning: one small head on the encoder, trained by a loop visible in one function, `finetune`.
+
+The conventions are pretraining's (pretrain/loop.py): AdamW without weight decay on biases and LayerNorm, linear
+warm-up then linear decay, gradient accumulation, bf16 autocast where the hardware has it, gradient clipping,
+a JSONL metrics log, a PNG of the curves and a progress bar. What fine-tuning adds:
+- evaluation on the dev set after every epoch; the best epoch's model is kept as a Hugging Face folder
+  (`OUT/model`, loadable by `transformers`' AutoModelFor{SequenceClassification, TokenClassification,
+  QuestionAnswering, MultipleChoice}), and training stops early after `patience` epochs without
+  improvement; the test set is scored once, with the best model;
+- optional layer-wise learning-rate decay (`layer_decay` < 1): the head trains at `lr`, the top layer at
+  `lr * decay`, each lower layer one more factor down, the embeddings at `lr * decay**(L + 1)`;
+- `finetune_seeds` runs the same fine-tuning with several seeds and reports the mean and the max, since
+  small fine-tuning sets give results that vary from seed to seed;
+- `random_init` trains the same architecture from random weights: the notes' control for pretraining.
+"""
+
 from __future__ import annotations
 
 import json

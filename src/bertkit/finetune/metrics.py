@@ -1,3 +1,11 @@
+"""Fine-tuning metrics, small functions checked by hand in tests/test_metrics.py.
+
+Accuracy, macro-F1, strict entity-level P/R/F1 over BIO spans (as seqeval's strict IOB2 mode: an entity is
+B-X followed by I-X; an I-X that does not continue an X entity is no entity; a span counts only if type,
+start and end all match), word-level P/R/F1 over BMES segmentations, SQuAD EM/F1 (English normalisation;
+CMRC 2018's rules for Chinese) and Pearson / Spearman correlation for regression.
+"""
+
 from __future__ import annotations
 
 import math

@@ -1,3 +1,21 @@
+"""The task model: an encoder and one small head, built from a folder and saved as one.
+
+Heads, each laid out as its `transformers` class so the folder loads there with identical outputs:
+- classification and regression read the tanh pooler, as BertForSequenceClassification (a model folder
+  without a pooler gets a fresh one); regression is one output trained with the squared error, and its
+  config.json says `"problem_type": "regression"`, which is how transformers knows it too;
+- tagging reads every token and drops the pooler, as BertForTokenClassification; with `crf` a linear-chain
+  CRF (crf.py) scores whole tag sequences on top, saved beside the weights in `crf.safetensors`;
+- QA reads a start and an end logit at every token, without a pooler, as BertForQuestionAnswering;
+- multiple choice encodes each choice as its own pair and scores it from the pooler with Linear(H, 1), the
+  scores of one question's choices going through one softmax, as BertForMultipleChoice.
+
+Losses are sums over what they average (labelled tokens for tagging, examples or windows otherwise), divided
+by that count over the whole optimizer step: with gradient accumulation, every example weighs the same,
+whichever micro-batch it fell in, so `batch_size=8` and `batch_size=4, grad_accum=2` take the same steps.
+Batches are grouped by length, so little of each batch is padding.
+"""
+
 from __future__ import annotations
 
 import json

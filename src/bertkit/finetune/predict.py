@@ -1,3 +1,7 @@
+"""Scoring and predicting with a task model: logits over windows recombined, tags decoded (Viterbi with a
+CRF), QA answers read from start / end logits, metrics per kind of task, and predictions for raw texts with
+character offsets."""
+
 from __future__ import annotations
 
 import math

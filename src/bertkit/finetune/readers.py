@@ -1,3 +1,19 @@
+"""Fine-tuning examples and the readers of a user's labelled files.
+
+Five kinds of task, each a small head on the encoder (loop.py trains them):
+- `classification`: one label per text or text pair, from `[CLS]` (`TextExample`);
+- `regression`: one real number per text or pair, from `[CLS]` (`TextExample` whose labels parse as floats);
+- `tagging`: one tag per word, BIO for named entities or BMES for word segmentation (`TagExample`);
+- `qa`: extractive question answering, an answer span in a context (`QAExample`, SQuAD / CMRC 2018 JSON);
+- `multiple_choice`: one of several answers to a context and question (`ChoiceExample`, JSONL).
+
+Inputs (`read_text_examples`, `read_tag_examples`, `read_choice_examples`): CSV, TSV and JSONL with named
+columns, and CoNLL two-column files for tagging; SQuAD-format JSON for QA (`read_qa_examples`). Every mistake
+is a `DataError` naming the file, the line (for JSON: the question id) and the field: an empty file, a missing
+column, an empty text, a tag sequence of the wrong length, a regression target that is not a number, a choice
+index out of range, an answer that is not at its `answer_start`.
+"""
+
 from __future__ import annotations
 
 import csv

@@ -1,3 +1,12 @@
+"""A fine-tuning task: its examples split into train / dev / test, and its label set; the built-in benchmarks.
+
+`load_task` gives a built-in benchmark by name (`BUILTIN_TASKS`: sentiment, People's Daily NER and word
+segmentation, from the data in builtin.py) or reads the user's files (readers.py). The label set comes from
+the training file, in a fixed order, and is saved as `id2label` in the model's config.json (regression: the
+label column's name, one output); a label in a dev or test file that the training file never had is an error
+(`check_labels`).
+"""
+
 from __future__ import annotations
 
 import re

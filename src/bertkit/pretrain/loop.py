@@ -1,3 +1,15 @@
+"""The training loop, visible in one function: `pretrain`.
+
+AdamW (no weight decay on biases and LayerNorm), linear warm-up then linear decay, gradient accumulation
+with the MLM loss normalised by the masked tokens of the whole step, bf16 autocast where the hardware has
+it, gradient clipping, evaluation on held-out documents, checkpoints that resume exactly, a progress bar,
+a JSONL metrics log and a PNG plot. No callbacks and no trainer class: read it top to bottom.
+
+Exact resume: a checkpoint holds the weights, the optimizer and schedule state, the torch RNG state
+(dropout) and the data position (epoch, batch). Epochs are rebuilt from their seed (dataset.py), so the
+run after a resume takes the same batches with the same dropout masks as one that never stopped.
+"""
+
 from __future__ import annotations
 
 import json

@@ -3,7 +3,7 @@
 A corpus is a sequence of documents; a document is a sequence of sentences; a sentence is a 1-D array (or
 list) of token ids without specials. Each function builds the instances of one document, so a caller loops
 over `doc_index` (once per epoch / dupe factor) and shuffles the result. Masking happens afterwards
-(`bertkit.masking`), statically or in the collator.
+(`masking.py`), statically or in the collator.
 
 `create_nsp_instances` is Google's `create_pretraining_data.py` algorithm, step for step:
 

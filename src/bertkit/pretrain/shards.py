@@ -1,3 +1,25 @@
+"""Pretraining data, second step: documents -> tokenised, memory-mapped shards; and the word starts that
+whole-word and span masking need.
+
+Instance building reads the shards through `TokenShards.document(i)`.
+
+Shards (`build_shards` / `load_shards`), one folder per (corpus, format, tokenizer):
+- `tokens.bin`: every kept sentence's token ids back to back, no special tokens; uint16 when the vocabulary
+  fits (half the disk and page cache of int32), else int32.
+- `sentence_offsets.bin` / `document_offsets.bin`: int64 CSR-style offsets (n + 1 entries each) into
+  tokens and into sentences. All three are raw little-endian arrays, appended to while tokenising, so
+  memory stays flat however large the corpus; `meta.json` describes them and is written last.
+- The folder name is a hash of the source files (path, size, mtime), the format, the tokenizer's full
+  serialisation (vocabulary, normaliser, WordPiece settings: anything that changes ids) and
+  `FORMAT_VERSION`. Same inputs -> the existing folder is loaded, nothing is tokenised again; rebuilding
+  gives byte-identical arrays.
+- A build happens in `cache_dir/.tmp-<hash>-<pid>` and is renamed into place only when complete, so a crash
+  or a bad file leaves no folder that looks complete (a process killed with SIGKILL can leave its `.tmp-`
+  folder behind; it is never read, and deleting it is safe).
+- Sentences that tokenise to nothing are dropped, then documents left empty. A one-sentence document is
+  kept: its sentence can still be the B side of a random pair.
+"""
+
 from __future__ import annotations
 
 import hashlib
@@ -20,14 +42,14 @@ from bertkit.config import atomic_write_text
 from bertkit.errors import BertkitError, DataError
 from bertkit.pretrain.corpus import (
     BuiltinCorpus,
+    ByteCounter,
     Corpus,
     Source,
-    _builtin_names,
-    _ByteCounter,
-    _check_fmt,
-    _describe_corpus,
-    _documents,
-    _items,
+    builtin_names,
+    check_format,
+    corpus_items,
+    describe_corpus,
+    iter_documents,
     resolve_corpus,
 )
 from bertkit.tokenizer import Tokenizer
@@ -89,14 +111,14 @@ def build_shards(
 ) -> TokenShards:
     """Tokenise a corpus into `cache_dir/<name>-<hash>/`, or load that folder if it is already there."""
     corpus = resolve_corpus(source)
-    fmt = _check_fmt(fmt, corpus)
+    fmt = check_format(fmt, corpus)
     if batch_docs < 1:
         raise BertkitError(f"batch_docs={batch_docs}: must be at least 1")
-    paths = [item.path if isinstance(item, BuiltinCorpus) else item for item in _items(corpus)]
+    paths = [item.path if isinstance(item, BuiltinCorpus) else item for item in corpus_items(corpus)]
     sources = [_file_stamp(p) for p in paths]
     digest = _cache_key(corpus, sources, fmt, tokenizer)
     cache_dir = Path(cache_dir)
-    first = _items(corpus)[0]
+    first = corpus_items(corpus)[0]
     label = first.name if isinstance(first, BuiltinCorpus) else re.sub(r"[^\w-]", "_", first.stem)
     final = cache_dir / f"{label[:40]}-{digest[:16]}"
     if final.exists():
@@ -113,7 +135,7 @@ def build_shards(
             "vocab_hash": vocab_hash(tokenizer),
             "vocab_size": tokenizer.vocab_size,
             "dtype": _token_dtype(tokenizer.vocab_size).str,
-            "corpus": _builtin_names(corpus),
+            "corpus": builtin_names(corpus),
             "format": fmt,
             "sources": sources,
             **counts,
@@ -191,7 +213,7 @@ def _cache_key(corpus: Corpus, sources: list[dict[str, Any]], fmt: str, tokenize
     # max_input_chars_per_word all change the ids of the same text.
     key = {
         "version": FORMAT_VERSION,
-        "corpus": _builtin_names(corpus),
+        "corpus": builtin_names(corpus),
         "sources": sources,
         "fmt": fmt,
         "tokenizer": hashlib.sha256(tokenizer.backend.to_str().encode("utf-8")).hexdigest(),
@@ -210,8 +232,8 @@ def _write_arrays(
 ) -> dict[str, int]:
     """Tokenise batch by batch, appending ids and offsets to the three files; return the counts."""
     dtype = _token_dtype(tokenizer.vocab_size)
-    counter = _ByteCounter()
-    documents = _documents(corpus, fmt, counter)
+    counter = ByteCounter()
+    documents = iter_documents(corpus, fmt, counter)
     n_tokens = n_sentences = n_documents = 0
     bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc="tokenising", disable=not progress, file=sys.stderr)
     with (
@@ -239,7 +261,7 @@ def _write_arrays(
             n_documents += len(sentences_per_doc)
             bar.update(counter.n - bar.n)
     if n_documents == 0:
-        raise DataError(f"{_describe_corpus(corpus)}: the corpus has text, but not one token with this tokenizer")
+        raise DataError(f"{describe_corpus(corpus)}: the corpus has text, but not one token with this tokenizer")
     return {
         "num_tokens": n_tokens,
         "num_sentences": n_sentences,

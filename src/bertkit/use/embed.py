@@ -1,3 +1,34 @@
+"""Sentence and token embeddings from a model folder: sentence-transformers compatible, fast on CPU.
+
+    texts ─► WordPiece ids, truncated to max_seq_length ─► sorted by length, cut into batches of at most
+          `batch_tokens` padded tokens ─► encoder (unpadded: work follows real tokens) ─► hidden states
+          ─► optional mix of the last k layers ─► token vectors (L × H per text)
+                                                 ─► pooling ─► [Dense] ─► [L2 normalise] ─► 1 × H per text
+          ─► back in input order
+
+`load_embedder(folder)` reads a sentence-transformers folder as it is: `modules.json` (Transformer, Pooling,
+Dense, Normalize), the pooling config, and `sentence_bert_config.json`'s `max_seq_length` and
+`do_lower_case`; it gives the same vectors as `SentenceTransformer(folder).encode`. A plain BERT folder
+(no `modules.json`) gets mean pooling over real tokens, [CLS] and [SEP] included, without normalisation:
+`DEFAULT_POOLING`, and `Embedder.source` says which applied.
+
+Choices:
+- Speed comes from not computing padding: texts are sorted by length and batched by a token budget, so a
+  batch holds many short texts or a few long ones; the encoder runs its linear layers on real tokens only
+  (model.py, "unpadded"); everything runs under `torch.inference_mode`. Results are put back in input order.
+- Precision is "fp32", "bf16" (autocast; fast only where the CPU has bf16 instructions) or "int8" (dynamic
+  quantisation of the SmoothQuant-smoothed attention projections, see `quantize_int8`; built and calibrated
+  once, on first use).
+- Pooling honours `attention_mask`: "cls" (first token), "mean", "max", "mean_sqrt_len" (sum / √length).
+- Token vectors are the encoder's hidden states for every token, [CLS] and [SEP] included, never normalised
+  (as sentence-transformers' "token_embeddings"); `normalize` applies to sentence vectors.
+- `layers`: None is the last layer; k averages the last k hidden states; a list of k weights is ELMo's
+  scalar mix, gamma · Σ softmax(w)_j · h_j over the last k hidden states, lowest layer first. The
+  embedding output counts as hidden state 0, so k can be up to num_hidden_layers + 1.
+- `encode_iter` streams: it takes any iterable of texts and yields results chunk by chunk, in input order,
+  holding one chunk in memory.
+"""
+
 from __future__ import annotations
 
 import json

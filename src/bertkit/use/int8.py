@@ -1,3 +1,7 @@
+"""int8 sentence vectors: the attention projections quantised to dynamic int8 after SmoothQuant-style
+smoothing (calibrated once on built-in mixed texts, `CALIBRATION_TEXTS`); the FFN stays fp32. The reasons
+and the measurements are in `quantize_int8`'s docstring."""
+
 from __future__ import annotations
 
 import copy

@@ -1,3 +1,6 @@
+"""Files of `bertkit embed`: one text per line in; .npy, .safetensors or .jsonl vectors out, written beside
+the target and renamed into place, so a failure never leaves a half-written file over a good one."""
+
 from __future__ import annotations
 
 import json

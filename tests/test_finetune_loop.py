@@ -1,4 +1,5 @@
-"""finetune.py and the finetune / evaluate / predict commands: every task runs from the CLI on a tiny set and
+"""finetune/loop.py (with model, features, predict)
+and the finetune / evaluate / predict commands: every task runs from the CLI on a tiny set and
 its loss falls; exported heads match `transformers`; bad input is a one-line error naming file, line, field."""
 
 import json

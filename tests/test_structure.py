@@ -1,0 +1,117 @@
+"""The house: the package's import arrows run one way, no module is too long to read, `import bertkit` is cheap.
+
+Rooms import the core; `use/` may import `finetune/` (for task heads); nothing imports `cli`; the core imports
+no room. Imports inside functions count too: a lazy import is still an arrow.
+"""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import bertkit
+
+PACKAGE = Path(bertkit.__file__).parent
+ROOMS = ("pretrain", "finetune", "use", "cli")
+# room -> the rooms it may import besides itself (everyone may import the core)
+MAY_IMPORT = {"pretrain": set(), "finetune": set(), "use": {"finetune"}, "cli": {"pretrain", "finetune", "use"}}
+MAX_LINES = 600
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def imports_of(path: Path) -> set[str]:
+    """The bertkit modules a file imports, anywhere in it; `from a import b` counts as a.b when that is a module."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "bertkit"}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "bertkit":
+            for a in node.names:
+                sub = f"{node.module}.{a.name}"
+                found.add(sub if sub in MODULES else node.module)
+    return found
+
+
+GRAPH = {name: imports_of(path) for name, path in MODULES.items()}
+
+
+def room(name: str) -> str | None:
+    parts = name.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in ROOMS else None
+
+
+def test_graph_sees_the_rooms_and_their_arrows():
+    # guards the test itself: a parser that found no arrows would pass every rule below
+    assert {room(m) for m in MODULES} == {None, *ROOMS}
+    assert "bertkit.pretrain.shards" in GRAPH["bertkit.pretrain.loop"]
+    assert "bertkit.cli.table" in GRAPH["bertkit.cli.models"]
+
+
+def test_no_import_circles():
+    state: dict[str, int] = {}  # 1 on the current path, 2 done
+    path: list[str] = []
+
+    def visit(m: str) -> None:
+        state[m] = 1
+        path.append(m)
+        for n in sorted(GRAPH.get(m, ())):
+            if n == "bertkit":
+                continue  # importing the package itself is its own rule, below
+            if state.get(n) == 1:
+                pytest.fail("import circle: " + " -> ".join(path[path.index(n) :] + [n]))
+            if n not in state:
+                visit(n)
+        path.pop()
+        state[m] = 2
+
+    for m in sorted(GRAPH):
+        if m not in state:
+            visit(m)
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_arrows_run_one_way(name):
+    mine = room(name)
+    for target in GRAPH[name]:
+        assert target != "bertkit" or name == "bertkit", f"{name} imports the package's lazy API; import the module"
+        theirs = room(target)
+        if theirs is None or theirs == mine:
+            continue
+        assert theirs != "cli", f"{name} imports {target}: nothing imports the CLI"
+        if name == "bertkit":
+            continue  # the lazy top-level API is a face, like the CLI: it names a room's entry points
+        assert mine is not None, f"{name} is core and imports the room {theirs!r} ({target})"
+        assert theirs in MAY_IMPORT[mine], f"{name} ({mine}/) may not import {target} ({theirs}/)"
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_modules_are_readable_in_one_sitting(name):
+    n = len(MODULES[name].read_text(encoding="utf-8").splitlines())
+    assert n <= MAX_LINES, f"{MODULES[name]} has {n} lines; split it along its seams"
+
+
+def test_the_cli_imports_torch_only_when_a_command_needs_it():
+    code = "import sys, bertkit.cli; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+
+
+def test_import_bertkit_loads_no_torch_and_the_api_resolves():
+    code = (
+        "import sys, bertkit; assert 'torch' not in sys.modules and 'tokenizers' not in sys.modules, 'eager'; "
+        "print(bertkit.load.__name__, bertkit.Embedder.__name__, bertkit.Tokenizer.__name__, "
+        "bertkit.BertConfig.__name__, bertkit.BertEncoder.__name__, bertkit.load_embedder.__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["load_pretrained", "Embedder", "Tokenizer", "BertConfig", "BertEncoder", "load_embedder"]
+    assert set(bertkit.__all__) == {*bertkit._API, "__version__"}
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        bertkit.nope  # noqa: B018
