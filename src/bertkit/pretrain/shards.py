@@ -56,23 +56,18 @@ from bertkit.tokenizer import Tokenizer
 
 FORMAT_VERSION = 1
 
-
 # Sentences per encode_batch call. The Encoding objects it returns hold Python lists of tokens, offsets and
 # word ids (~0.5 KB per token), so the chunk, not the document batch, bounds memory: 1024 sentences of a
 # news corpus is ~40k tokens, ~20 MB. Larger chunks gain nothing: Rust already has enough to parallelise.
 _ENCODE_SENTENCES = 1024
-
-
 _TOKEN_DTYPES = (np.dtype("<u2"), np.dtype("<i4"))
-
-
 _OFFSET_DTYPE = np.dtype("<i8")
-
-
 _FILES = ("tokens.bin", "sentence_offsets.bin", "document_offsets.bin")
 
 
 # ---- shards -----------------------------------------------------------------------------------------------
+
+
 @dataclass(eq=False)
 class TokenShards:
     """Token ids of a corpus with sentence and document boundaries, memory-mapped read-only."""
@@ -286,6 +281,8 @@ def _encode_into(tokens_file: BinaryIO, tokenizer: Tokenizer, sentences: list[st
 
 
 # ---- word boundaries for whole-word and span masking ----------------------------------------------------
+
+
 WORD_START_BIT = 1 << 24  # set on a token id that begins a word (see MarkedDocuments); ids are < 2**24
 
 

@@ -52,13 +52,8 @@ from bertkit.tokenizer import Tokenizer
 from bertkit.use.int8 import CALIBRATION_TEXTS, quantize_int8
 
 POOLING_MODES = ("cls", "mean", "max", "mean_sqrt_len")
-
-
 DEFAULT_POOLING = "mean"  # for plain BERT folders: the pooling most sentence-embedding models are trained with
-
-
 PRECISIONS = ("fp32", "bf16", "int8")
-
 
 # sentence-transformers' pooling config keys, old (boolean flags) and new ("pooling_mode": name) spellings.
 ST_POOLING_FLAGS = {
@@ -69,18 +64,11 @@ ST_POOLING_FLAGS = {
     "pooling_mode_weightedmean_tokens": "weightedmean",
     "pooling_mode_lasttoken": "lasttoken",
 }
-
-
 ST_POOLING_NAMES = {"cls": "cls", "mean": "mean", "max": "max", "mean_sqrt_len_tokens": "mean_sqrt_len"}
-
 
 # Activations a sentence-transformers Dense module may name, by class name.
 DENSE_ACTIVATIONS = {"Tanh": nn.Tanh, "Identity": nn.Identity, "ReLU": nn.ReLU, "GELU": nn.GELU, "Sigmoid": nn.Sigmoid}
-
-
 Precision = Literal["fp32", "bf16", "int8"]
-
-
 Output = Literal["sentence", "token"]
 
 
@@ -316,6 +304,8 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 # ---- batching and pooling: pure functions ---------------------------------------------------------------
+
+
 def length_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
     """Indices grouped into batches of similar length, each at most `batch_tokens` once padded.
 
@@ -379,6 +369,8 @@ def layer_mix(layers: int | Sequence[float] | None, gamma: float, num_hidden_lay
 
 
 # ---- loading --------------------------------------------------------------------------------------------
+
+
 class Dense(nn.Module):
     """sentence-transformers' Dense module: activation(linear(x)), applied to sentence vectors."""
 

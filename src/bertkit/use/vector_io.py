@@ -15,6 +15,8 @@ import numpy as np
 from bertkit.errors import BertkitError
 
 # ---- files: one text per line in, .npy / .safetensors / .jsonl out ---------------------------------------
+
+
 OUTPUT_SUFFIXES = (".npy", ".safetensors", ".jsonl")
 
 
