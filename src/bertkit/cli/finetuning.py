@@ -74,14 +74,9 @@ def finetune_cmd(
     """Fine-tune a model folder on a classification, regression, tagging, QA or multiple-choice task; keeps the
     best epoch as a Hugging Face folder."""
     from bertkit.finetune.loop import FinetuneConfig, finetune_seeds
-    from bertkit.finetune.tasks import load_task
     from bertkit.finetune.windows import QAOptions
 
-    data = load_task(
-        task,
-        train,
-        dev,
-        test,
+    columns = (
         text_column,
         text_pair_column,
         label_column,
@@ -91,14 +86,7 @@ def finetune_cmd(
         context_column,
         choices_column,
     )
-    if max_train_examples is not None:
-        if max_train_examples < 1:
-            raise BertkitError(f"--max-train-examples must be at least 1, got {max_train_examples}")
-        data.train = data.train[:max_train_examples]
-    if max_eval_examples is not None:
-        if max_eval_examples < 1:
-            raise BertkitError(f"--max-eval-examples must be at least 1, got {max_eval_examples}")
-        data.dev, data.test = data.dev[:max_eval_examples], data.test[:max_eval_examples]
+    data = _load_task(task, (train, dev, test), columns, max_train_examples, max_eval_examples)
     cfg = FinetuneConfig(
         out_dir=out,
         epochs=epochs,
@@ -135,6 +123,53 @@ def finetune_cmd(
                 s = summary[split]
                 print(f"{split} {metric} over {len(s['values'])} seeds: mean {s['mean']:.4f}, max {s['max']:.4f}")
     print(f"curves: {out}/curves.png  log: {out}/metrics.jsonl")
+
+
+@command("baseline")
+def baseline_cmd(
+    *,
+    task: Annotated[TASKS, TASK_HELP],
+    out: Annotated[str | None, "folder for summary.json (optional)"] = None,
+    train: Annotated[str | None, "training file (the tasks that read your files)"] = None,
+    dev: Annotated[str | None, "dev file: picks the regularisation"] = None,
+    test: Annotated[str | None, "test file: scored once, with the setting chosen on dev"] = None,
+    text_column: Annotated[str, "column (or JSON field) holding the text"] = "text",
+    text_pair_column: Annotated[str | None, "column holding the second text of a pair"] = None,
+    label_column: Annotated[str, "column holding the label"] = "label",
+    tokens_column: Annotated[str, "ner JSONL: field holding the list of tokens"] = "tokens",
+    tags_column: Annotated[str, "ner JSONL: field holding the list of BIO tags"] = "tags",
+    max_train_examples: Annotated[int | None, "use only the first N training examples (as finetune)"] = None,
+    max_eval_examples: Annotated[int | None, "use only the first N dev and N test examples"] = None,
+) -> None:
+    """The classical baseline on the same split as finetune: character 1-3-gram TF-IDF + logistic regression
+    (classification, pairs; ridge for regression) or a linear-chain CRF on character features (tagging).
+    Regularisation chosen on dev, test scored once."""
+    import json
+
+    from bertkit.config import atomic_write_text
+    from bertkit.finetune.baselines import run_baseline
+
+    columns = (
+        text_column,
+        text_pair_column,
+        label_column,
+        tokens_column,
+        tags_column,
+        "question",
+        "context",
+        "choices",
+    )
+    data = _load_task(task, (train, dev, test), columns, max_train_examples, max_eval_examples)
+    print(f"task {data.name}: {len(data.train)} train, {len(data.dev)} dev, {len(data.test)} test examples")
+    result = run_baseline(data) | {"task": data.name, "train_examples": len(data.train)}
+    metric = result["metric"]
+    chosen = ", ".join(f"{k} {v}" for k, v in result["setting"].items())
+    print(f"{result['method']} ({chosen}, chosen on dev; {result['seconds']} s)")
+    scores = [f"{split} {metric} {result[split][metric]:.4f}" for split in ("dev", "test") if metric in result[split]]
+    print(", ".join(scores))
+    if out is not None:
+        atomic_write_text(Path(out) / "summary.json", json.dumps(result, indent=2) + "\n")
+        print(f"summary: {out}/summary.json")
 
 
 @command("evaluate")
@@ -284,3 +319,21 @@ def predict_cmd(
         for rec in records:
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
     print(f"wrote {len(records)} predictions to {output}")
+
+
+def _load_task(task: str, files: tuple, columns: tuple, max_train_examples: int | None, max_eval_examples: int | None):
+    """The task's splits, as finetune and baseline both read them: `files` (train, dev, test) and `columns`
+    in `load_task`'s order; the first N training examples with --max-train-examples, the first N dev and
+    test ones with --max-eval-examples."""
+    from bertkit.finetune.tasks import load_task
+
+    data = load_task(task, *files, *columns)
+    if max_train_examples is not None:
+        if max_train_examples < 1:
+            raise BertkitError(f"--max-train-examples must be at least 1, got {max_train_examples}")
+        data.train = data.train[:max_train_examples]
+    if max_eval_examples is not None:
+        if max_eval_examples < 1:
+            raise BertkitError(f"--max-eval-examples must be at least 1, got {max_eval_examples}")
+        data.dev, data.test = data.dev[:max_eval_examples], data.test[:max_eval_examples]
+    return data
