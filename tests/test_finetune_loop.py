@@ -348,6 +348,34 @@ def test_bad_input_is_one_line_error(tmp_path, capsys, tiny_model):
     _user_error(capsys, [*base, "--train", str(tmp_path / "empty.jsonl")], "empty.jsonl: empty file")
     _user_error(capsys, [*base, *train, "--max-seq-length", "65"], "more than the model's max_position_embeddings")
     _user_error(capsys, ["evaluate", "--model", str(tiny_model), "--task", "sentiment"], "no classification head")
+    _user_error(capsys, [*base, *train, "--label-smoothing", "1.0"], "--label-smoothing must be in [0, 1)")
+    ner = ["finetune", "--task", "peoples-daily-ner", "--model", str(tiny_model), "--out", str(tmp_path / "ner")]
+    _user_error(capsys, [*ner, "--crf", "--label-smoothing", "0.1"], "a CRF has none to smooth")
+
+
+def test_label_smoothing_reaches_the_training_loss(tmp_path, capsys, tiny_model):
+    model, _ = build_model(tiny_model, "classification", ["neg", "pos"])
+    logits = torch.tensor([[2.0, -1.0], [0.5, 1.5]])
+    batch = {"labels": torch.tensor([0, 1])}
+    logp = torch.log_softmax(logits, -1)
+    expected = -(0.8 * logp[[0, 1], [0, 1]] + 0.2 * logp.mean(-1)).sum()
+    assert model.loss_sum(logits, batch, 0.2).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert model.loss_sum(logits, batch).item() == pytest.approx(-logp[[0, 1], [0, 1]].sum().item(), rel=1e-6)
+    # and the flag reaches the loop
+    common = ["--task", "sentiment", "--model", str(tiny_model), "--max-train-examples", "16"]
+    _finetune(
+        capsys,
+        *common,
+        "--max-eval-examples",
+        "8",
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp_path / "run"),
+        "--label-smoothing",
+        "0.2",
+    )
+    assert json.loads((tmp_path / "run" / "finetune_config.json").read_text())["label_smoothing"] == 0.2
 
 
 # ----------------------------------------------------------------------- regression and multiple choice

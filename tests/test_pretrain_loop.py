@@ -156,3 +156,60 @@ def test_optimizer_groups_and_schedule():
     assert linear_schedule(9, 10, 100) == pytest.approx(1.0)
     assert linear_schedule(55, 10, 100) == pytest.approx(0.5)
     assert linear_schedule(100, 10, 100) == 0.0
+
+
+def test_length_schedule_runs_each_phase_at_its_length_and_resumes_across_the_change(tmp_path):
+    # 24 tokens for steps 1-4, then 48 tokens with half the sequences (same tokens per step) for 5-8
+    phases = ((24, 0.5), (48, 0.5))
+    model, train, held_out, cfg = make_run(tmp_path / "full", phases=phases, eval_every=4)
+    summary = pretrain(model, None, train, held_out, cfg)
+    assert summary["phases"] == [
+        {"max_seq_length": 24, "batch_size": 8, "end_step": 4},
+        {"max_seq_length": 48, "batch_size": 4, "end_step": 8},
+    ]
+    rows = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["max_seq_length"] for r in rows if "step" in r] == [24] * 4 + [48] * 4
+    assert [r["eval"]["max_seq_length"] for r in rows if "eval" in r] == [24, 48]
+    full = losses(tmp_path / "full")
+
+    # the step-4 checkpoint was written at the end of phase 1: the resumed run starts phase 2 afresh
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    shutil.copytree(tmp_path / "full" / "checkpoint", resumed / "checkpoint")
+    model, train, held_out, cfg = make_run(resumed, phases=phases, eval_every=4)
+    pretrain(model, None, train, held_out, cfg, resume=True)
+    again = losses(resumed)
+    for step in range(5, 9):
+        assert again[step] == pytest.approx(full[step], rel=1e-6, abs=1e-6), step
+
+
+@pytest.mark.parametrize(
+    "phases, message",
+    [
+        (((32, 0.5), (128, 0.4)), "add up to 0.9, not 1"),
+        (((4, 1.0),), "at least 8 tokens"),
+        (((32, 0.0), (64, 1.0)), "fraction in"),
+    ],
+)
+def test_bad_length_schedules_are_errors(tmp_path, phases, message):
+    from bertkit.errors import BertkitError
+
+    with pytest.raises(BertkitError, match=message):
+        TrainConfig(out_dir=str(tmp_path), phases=phases)
+
+
+def test_label_smoothing_mixes_the_target_with_the_uniform_one():
+    config = BertConfig(
+        vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+    )
+    torch.manual_seed(0)
+    encoder, mlm = BertEncoder(config).eval(), MLMHead(config).eval()
+    ids = torch.randint(5, 100, (2, 12))
+    labels = torch.full_like(ids, -100)
+    labels[:, 3] = ids[:, 3]
+    plain = BertPretraining(encoder, mlm)(ids, labels=labels).mlm_loss_sum
+    smoothed = BertPretraining(encoder, mlm, label_smoothing=0.1)(ids, labels=labels).mlm_loss_sum
+    hidden = encoder(ids).last_hidden_state[:, 3]  # (2, H)
+    logp = torch.log_softmax(mlm(hidden, encoder.embeddings.word_embeddings.weight).float(), -1)  # (2, V)
+    expected = -(0.9 * logp.gather(1, ids[:, 3:4]).squeeze(1) + 0.1 * logp.mean(-1)).sum()
+    assert smoothed.item() == pytest.approx(expected.item(), rel=1e-5) and smoothed.item() != plain.item()

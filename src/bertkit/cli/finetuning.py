@@ -67,6 +67,9 @@ def finetune_cmd(
     seeds: Annotated[list[int], "one run per seed; several report the mean and max"] = [0],  # noqa: B006
     random_init: Annotated[bool, "train from random weights with the model's config: the control run"] = False,
     dropout: Annotated[float | None, "hidden and attention dropout while fine-tuning (default: the model's)"] = None,
+    label_smoothing: Annotated[
+        float, "mix each one-hot training target with the uniform one (classification, tagging without CRF, QA)"
+    ] = 0.0,
     max_train_examples: Annotated[int | None, "use only the first N training examples"] = None,
     max_eval_examples: Annotated[int | None, "use only the first N dev and N test examples"] = None,
     precision: Annotated[Literal["auto", "fp32", "bf16"], "auto: bf16 where the hardware has it"] = "auto",
@@ -102,6 +105,7 @@ def finetune_cmd(
         qa=QAOptions(max_answer_length, n_best, null_threshold),
         patience=patience,
         dropout=dropout,
+        label_smoothing=label_smoothing,
         precision=precision,
         progress=sys.stderr.isatty(),
     )

@@ -23,7 +23,12 @@ def pretrain_cmd(
     dropout: Annotated[
         float | None, "a new model's hidden and attention dropout (default: the preset's 0.1; 0 for short runs)"
     ] = None,
-    max_seq_length: Annotated[int, "tokens per instance, [CLS] and [SEP]s included"] = 128,
+    max_seq_length: Annotated[int | None, "tokens per instance, [CLS] and [SEP]s included (default 128)"] = None,
+    phases: Annotated[
+        list[str] | None,
+        "BERT's length schedule instead of one --max-seq-length: LENGTH:FRACTION of the steps, e.g. 32:0.9 "
+        "128:0.1; later phases keep the first one's tokens per step (batch x length)",
+    ] = None,
     objective: Annotated[Literal["nsp", "sop", "full"], "MLM plus NSP, plus SOP, or MLM on full sentences"] = "nsp",
     masking: Annotated[
         Literal["token", "wwm", "span"],
@@ -31,6 +36,7 @@ def pretrain_cmd(
     ] = "token",
     dynamic: Annotated[bool, "fresh masks every epoch (RoBERTa) instead of dupe_factor static copies"] = False,
     dupe_factor: Annotated[int, "static masking: versions of the data, cycled"] = 5,
+    label_smoothing: Annotated[float, "mix each one-hot MLM / NSP target with the uniform one (0: off)"] = 0.0,
     steps: Annotated[int, "optimizer steps"] = 1000,
     batch_size: Annotated[int, "sequences per micro-batch"] = 32,
     grad_accum: Annotated[int, "micro-batches per optimizer step"] = 1,
@@ -61,6 +67,10 @@ def pretrain_cmd(
         if init is not None:
             raise BertkitError("--dropout sets a new model's dropout; with --init the model's config.json decides")
         overrides["hidden_dropout_prob"] = overrides["attention_probs_dropout_prob"] = dropout
+    schedule = _parse_phases(phases) if phases else ()
+    if schedule and max_seq_length is not None:
+        raise BertkitError("--max-seq-length and --phases both set the length; give one of them")
+    max_seq_length = max(n for n, _ in schedule) if schedule else (max_seq_length or 128)
     cfg = TrainConfig(
         out_dir=out,
         steps=steps,
@@ -74,6 +84,7 @@ def pretrain_cmd(
         save_every=save_every,
         beta2=0.98 if dynamic else 0.999,
         progress=True,
+        phases=schedule,
     )
     model, tok, train_data, eval_data = build_pretraining(
         corpus,
@@ -86,6 +97,7 @@ def pretrain_cmd(
         masking=masking,
         dynamic=dynamic,
         dupe_factor=dupe_factor,
+        label_smoothing=label_smoothing,
         seed=seed,
         cache_dir=cache_dir,
         progress=sys.stderr.isatty(),
@@ -105,3 +117,16 @@ def pretrain_cmd(
             f"loss {ev['mlm_loss']:.3f}" + (f", NSP accuracy {ev['nsp_accuracy']:.3f}" if "nsp_accuracy" in ev else "")
         )
     print(f"model: {summary['model']}  curves: {out}/curves.png  log: {out}/metrics.jsonl")
+
+
+def _parse_phases(phases: list[str]) -> tuple[tuple[int, float], ...]:
+    out = []
+    for item in phases:
+        length, colon, fraction = item.partition(":")
+        try:
+            out.append((int(length), float(fraction)))
+        except ValueError:
+            raise BertkitError(f"--phases {item!r}: write LENGTH:FRACTION, e.g. 32:0.9 128:0.1") from None
+        if not colon:
+            raise BertkitError(f"--phases {item!r}: write LENGTH:FRACTION, e.g. 32:0.9 128:0.1")
+    return tuple(out)

@@ -63,6 +63,7 @@ class FinetuneConfig:
     qa: QAOptions = field(default_factory=QAOptions)  # QA: how answers are read (null_threshold None: see finetune)
     patience: int = 0  # stop after this many epochs without a better dev score; 0: never stop early
     dropout: float | None = None  # hidden and attention dropout while fine-tuning; None: the model's config
+    label_smoothing: float = 0.0  # of the training loss's cross-entropy (dev and test losses are plain)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     seed: int = 0
     log_every: int = 10
@@ -104,6 +105,7 @@ def finetune(task: TaskData, init: str | Path, cfg: FinetuneConfig, random_init:
         raise BertkitError(f"task {task.name}: no training examples")
     torch.manual_seed(cfg.seed)
     model, tokenizer = build_model(init, task.kind, task.labels, random_init, cfg.crf)
+    model.check_label_smoothing(cfg.label_smoothing)
     if cfg.dropout is not None:
         set_dropout(model, cfg.dropout)
     model.to(device)
@@ -168,7 +170,7 @@ def finetune(task: TaskData, init: str | Path, cfg: FinetuneConfig, random_init:
                     batch = {k: v.to(device) for k, v in batch.items()}
                     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                         logits = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-                    loss = model.loss_sum(logits, batch)
+                    loss = model.loss_sum(logits, batch, cfg.label_smoothing)
                     (loss / max(1, units)).backward()
                     step_loss += loss.item()
                     window["sequences"] += len(batch["input_ids"])

@@ -80,23 +80,40 @@ class TaskModel(nn.Module):
             return self.head(out.pooler_output)  # (B, C)
         return self.head(out.last_hidden_state)  # (B, T, C) tags, or (B, T, 2) start and end logits
 
-    def loss_sum(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The loss summed over what `loss_units` counts; callers divide by the count of the whole step."""
+    def loss_sum(
+        self, logits: torch.Tensor, batch: dict[str, torch.Tensor], label_smoothing: float = 0.0
+    ) -> torch.Tensor:
+        """The loss summed over what `loss_units` counts; callers divide by the count of the whole step.
+
+        `label_smoothing` (Szegedy et al., 2016; seed 002) mixes the one-hot target with the uniform one; it
+        applies to the cross-entropies of classification, tagging without a CRF, and QA (`check_label_smoothing`
+        says where it cannot)."""
         logits = logits.float()
+        ls = label_smoothing
         if self.kind == "regression":
             return ((logits[:, 0] - batch["labels"]) ** 2).sum()  # MSE, as transformers' regression
         if self.kind == "qa":
             # Padding can never be an answer; [CLS] (position 0) is the "no answer here" target.
             logits = logits.masked_fill(~batch["attention_mask"].bool()[..., None], -1e4)
             start, end = logits.unbind(-1)  # (B, T) each
-            ce = F.cross_entropy(start, batch["start_positions"], reduction="sum")
-            return (ce + F.cross_entropy(end, batch["end_positions"], reduction="sum")) / 2
+            ce = F.cross_entropy(start, batch["start_positions"], reduction="sum", label_smoothing=ls)
+            return (ce + F.cross_entropy(end, batch["end_positions"], reduction="sum", label_smoothing=ls)) / 2
         if self.kind == "multiple_choice":
             logits = logits.masked_fill(~batch["choice_mask"], -math.inf)  # (B, K): empty choice slots
         if self.kind == "tagging" and self.crf is not None:
             emissions, tags, mask = compact(logits, batch["labels"])  # the labelled first pieces, in order
             return self.crf.nll(emissions, tags, mask).sum() if len(tags) else logits.sum() * 0
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["labels"].reshape(-1), reduction="sum")
+        flat = logits.reshape(-1, logits.shape[-1])
+        return F.cross_entropy(flat, batch["labels"].reshape(-1), reduction="sum", label_smoothing=ls)
+
+    def check_label_smoothing(self, label_smoothing: float) -> None:
+        if not 0.0 <= label_smoothing < 1.0:
+            raise BertkitError(f"--label-smoothing must be in [0, 1), got {label_smoothing}")
+        if label_smoothing and (self.kind in ("regression", "multiple_choice") or self.crf is not None):
+            what = "a CRF" if self.crf is not None else self.kind.replace("_", " ")
+            raise BertkitError(
+                f"--label-smoothing applies to cross-entropy over labels; {what} has none to smooth (use 0)"
+            )
 
 
 def loss_units(kind: str, batch: dict[str, torch.Tensor]) -> int:

@@ -17,7 +17,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -52,6 +52,9 @@ class TrainConfig:
     save_every: int = 500
     log_every: int = 10
     progress: bool = True
+    # BERT's length schedule: (max_seq_length, fraction of the steps) in order, e.g. ((32, 0.9), (128, 0.1));
+    # empty: one phase at the data's max_seq_length. See `phase_plan`.
+    phases: tuple[tuple[int, float], ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "grad_accum", "eval_every", "save_every", "log_every"):
@@ -59,6 +62,38 @@ class TrainConfig:
                 raise BertkitError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise BertkitError(f"--lr must be positive, got {self.lr}")
+        self.phases = tuple((int(n), float(f)) for n, f in self.phases)
+        for n, f in self.phases:
+            if n < 8 or not 0 < f <= 1:
+                raise BertkitError(f"--phases {n}:{f}: a length of at least 8 tokens and a fraction in (0, 1]")
+        if self.phases and abs(sum(f for _, f in self.phases) - 1) > 1e-6:
+            shown = " ".join(f"{n}:{f:g}" for n, f in self.phases)
+            raise BertkitError(f"--phases {shown}: the fractions add up to {sum(f for _, f in self.phases):g}, not 1")
+
+
+@dataclass(frozen=True)
+class Phase:
+    max_seq_length: int
+    batch_size: int  # sequences per micro-batch
+    end_step: int  # the phase runs until this optimizer step
+
+
+def phase_plan(cfg: TrainConfig, max_seq_length: int) -> list[Phase]:
+    """The stretches of training at one sequence length each, as BERT trained 90% of its steps at 128 and the
+    last 10% at 512 (short sequences leave the unigram plateau sooner; the long phase trains the positions
+    past the short length, so the model reads whole inputs).
+
+    `cfg.batch_size` is the first phase's; later phases keep the tokens per step (batch × length) of the
+    first, so a phase at 4× the length takes a quarter of the sequences and a step costs about the same.
+    """
+    if not cfg.phases:
+        return [Phase(max_seq_length, cfg.batch_size, cfg.steps)]
+    first, plan, done = cfg.phases[0][0], [], 0.0
+    for i, (length, fraction) in enumerate(cfg.phases):
+        done += fraction
+        end = cfg.steps if i == len(cfg.phases) - 1 else round(done * cfg.steps)
+        plan.append(Phase(length, max(1, cfg.batch_size * first // length), end))
+    return plan
 
 
 def pretrain(
@@ -83,7 +118,7 @@ def pretrain(
     )
 
     # ---- resume: weights, optimizer, schedule, RNG and the data position
-    step, epoch, batch_index = 0, 0, 0
+    step, epoch, batch_index, saved_phase = 0, 0, 0, 0
     ckpt_dir = out / "checkpoint"
     if resume and (ckpt_dir / "trainer_state.pt").is_file():
         state = torch.load(ckpt_dir / "trainer_state.pt", map_location="cpu", weights_only=False)
@@ -92,6 +127,7 @@ def pretrain(
         schedule.load_state_dict(state["schedule"])
         torch.set_rng_state(state["torch_rng"])
         step, epoch, batch_index = state["step"], state["epoch"], state["batch_index"]
+        saved_phase = state.get("phase", 0)
         _truncate_log(out / "metrics.jsonl", step)
     elif resume:
         print(f"no checkpoint in {ckpt_dir}; starting from step 0")
@@ -101,9 +137,24 @@ def pretrain(
 
     # A fixed baseline to judge MLM accuracy by: always predict the corpus's most frequent token.
     baseline_id = most_frequent_token(train_data)
-    # The held-out epoch is seeded, so the same at every evaluation: build it once.
-    eval_epoch = eval_data.epoch(0) if eval_data is not None else None
-    batches = train_data.batches(cfg.batch_size, epoch, batch_index)
+    plan = phase_plan(cfg, train_data.max_seq_length)
+    phase = next(i for i, p in enumerate(plan) if step < p.end_step or i == len(plan) - 1)
+    if saved_phase != phase:
+        epoch = batch_index = 0  # the checkpoint was written at the end of the previous phase
+
+    def start_phase(i: int, epoch: int, batch_index: int):
+        """The phase's data at its length; the held-out epoch is seeded, so built once per phase."""
+        p = plan[i]
+        data = replace(train_data, max_seq_length=p.max_seq_length)
+        held_out = replace(eval_data, max_seq_length=p.max_seq_length) if eval_data is not None else None
+        return (
+            data,
+            held_out,
+            (held_out.epoch(0) if held_out is not None else None),
+            data.batches(p.batch_size, epoch, batch_index),
+        )
+
+    phase_data, phase_eval, eval_epoch, batches = start_phase(phase, epoch, batch_index)
     log = open(out / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - closed in `finally`
     # On a terminal the bar redraws in place; in a log file it writes a line every 30 s.
     bar = tqdm(
@@ -127,11 +178,18 @@ def pretrain(
     last_eval: dict = {}
     try:
         while step < cfg.steps:
+            if step >= plan[phase].end_step:  # ---- the next phase of the length schedule
+                phase, epoch, batch_index = phase + 1, 0, 0
+                phase_data, phase_eval, eval_epoch, batches = start_phase(phase, 0, 0)
+                bar.write(
+                    f"step {step}: phase {phase + 1} of {len(plan)}, {plan[phase].max_seq_length} tokens x "
+                    f"{plan[phase].batch_size} sequences until step {plan[phase].end_step}"
+                )
             # ---- one optimizer step over `grad_accum` micro-batches
             micro = [next(batches) for _ in range(cfg.grad_accum)]
             epoch, batch_index = micro[-1][0], micro[-1][1] + 1
             masked_total = sum(int((b["labels"] != -100).sum()) for _, _, b in micro)
-            seqs_total = cfg.batch_size * cfg.grad_accum
+            seqs_total = plan[phase].batch_size * cfg.grad_accum
             for _, _, batch in micro:
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
@@ -164,6 +222,7 @@ def pretrain(
                     "mlm_accuracy": window["mlm_correct"] / max(1, window["mlm_n"]),
                     "grad_norm": float(grad_norm),
                     "tokens_per_s": window["tokens"] / seconds,
+                    "max_seq_length": plan[phase].max_seq_length,
                 }
                 if window["nsp_n"]:
                     row["nsp_loss"] = window["nsp_loss"] / window["nsp_n"]
@@ -179,8 +238,11 @@ def pretrain(
                 window = dict.fromkeys(window, 0) | {"t0": time.perf_counter(), "mlm_loss": 0.0, "nsp_loss": 0.0}
 
             # ---- evaluate on held-out documents
-            if eval_data is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
-                last_eval = evaluate(model, eval_data, cfg, device, use_bf16, baseline_id, eval_epoch) | {"step": step}
+            if phase_eval is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
+                last_eval = evaluate(model, phase_eval, cfg, device, use_bf16, baseline_id, eval_epoch) | {
+                    "step": step,
+                    "max_seq_length": plan[phase].max_seq_length,
+                }
                 log.write(json.dumps({"eval": last_eval}) + "\n")
                 log.flush()
                 bar.write(
@@ -192,7 +254,7 @@ def pretrain(
 
             # ---- checkpoint (atomically replaces the previous one)
             if step % cfg.save_every == 0 and step < cfg.steps:
-                save_checkpoint(ckpt_dir, model, tokenizer, optimizer, schedule, step, epoch, batch_index)
+                save_checkpoint(ckpt_dir, model, tokenizer, optimizer, schedule, step, epoch, batch_index, phase)
     finally:
         bar.close()
         log.close()
@@ -204,6 +266,7 @@ def pretrain(
         "precision": "bf16" if use_bf16 else "fp32",
         "model": str(out / "model"),
         "eval": last_eval,
+        "phases": [asdict(p) for p in plan],
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
@@ -273,7 +336,7 @@ def most_frequent_token(data: PretrainingData) -> int:
     return int(counts.argmax())
 
 
-def save_checkpoint(folder: Path, model, tokenizer, optimizer, schedule, step, epoch, batch_index) -> None:
+def save_checkpoint(folder: Path, model, tokenizer, optimizer, schedule, step, epoch, batch_index, phase=0) -> None:
     """Write the checkpoint beside the old one, then swap: a crash leaves the old one whole."""
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -287,6 +350,7 @@ def save_checkpoint(folder: Path, model, tokenizer, optimizer, schedule, step, e
             "step": step,
             "epoch": epoch,
             "batch_index": batch_index,
+            "phase": phase,  # of the length schedule; epoch and batch_index count within it
         },
         tmp / "trainer_state.pt",
     )
@@ -344,7 +408,12 @@ def plot_metrics(log_path: Path, png_path: Path) -> None:
     ax[1, 0].set(title="throughput (real tokens / s)", xlabel="step")
     ax[1, 1].plot(steps, [r["lr"] for r in train])
     ax[1, 1].set(title="learning rate", xlabel="step")
+    lengths = [r.get("max_seq_length") for r in train]
+    changes = [(s, n) for s, n, prev in zip(steps[1:], lengths[1:], lengths, strict=False) if n != prev]
     for a in ax.flat:
+        for s, n in changes:  # the length schedule's phases
+            a.axvline(s, color="grey", ls=":", lw=1)
+            a.text(s, 1, f" {n} tokens", transform=a.get_xaxis_transform(), va="top", fontsize=8, color="grey")
         a.grid(alpha=0.3)
         if a.get_legend_handles_labels()[0]:
             a.legend()
@@ -367,6 +436,7 @@ def build_pretraining(
     dynamic: bool = False,
     dupe_factor: int = 5,
     eval_fraction: float = 0.02,
+    label_smoothing: float = 0.0,
     seed: int = 0,
     cache_dir: str | None = None,
     progress: bool = True,
@@ -423,7 +493,9 @@ def build_pretraining(
         documents = MarkedDocuments(shards, word_starts(shards, vocab.tokens, progress=progress))
     mlm = heads.get("mlm") or MLMHead(config)
     nsp = None if objective == "full" else (heads.get("nsp") or NSPHead(config))
-    model = BertPretraining(encoder, mlm, nsp)
+    if not 0.0 <= label_smoothing < 1.0:
+        raise BertkitError(f"--label-smoothing must be in [0, 1), got {label_smoothing}")
+    model = BertPretraining(encoder, mlm, nsp, label_smoothing=label_smoothing)
     common = dict(
         documents=documents,
         vocab=vocab,
