@@ -39,6 +39,31 @@ def _brute_force(crf: CRF, emissions: torch.Tensor, n: int) -> dict[tuple[int, .
     return scores
 
 
+def test_a_window_cut_from_a_sentence_has_free_edges():
+    """A row marked as not starting (ending) its sentence gets no start (end) score, learned or forbidden: its
+    log Z and gold score are the brute-force ones without that term, and a gold path that starts inside a
+    word (BMES: E ... B) costs no FORBIDDEN."""
+    bmes = ["B", "M", "E", "S"]
+    crf = _random_crf(bmes, "bmes", seed=3)
+    emissions = torch.randn(1, 4, 4)
+    mask = torch.ones(1, 4, dtype=torch.bool)
+    gold = torch.tensor([[2, 3, 3, 0]])  # E S S B: cut inside a word at both ends
+    with torch.no_grad():
+        start, trans, end = crf.scores()
+    for s_on, e_on in itertools.product([True, False], repeat=2):
+        scores = {}
+        for tags in itertools.product(range(4), repeat=4):
+            s = sum(emissions[0, t, y] for t, y in enumerate(tags)) + sum(
+                trans[a, b] for a, b in itertools.pairwise(tags)
+            )
+            s = s + (start[tags[0]] if s_on else 0) + (end[tags[-1]] if e_on else 0)
+            scores[tags] = float(s)
+        log_z = torch.logsumexp(torch.tensor(list(scores.values())), 0)
+        nll = crf.nll(emissions, gold, mask, torch.tensor([s_on]), torch.tensor([e_on]))
+        assert nll.item() == pytest.approx((log_z - scores[(2, 3, 3, 0)]).item(), rel=1e-5, abs=1e-4)
+        assert (nll.item() > -FORBIDDEN / 2) == (s_on or e_on)  # only a sentence boundary forbids E first, B last
+
+
 def test_bio_and_bmes_constraints_by_hand():
     start, trans, end = allowed_transitions(BIO, "bio")
     assert start.tolist() == [True, True, False, True, False]  # no sequence starts inside an entity
@@ -105,8 +130,9 @@ def test_untrained_crf_decodes_as_argmax_and_compact_keeps_order():
 
     labels = torch.tensor([[-100, 1, -100, 2, -100], [-100, -100, -100, -100, -100], [-100, 0, 3, 4, -100]])
     emissions = torch.arange(3 * 5, dtype=torch.float)[:, None].expand(-1, 2).reshape(3, 5, 2)
-    em, tags, m = compact(emissions, labels)
+    em, tags, m, keep = compact(emissions, labels)
     assert tags[m].tolist() == [1, 2, 0, 3, 4] and m.sum(1).tolist() == [2, 3]  # the unlabelled row is dropped
+    assert keep.tolist() == [True, False, True]
     assert em[0, :2, 0].tolist() == [1.0, 3.0] and em[1, :3, 0].tolist() == [11.0, 12.0, 13.0]
 
 
@@ -167,3 +193,23 @@ def test_ner_with_crf_from_cli_loads_in_transformers(tmp_path, capsys, tiny_mode
     assert main([*args, "--epochs", "1"]) == 0
     assert not (run / "model" / "crf.safetensors").exists()
     assert load_task_model(run / "model")[0].crf is None
+
+
+def test_crf_trained_on_windows_cut_inside_entities_learns_and_its_loss_falls(tmp_path, capsys, tiny_model):
+    # 5-word sentences of 12 characters read in windows of 6: most windows start or end inside an entity
+    sentences = [("江泽民", "PER", "在北京"), ("李鹏", "PER", "到上海"), ("新华社", "ORG", "报道")]
+    lines = []
+    for k in range(12):
+        for name, etype, rest in [sentences[(k + j) % 3] for j in range(2)]:
+            lines += [f"{c} {'B' if i == 0 else 'I'}-{etype}" for i, c in enumerate(name)] + [f"{c} O" for c in rest]
+        lines.append("")
+    (tmp_path / "train.conll").write_text("\n".join(lines), "utf-8")
+    run = tmp_path / "run"
+    args = ["finetune", "--task", "ner", "--model", str(tiny_model), "--out", str(run), "--precision", "fp32"]
+    args += ["--train", str(tmp_path / "train.conll"), "--dev", str(tmp_path / "train.conll"), "--crf"]
+    args += ["--epochs", "6", "--batch-size", "8", "--lr", "5e-3", "--warmup", "0", "--max-seq-length", "8"]
+    assert main([*args, "--stride", "3"]) == 0, capsys.readouterr().err
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["eval"]["train_loss"] for r in rows if "eval" in r]
+    # per word; a cut window charged the sentence-start rules would cost ~FORBIDDEN / 6 words on average
+    assert max(losses) < 5 and losses[-1] < losses[0] / 2, losses

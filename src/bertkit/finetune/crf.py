@@ -21,6 +21,12 @@ Choices:
   the emission logits, and model.safetensors keeps bertkit's rule that every tensor in it is accounted for.
 - Sequences are given as emissions (B, T, C) with a mask (B, T) that is True on a prefix of each row: the
   tagger passes the first piece of each word, compacted to the left (`compact`).
+- A training window cut out of a longer sentence is not a sentence: its gold path may start inside an entity
+  (I-X) or a word (M, E) and end before one closes (B, M). Such a window gets neither the start nor the end
+  scores (learned or forbidden) at the edge where it was cut: `starts` / `ends` (B,) say which rows begin
+  / end at the sentence's own boundary. Charging sentence-start rules at a cut would make every such gold path
+  cost FORBIDDEN (the training loss is then that constant, flat) and pull the edge emissions against the
+  data. Prediction decodes whole recombined sentences, with every constraint.
 """
 
 from __future__ import annotations
@@ -83,10 +89,21 @@ class CRF(nn.Module):
             self.end_transitions + self.end_penalty,
         )
 
-    def log_partition(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def edge_scores(self, starts: torch.Tensor | None, ends: torch.Tensor | None, n: int):
+        """Start and end scores per row, (B, C) each: zero at an edge where a window was cut (see the module
+        docstring); `starts` / `ends` None means every row is a whole sentence."""
+        start, trans, end = self.scores()
+        start, end = start.expand(n, -1), end.expand(n, -1)
+        if starts is not None:
+            start = torch.where(starts[:, None], start, torch.zeros_like(start))
+        if ends is not None:
+            end = torch.where(ends[:, None], end, torch.zeros_like(end))
+        return start, trans, end
+
+    def log_partition(self, emissions: torch.Tensor, mask: torch.Tensor, starts=None, ends=None) -> torch.Tensor:
         """log Z for each sequence by the forward algorithm: (B, T, C), (B, T) -> (B,). Every row needs a
         real first position."""
-        start, trans, end = self.scores()
+        start, trans, end = self.edge_scores(starts, ends, len(emissions))
         alpha = start + emissions[:, 0]  # (B, C): log-sum of the scores of all paths ending in each tag
         for t in range(1, emissions.shape[1]):
             # (B, C_from, 1) + (C_from, C_to) + (B, 1, C_to), summed out over C_from
@@ -94,20 +111,22 @@ class CRF(nn.Module):
             alpha = torch.where(mask[:, t, None], step, alpha)
         return torch.logsumexp(alpha + end, dim=-1)
 
-    def score(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def score(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor, starts=None, ends=None):
         """The score of the given tag sequences: (B, T, C), (B, T), (B, T) -> (B,). Tags past the mask are ignored."""
-        start, trans, end = self.scores()
+        start, trans, end = self.edge_scores(starts, ends, len(emissions))
         tags = tags.clamp(min=0).masked_fill(~mask, 0)  # -100 padding -> any valid index; masked out below
         mask_f = mask.to(emissions.dtype)
-        total = start[tags[:, 0]] + (emissions.gather(-1, tags[..., None]).squeeze(-1) * mask_f).sum(1)
+        first_score = start.gather(1, tags[:, :1]).squeeze(1)
+        total = first_score + (emissions.gather(-1, tags[..., None]).squeeze(-1) * mask_f).sum(1)
         total = total + (trans[tags[:, :-1], tags[:, 1:]] * mask_f[:, 1:]).sum(1)
-        last = tags.gather(1, (mask.sum(1) - 1).clamp(min=0)[:, None]).squeeze(1)  # (B,) tag at each row's end
-        return total + end[last]
+        last = tags.gather(1, (mask.sum(1) - 1).clamp(min=0)[:, None])  # (B, 1) tag at each row's end
+        return total + end.gather(1, last).squeeze(1)
 
-    def nll(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Negative log-likelihood of the gold tags, per sequence: (B,)."""
+    def nll(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor, starts=None, ends=None):
+        """Negative log-likelihood of the gold tags, per sequence: (B,). `starts` / `ends` (B,) bool: which
+        rows begin / end where their sentence does (None: all of them)."""
         emissions = emissions.float()
-        return self.log_partition(emissions, mask) - self.score(emissions, tags, mask)
+        return self.log_partition(emissions, mask, starts, ends) - self.score(emissions, tags, mask, starts, ends)
 
     @torch.no_grad()
     def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
@@ -165,13 +184,14 @@ class CRF(nn.Module):
                 ours.copy_(state[name])
 
 
-def compact(emissions: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def compact(emissions: torch.Tensor, labels: torch.Tensor):
     """Move the labelled positions (label != -100) of each row to its front, in order: emissions (B, T, C),
-    labels (B, T) -> emissions, tags, mask, with rows that have no labelled position dropped."""
+    labels (B, T) -> emissions, tags, mask, and `keep` (B,), the rows that have a labelled position (the
+    others are dropped)."""
     labelled = labels != -100
     keep = labelled.any(1)
     emissions, labels, labelled = emissions[keep], labels[keep], labelled[keep]
     order = torch.argsort((~labelled).to(torch.int8), dim=1, stable=True)  # labelled positions first, in order
     emissions = emissions.gather(1, order[..., None].expand(-1, -1, emissions.shape[-1]))
     mask = torch.arange(labels.shape[1], device=labels.device) < labelled.sum(1, keepdim=True)
-    return emissions, labels.gather(1, order), mask
+    return emissions, labels.gather(1, order), mask, keep

@@ -82,12 +82,16 @@ def encode_tags(
                     word = pc.word_of[p]
                     if first[word] == p and own[p] == w:
                         labels_w[p - s] = label2id[tags[i][word]]
+            owned = [p for p in range(s, e) if own[p] == w]
             features.append(
                 {
                     "input_ids": [tokenizer.cls_token_id, *pc.ids[s:e], tokenizer.sep_token_id],
                     "token_type_ids": [0] * (e - s + 2),
                     "labels": [-100, *labels_w, -100],
                     "example": i,
+                    # does the window's labelled stretch begin / end where the sentence does? (crf.py)
+                    "crf_start": int(not owned or owned[0] == 0),
+                    "crf_end": int(not owned or owned[-1] == n - 1),
                 }
             )
         all_wins.append(wins)
@@ -195,6 +199,9 @@ def collate(features: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
     }
     if "labels" in features[0]:
         batch["labels"] = [f["labels"] + [-100] * (T - len(f["labels"])) for f in features]
+        if "crf_start" in features[0]:
+            batch["crf_start"] = [f["crf_start"] for f in features]
+            batch["crf_end"] = [f["crf_end"] for f in features]
     elif "start_position" in features[0]:
         batch["start_positions"] = [f["start_position"] for f in features]
         batch["end_positions"] = [f["end_position"] for f in features]

@@ -101,8 +101,12 @@ class TaskModel(nn.Module):
         if self.kind == "multiple_choice":
             logits = logits.masked_fill(~batch["choice_mask"], -math.inf)  # (B, K): empty choice slots
         if self.kind == "tagging" and self.crf is not None:
-            emissions, tags, mask = compact(logits, batch["labels"])  # the labelled first pieces, in order
-            return self.crf.nll(emissions, tags, mask).sum() if len(tags) else logits.sum() * 0
+            emissions, tags, mask, keep = compact(logits, batch["labels"])  # the labelled first pieces, in order
+            if not len(tags):
+                return logits.sum() * 0
+            # windows cut out of a longer sentence have free edges (crf.py)
+            starts, ends = (batch[k][keep].bool() if k in batch else None for k in ("crf_start", "crf_end"))
+            return self.crf.nll(emissions, tags, mask, starts, ends).sum()
         flat = logits.reshape(-1, logits.shape[-1])
         return F.cross_entropy(flat, batch["labels"].reshape(-1), reduction="sum", label_smoothing=ls)
 
