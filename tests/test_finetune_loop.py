@@ -564,3 +564,31 @@ def test_gradient_accumulation_takes_the_same_steps(tmp_path, capsys):
     assert max((w_small[k] - w_whole[k]).abs().max() for k in w_whole) > 1e-3  # the test can tell them apart
     losses = [_epoch_losses(tmp_path / name) for name in ("whole", "accumulated")]
     assert losses[0] == pytest.approx(losses[1], abs=1e-6)
+
+
+def test_learning_rate_grid_is_chosen_on_dev_and_only_the_choice_sees_test(tmp_path, capsys, tiny_model):
+    run = tmp_path / "grid"
+    args = ["--task", "sentiment", "--model", str(tiny_model), "--max-train-examples", "48"]
+    args += ["--max-eval-examples", "24", "--out", str(run), "--epochs", "1"]
+    code = main(
+        ["finetune", "--batch-size", "8", "--max-seq-length", "32", "--precision", "fp32", *args]
+        + ["--lr", "1e-4", "3e-3"]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert set(summary["grid"]) == {"0.0001", "0.003"} and "chose lr" in out
+    best = max(summary["grid"], key=summary["grid"].get)
+    assert summary["lr"] == float(best)
+    for lr in ("0.0001", "0.003"):
+        sub = json.loads((run / f"lr-{float(lr):g}" / "summary.json").read_text())
+        assert sub["dev"]["accuracy"] == summary["grid"][lr]
+        assert bool(sub["test"]) == (lr == best)  # the test split is scored by the chosen rate only
+    assert summary["test"]["mean"] == summary["runs"][0]["test"]["accuracy"]
+
+
+def test_default_learning_rates_follow_the_model_width(tiny_model):
+    from bertkit.cli.finetuning import BERT_LRS, SMALL_MODEL_LRS, default_lrs
+
+    assert default_lrs(str(tiny_model)) == SMALL_MODEL_LRS  # 32 wide
+    assert default_lrs("no/such/folder") == BERT_LRS

@@ -47,7 +47,11 @@ def finetune_cmd(
     epochs: Annotated[int, "passes over the training data"] = 3,
     batch_size: Annotated[int, "sequences (NER and QA windows, multiple-choice questions) per micro-batch"] = 32,
     grad_accum: Annotated[int, "micro-batches per optimizer step (gradient accumulation)"] = 1,
-    lr: Annotated[float, "peak learning rate (of the head, with --layer-decay)"] = 5e-5,
+    lr: Annotated[
+        list[float] | None,
+        "peak learning rate (of the head, with --layer-decay); several are chosen between on the dev split "
+        "(default: 1e-4 3e-4 1e-3 for models up to 256 wide, BERT's 2e-5 3e-5 5e-5 for wider ones)",
+    ] = None,
     warmup: Annotated[float, "warm-up, a fraction of all steps"] = 0.1,
     layer_decay: Annotated[float, "layer-wise lr decay: each layer down from the top gets lr x this"] = 1.0,
     max_seq_length: Annotated[
@@ -76,7 +80,7 @@ def finetune_cmd(
 ) -> None:
     """Fine-tune a model folder on a classification, regression, tagging, QA or multiple-choice task; keeps the
     best epoch as a Hugging Face folder."""
-    from bertkit.finetune.loop import FinetuneConfig, finetune_seeds
+    from bertkit.finetune.loop import FinetuneConfig, finetune_grid
     from bertkit.finetune.windows import QAOptions
 
     columns = (
@@ -95,7 +99,7 @@ def finetune_cmd(
         epochs=epochs,
         batch_size=batch_size,
         grad_accum=grad_accum,
-        lr=lr,
+        lr=(lr or [5e-5])[0],  # the grid's rates replace it, one run each
         warmup=warmup,
         layer_decay=layer_decay,
         max_seq_length=max_seq_length,
@@ -116,8 +120,14 @@ def finetune_cmd(
         + labels
         + ("; random init" if random_init else "")
     )
-    summary = finetune_seeds(data, model, cfg, seeds, random_init)
+    lrs = lr or default_lrs(model)
+    if len(lrs) > 1:
+        print(f"learning rate chosen on dev among {' '.join(f'{x:g}' for x in lrs)} (one run each; --lr X for one)")
+    summary = finetune_grid(data, model, cfg, lrs, seeds, random_init)
     metric = summary["metric"]
+    if "grid" in summary:
+        grid = ", ".join(f"lr {k}: {v:.4f}" for k, v in summary["grid"].items())
+        print(f"dev {metric} by learning rate: {grid}; chose lr {summary['lr']:g}")
     for run in summary["runs"]:
         scores = [f"{split} {metric} {run[split][metric]:.4f}" for split in ("dev", "test") if metric in run[split]]
         print(f"seed {run['seed']}: best epoch {run['best_epoch']}, " + ", ".join(scores) + f"; model {run['model']}")
@@ -341,3 +351,18 @@ def _load_task(task: str, files: tuple, columns: tuple, max_train_examples: int 
             raise BertkitError(f"--max-eval-examples must be at least 1, got {max_eval_examples}")
         data.dev, data.test = data.dev[:max_eval_examples], data.test[:max_eval_examples]
     return data
+
+
+SMALL_MODEL_LRS = [1e-4, 3e-4, 1e-3]  # measured on the built-in tasks with BERT-Tiny / Mini (README)
+BERT_LRS = [2e-5, 3e-5, 5e-5]  # Devlin et al. 2018, appendix A.3, for BERT-base and -large
+
+
+def default_lrs(model: str) -> list[float]:
+    """The learning rates tried when --lr is not given, by the model's width: small models want larger steps
+    (as Turc et al. 2019 found for their compact BERTs), BERT-base-sized ones the BERT paper's grid."""
+    from bertkit.config import BertConfig
+
+    config_file = Path(model) / "config.json"
+    if not config_file.is_file():
+        return BERT_LRS  # the model loader reports the missing folder or file properly
+    return SMALL_MODEL_LRS if BertConfig.from_json(config_file).hidden_size <= 256 else BERT_LRS

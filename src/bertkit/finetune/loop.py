@@ -114,9 +114,8 @@ def finetune(task: TaskData, init: str | Path, cfg: FinetuneConfig, random_init:
             f"--max-seq-length {cfg.max_seq_length} is more than the model's max_position_embeddings "
             f"({model.encoder.config.max_position_embeddings})"
         )
-    qa = cfg.qa
-    if task.kind == "qa" and qa.null_threshold is None and any(not ex.answers for ex in task.train + task.dev):
-        qa = replace(qa, null_threshold=0.0)  # SQuAD 2.0 data: unanswerable questions can be left unanswered
+    qa = qa_options(task, cfg)
+    if qa.null_threshold is not None and cfg.qa.null_threshold is None:
         print("unanswerable questions in the data (SQuAD 2.0): answers are empty when the null score wins")
     tokenizer.model_max_length = cfg.max_seq_length  # saved in tokenizer_config.json; predict reads it back
     pad_id = tokenizer.pad_token_id
@@ -238,13 +237,31 @@ def finetune(task: TaskData, init: str | Path, cfg: FinetuneConfig, random_init:
         "dev": {k: v for k, v in history[best_epoch - 1].items() if k not in ("epoch", "step")} if dev else {},
         "test": {},
     }
-    if task.test:
-        best_model, tok = load_task_model(out / "model")
-        best_model.to(device)
-        test = encode_split(best_model, tok, task.test, cfg.max_seq_length, cfg.stride, cfg.max_query_length)
-        summary["test"] = evaluate(best_model, test, pad_id, bf16=use_bf16, qa=qa)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if task.test:
+        score_test(summary, task, cfg, device)
     return summary
+
+
+def qa_options(task: TaskData, cfg: FinetuneConfig):
+    """How QA answers are read: with unanswerable questions in the data (SQuAD 2.0) and no threshold given,
+    an answer is empty when the null score wins (threshold 0)."""
+    qa = cfg.qa
+    if task.kind == "qa" and qa.null_threshold is None and any(not ex.answers for ex in task.train + task.dev):
+        qa = replace(qa, null_threshold=0.0)
+    return qa
+
+
+def score_test(run: dict, task: TaskData, cfg: FinetuneConfig, device=None) -> dict:
+    """Score a finished run's kept model on the test split, once, and record it in the run's summary.json."""
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and bf16_supported(device))
+    model, tok = load_task_model(run["model"])
+    model.to(device)
+    test = encode_split(model, tok, task.test, cfg.max_seq_length, cfg.stride, cfg.max_query_length)
+    run["test"] = evaluate(model, test, tok.pad_token_id, bf16=use_bf16, qa=qa_options(task, cfg))
+    (Path(run["model"]).parent / "summary.json").write_text(json.dumps(run, indent=2) + "\n")
+    return run
 
 
 def finetune_seeds(
@@ -261,6 +278,35 @@ def finetune_seeds(
         for s in seeds
     ]
     summary = {"task": task.name, "metric": runs[0]["metric"], "runs": runs, **_aggregate(runs)}
+    (Path(cfg.out_dir) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def finetune_grid(
+    task: TaskData, init: str | Path, cfg: FinetuneConfig, lrs: list[float], seeds: list[int], random_init=False
+) -> dict:
+    """The learning rate chosen on the dev split: one `finetune_seeds` per rate (OUT/lr-X/ when there are
+    several) without the test split, the rate with the best mean dev score kept, and only its runs scored on
+    test — the test split is read once, by the chosen setting."""
+    if not lrs:
+        raise BertkitError("--lr needs at least one learning rate")
+    if len(lrs) == 1:
+        return finetune_seeds(task, init, replace(cfg, lr=lrs[0]), seeds, random_init) | {"lr": lrs[0]}
+    if not task.dev:
+        raise BertkitError("several --lr values are chosen between on the dev split, and this task has none")
+    tried = {}
+    for lr in lrs:
+        sub = replace(cfg, lr=lr, out_dir=str(Path(cfg.out_dir) / f"lr-{lr:g}"))
+        tried[lr] = (sub, finetune_seeds(replace(task, test=[]), init, sub, seeds, random_init))
+    metric = next(iter(tried.values()))[1]["metric"]
+    best = max(lrs, key=lambda lr: tried[lr][1]["dev"]["mean"])  # the first of equal means: the lowest listed
+    sub, chosen = tried[best]
+    if task.test:
+        chosen["runs"] = [score_test(run, task, sub) for run in chosen["runs"]]
+        chosen |= _aggregate(chosen["runs"])
+        if len(seeds) > 1:
+            (Path(sub.out_dir) / "summary.json").write_text(json.dumps(chosen, indent=2) + "\n")
+    summary = chosen | {"lr": best, "grid": {f"{lr:g}": tried[lr][1]["dev"]["mean"] for lr in lrs}, "metric": metric}
     (Path(cfg.out_dir) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
