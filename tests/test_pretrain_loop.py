@@ -213,3 +213,13 @@ def test_label_smoothing_mixes_the_target_with_the_uniform_one():
     logp = torch.log_softmax(mlm(hidden, encoder.embeddings.word_embeddings.weight).float(), -1)  # (2, V)
     expected = -(0.9 * logp.gather(1, ids[:, 3:4]).squeeze(1) + 0.1 * logp.mean(-1)).sum()
     assert smoothed.item() == pytest.approx(expected.item(), rel=1e-5) and smoothed.item() != plain.item()
+
+
+def test_each_phase_has_its_own_warm_up_and_decay():
+    from bertkit.pretrain.loop import Phase, phase_schedule
+
+    plan = [Phase(24, 8, 4), Phase(48, 4, 8)]
+    factors = [phase_schedule(s, plan, warmup=2) for s in range(8)]
+    assert factors == pytest.approx([0.5, 1.0, 1.0, 0.5, 0.5, 1.0, 1.0, 0.5])
+    one = [Phase(48, 8, 10)]  # one phase: the schedule of a run without --phases
+    assert [phase_schedule(s, one, 0.2) for s in range(10)] == [linear_schedule(s, 2, 10) for s in range(10)]

@@ -78,6 +78,21 @@ class Phase:
     end_step: int  # the phase runs until this optimizer step
 
 
+def phase_schedule(step: int, plan: list[Phase], warmup: float) -> float:
+    """The learning-rate factor: warm-up then linear decay to 0 within each phase, as BERT's phases were two
+    runs of run_pretraining.py, each with its own schedule (NVIDIA's BERT recipe does the same). The new
+    positions of a longer phase start untrained, and a rate already decayed to ~0 would leave them so.
+    `warmup` is a fraction of the phase's steps (< 1) or a number of steps."""
+    start = 0
+    for p in plan:
+        if step < p.end_step or p is plan[-1]:
+            n = p.end_step - start
+            warmup_steps = int(warmup * n) if warmup < 1 else min(int(warmup), n)
+            return linear_schedule(step - start, max(1, warmup_steps), n)
+        start = p.end_step
+    raise AssertionError("unreachable")
+
+
 def phase_plan(cfg: TrainConfig, max_seq_length: int) -> list[Phase]:
     """The stretches of training at one sequence length each, as BERT trained 90% of its steps at 128 and the
     last 10% at 512 (short sequences leave the unigram plateau sooner; the long phase trains the positions
@@ -112,10 +127,8 @@ def pretrain(
     torch.manual_seed(cfg.seed)
     model.to(device).train()
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, cfg.beta2), eps=cfg.eps)
-    warmup_steps = int(cfg.warmup * cfg.steps) if cfg.warmup < 1 else int(cfg.warmup)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: linear_schedule(s, max(1, warmup_steps), cfg.steps)
-    )
+    plan = phase_plan(cfg, train_data.max_seq_length)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: phase_schedule(s, plan, cfg.warmup))
 
     # ---- resume: weights, optimizer, schedule, RNG and the data position
     step, epoch, batch_index, saved_phase = 0, 0, 0, 0
@@ -137,7 +150,6 @@ def pretrain(
 
     # A fixed baseline to judge MLM accuracy by: always predict the corpus's most frequent token.
     baseline_id = most_frequent_token(train_data)
-    plan = phase_plan(cfg, train_data.max_seq_length)
     phase = next(i for i, p in enumerate(plan) if step < p.end_step or i == len(plan) - 1)
     if saved_phase != phase:
         epoch = batch_index = 0  # the checkpoint was written at the end of the previous phase
