@@ -161,7 +161,7 @@ def test_optimizer_groups_and_schedule():
 def test_length_schedule_runs_each_phase_at_its_length_and_resumes_across_the_change(tmp_path):
     # 24 tokens for steps 1-4, then 48 tokens with half the sequences (same tokens per step) for 5-8
     phases = ((24, 0.5), (48, 0.5))
-    model, train, held_out, cfg = make_run(tmp_path / "full", phases=phases, eval_every=4)
+    model, train, held_out, cfg = make_run(tmp_path / "full", phases=phases, eval_every=4, copy_positions=True)
     summary = pretrain(model, None, train, held_out, cfg)
     assert summary["phases"] == [
         {"max_seq_length": 24, "batch_size": 8, "end_step": 4},
@@ -176,7 +176,7 @@ def test_length_schedule_runs_each_phase_at_its_length_and_resumes_across_the_ch
     resumed = tmp_path / "resumed"
     resumed.mkdir()
     shutil.copytree(tmp_path / "full" / "checkpoint", resumed / "checkpoint")
-    model, train, held_out, cfg = make_run(resumed, phases=phases, eval_every=4)
+    model, train, held_out, cfg = make_run(resumed, phases=phases, eval_every=4, copy_positions=True)
     pretrain(model, None, train, held_out, cfg, resume=True)
     again = losses(resumed)
     for step in range(5, 9):
@@ -223,3 +223,16 @@ def test_each_phase_has_its_own_warm_up_and_decay():
     assert factors == pytest.approx([0.5, 1.0, 1.0, 0.5, 0.5, 1.0, 1.0, 0.5])
     one = [Phase(48, 8, 10)]  # one phase: the schedule of a run without --phases
     assert [phase_schedule(s, one, 0.2) for s in range(10)] == [linear_schedule(s, 2, 10) for s in range(10)]
+
+
+def test_copy_positions_tiles_the_trained_block_and_leaves_it_alone():
+    from bertkit.pretrain.loop import copy_positions
+
+    config = BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16)
+    encoder = BertEncoder(config)
+    weight = encoder.embeddings.position_embeddings.weight
+    before = weight.detach().clone()
+    copy_positions(encoder, 32, 80)
+    assert torch.equal(weight[:32], before[:32])
+    assert torch.equal(weight[32:64], before[:32]) and torch.equal(weight[64:80], before[:16])
+    assert torch.equal(weight[80:], before[80:])  # past the new length: untouched

@@ -85,6 +85,7 @@ def pretrain_cmd(
         beta2=0.98 if dynamic else 0.999,
         progress=True,
         phases=schedule,
+        copy_positions=init is None,  # a model of ours from scratch: its longer positions were never trained
     )
     model, tok, train_data, eval_data = build_pretraining(
         corpus,

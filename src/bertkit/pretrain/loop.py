@@ -55,6 +55,9 @@ class TrainConfig:
     # BERT's length schedule: (max_seq_length, fraction of the steps) in order, e.g. ((32, 0.9), (128, 0.1));
     # empty: one phase at the data's max_seq_length. See `phase_plan`.
     phases: tuple[tuple[int, float], ...] = ()
+    # A longer phase starts its new positions as copies of the trained ones (see `copy_positions`); only for a
+    # model trained from scratch, whose positions past the earlier phases' length were never trained.
+    copy_positions: bool = False
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "grad_accum", "eval_every", "save_every", "log_every"):
@@ -76,6 +79,22 @@ class Phase:
     max_seq_length: int
     batch_size: int  # sequences per micro-batch
     end_step: int  # the phase runs until this optimizer step
+
+
+@torch.no_grad()
+def copy_positions(encoder, trained: int, length: int) -> None:
+    """Positions [trained, length) become copies of the trained block [0, trained), repeated.
+
+    A model trained from scratch on short sequences has random embeddings past them, and relearning
+    "attend to the neighbours" at a longer length is slow (measured: BERT-Tiny after 5,400 steps at 32 tokens
+    and 600 at 256 was at 8% held-out accuracy at [MASK] at 256 tokens, against 28% at 32). Copying keeps
+    every local pattern the model has learnt; the long phase then only has to tell the copies apart. This is
+    how Longformer extended RoBERTa's 512 positions to 4,096 (Beltagy et al. 2020, section 5).
+    """
+    weight = encoder.embeddings.position_embeddings.weight  # (max_position_embeddings, H)
+    for start in range(trained, length, trained):
+        n = min(trained, length - start)
+        weight[start : start + n] = weight[:n]
 
 
 def phase_schedule(step: int, plan: list[Phase], warmup: float) -> float:
@@ -150,9 +169,8 @@ def pretrain(
 
     # A fixed baseline to judge MLM accuracy by: always predict the corpus's most frequent token.
     baseline_id = most_frequent_token(train_data)
-    phase = next(i for i, p in enumerate(plan) if step < p.end_step or i == len(plan) - 1)
-    if saved_phase != phase:
-        epoch = batch_index = 0  # the checkpoint was written at the end of the previous phase
+    # A checkpoint written at the end of a phase resumes in it: the switch below then runs as it would have.
+    phase = saved_phase
 
     def start_phase(i: int, epoch: int, batch_index: int):
         """The phase's data at its length; the held-out epoch is seeded, so built once per phase."""
@@ -190,9 +208,12 @@ def pretrain(
     last_eval: dict = {}
     try:
         while step < cfg.steps:
-            if step >= plan[phase].end_step:  # ---- the next phase of the length schedule
+            while step >= plan[phase].end_step:  # ---- the next phase of the length schedule
                 phase, epoch, batch_index = phase + 1, 0, 0
                 phase_data, phase_eval, eval_epoch, batches = start_phase(phase, 0, 0)
+                trained = max(p.max_seq_length for p in plan[:phase])
+                if cfg.copy_positions and plan[phase].max_seq_length > trained:
+                    copy_positions(model.encoder, trained, plan[phase].max_seq_length)
                 bar.write(
                     f"step {step}: phase {phase + 1} of {len(plan)}, {plan[phase].max_seq_length} tokens x "
                     f"{plan[phase].batch_size} sequences until step {plan[phase].end_step}"
