@@ -4,7 +4,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv test demo bench lint clean
+.PHONY: venv test demo pretrain-zh table bench lint clean
 
 venv: .venv/.installed
 
@@ -20,6 +20,14 @@ test: venv
 
 demo: venv
 	bash scripts/demo.sh
+
+# about an hour on 2 CPU cores: the README table's "one-hour model" (resumes with `make pretrain-zh ARGS=--resume`)
+pretrain-zh: venv
+	bash scripts/pretrain_zh.sh $(ARGS)
+
+# the README's fine-tuning table for a model folder (default: the demo's)
+table: venv
+	bash scripts/finetune_table.sh $(MODEL)
 
 bench: venv
 	$(PY) benchmarks/run_all.py

@@ -13,6 +13,23 @@ def bf16_supported(device: torch.device) -> bool:
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
+def choose_precision(precision: str, device: torch.device) -> tuple[bool, str]:
+    """(use bf16 autocast?, why), for "auto", "fp32" or "bf16". Auto takes bf16 only where it is native: on a
+    CPU without AVX-512 BF16 / AMX it is emulated and several times slower than fp32."""
+    native = bf16_supported(device)
+    where = "this GPU" if device.type == "cuda" else "this CPU"
+    if precision == "fp32":
+        return False, "fp32 (asked for)"
+    if precision == "bf16":
+        return True, "bf16 (asked for)" + (
+            "" if native else f"; {where} has no native bf16, so it is emulated and slow"
+        )
+    if native:
+        kind = "bf16 support" if device.type == "cuda" else "AVX-512 BF16 / AMX"
+        return True, f"bf16 autocast (auto: {where} has {kind})"
+    return False, f"fp32 (auto: {where} has no native bf16{'' if device.type == 'cuda' else ', AVX2 only'})"
+
+
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     """Weight decay on matrices only: biases, LayerNorm and (by convention) nothing 1-D is decayed."""
     decay, no_decay = [], []

@@ -42,7 +42,7 @@ from bertkit.finetune.tasks import TaskData
 from bertkit.finetune.windows import (
     QAOptions,
 )
-from bertkit.training import bf16_supported, linear_schedule
+from bertkit.training import choose_precision, linear_schedule
 
 
 @dataclass
@@ -100,7 +100,8 @@ def finetune(task: TaskData, init: str | Path, cfg: FinetuneConfig, random_init:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and bf16_supported(device))
+    use_bf16, why = choose_precision(cfg.precision, device)
+    print(f"precision: {why}")
     if not task.train:
         raise BertkitError(f"task {task.name}: no training examples")
     torch.manual_seed(cfg.seed)
@@ -255,7 +256,7 @@ def qa_options(task: TaskData, cfg: FinetuneConfig):
 def score_test(run: dict, task: TaskData, cfg: FinetuneConfig, device=None) -> dict:
     """Score a finished run's kept model on the test split, once, and record it in the run's summary.json."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and bf16_supported(device))
+    use_bf16 = choose_precision(cfg.precision, device)[0]
     model, tok = load_task_model(run["model"])
     model.to(device)
     test = encode_split(model, tok, task.test, cfg.max_seq_length, cfg.stride, cfg.max_query_length)

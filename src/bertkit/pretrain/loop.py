@@ -30,7 +30,7 @@ from bertkit.hf import save_pretrained
 from bertkit.pretrain.dataset import Epoch, PretrainingData
 from bertkit.pretrain.objectives import BertPretraining
 from bertkit.pretrain.shards import WORD_START_BIT
-from bertkit.training import bf16_supported, linear_schedule, param_groups
+from bertkit.training import choose_precision, linear_schedule, param_groups
 
 
 @dataclass
@@ -142,7 +142,8 @@ def pretrain(
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and bf16_supported(device))
+    use_bf16, why = choose_precision(cfg.precision, device)
+    print(f"precision: {why}")
     torch.manual_seed(cfg.seed)
     model.to(device).train()
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, cfg.beta2), eps=cfg.eps)
