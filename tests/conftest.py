@@ -1,7 +1,11 @@
 import os
+import random
 
+import helpers
 import pytest
 import torch
+
+from bertkit.tokenizer import Tokenizer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -29,3 +33,15 @@ def tiny_config():
         intermediate_size=64,
         max_position_embeddings=64,
     )
+
+
+@pytest.fixture(scope="session")
+def mixed_tokenizer():
+    """A small WordPiece vocabulary of Chinese characters and English words (the corpus and shard tests')."""
+    rng = random.Random(0)
+    lines = []
+    for _ in range(300):
+        zh = "".join(rng.choice(helpers.CHINESE) for _ in range(12))
+        en = " ".join(rng.choice(helpers.ENGLISH) for _ in range(6))
+        lines.append(f"{zh}。{en}!")
+    return Tokenizer.train(iter(lines), vocab_size=300, min_frequency=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -39,3 +40,32 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+# ---- the corpus and shard tests' small mixed-language corpus ------------------------------------------------
+
+CHINESE = "我们今天天气很好去公园散步看书学习中国人民北京上海新年快乐朋友问候世界经济发展"
+ENGLISH = "the quick brown fox jumps over lazy dog hello world data shards token model".split()
+
+
+def write(path, text, encoding="utf-8"):
+    path.write_text(text, encoding=encoding)
+    return path
+
+
+def ids(tokenizer, sentence):
+    return tokenizer.encode_batch([sentence], add_special_tokens=False)[0].ids
+
+
+def corpus(tmp_path, n_docs=12):
+    """A Google-format corpus of n_docs documents with 1..4 sentences each."""
+    rng = random.Random(1)
+    docs = []
+    for d in range(n_docs):
+        sentences = []
+        for _ in range(1 + d % 4):
+            zh = "".join(rng.choice(CHINESE) for _ in range(rng.randint(3, 15)))
+            sentences.append(f"{zh}，{rng.choice(ENGLISH)} {rng.choice(ENGLISH)}。")
+        docs.append(sentences)
+    write(tmp_path / "corpus.txt", "\n\n".join("\n".join(doc) for doc in docs) + "\n")
+    return tmp_path / "corpus.txt", docs

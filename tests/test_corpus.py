@@ -1,8 +1,7 @@
 """pretrain/corpus.py: reading corpora (Google format, plain text, built-in), and their bad input."""
 
-import random
-
 import pytest
+from helpers import write
 
 from bertkit.builtin import peoples_daily_tagged
 from bertkit.errors import BertkitError, DataError
@@ -16,45 +15,6 @@ from bertkit.pretrain.corpus import (
     split_sentences,
 )
 from bertkit.pretrain.shards import build_shards
-from bertkit.tokenizer import Tokenizer
-
-CHINESE = "我们今天天气很好去公园散步看书学习中国人民北京上海新年快乐朋友问候世界经济发展"
-ENGLISH = "the quick brown fox jumps over lazy dog hello world data shards token model".split()
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    rng = random.Random(0)
-    lines = []
-    for _ in range(300):
-        zh = "".join(rng.choice(CHINESE) for _ in range(12))
-        en = " ".join(rng.choice(ENGLISH) for _ in range(6))
-        lines.append(f"{zh}。{en}!")
-    return Tokenizer.train(iter(lines), vocab_size=300, min_frequency=1)
-
-
-def write(path, text, encoding="utf-8"):
-    path.write_text(text, encoding=encoding)
-    return path
-
-
-def ids(tokenizer, sentence):
-    return tokenizer.encode_batch([sentence], add_special_tokens=False)[0].ids
-
-
-def corpus(tmp_path, n_docs=12):
-    """A Google-format corpus of n_docs documents with 1..4 sentences each."""
-    rng = random.Random(1)
-    docs = []
-    for d in range(n_docs):
-        sentences = []
-        for _ in range(1 + d % 4):
-            zh = "".join(rng.choice(CHINESE) for _ in range(rng.randint(3, 15)))
-            sentences.append(f"{zh}，{rng.choice(ENGLISH)} {rng.choice(ENGLISH)}。")
-        docs.append(sentences)
-    write(tmp_path / "corpus.txt", "\n\n".join("\n".join(doc) for doc in docs) + "\n")
-    return tmp_path / "corpus.txt", docs
-
 
 # ---- reading corpora --------------------------------------------------------------------------------------
 
@@ -166,14 +126,14 @@ def test_binary_file(tmp_path):
         list(read_documents(path))
 
 
-def test_empty_corpus(tmp_path, tokenizer):
+def test_empty_corpus(tmp_path, mixed_tokenizer):
     write(tmp_path / "a.txt", "\n   \n\n")
     write(tmp_path / "b.txt", "")
     with pytest.raises(DataError, match="empty"):
         list(read_documents(tmp_path))
     cache = tmp_path / "cache"
     with pytest.raises(DataError, match="empty"):
-        build_shards(tmp_path, tokenizer, cache, progress=False)
+        build_shards(tmp_path, mixed_tokenizer, cache, progress=False)
     assert list(cache.iterdir()) == []
 
 

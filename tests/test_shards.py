@@ -1,10 +1,10 @@
 """pretrain/shards.py: memory-mapped token shards, their cache, and the word starts of whole-word masking."""
 
 import json
-import random
 
 import numpy as np
 import pytest
+from helpers import corpus, ids, write
 
 from bertkit import builtin
 from bertkit.errors import DataError
@@ -19,55 +19,17 @@ from bertkit.pretrain.shards import (
 )
 from bertkit.tokenizer import Tokenizer
 
-CHINESE = "我们今天天气很好去公园散步看书学习中国人民北京上海新年快乐朋友问候世界经济发展"
-ENGLISH = "the quick brown fox jumps over lazy dog hello world data shards token model".split()
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    rng = random.Random(0)
-    lines = []
-    for _ in range(300):
-        zh = "".join(rng.choice(CHINESE) for _ in range(12))
-        en = " ".join(rng.choice(ENGLISH) for _ in range(6))
-        lines.append(f"{zh}。{en}!")
-    return Tokenizer.train(iter(lines), vocab_size=300, min_frequency=1)
-
-
-def write(path, text, encoding="utf-8"):
-    path.write_text(text, encoding=encoding)
-    return path
-
-
-def ids(tokenizer, sentence):
-    return tokenizer.encode_batch([sentence], add_special_tokens=False)[0].ids
-
-
-def corpus(tmp_path, n_docs=12):
-    """A Google-format corpus of n_docs documents with 1..4 sentences each."""
-    rng = random.Random(1)
-    docs = []
-    for d in range(n_docs):
-        sentences = []
-        for _ in range(1 + d % 4):
-            zh = "".join(rng.choice(CHINESE) for _ in range(rng.randint(3, 15)))
-            sentences.append(f"{zh}，{rng.choice(ENGLISH)} {rng.choice(ENGLISH)}。")
-        docs.append(sentences)
-    write(tmp_path / "corpus.txt", "\n\n".join("\n".join(doc) for doc in docs) + "\n")
-    return tmp_path / "corpus.txt", docs
-
-
 # ---- shards -----------------------------------------------------------------------------------------------
 
 
-def test_shards_hold_each_sentence_s_ids(tmp_path, tokenizer):
+def test_shards_hold_each_sentence_s_ids(tmp_path, mixed_tokenizer):
     path, docs = corpus(tmp_path)
-    shards = build_shards(path, tokenizer, tmp_path / "cache", batch_docs=5, progress=False)
+    shards = build_shards(path, mixed_tokenizer, tmp_path / "cache", batch_docs=5, progress=False)
     assert len(shards) == len(docs)
     assert shards.tokens.dtype == np.uint16
     for i, doc in enumerate(docs):
-        assert [s.tolist() for s in shards.document(i)] == [ids(tokenizer, s) for s in doc]
-    assert [s.tolist() for s in shards.document(-1)] == [ids(tokenizer, s) for s in docs[-1]]
+        assert [s.tolist() for s in shards.document(i)] == [ids(mixed_tokenizer, s) for s in doc]
+    assert [s.tolist() for s in shards.document(-1)] == [ids(mixed_tokenizer, s) for s in docs[-1]]
     with pytest.raises(IndexError):
         shards.document(len(docs))
     n_sentences = sum(len(doc) for doc in docs)
@@ -81,42 +43,42 @@ def test_shards_hold_each_sentence_s_ids(tmp_path, tokenizer):
         n_sentences,
         shards.num_tokens,
     )
-    assert meta["vocab_size"] == tokenizer.vocab_size and meta["bytes_of_text"] == path.stat().st_size
+    assert meta["vocab_size"] == mixed_tokenizer.vocab_size and meta["bytes_of_text"] == path.stat().st_size
     reloaded = load_shards(shards.folder)
     assert np.array_equal(reloaded.tokens, shards.tokens) and reloaded.meta == meta
 
 
-def test_peoples_daily_shards(tmp_path, tokenizer):
-    shards = build_shards("peoples-daily", tokenizer, tmp_path, progress=False)
+def test_peoples_daily_shards(tmp_path, mixed_tokenizer):
+    shards = build_shards("peoples-daily", mixed_tokenizer, tmp_path, progress=False)
     docs = list(read_documents("peoples-daily"))
     assert shards.folder.name.startswith("peoples-daily-")
     assert len(shards) == len(docs) and shards.meta["corpus"] == "peoples-daily"
     assert shards.meta["bytes_of_text"] == builtin.peoples_daily_path().stat().st_size
-    assert [s.tolist() for s in shards.document(0)] == [ids(tokenizer, s) for s in docs[0]]
+    assert [s.tolist() for s in shards.document(0)] == [ids(mixed_tokenizer, s) for s in docs[0]]
 
 
-def test_cache_is_reused_without_tokenising(tmp_path, tokenizer, monkeypatch):
+def test_cache_is_reused_without_tokenising(tmp_path, mixed_tokenizer, monkeypatch):
     path, _ = corpus(tmp_path)
-    first = build_shards(path, tokenizer, tmp_path / "cache", progress=False)
+    first = build_shards(path, mixed_tokenizer, tmp_path / "cache", progress=False)
     mtime = (first.folder / "tokens.bin").stat().st_mtime_ns
 
     def fail(*args, **kwargs):
         raise AssertionError("tokenised again")
 
     monkeypatch.setattr(Tokenizer, "encode_ids", fail)
-    again = build_shards(path, tokenizer, tmp_path / "cache", progress=False)
+    again = build_shards(path, mixed_tokenizer, tmp_path / "cache", progress=False)
     assert again.folder == first.folder
     assert (again.folder / "tokens.bin").stat().st_mtime_ns == mtime
     # A different format is another set of shards.
     monkeypatch.undo()
-    other = build_shards(path, tokenizer, tmp_path / "cache", fmt="plain", progress=False)
+    other = build_shards(path, mixed_tokenizer, tmp_path / "cache", fmt="plain", progress=False)
     assert other.folder != first.folder
 
 
-def test_rebuild_is_byte_identical(tmp_path, tokenizer):
+def test_rebuild_is_byte_identical(tmp_path, mixed_tokenizer):
     path, _ = corpus(tmp_path)
-    a = build_shards(path, tokenizer, tmp_path / "cache1", batch_docs=3, progress=False)
-    b = build_shards(path, tokenizer, tmp_path / "cache2", batch_docs=3, progress=False)
+    a = build_shards(path, mixed_tokenizer, tmp_path / "cache1", batch_docs=3, progress=False)
+    b = build_shards(path, mixed_tokenizer, tmp_path / "cache2", batch_docs=3, progress=False)
     assert a.folder.name == b.folder.name
     for name in ("tokens.bin", "sentence_offsets.bin", "document_offsets.bin"):
         assert (a.folder / name).read_bytes() == (b.folder / name).read_bytes()
@@ -125,7 +87,7 @@ def test_rebuild_is_byte_identical(tmp_path, tokenizer):
     assert {**meta_a, "seconds": 0} == {**meta_b, "seconds": 0}
 
 
-def test_crash_mid_build_leaves_nothing(tmp_path, tokenizer, monkeypatch):
+def test_crash_mid_build_leaves_nothing(tmp_path, mixed_tokenizer, monkeypatch):
     path, _ = corpus(tmp_path)
     real = Tokenizer.encode_ids
     calls = []
@@ -139,44 +101,44 @@ def test_crash_mid_build_leaves_nothing(tmp_path, tokenizer, monkeypatch):
     monkeypatch.setattr(Tokenizer, "encode_ids", crash_on_second_batch)
     cache = tmp_path / "cache"
     with pytest.raises(RuntimeError, match="killed"):
-        build_shards(path, tokenizer, cache, batch_docs=2, progress=False)
+        build_shards(path, mixed_tokenizer, cache, batch_docs=2, progress=False)
     assert list(cache.iterdir()) == []  # neither a complete-looking folder nor a temp folder
 
 
-def test_load_shards_rejects_incomplete_or_damaged_folders(tmp_path, tokenizer):
+def test_load_shards_rejects_incomplete_or_damaged_folders(tmp_path, mixed_tokenizer):
     (tmp_path / "half").mkdir()
     with pytest.raises(DataError, match="half: not a complete shard folder"):
         load_shards(tmp_path / "half")
     path, _ = corpus(tmp_path)
-    folder = build_shards(path, tokenizer, tmp_path / "cache", progress=False).folder
+    folder = build_shards(path, mixed_tokenizer, tmp_path / "cache", progress=False).folder
     tokens = folder / "tokens.bin"
     tokens.write_bytes(tokens.read_bytes()[:-2])
     with pytest.raises(DataError, match="tokens.bin: .* damaged"):
         load_shards(folder)
 
 
-def test_one_sentence_documents_kept_and_empty_ones_dropped(tmp_path, tokenizer):
+def test_one_sentence_documents_kept_and_empty_ones_dropped(tmp_path, mixed_tokenizer):
     # Control characters normalise away: that sentence has no tokens, so its document disappears.
     path = write(tmp_path / "c.txt", "今天\n\n\x01\x02\n\n我们\n\x03\n学习\n")
-    shards = build_shards(path, tokenizer, tmp_path / "cache", fmt="google", progress=False)
+    shards = build_shards(path, mixed_tokenizer, tmp_path / "cache", fmt="google", progress=False)
     assert len(shards) == 2
-    assert [s.tolist() for s in shards.document(0)] == [ids(tokenizer, "今天")]
-    assert [s.tolist() for s in shards.document(1)] == [ids(tokenizer, "我们"), ids(tokenizer, "学习")]
+    assert [s.tolist() for s in shards.document(0)] == [ids(mixed_tokenizer, "今天")]
+    assert [s.tolist() for s in shards.document(1)] == [ids(mixed_tokenizer, "我们"), ids(mixed_tokenizer, "学习")]
 
 
-def test_a_100k_character_line_is_one_long_sentence(tmp_path, tokenizer):
+def test_a_100k_character_line_is_one_long_sentence(tmp_path, mixed_tokenizer):
     line = ("我们今天去公园散步" + "hello world ") * 5000
     assert len(line) > 100_000
     path = write(tmp_path / "long.txt", line + "\n")
-    shards = build_shards(path, tokenizer, tmp_path / "cache", fmt="plain", progress=False)
+    shards = build_shards(path, mixed_tokenizer, tmp_path / "cache", fmt="plain", progress=False)
     (sentence,) = shards.document(0)
-    assert sentence.tolist() == ids(tokenizer, line)
+    assert sentence.tolist() == ids(mixed_tokenizer, line)
     assert len(sentence) > 50_000
 
 
-def test_progress_bar_on_stderr(tmp_path, tokenizer, capsys):
+def test_progress_bar_on_stderr(tmp_path, mixed_tokenizer, capsys):
     path, _ = corpus(tmp_path)
-    build_shards(path, tokenizer, tmp_path / "cache", progress=True)
+    build_shards(path, mixed_tokenizer, tmp_path / "cache", progress=True)
     err = capsys.readouterr().err
     assert "tokenising" in err and "100%" in err
 
@@ -189,12 +151,12 @@ def test_token_dtype_widens_past_uint16():
 # ---- word starts for whole-word masking ----------------------------------------------------------------
 
 
-def test_word_starts_are_jieba_words_cached_and_carried_by_marked_documents(tmp_path, tokenizer):
+def test_word_starts_are_jieba_words_cached_and_carried_by_marked_documents(tmp_path, mixed_tokenizer):
     from bertkit.pretrain.masking import sequence_word_ids
 
     path, _ = corpus(tmp_path)
-    shards = build_shards(path, tokenizer, tmp_path / "cache", progress=False)
-    vocab = tokenizer.convert_ids_to_tokens(range(tokenizer.vocab_size))
+    shards = build_shards(path, mixed_tokenizer, tmp_path / "cache", progress=False)
+    vocab = mixed_tokenizer.convert_ids_to_tokens(range(mixed_tokenizer.vocab_size))
     starts = word_starts(shards, vocab, progress=False)
     assert starts.shape == (shards.num_tokens,) and set(np.unique(starts)) <= {0, 1}
     marked = MarkedDocuments(shards, starts)
@@ -202,7 +164,7 @@ def test_word_starts_are_jieba_words_cached_and_carried_by_marked_documents(tmp_
     for d in range(len(shards)):
         for plain, tagged in zip(shards.document(d), marked.document(d), strict=True):
             assert np.array_equal(tagged & (WORD_START_BIT - 1), plain)
-            w = sequence_word_ids(tokenizer.convert_ids_to_tokens(plain.tolist()))
+            w = sequence_word_ids(mixed_tokenizer.convert_ids_to_tokens(plain.tolist()))
             expected = np.r_[True, w[1:] != w[:-1]]
             assert np.array_equal((tagged & WORD_START_BIT) != 0, expected)
             n_multi += int(len(plain) - expected.sum())

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,29 +186,45 @@ class Tokenizer:
             lines, source = _read_lines(paths), ", ".join(str(p) for p in paths)
         else:
             lines, source = iter(files), "the given lines"
+        normalizer = _bert_normalizer(lowercase, None, True)
+        pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        # Pass 1: the continuation pieces ("##c" for every character that occurs inside a word), with the lines
+        # spooled to a temporary file for pass 2, so a stream is read once and memory stays flat.
+        continuations: set[str] = set()
         seen = 0
-
-        def counted() -> Iterator[str]:
-            nonlocal seen
+        with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
             for line in lines:
-                if line.strip():
-                    seen += 1
-                    yield line
-
-        backend = tokenizers.Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
-        backend.normalizer = _bert_normalizer(lowercase, None, True)
-        backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        trainer = trainers.WordPieceTrainer(
-            vocab_size=vocab_size,
-            min_frequency=min_frequency,
-            special_tokens=list(cls.special_tokens),  # the trainer gives them ids 0..4 in this order
-            limit_alphabet=limit_alphabet,
-            continuing_subword_prefix="##",
-            show_progress=show_progress,
-        )
-        backend.train_from_iterator(counted(), trainer)
-        if seen == 0:
-            raise DataError(f"{source}: no text to train a vocabulary on (every line is empty)")
+                if not line.strip():
+                    continue
+                seen += 1
+                spool.write(line.replace("\n", " ") + "\n")
+                for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(line)):
+                    continuations.update(word[1:])
+            if seen == 0:
+                raise DataError(f"{source}: no text to train a vocabulary on (every line is empty)")
+            spool.seek(0)
+            # Why: the Rust trainer creates each "##c" when a hash map's iteration first reaches it, so their
+            # ids (which break ties between merges of equal count) differ from run to run, and so did the
+            # vocabulary (tokenizers issue #1794; 7,923 vs 7,927 tokens here on the same corpus). Given up
+            # front, sorted, they have fixed ids, and the same corpus gives the same vocabulary every time.
+            pieces = [f"##{c}" for c in sorted(continuations)]
+            trainer = trainers.WordPieceTrainer(
+                vocab_size=vocab_size,
+                min_frequency=min_frequency,
+                special_tokens=[*cls.special_tokens, *pieces],  # ids in this order, from 0
+                limit_alphabet=limit_alphabet,
+                continuing_subword_prefix="##",
+                show_progress=show_progress,
+            )
+            trainer_backend = tokenizers.Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
+            trainer_backend.normalizer, trainer_backend.pre_tokenizer = normalizer, pre_tokenizer
+            trainer_backend.train_from_iterator((line.rstrip("\n") for line in spool), trainer)
+        # The pieces were handed over as "special" tokens only to fix their ids: rebuild a plain WordPiece
+        # model from the vocabulary, so that "##a" in text is not matched as an added token.
+        vocab = trainer_backend.get_vocab(with_added_tokens=True)
+        model = models.WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix="##", max_input_chars_per_word=100)
+        backend = tokenizers.Tokenizer(model)
+        backend.normalizer, backend.pre_tokenizer = normalizer, pre_tokenizer
         return cls(backend, lowercase=lowercase)
 
     # ---- saving -------------------------------------------------------------------------------------------
