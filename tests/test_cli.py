@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from bertkit.cli.table import main
 
@@ -185,3 +186,42 @@ def test_pretrain_bad_inputs(tmp_path):
     assert_user_error(run(*base, "--corpus", str(good), "--max-seq-length", "1024"), "max_position_embeddings")
     assert_user_error(run(*base, "--corpus", str(tmp_path / "missing.txt")), "missing.txt")
     assert not (tmp_path / "run" / "model").exists()
+
+
+def test_same_arguments_and_seed_give_bit_identical_weights(tmp_path):
+    """Two runs that each train their own vocabulary, in separate processes (hash seeds differ), fp32."""
+    from safetensors.torch import load_file
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(CORPUS, encoding="utf-8")
+    weights = []
+    for name in ("a", "b"):
+        result = run(
+            "pretrain",
+            "--out",
+            tmp_path / name,
+            "--corpus",
+            corpus,
+            "--preset",
+            "bert-tiny-chinese",
+            "--vocab-size",
+            "300",
+            "--max-seq-length",
+            "32",
+            "--batch-size",
+            "4",
+            "--steps",
+            "6",
+            "--precision",
+            "fp32",
+            "--dropout",
+            "0.1",
+            "--cache-dir",
+            tmp_path / f"cache-{name}",
+        )
+        assert result.returncode == 0, result.stderr
+        weights.append(load_file(str(tmp_path / name / "model" / "model.safetensors")))
+    assert (tmp_path / "a/model/vocab.txt").read_text() == (tmp_path / "b/model/vocab.txt").read_text()
+    assert weights[0].keys() == weights[1].keys()
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key

@@ -104,6 +104,14 @@ class BertConfig:
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"config field '{name}' must be in [0, 1), got {getattr(self, name)!r}")
+        if not (isinstance(self.layer_norm_eps, (int, float)) and 0 < self.layer_norm_eps < 1):
+            raise ConfigError(
+                f"config field 'layer_norm_eps' must be a small positive number, got {self.layer_norm_eps!r}"
+            )
+        if not (isinstance(self.initializer_range, (int, float)) and 0 <= self.initializer_range < 10):
+            raise ConfigError(
+                f"config field 'initializer_range' must be a finite number >= 0, got {self.initializer_range!r}"
+            )
         if self.classifier_dropout is not None and not 0.0 <= self.classifier_dropout < 1.0:
             raise ConfigError(f"config field 'classifier_dropout' must be in [0, 1), got {self.classifier_dropout!r}")
         if not 0 <= self.pad_token_id < self.vocab_size:

@@ -178,6 +178,10 @@ class Tokenizer:
         character and English text yields words and `##` pieces. `limit_alphabet` is large so that no
         Chinese character of the corpus is dropped from the alphabet.
         """
+        if vocab_size <= len(cls.special_tokens):
+            raise BertkitError(f"--vocab-size {vocab_size}: it counts the 5 special tokens, so it must be more than 5")
+        if min_frequency < 0:
+            raise BertkitError(f"--min-frequency must be 0 or more, got {min_frequency}")
         if isinstance(files, (str, Path, list, tuple)):
             paths = [Path(f) for f in ([files] if isinstance(files, (str, Path)) else files)]
             for p in paths:

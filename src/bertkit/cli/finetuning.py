@@ -52,7 +52,7 @@ def finetune_cmd(
         "peak learning rate (of the head, with --layer-decay); several are chosen between on the dev split "
         "(default: 1e-4 3e-4 1e-3 for models up to 256 wide, BERT's 2e-5 3e-5 5e-5 for wider ones)",
     ] = None,
-    warmup: Annotated[float, "warm-up, a fraction of all steps"] = 0.1,
+    warmup: Annotated[float, "warm-up: a fraction of all steps (<1) or a number of steps"] = 0.1,
     layer_decay: Annotated[float, "layer-wise lr decay: each layer down from the top gets lr x this"] = 1.0,
     max_seq_length: Annotated[
         int, "tokens per input; longer texts are truncated, longer NER inputs and QA contexts windowed"
@@ -299,8 +299,12 @@ def predict_cmd(
     )
     from bertkit.finetune.windows import QAOptions
 
-    clf, tok = load_task_model(model)
     path = Path(input)
+    if Path(output).resolve() == path.resolve():
+        raise BertkitError(f"--output {output} is the --input file; write the predictions to another file")
+    if batch_size < 1:
+        raise BertkitError(f"--batch-size must be at least 1, got {batch_size}")
+    clf, tok = load_task_model(model)
     if clf.kind == "qa":
         qa = QAOptions(max_answer_length, n_best, null_threshold)
         check_qa_options(qa)
@@ -320,18 +324,17 @@ def predict_cmd(
             texts = [ex.text for ex in examples]
             pairs = [ex.text_pair for ex in examples] if text_pair_column else None
         else:
-            if not path.is_file():
-                raise BertkitError(f"{path}: no such file")
-            texts, pairs = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()], None
+            from bertkit.use.vector_io import read_lines
+
+            texts, pairs = [text for _, text in read_lines(str(path), skip_empty=True)], None
             if not texts:
                 raise BertkitError(f"{path}: empty file (no text lines)")
         if pairs is not None and clf.kind == "tagging":
             raise BertkitError("--text-pair-column is for classification and regression models; this model tags words")
         records = predict_texts(clf, tok, texts, pairs, max_seq_length, batch_size)
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    with open(output, "w", encoding="utf-8") as f:
-        for rec in records:
-            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    from bertkit.config import atomic_write_text
+
+    atomic_write_text(Path(output), "".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in records))
     print(f"wrote {len(records)} predictions to {output}")
 
 

@@ -91,3 +91,8 @@ def tokenizer_train_cmd(
     )
     tok.save(out)
     print(f"wrote {out}/vocab.txt with {tok.vocab_size} tokens")
+    if tok.vocab_size > vocab_size:
+        print(
+            f"note: {tok.vocab_size} tokens, more than --vocab-size {vocab_size}: every character of the corpus "
+            "(and its ## continuation) is kept, so the alphabet alone needs that many"
+        )

@@ -54,7 +54,9 @@ def pretrain_cmd(
     """Pretrain BERT (MLM + NSP) on a corpus; writes a Hugging Face folder with the MLM and NSP heads."""
     import torch
 
-    from bertkit.pretrain.loop import TrainConfig, build_pretraining, pretrain
+    from bertkit.pretrain.loop import TrainConfig, build_pretraining, check_out_dir, pretrain
+
+    check_out_dir(out, resume)  # before the corpus is read: a mistake costs nothing
 
     torch.manual_seed(seed)
     overrides = {k: v for k, v in {"num_hidden_layers": num_hidden_layers, "hidden_size": hidden_size}.items() if v}

@@ -86,13 +86,35 @@ def main(argv: list[str] | None = None) -> int:
     fn = args.pop("_fn")
     args.pop("command"), args.pop("subcommand", None)
     try:
+        _check_utf8(args)
         fn(**args)
     except BertkitError as e:
         print(f"bertkit: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the machine said no: a permission, a full disk, a path that is a folder
+        if isinstance(e, BrokenPipeError):
+            return 0  # `bertkit ... | head`
+        where = f"{e.filename}: " if e.filename else ""
+        print(
+            f"bertkit: error: {where}{e.strerror or e}; check the path, its permissions and the free space",
+            file=sys.stderr,
+        )
+        return 2
     except KeyboardInterrupt:
         print("bertkit: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `bertkit ... | head`
-        return 0
     return 0
+
+
+def _check_utf8(args: dict) -> None:
+    """Python hands over command-line bytes that are not UTF-8 as lone surrogates; say which argument."""
+    for name, value in args.items():
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, str):
+                try:
+                    v.encode("utf-8")
+                except UnicodeEncodeError:
+                    shown = v.encode("utf-8", "replace").decode("utf-8")
+                    raise BertkitError(
+                        f"{name.replace('_', '-')} {shown!r} is not valid UTF-8; pass UTF-8 text"
+                    ) from None

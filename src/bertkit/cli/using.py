@@ -119,6 +119,9 @@ def similarity_cmd(
     e.g. 苹果 in 我喜欢吃苹果 and in 苹果和华为哪个牌子好: BERT gives the word a vector per context."""
     from bertkit.use.embed import cosine, load_embedder
 
+    for name, text in (("text_a", text_a), ("text_b", text_b)):
+        if not text.strip():
+            raise BertkitError(f"{name.replace('_', '-')} is empty; a cosine needs two texts")
     embedder = load_embedder(model, pooling=pooling)
     if word is None:
         a, b = embedder.encode([text_a, text_b], layers=layers)

@@ -52,7 +52,7 @@ class FinetuneConfig:
     batch_size: int = 32  # sequences (tagging and QA: windows; multiple choice: questions) per micro-batch
     grad_accum: int = 1  # micro-batches per optimizer step
     lr: float = 5e-5
-    warmup: float = 0.1  # a fraction of all steps
+    warmup: float = 0.1  # a fraction of all steps when < 1, else a number of steps (as pretraining's)
     weight_decay: float = 0.01
     layer_decay: float = 1.0  # 1: every layer at `lr`
     max_grad_norm: float = 1.0
@@ -75,6 +75,8 @@ class FinetuneConfig:
                 raise BertkitError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise BertkitError(f"--lr must be positive, got {self.lr}")
+        if not self.warmup >= 0:
+            raise BertkitError(f"--warmup must be 0 or more (a fraction below 1, else steps), got {self.warmup}")
         if not 0 < self.layer_decay <= 1:
             raise BertkitError(f"--layer-decay must be in (0, 1], got {self.layer_decay}")
         if self.max_seq_length < 3:
@@ -138,7 +140,7 @@ def finetune(task: TaskData, init: str | Path, cfg: FinetuneConfig, random_init:
 
     n_batches = math.ceil(len(train.features) / cfg.batch_size)
     total_steps = math.ceil(n_batches / cfg.grad_accum) * cfg.epochs
-    warmup_steps = max(1, int(cfg.warmup * total_steps))
+    warmup_steps = max(1, int(cfg.warmup * total_steps) if cfg.warmup < 1 else min(int(cfg.warmup), total_steps))
     optimizer = torch.optim.AdamW(
         layerwise_param_groups(model, cfg.lr, cfg.weight_decay, cfg.layer_decay), lr=cfg.lr, eps=1e-6
     )

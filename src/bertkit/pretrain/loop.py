@@ -81,6 +81,19 @@ class Phase:
     end_step: int  # the phase runs until this optimizer step
 
 
+def check_out_dir(out_dir: str | Path, resume: bool) -> None:
+    """A new run never writes over an old one: its log, config and checkpoint would be lost."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise BertkitError(f"--out {out} is a file; pass a folder for the run")
+    found = [name for name in ("metrics.jsonl", "checkpoint") if (out / name).exists()]
+    if found and not resume:
+        raise BertkitError(
+            f"--out {out} already holds a pretraining run ({', '.join(found)}); pass --resume to continue it, "
+            "or choose another --out"
+        )
+
+
 @torch.no_grad()
 def copy_positions(encoder, trained: int, length: int) -> None:
     """Positions [trained, length) become copies of the trained block [0, trained), repeated.
@@ -139,6 +152,7 @@ def pretrain(
     resume: bool = False,
     device: str | None = None,
 ) -> dict:
+    check_out_dir(cfg.out_dir, resume)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -490,6 +504,8 @@ def build_pretraining(
     from bertkit.pretrain.shards import MarkedDocuments, build_shards, word_starts
     from bertkit.tokenizer import Tokenizer
 
+    if dupe_factor < 1:
+        raise BertkitError(f"--dupe-factor must be at least 1 (versions of the masked data), got {dupe_factor}")
     units = {"token": "token", "wwm": "word", "span": "span"}
     if masking not in units:
         raise BertkitError(f"--masking {masking!r}: choose one of {', '.join(units)}")

@@ -26,10 +26,18 @@ def fill_mask(model: str | Checkpoint, text: str, top_k: int = 5) -> list[list[t
     tok = ckpt.tokenizer
     if tok is None:
         raise BertkitError(f"{model}: the model folder has no vocab.txt or tokenizer.json")
-    batch = tok([text], max_length=ckpt.config.max_position_embeddings)
+    if not 1 <= top_k <= ckpt.config.vocab_size:
+        raise BertkitError(f"--top-k must be in 1..{ckpt.config.vocab_size} (the vocabulary), got {top_k}")
+    limit = ckpt.config.max_position_embeddings
+    batch = tok([text], max_length=limit)
     positions = (batch["input_ids"][0] == tok.mask_token_id).nonzero().flatten()
     if len(positions) == 0:
-        raise BertkitError(f"no [MASK] in {text!r}: write [MASK] (upper case) where a token should be predicted")
+        shown = text if len(text) <= 80 else text[:60] + f"... ({len(text)} characters)"
+        if "[MASK]" in text:
+            raise BertkitError(
+                f"every [MASK] in {shown!r} is past the model's limit of {limit} tokens; shorten the text"
+            )
+        raise BertkitError(f"no [MASK] in {shown!r}: write [MASK] (upper case) where a token should be predicted")
     hidden = ckpt.encoder(**batch).last_hidden_state[0, positions]  # (M, H)
     probs = ckpt.heads["mlm"](hidden, ckpt.encoder.embeddings.word_embeddings.weight).softmax(-1)  # (M, V)
     top = probs.topk(top_k, dim=-1)

@@ -330,6 +330,10 @@ def text_list(body: dict, name: str, max_texts: int) -> list[str]:
     for i, t in enumerate(texts):
         if not isinstance(t, str):
             raise RequestError(400, f"'{name}'[{i}] is {_json_type(t)}, not a string")
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError:  # JSON allows a lone surrogate escape ("\ud800"); text cannot hold one
+            raise RequestError(400, f"'{name}'[{i}] has a lone surrogate (\\ud800-\\udfff): not text") from None
     return texts
 
 
