@@ -84,7 +84,7 @@ def test_resume_gives_the_same_next_losses(tmp_path):
     # A second run that stopped at step 4: it has only the step-4 checkpoint and the log up to there.
     resumed = tmp_path / "resumed"
     resumed.mkdir()
-    shutil.copytree(tmp_path / "full" / "checkpoint", resumed / "checkpoint")
+    shutil.copytree(tmp_path / "full" / "checkpoints", resumed / "checkpoints")
     rows = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
     (resumed / "metrics.jsonl").write_text("\n".join(rows[:6]) + "\n")  # plus two rows to be dropped
     model, train, held_out, cfg = make_run(resumed)  # fresh weights: all state must come from the checkpoint
@@ -175,7 +175,7 @@ def test_length_schedule_runs_each_phase_at_its_length_and_resumes_across_the_ch
     # the step-4 checkpoint was written at the end of phase 1: the resumed run starts phase 2 afresh
     resumed = tmp_path / "resumed"
     resumed.mkdir()
-    shutil.copytree(tmp_path / "full" / "checkpoint", resumed / "checkpoint")
+    shutil.copytree(tmp_path / "full" / "checkpoints", resumed / "checkpoints")
     model, train, held_out, cfg = make_run(resumed, phases=phases, eval_every=4, copy_positions=True)
     pretrain(model, None, train, held_out, cfg, resume=True)
     again = losses(resumed)
@@ -236,3 +236,25 @@ def test_copy_positions_tiles_the_trained_block_and_leaves_it_alone():
     assert torch.equal(weight[:32], before[:32])
     assert torch.equal(weight[32:64], before[:32]) and torch.equal(weight[64:80], before[:16])
     assert torch.equal(weight[80:], before[80:])  # past the new length: untouched
+
+
+def test_a_truncated_checkpoint_is_detected_and_the_previous_one_used(tmp_path, capsys):
+    model, train, held_out, cfg = make_run(tmp_path / "full", steps=12)
+    pretrain(model, None, train, held_out, cfg)
+    full = losses(tmp_path / "full")
+    kept = sorted(p.name for p in (tmp_path / "full" / "checkpoints").iterdir())
+    assert kept == ["step-00000004", "step-00000008"]  # saved at 4 and 8 (not at the end), the newest 2 kept
+
+    resumed = tmp_path / "resumed"
+    shutil.copytree(tmp_path / "full", resumed)
+    state = resumed / "checkpoints" / "step-00000008" / "trainer_state.pt"
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])  # a copy cut short
+    model, train, held_out, cfg = make_run(resumed, steps=12)
+    capsys.readouterr()
+    pretrain(model, None, train, held_out, cfg, resume=True)
+    err = capsys.readouterr().err
+    assert "step-00000008 is damaged: trainer_state.pt does not match its checksum" in err
+    assert "resuming from" in err and "step-00000004 instead" in err
+    again = losses(resumed)
+    for step in range(5, 13):
+        assert again[step] == pytest.approx(full[step], rel=1e-6, abs=1e-6), step

@@ -45,6 +45,7 @@ def pretrain_cmd(
     precision: Annotated[Literal["auto", "fp32", "bf16"], "auto: bf16 where the hardware has it"] = "auto",
     eval_every: Annotated[int, "evaluate on held-out documents every N steps"] = 200,
     save_every: Annotated[int, "write a resumable checkpoint every N steps"] = 500,
+    keep_checkpoints: Annotated[int, "keep the newest N checkpoints (OUT/checkpoints/step-*)"] = 2,
     seed: Annotated[int, "random seed (data, masks, init)"] = 0,
     resume: Annotated[bool, "continue from OUT/checkpoint if it exists"] = False,
     cache_dir: Annotated[
@@ -84,6 +85,7 @@ def pretrain_cmd(
         seed=seed,
         eval_every=eval_every,
         save_every=save_every,
+        keep_checkpoints=keep_checkpoints,
         beta2=0.98 if dynamic else 0.999,
         progress=True,
         phases=schedule,

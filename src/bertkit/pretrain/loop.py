@@ -5,16 +5,16 @@ with the MLM loss normalised by the masked tokens of the whole step, bf16 autoca
 it, gradient clipping, evaluation on held-out documents, checkpoints that resume exactly, a progress bar,
 a JSONL metrics log and a PNG plot. No callbacks and no trainer class: read it top to bottom.
 
-Exact resume: a checkpoint holds the weights, the optimizer and schedule state, the torch RNG state
-(dropout) and the data position (epoch, batch). Epochs are rebuilt from their seed (dataset.py), so the
-run after a resume takes the same batches with the same dropout masks as one that never stopped.
+Exact resume: a checkpoint (checkpoints.py) holds the weights, the optimizer and schedule state, every RNG
+state (torch's drives dropout) and the data position (epoch, batch). Epochs are rebuilt from their seed
+(dataset.py), so the run after a resume takes the same batches with the same dropout masks as one that never
+stopped.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from bertkit.checkpoints import load_latest, rng_state, save_checkpoint, set_rng_state
 from bertkit.errors import BertkitError
 from bertkit.hf import save_pretrained
 from bertkit.pretrain.dataset import Epoch, PretrainingData
@@ -50,6 +51,7 @@ class TrainConfig:
     eval_every: int = 200
     eval_batches: int = 20
     save_every: int = 500
+    keep_checkpoints: int = 2  # the newest N checkpoints are kept (a damaged newest falls back to the one before)
     log_every: int = 10
     progress: bool = True
     # BERT's length schedule: (max_seq_length, fraction of the steps) in order, e.g. ((32, 0.9), (128, 0.1));
@@ -60,7 +62,7 @@ class TrainConfig:
     copy_positions: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "grad_accum", "eval_every", "save_every", "log_every"):
+        for name in ("steps", "batch_size", "grad_accum", "eval_every", "save_every", "log_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise BertkitError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if not self.lr > 0:
@@ -86,7 +88,7 @@ def check_out_dir(out_dir: str | Path, resume: bool) -> None:
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise BertkitError(f"--out {out} is a file; pass a folder for the run")
-    found = [name for name in ("metrics.jsonl", "checkpoint") if (out / name).exists()]
+    found = [name for name in ("metrics.jsonl", "checkpoints") if (out / name).exists()]
     if found and not resume:
         raise BertkitError(
             f"--out {out} already holds a pretraining run ({', '.join(found)}); pass --resume to continue it, "
@@ -164,20 +166,23 @@ def pretrain(
     plan = phase_plan(cfg, train_data.max_seq_length)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: phase_schedule(s, plan, cfg.warmup))
 
-    # ---- resume: weights, optimizer, schedule, RNG and the data position
+    # ---- resume: weights, optimizer, schedule, every RNG and the data position
     step, epoch, batch_index, saved_phase = 0, 0, 0, 0
-    ckpt_dir = out / "checkpoint"
-    if resume and (ckpt_dir / "trainer_state.pt").is_file():
-        state = torch.load(ckpt_dir / "trainer_state.pt", map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        torch.set_rng_state(state["torch_rng"])
-        step, epoch, batch_index = state["step"], state["epoch"], state["batch_index"]
-        saved_phase = state.get("phase", 0)
-        _truncate_log(out / "metrics.jsonl", step)
-    elif resume:
-        print(f"no checkpoint in {ckpt_dir}; starting from step 0")
+    if resume:
+        state, folder, damaged = load_latest(out)
+        for warning in damaged:
+            print(f"warning: {warning}" + (f"; resuming from {folder} instead" if folder else ""), file=sys.stderr)
+        if state is not None:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            schedule.load_state_dict(state["schedule"])
+            set_rng_state(state["rng"])
+            step, epoch, batch_index = state["step"], state["epoch"], state["batch_index"]
+            saved_phase = state.get("phase", 0)
+            _truncate_log(out / "metrics.jsonl", step)
+            print(f"resuming from {folder} (step {step})")
+        else:
+            print(f"no checkpoint in {out / 'checkpoints'}; starting from step 0")
     if step == 0:
         (out / "metrics.jsonl").unlink(missing_ok=True)
         (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
@@ -300,9 +305,25 @@ def pretrain(
                 )
                 plot_metrics(out / "metrics.jsonl", out / "curves.png")
 
-            # ---- checkpoint (atomically replaces the previous one)
+            # ---- checkpoint: written beside the others, renamed into place, the newest few kept
             if step % cfg.save_every == 0 and step < cfg.steps:
-                save_checkpoint(ckpt_dir, model, tokenizer, optimizer, schedule, step, epoch, batch_index, phase)
+                state = {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(),
+                    "rng": rng_state(),
+                    "step": step,
+                    "epoch": epoch,
+                    "batch_index": batch_index,
+                    "phase": phase,  # of the length schedule; epoch and batch_index count within it
+                }
+                save_checkpoint(
+                    out,
+                    step,
+                    lambda d: save_pretrained(d, model.encoder, model.heads(), tokenizer),
+                    state,
+                    cfg.keep_checkpoints,
+                )
     finally:
         bar.close()
         log.close()
@@ -382,32 +403,6 @@ def most_frequent_token(data: PretrainingData) -> int:
             counts += np.bincount(ids, minlength=data.vocab.size)
     counts[list(data.vocab.special_ids)] = -1
     return int(counts.argmax())
-
-
-def save_checkpoint(folder: Path, model, tokenizer, optimizer, schedule, step, epoch, batch_index, phase=0) -> None:
-    """Write the checkpoint beside the old one, then swap: a crash leaves the old one whole."""
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_pretrained(tmp, model.encoder, model.heads(), tokenizer)
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "step": step,
-            "epoch": epoch,
-            "batch_index": batch_index,
-            "phase": phase,  # of the length schedule; epoch and batch_index count within it
-        },
-        tmp / "trainer_state.pt",
-    )
-    old = folder.with_name(folder.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if folder.exists():
-        os.replace(folder, old)
-    os.replace(tmp, folder)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _truncate_log(path: Path, step: int) -> None:
