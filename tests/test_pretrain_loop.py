@@ -258,3 +258,27 @@ def test_a_truncated_checkpoint_is_detected_and_the_previous_one_used(tmp_path, 
     again = losses(resumed)
     for step in range(5, 13):
         assert again[step] == pytest.approx(full[step], rel=1e-6, abs=1e-6), step
+
+
+def test_non_finite_losses_skip_the_update_and_stop_the_run_keeping_the_checkpoint(tmp_path, capsys):
+    from bertkit.errors import BertkitError
+
+    model, train, held_out, cfg = make_run(tmp_path, steps=40, save_every=2, max_bad_steps=3)
+    calls = {"n": 0}
+    real = model.forward
+
+    def poisoned(*args, **kwargs):  # from the 5th step on, every loss is NaN
+        calls["n"] += 1
+        res = real(*args, **kwargs)
+        if calls["n"] > 4:
+            res.mlm_loss_sum = res.mlm_loss_sum * float("nan")
+        return res
+
+    model.forward = poisoned
+    with pytest.raises(BertkitError, match="not finite for 3 steps in a row .*step-00000004"):
+        pretrain(model, None, train, held_out, cfg)
+    captured = capsys.readouterr()
+    assert "step 5: loss nan; the update is skipped (1 in a row)" in captured.out + captured.err
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # skipped updates left the weights sound
+    assert not (tmp_path / "model").exists()  # no final model from a failed run; the checkpoint stays
+    assert (tmp_path / "checkpoints" / "step-00000004").is_dir()

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from bertkit.checkpoints import load_latest, rng_state, save_checkpoint, set_rng_state
+from bertkit.checkpoints import checkpoints, load_latest, rng_state, save_checkpoint, set_rng_state
 from bertkit.errors import BertkitError
 from bertkit.hf import save_pretrained
 from bertkit.pretrain.dataset import Epoch, PretrainingData
@@ -51,6 +51,7 @@ class TrainConfig:
     eval_every: int = 200
     eval_batches: int = 20
     save_every: int = 500
+    max_bad_steps: int = 5  # stop after this many steps in a row with a NaN or infinite loss
     keep_checkpoints: int = 2  # the newest N checkpoints are kept (a damaged newest falls back to the one before)
     log_every: int = 10
     progress: bool = True
@@ -226,6 +227,7 @@ def pretrain(
         "t0": time.perf_counter(),
     }
     last_eval: dict = {}
+    bad_steps = 0  # non-finite steps in a row
     try:
         while step < cfg.steps:
             while step >= plan[phase].end_step:  # ---- the next phase of the length schedule
@@ -243,12 +245,16 @@ def pretrain(
             epoch, batch_index = micro[-1][0], micro[-1][1] + 1
             masked_total = sum(int((b["labels"] != -100).sum()) for _, _, b in micro)
             seqs_total = plan[phase].batch_size * cfg.grad_accum
+            finite = True
             for _, _, batch in micro:
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                     res = model(**batch)
                 # Every masked token of the step weighs the same, whichever micro-batch it fell in.
                 loss = res.mlm_loss_sum / max(1, masked_total) + res.nsp_loss_sum / seqs_total
+                if not torch.isfinite(loss):
+                    finite = False
+                    break
                 loss.backward()
                 window["mlm_loss"] += res.mlm_loss_sum.item()
                 window["mlm_n"] += res.mlm_count
@@ -257,7 +263,26 @@ def pretrain(
                 window["nsp_n"] += res.nsp_count
                 window["nsp_correct"] += res.nsp_correct
                 window["tokens"] += int(batch["attention_mask"].sum())
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm) if finite else None
+            if not finite or not torch.isfinite(grad_norm):
+                # A NaN or infinite loss (or gradient) would poison the weights and Adam's moments: skip the
+                # update, keep the schedule and data moving, and stop after several in a row.
+                optimizer.zero_grad(set_to_none=True)
+                bad_steps += 1
+                what = f"loss {loss.item()}" if not finite else f"gradient norm {float(grad_norm)}"
+                bar.write(f"warning: step {step + 1}: {what}; the update is skipped ({bad_steps} in a row)")
+                if bad_steps >= cfg.max_bad_steps:
+                    kept = checkpoints(out)
+                    raise BertkitError(
+                        f"the loss was not finite for {bad_steps} steps in a row (up to step {step + 1}); "
+                        f"the last good checkpoint is {kept[-1] if kept else 'none (no step was saved)'}: "
+                        "lower --lr, or check the data, and --resume"
+                    )
+                schedule.step()
+                step += 1
+                bar.update(1)
+                continue
+            bad_steps = 0
             optimizer.step()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
