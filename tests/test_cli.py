@@ -225,3 +225,75 @@ def test_same_arguments_and_seed_give_bit_identical_weights(tmp_path):
     assert weights[0].keys() == weights[1].keys()
     for key in weights[0]:
         assert torch.equal(weights[0][key], weights[1][key]), key
+
+
+@pytest.mark.slow
+def test_killed_anywhere_resumes_to_the_same_losses(tmp_path):
+    """SIGKILL at several moments, one of them while a checkpoint is being written; `--resume` then gives
+    exactly the losses of a run that was never interrupted (fp32, one thread)."""
+    import signal
+    import time
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(CORPUS, encoding="utf-8")
+    exe = shutil.which("bertkit", path=os.path.dirname(sys.executable)) or "bertkit"
+    tokenizer = tmp_path / "tok"
+    assert run("tokenizer", "train", corpus, "--out", tokenizer, "--vocab-size", "300").returncode == 0
+
+    def command(out):
+        return [
+            exe,
+            "pretrain",
+            "--out",
+            str(out),
+            "--corpus",
+            str(corpus),
+            "--tokenizer",
+            str(tokenizer),
+            "--preset",
+            "bert-tiny-chinese",
+            "--max-seq-length",
+            "32",
+            "--batch-size",
+            "4",
+            "--steps",
+            "40",
+            "--save-every",
+            "5",
+            "--eval-every",
+            "1000",
+            "--precision",
+            "fp32",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ]
+
+    def losses(out):
+        rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+        return {r["step"]: r["mlm_loss"] for r in rows if "step" in r}
+
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    assert subprocess.run(command(tmp_path / "full"), env=env, capture_output=True, timeout=600).returncode == 0
+    full = losses(tmp_path / "full")
+
+    def during_checkpoint_write(out):
+        root = out / "checkpoints"
+        return root.is_dir() and any(p.name.endswith(".tmp") for p in root.iterdir())
+
+    def after_log_rows(n):
+        return lambda out: (
+            (out / "metrics.jsonl").is_file() and len((out / "metrics.jsonl").read_text().splitlines()) >= n
+        )
+
+    for k, moment in enumerate([during_checkpoint_write, after_log_rows(12), after_log_rows(23)]):
+        out = tmp_path / f"killed-{k}"
+        proc = subprocess.Popen(command(out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 300
+        while proc.poll() is None and not moment(out) and time.time() < deadline:
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        result = subprocess.run([*command(out), "--resume"], env=env, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr
+        again = losses(out)
+        assert again == full, k  # every step, the ones before the kill and the ones after, to the bit
