@@ -1,7 +1,13 @@
-"""What the pretraining and fine-tuning loops share: the precision choice, AdamW's parameter groups and the
-learning-rate schedule."""
+"""What the pretraining and fine-tuning loops share: the precision choice, AdamW's parameter groups, the
+learning-rate schedule and data parallelism over `torch.distributed`.
+
+Distributed runs are started by `torchrun` (never by bertkit itself), which sets RANK / WORLD_SIZE /
+LOCAL_RANK / MASTER_ADDR; `distributed()` then joins the process group, gloo on CPU and NCCL on GPU.
+"""
 
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -44,3 +50,34 @@ def linear_schedule(step: int, warmup_steps: int, total_steps: int) -> float:
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size): (0, 1) in a plain process; under torchrun, the process group is joined once."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def all_reduce_sum(values: list[float], world: int, device: torch.device) -> list[float]:
+    """Element-wise sums over the ranks (the values themselves in one process)."""
+    if world == 1:
+        return values
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()

@@ -55,9 +55,12 @@ def pretrain_cmd(
     """Pretrain BERT (MLM + NSP) on a corpus; writes a Hugging Face folder with the MLM and NSP heads."""
     import torch
 
-    from bertkit.pretrain.loop import TrainConfig, build_pretraining, check_out_dir, pretrain
+    from bertkit.pretrain.loop import TrainConfig, check_out_dir, pretrain
+    from bertkit.pretrain.setup import build_pretraining
+    from bertkit.training import barrier, distributed
 
     check_out_dir(out, resume)  # before the corpus is read: a mistake costs nothing
+    rank, world = distributed()  # (0, 1) unless started by torchrun
 
     torch.manual_seed(seed)
     overrides = {k: v for k, v in {"num_hidden_layers": num_hidden_layers, "hidden_size": hidden_size}.items() if v}
@@ -91,6 +94,8 @@ def pretrain_cmd(
         phases=schedule,
         copy_positions=init is None,  # a model of ours from scratch: its longer positions were never trained
     )
+    if rank != 0:
+        barrier(world)  # rank 0 builds the token shards first; the others then find them in the cache
     model, tok, train_data, eval_data = build_pretraining(
         corpus,
         preset=preset,
@@ -108,20 +113,23 @@ def pretrain_cmd(
         progress=sys.stderr.isatty(),
         **overrides,
     )
+    if rank == 0:
+        barrier(world)
     n_params = sum(p.numel() for p in model.parameters())
-    print(
+    say = print if rank == 0 else (lambda *a, **k: None)
+    say(
         f"model: {model.encoder.config.num_hidden_layers} layers, hidden {model.encoder.config.hidden_size}, "
         f"vocab {tok.vocab_size}, {n_params:,} parameters; {len(train_data.doc_ids)} training documents"
     )
     summary = pretrain(model, tok, train_data, eval_data, cfg, resume=resume)
     ev = summary["eval"]
     if ev:
-        print(
+        say(
             f"held-out MLM accuracy at [MASK] {ev['cloze_accuracy']:.3f} "
             f"(unigram baseline {ev['unigram_accuracy']:.3f}), "
             f"loss {ev['mlm_loss']:.3f}" + (f", NSP accuracy {ev['nsp_accuracy']:.3f}" if "nsp_accuracy" in ev else "")
         )
-    print(f"model: {summary['model']}  curves: {out}/curves.png  log: {out}/metrics.jsonl")
+    say(f"model: {summary['model']}  curves: {out}/curves.png  log: {out}/metrics.jsonl")
 
 
 def _parse_phases(phases: list[str]) -> tuple[tuple[int, float], ...]:

@@ -13,6 +13,7 @@ stopped.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -31,7 +32,7 @@ from bertkit.hf import save_pretrained
 from bertkit.pretrain.dataset import Epoch, PretrainingData
 from bertkit.pretrain.objectives import BertPretraining
 from bertkit.pretrain.shards import WORD_START_BIT
-from bertkit.training import choose_precision, linear_schedule, param_groups
+from bertkit.training import all_reduce_sum, barrier, choose_precision, distributed, linear_schedule, param_groups
 
 
 @dataclass
@@ -82,6 +83,13 @@ class Phase:
     max_seq_length: int
     batch_size: int  # sequences per micro-batch
     end_step: int  # the phase runs until this optimizer step
+
+
+def rank_slice(batch: dict[str, torch.Tensor], rank: int, world: int) -> dict[str, torch.Tensor]:
+    """This rank's rows of a global batch: rank r of N takes rows [r·B/N, (r+1)·B/N), so the ranks' slices
+    are disjoint and together the whole batch."""
+    share = len(batch["input_ids"]) // world
+    return {k: v[rank * share : (rank + 1) * share] for k, v in batch.items()}
 
 
 def check_out_dir(out_dir: str | Path, resume: bool) -> None:
@@ -156,22 +164,36 @@ def pretrain(
     device: str | None = None,
 ) -> dict:
     check_out_dir(cfg.out_dir, resume)
+    # Data parallel under torchrun: every rank builds the same epochs and takes its slice of each global batch,
+    # so N processes x B/N sequences follow the trajectory of 1 x B. Only rank 0 writes files.
+    rank, world = distributed()
+    main = rank == 0
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+    if device is None and torch.cuda.is_available():
+        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    device = torch.device(device or "cpu")
     use_bf16, why = choose_precision(cfg.precision, device)
-    print(f"precision: {why}")
+    if main:
+        print(f"precision: {why}" + (f"; {world} processes" if world > 1 else ""))
     torch.manual_seed(cfg.seed)
     model.to(device).train()
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, cfg.beta2), eps=cfg.eps)
     plan = phase_plan(cfg, train_data.max_seq_length)
+    for p in plan:
+        if p.batch_size % world:
+            raise BertkitError(
+                f"a batch of {p.batch_size} sequences ({p.max_seq_length} tokens) does not split over {world} "
+                "processes; make --batch-size (and each phase's) a multiple of the process count"
+            )
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: phase_schedule(s, plan, cfg.warmup))
 
     # ---- resume: weights, optimizer, schedule, every RNG and the data position
     step, epoch, batch_index, saved_phase = 0, 0, 0, 0
     if resume:
         state, folder, damaged = load_latest(out)
-        for warning in damaged:
+        for warning in damaged if main else []:
             print(f"warning: {warning}" + (f"; resuming from {folder} instead" if folder else ""), file=sys.stderr)
         if state is not None:
             model.load_state_dict(state["model"])
@@ -180,11 +202,12 @@ def pretrain(
             set_rng_state(state["rng"])
             step, epoch, batch_index = state["step"], state["epoch"], state["batch_index"]
             saved_phase = state.get("phase", 0)
-            _truncate_log(out / "metrics.jsonl", step)
-            print(f"resuming from {folder} (step {step})")
-        else:
+            if main:
+                _truncate_log(out / "metrics.jsonl", step)
+                print(f"resuming from {folder} (step {step})")
+        elif main:
             print(f"no checkpoint in {out / 'checkpoints'}; starting from step 0")
-    if step == 0:
+    if step == 0 and main:
         (out / "metrics.jsonl").unlink(missing_ok=True)
         (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
 
@@ -206,12 +229,15 @@ def pretrain(
         )
 
     phase_data, phase_eval, eval_epoch, batches = start_phase(phase, epoch, batch_index)
-    log = open(out / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - closed in `finally`
+    net = model
+    if world > 1:  # gradients averaged over the ranks; some heads' parameters may take no part (the pooler)
+        net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+    log = open(out / "metrics.jsonl", "a", encoding="utf-8") if main else None  # noqa: SIM115 - closed in `finally`
     # On a terminal the bar redraws in place; in a log file it writes a line every 30 s.
     bar = tqdm(
         total=cfg.steps,
         initial=step,
-        disable=not cfg.progress,
+        disable=not (cfg.progress and main),
         unit="step",
         dynamic_ncols=True,
         mininterval=0.5 if sys.stderr.isatty() else 30,
@@ -236,26 +262,30 @@ def pretrain(
                 trained = max(p.max_seq_length for p in plan[:phase])
                 if cfg.copy_positions and plan[phase].max_seq_length > trained:
                     copy_positions(model.encoder, trained, plan[phase].max_seq_length)
-                bar.write(
-                    f"step {step}: phase {phase + 1} of {len(plan)}, {plan[phase].max_seq_length} tokens x "
-                    f"{plan[phase].batch_size} sequences until step {plan[phase].end_step}"
-                )
+                if main:
+                    bar.write(
+                        f"step {step}: phase {phase + 1} of {len(plan)}, {plan[phase].max_seq_length} tokens x "
+                        f"{plan[phase].batch_size} sequences until step {plan[phase].end_step}"
+                    )
             # ---- one optimizer step over `grad_accum` micro-batches
             micro = [next(batches) for _ in range(cfg.grad_accum)]
             epoch, batch_index = micro[-1][0], micro[-1][1] + 1
             masked_total = sum(int((b["labels"] != -100).sum()) for _, _, b in micro)
             seqs_total = plan[phase].batch_size * cfg.grad_accum
             finite = True
-            for _, _, batch in micro:
-                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                    res = model(**batch)
-                # Every masked token of the step weighs the same, whichever micro-batch it fell in.
-                loss = res.mlm_loss_sum / max(1, masked_total) + res.nsp_loss_sum / seqs_total
-                if not torch.isfinite(loss):
-                    finite = False
-                    break
-                loss.backward()
+            for i, (_, _, batch) in enumerate(micro):
+                batch = {k: v.to(device, non_blocking=True) for k, v in rank_slice(batch, rank, world).items()}
+                sync = world == 1 or i == len(micro) - 1  # DDP all-reduces the gradients once, at the last
+                with contextlib.nullcontext() if sync else net.no_sync():
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                        res = net(**batch)
+                    # Every masked token of the step weighs the same, whichever micro-batch or rank it fell in;
+                    # DDP averages over the ranks, so each rank's share of the sum is scaled by `world`.
+                    loss = res.mlm_loss_sum / max(1, masked_total) + res.nsp_loss_sum / seqs_total
+                    if not all_reduce_sum([float(torch.isfinite(loss))], world, device)[0] == world:
+                        finite = False
+                        break
+                    (loss * world).backward()
                 window["mlm_loss"] += res.mlm_loss_sum.item()
                 window["mlm_n"] += res.mlm_count
                 window["mlm_correct"] += res.mlm_correct
@@ -270,7 +300,8 @@ def pretrain(
                 optimizer.zero_grad(set_to_none=True)
                 bad_steps += 1
                 what = f"loss {loss.item()}" if not finite else f"gradient norm {float(grad_norm)}"
-                bar.write(f"warning: step {step + 1}: {what}; the update is skipped ({bad_steps} in a row)")
+                if main:
+                    bar.write(f"warning: step {step + 1}: {what}; the update is skipped ({bad_steps} in a row)")
                 if bad_steps >= cfg.max_bad_steps:
                     kept = checkpoints(out)
                     raise BertkitError(
@@ -292,6 +323,8 @@ def pretrain(
             # ---- log
             if step % cfg.log_every == 0 or step == cfg.steps:
                 seconds = time.perf_counter() - window["t0"]
+                keys = ("mlm_loss", "mlm_n", "mlm_correct", "nsp_loss", "nsp_n", "nsp_correct", "tokens")
+                window |= dict(zip(keys, all_reduce_sum([window[k] for k in keys], world, device), strict=True))
                 row = {
                     "step": step,
                     "epoch": epoch,
@@ -305,8 +338,9 @@ def pretrain(
                 if window["nsp_n"]:
                     row["nsp_loss"] = window["nsp_loss"] / window["nsp_n"]
                     row["nsp_accuracy"] = window["nsp_correct"] / window["nsp_n"]
-                log.write(json.dumps(row) + "\n")
-                log.flush()
+                if main:
+                    log.write(json.dumps(row) + "\n")
+                    log.flush()
                 bar.set_postfix(
                     loss=f"{row['mlm_loss'] + row.get('nsp_loss', 0):.3f}",
                     mlm_acc=f"{row['mlm_accuracy']:.3f}",
@@ -316,7 +350,7 @@ def pretrain(
                 window = dict.fromkeys(window, 0) | {"t0": time.perf_counter(), "mlm_loss": 0.0, "nsp_loss": 0.0}
 
             # ---- evaluate on held-out documents
-            if phase_eval is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
+            if phase_eval is not None and (step % cfg.eval_every == 0 or step == cfg.steps) and main:
                 last_eval = evaluate(model, phase_eval, cfg, device, use_bf16, baseline_id, eval_epoch) | {
                     "step": step,
                     "max_seq_length": plan[phase].max_seq_length,
@@ -331,7 +365,7 @@ def pretrain(
                 plot_metrics(out / "metrics.jsonl", out / "curves.png")
 
             # ---- checkpoint: written beside the others, renamed into place, the newest few kept
-            if step % cfg.save_every == 0 and step < cfg.steps:
+            if step % cfg.save_every == 0 and step < cfg.steps and main:
                 state = {
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
@@ -351,18 +385,22 @@ def pretrain(
                 )
     finally:
         bar.close()
-        log.close()
+        if log is not None:
+            log.close()
 
-    save_pretrained(out / "model", model.encoder, model.heads(), tokenizer)
-    plot_metrics(out / "metrics.jsonl", out / "curves.png")
     summary = {
         "steps": step,
         "precision": "bf16" if use_bf16 else "fp32",
         "model": str(out / "model"),
         "eval": last_eval,
         "phases": [asdict(p) for p in plan],
+        "processes": world,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if main:
+        save_pretrained(out / "model", model.encoder, model.heads(), tokenizer)
+        plot_metrics(out / "metrics.jsonl", out / "curves.png")
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    barrier(world)  # the others wait until the model folder is whole
     return summary
 
 
@@ -490,91 +528,3 @@ def plot_metrics(log_path: Path, png_path: Path) -> None:
     fig.savefig(tmp, dpi=90)
     plt.close(fig)
     os.replace(tmp, png_path)
-
-
-def build_pretraining(
-    corpus: list[str],
-    preset: str = "bert-mini-chinese",
-    init: str | None = None,
-    tokenizer_path: str | None = None,
-    vocab_size: int = 8000,
-    max_seq_length: int = 128,
-    objective: Literal["nsp", "sop", "full"] = "nsp",
-    masking: str = "token",
-    dynamic: bool = False,
-    dupe_factor: int = 5,
-    eval_fraction: float = 0.02,
-    label_smoothing: float = 0.0,
-    seed: int = 0,
-    cache_dir: str | None = None,
-    progress: bool = True,
-    **config_overrides,
-) -> tuple[BertPretraining, object, PretrainingData, PretrainingData | None]:
-    """Everything `pretrain` needs, from a corpus: tokenizer, token shards, model, train/held-out data.
-
-    The tokenizer comes from `init` (continued pretraining of that model), else `tokenizer_path`, else a
-    new WordPiece vocabulary of `vocab_size` trained on the corpus and saved with the model.
-    """
-    from bertkit.config import from_preset
-    from bertkit.hf import check_vocab_fits, load_pretrained
-    from bertkit.model import BertEncoder, MLMHead, NSPHead
-    from bertkit.pretrain.corpus import read_documents, resolve_corpus
-    from bertkit.pretrain.dataset import Vocab, split_documents
-    from bertkit.pretrain.masking import MaskingConfig
-    from bertkit.pretrain.shards import MarkedDocuments, build_shards, word_starts
-    from bertkit.tokenizer import Tokenizer
-
-    if dupe_factor < 1:
-        raise BertkitError(f"--dupe-factor must be at least 1 (versions of the masked data), got {dupe_factor}")
-    units = {"token": "token", "wwm": "word", "span": "span"}
-    if masking not in units:
-        raise BertkitError(f"--masking {masking!r}: choose one of {', '.join(units)}")
-    source = resolve_corpus(corpus)
-    if init is not None:
-        ckpt = load_pretrained(init)
-        if ckpt.tokenizer is None:
-            raise BertkitError(f"{init}: the model folder has no vocab.txt or tokenizer.json")
-        tokenizer, encoder, config = ckpt.tokenizer, ckpt.encoder, ckpt.config
-        heads = ckpt.heads
-        if encoder.pooler is None and objective != "full":
-            raise BertkitError(f"{init}: the model has no pooler, which --objective {objective} needs")
-    else:
-        if tokenizer_path is not None:
-            from bertkit.tokenizer import load_tokenizer
-
-            tokenizer = load_tokenizer(tokenizer_path)
-        else:
-            sentences = (s for doc in read_documents(source) for s in doc)
-            tokenizer = Tokenizer.train(sentences, vocab_size=vocab_size, show_progress=False)
-        config = from_preset(preset, vocab_size=tokenizer.vocab_size, **config_overrides)
-        encoder, heads = BertEncoder(config), {}
-    check_vocab_fits(tokenizer, config, init or "the model")
-    if max_seq_length > config.max_position_embeddings:
-        raise BertkitError(
-            f"--max-seq-length {max_seq_length} is more than the model's max_position_embeddings "
-            f"({config.max_position_embeddings})"
-        )
-    cache = Path(cache_dir or os.environ.get("BERTKIT_CACHE", Path.home() / ".cache" / "bertkit"))
-    shards = build_shards(source, tokenizer, cache / "shards", progress=progress)
-    train_ids, eval_ids = split_documents(len(shards), eval_fraction, seed)
-    vocab = Vocab.of(tokenizer)
-    documents = shards
-    if units[masking] != "token":  # find the words once per corpus; they then ride along on the token ids
-        documents = MarkedDocuments(shards, word_starts(shards, vocab.tokens, progress=progress))
-    mlm = heads.get("mlm") or MLMHead(config)
-    nsp = None if objective == "full" else (heads.get("nsp") or NSPHead(config))
-    if not 0.0 <= label_smoothing < 1.0:
-        raise BertkitError(f"--label-smoothing must be in [0, 1), got {label_smoothing}")
-    model = BertPretraining(encoder, mlm, nsp, label_smoothing=label_smoothing)
-    common = dict(
-        documents=documents,
-        vocab=vocab,
-        max_seq_length=max_seq_length,
-        objective=objective,
-        masking=MaskingConfig(exact_count=not dynamic),
-        unit=units[masking],
-        seed=seed,
-    )
-    train_data = PretrainingData(doc_ids=train_ids, dynamic=dynamic, dupe_factor=dupe_factor, **common)
-    eval_data = PretrainingData(doc_ids=eval_ids, **common) if len(eval_ids) else None
-    return model, tokenizer, train_data, eval_data
