@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bertkit.hf import fsync
+
 FOLDER = "checkpoints"
 MANIFEST = "checkpoint.json"
 STATE = "trainer_state.pt"
@@ -55,11 +57,11 @@ def save_checkpoint(out: Path, step: int, write_model: Callable[[Path], None], s
     sums = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
     (tmp / MANIFEST).write_text(json.dumps({"step": step, "sha256": sums}, indent=2) + "\n", encoding="utf-8")
     for p in tmp.iterdir():
-        _fsync(p)
-    _fsync(tmp)
+        fsync(p)
+    fsync(tmp)
     shutil.rmtree(folder, ignore_errors=True)  # a checkpoint of the same step from before a resume
     os.replace(tmp, folder)
-    _fsync(root)
+    fsync(root)
     for old in checkpoints(out)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return folder
@@ -107,11 +109,3 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

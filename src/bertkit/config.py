@@ -195,6 +195,8 @@ def atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the name points at it
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

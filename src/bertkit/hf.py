@@ -261,6 +261,15 @@ def check_vocab_fits(tokenizer, config: BertConfig, where: object = "model") -> 
         )
 
 
+def fsync(path: Path) -> None:
+    """Flush a file's (or a folder's entries') writes to the disk, so a power cut cannot leave a renamed empty file."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def save_pretrained(
     folder: str | os.PathLike,
     encoder: BertEncoder,
@@ -295,4 +304,7 @@ def save_pretrained(
         if tokenizer is not None:
             tokenizer.save(tmp)
         for f in tmp.iterdir():
+            fsync(f)  # the bytes are on disk before the name points at them
+        for f in tmp.iterdir():
             os.replace(f, folder / f.name)
+    fsync(folder)
