@@ -122,9 +122,9 @@ def test_a_mistake_is_one_line_and_changes_nothing(folders, capsys, name, comman
 def test_serve_answers_a_lone_surrogate_with_400(folders):
     from starlette.testclient import TestClient
 
-    from bertkit.use.serve import create_app
+    from bertkit.use.serve import create_app, load_model
 
-    with TestClient(create_app(str(folders / "plain"))) as client:
+    with TestClient(create_app(load_model(folders / "plain"))) as client:  # loaded: ready at once
         response = client.post("/embed", content=b'{"texts": ["ok", "\\ud800"]}')
     assert response.status_code == 400 and "lone surrogate" in response.json()["error"]
 

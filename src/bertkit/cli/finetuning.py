@@ -121,6 +121,9 @@ def finetune_cmd(
         + ("; random init" if random_init else "")
     )
     lrs = lr or default_lrs(model)
+    if not lr and not data.dev:  # nothing to choose on: the grid's middle rate
+        lrs = lrs[1:2]
+        print(f"no dev split to choose the learning rate on: lr {lrs[0]:g} (pass --dev, or --lr)")
     if len(lrs) > 1:
         print(f"learning rate chosen on dev among {' '.join(f'{x:g}' for x in lrs)} (one run each; --lr X for one)")
     summary = finetune_grid(data, model, cfg, lrs, seeds, random_init)
