@@ -163,11 +163,12 @@ def pretrain(
     resume: bool = False,
     device: str | None = None,
 ) -> dict:
-    check_out_dir(cfg.out_dir, resume)
     # Data parallel under torchrun: every rank builds the same epochs and takes its slice of each global batch,
     # so N processes x B/N sequences follow the trajectory of 1 x B. Only rank 0 writes files.
     rank, world = distributed()
     main = rank == 0
+    if main:  # the others would race with rank 0's first writes
+        check_out_dir(cfg.out_dir, resume)
     out = Path(cfg.out_dir)
     if main:
         out.mkdir(parents=True, exist_ok=True)
