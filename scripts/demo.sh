@@ -24,7 +24,11 @@ cd "$(dirname "$0")/.."
 BK=.venv/bin/bertkit
 STEPS=${DEMO_STEPS:-6000}
 FT_EPOCHS=${DEMO_FT_EPOCHS:-3}
-RUN=runs/demo
+# Built in runs/demo.tmp and moved to runs/demo at the end: a second `make demo` starts afresh, and one that is
+# interrupted leaves the previous demo's results as they were.
+FINAL=runs/demo
+RUN=$FINAL.tmp
+rm -rf "$RUN"
 
 echo "== 1. How big is BERT? (the notes' exercise: bert-base-chinese)"
 $BK params bert-base-chinese
@@ -66,4 +70,5 @@ for n, label in (("all", "13,891 labelled reviews"), ("500", "500 labelled revie
     print(f"  {label:24s}  {acc[0]:8.1%}   {acc[1]:10.1%}   {acc[2]:10.1%}")
 print("baseline: character 1-3-gram TF-IDF + logistic regression (scikit-learn), C chosen on dev")
 EOF
-echo "Curves: $RUN/pretrain/curves.png, $RUN/sentiment-*/curves.png   models: $RUN/*/model"
+rm -rf "$FINAL" && mv "$RUN" "$FINAL"
+echo "Curves: $FINAL/pretrain/curves.png, $FINAL/sentiment-*/curves.png   models: $FINAL/*/model"
