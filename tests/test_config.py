@@ -57,7 +57,7 @@ def test_unknown_key_is_an_error(tmp_path):
     path.write_text(json.dumps({"position_embedding_type": "relative_key"}))
     with pytest.raises(ConfigError, match="position_embedding_type"):
         BertConfig.from_json(path)
-    path.write_text(json.dumps({"model_type": "roberta"}))
+    path.write_text(json.dumps({"model_type": "xlnet"}))
     with pytest.raises(ConfigError, match="model_type"):
         BertConfig.from_json(path)
     path.write_text("{not json")

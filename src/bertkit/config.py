@@ -7,6 +7,15 @@ Choices:
   describe the file (`architectures`, `transformers_version`, ...) or that Google's original configs carry
   without effect (`pooler_fc_size`, `directionality`, ...) are listed in `IGNORED_KEYS` and skipped.
 - Presets are data: `PRESETS` names each model with the paper or release it comes from.
+- One config for the family (STYLE: one encoder, small deltas): `model_type` is "bert", "albert",
+  "roberta" or "electra", and each delta is a field or a property derived from it:
+  * ALBERT: `embedding_size` E < H (embeddings E wide, projected to H), one layer's weights applied
+    `num_hidden_layers` times (`shares_layers`); `num_hidden_groups` / `inner_group_num` other than 1 are
+    refused (no released ALBERT uses them, and building a different sharing silently would be wrong).
+  * RoBERTa: position ids start at `pad_token_id + 1` (`position_offset`), one token type, LayerNorm eps 1e-5.
+  * ELECTRA: `embedding_size` may differ from H (a projection E → H), no pooler.
+  Which keys config.json may carry depends on `model_type` (`FAMILY_KEYS`); each family's file is written
+  with the keys its `transformers` class reads.
 """
 
 from __future__ import annotations
@@ -59,6 +68,17 @@ IGNORED_KEYS = frozenset(
 )
 # Keys that are accepted only with the value the BERT encoder implements.
 FIXED_KEYS = {"position_embedding_type": "absolute", "is_encoder_decoder": False}
+MODEL_TYPES = ("bert", "albert", "roberta", "electra")
+# Keys only some families have. ELECTRA's summary_* configure its multiple-choice head (SequenceSummary),
+# which bertkit does not build, so they are read and dropped.
+FAMILY_KEYS = {
+    "bert": frozenset(),
+    "albert": frozenset({"embedding_size", "num_hidden_groups", "inner_group_num", "classifier_dropout_prob"}),
+    "roberta": frozenset(),
+    "electra": frozenset(
+        {"embedding_size", "summary_type", "summary_use_proj", "summary_activation", "summary_last_dropout"}
+    ),
+}
 
 
 @dataclass
@@ -77,10 +97,27 @@ class BertConfig:
     layer_norm_eps: float = 1e-12
     pad_token_id: int = 0
     classifier_dropout: float | None = None
+    model_type: str = "bert"
+    embedding_size: int | None = None  # ALBERT / ELECTRA: width E of the embeddings; None = hidden_size
+    num_hidden_groups: int = 1  # ALBERT's sharing layout; only 1 (all layers share one) is built
+    inner_group_num: int = 1
     # Task heads: label names in id order (HF's id2label / label2id are derived from this).
     id2label: dict[int, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.model_type not in MODEL_TYPES:
+            raise ConfigError(f"config field 'model_type' is {self.model_type!r}; bertkit builds {', '.join(MODEL_TYPES)}")
+        if self.embedding_size is not None:
+            if self.model_type not in ("albert", "electra"):
+                raise ConfigError(f"config field 'embedding_size' is for ALBERT and ELECTRA, not {self.model_type}")
+            if not isinstance(self.embedding_size, int) or isinstance(self.embedding_size, bool) or self.embedding_size <= 0:
+                raise ConfigError(f"config field 'embedding_size' must be a positive integer, got {self.embedding_size!r}")
+        for name in ("num_hidden_groups", "inner_group_num"):
+            if getattr(self, name) != 1:
+                raise ConfigError(
+                    f"config field '{name}' is {getattr(self, name)!r}; bertkit builds ALBERT with one shared layer "
+                    "(num_hidden_groups = inner_group_num = 1, as every released ALBERT)"
+                )
         positive = (
             "vocab_size",
             "hidden_size",
@@ -116,6 +153,11 @@ class BertConfig:
             raise ConfigError(f"config field 'classifier_dropout' must be in [0, 1), got {self.classifier_dropout!r}")
         if not 0 <= self.pad_token_id < self.vocab_size:
             raise ConfigError(f"config field 'pad_token_id' ({self.pad_token_id}) is outside the vocabulary")
+        if self.max_position_embeddings <= self.position_offset:
+            raise ConfigError(
+                f"config field 'max_position_embeddings' ({self.max_position_embeddings}) leaves no position after "
+                f"RoBERTa's offset of pad_token_id + 1 = {self.position_offset}"
+            )
         # JSON object keys are strings; labels are kept with int keys in id order.
         self.id2label = {int(k): str(v) for k, v in sorted(self.id2label.items(), key=lambda kv: int(kv[0]))}
         if list(self.id2label) != list(range(len(self.id2label))):
@@ -129,12 +171,49 @@ class BertConfig:
     def num_labels(self) -> int:
         return len(self.id2label)
 
+    @property
+    def embedding_width(self) -> int:
+        """E: the width of the embedding tables (and of the MLM decoder); H unless factorised."""
+        return self.embedding_size or self.hidden_size
+
+    @property
+    def shares_layers(self) -> bool:
+        """ALBERT: one layer's weights applied num_hidden_layers times."""
+        return self.model_type == "albert"
+
+    @property
+    def projects_embeddings(self) -> bool:
+        """An E → H linear layer after the embeddings: ALBERT always has one, ELECTRA when E != H."""
+        return self.model_type == "albert" or (self.model_type == "electra" and self.embedding_width != self.hidden_size)
+
+    @property
+    def position_offset(self) -> int:
+        """The first position id: RoBERTa numbers real tokens from pad_token_id + 1 (fairseq's convention)."""
+        return self.pad_token_id + 1 if self.model_type == "roberta" else 0
+
+    @property
+    def max_length(self) -> int:
+        """The longest input the position table covers."""
+        return self.max_position_embeddings - self.position_offset
+
     @classmethod
     def from_dict(cls, data: dict, source: str = "config") -> BertConfig:
-        known = {f.name for f in fields(cls)}
-        kwargs = {}
+        model_type = data.get("model_type", "bert")
+        if model_type not in MODEL_TYPES:
+            raise ConfigError(
+                f"{source}: model_type is {model_type!r}; bertkit reads {', '.join(MODEL_TYPES)} folders "
+                "(convert the model, or fix the field)"
+            )
+        family = FAMILY_KEYS[model_type]
+        known = {f.name for f in fields(cls)} - (FAMILY_KEYS["albert"] | FAMILY_KEYS["electra"]) | family
+        known.add("model_type")
+        kwargs = {"classifier_dropout": 0.1} if model_type == "albert" else {}  # AlbertConfig's default
         for key, value in data.items():
-            if key in known:
+            if key == "classifier_dropout_prob" and key in family:  # ALBERT's name for classifier_dropout
+                kwargs["classifier_dropout"] = value
+            elif key.startswith("summary_") and key in family:
+                continue
+            elif key in known:
                 kwargs[key] = value
             elif key in FIXED_KEYS:
                 if value != FIXED_KEYS[key]:
@@ -148,8 +227,6 @@ class BertConfig:
                     f"{source}: unknown key '{key}'; bertkit builds a BERT encoder from the keys of "
                     "transformers.BertConfig — remove the key or convert the model first"
                 )
-        if data.get("model_type", "bert") != "bert":
-            raise ConfigError(f"{source}: model_type is {data['model_type']!r}; only 'bert' folders load here")
         try:
             return cls(**kwargs)
         except ConfigError as e:
@@ -160,9 +237,17 @@ class BertConfig:
     def to_dict(self) -> dict:
         data = asdict(self)
         id2label = data.pop("id2label")
-        if data["classifier_dropout"] is None:
-            data.pop("classifier_dropout")
-        data.update(model_type="bert", position_embedding_type="absolute")
+        if self.model_type == "albert":  # ALBERT's name; its transformers default is 0.1, bertkit's preset too
+            data["classifier_dropout_prob"] = data.pop("classifier_dropout")
+        if data.get("classifier_dropout", 0) is None or data.get("classifier_dropout_prob", 0) is None:
+            data.pop("classifier_dropout", None)
+            data.pop("classifier_dropout_prob", None)
+        for key in ("embedding_size", "num_hidden_groups", "inner_group_num"):
+            if key not in FAMILY_KEYS[self.model_type]:
+                data.pop(key)
+        if self.model_type in ("albert", "electra"):
+            data["embedding_size"] = self.embedding_width
+        data.update(position_embedding_type="absolute")
         if id2label:
             data["id2label"] = {str(i): name for i, name in id2label.items()}
             data["label2id"] = {name: i for i, name in id2label.items()}
@@ -229,6 +314,51 @@ PRESETS: dict[str, dict] = {}
 for _name, (_l, _h, _a) in _SIZES.items():
     PRESETS[_name] = _preset(_l, _h, _a, ENGLISH_VOCAB)
     PRESETS[f"{_name}-chinese"] = _preset(_l, _h, _a, CHINESE_VOCAB)
+
+
+# The family (sources: ALBERT, Lan et al. 2019, google-research/albert configs; albert_zh's albert_tiny_zh
+# (brightmart): 4 × 312, E 128, 21,128 Chinese tokens; RoBERTa, Liu et al. 2019, fairseq / HF roberta-base;
+# ELECTRA, Clark et al. 2020 Table 6 and google-research/electra's configure_pretraining.py).
+def _albert(layers: int, hidden: int, heads: int, vocab: int = 30000, embedding: int = 128) -> dict:
+    return dict(
+        _preset(layers, hidden, heads, vocab),
+        model_type="albert",
+        embedding_size=embedding,
+        hidden_act="gelu_new",
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        classifier_dropout=0.1,
+    )
+
+
+def _roberta(layers: int, hidden: int, heads: int, vocab: int = 50265) -> dict:
+    return dict(
+        _preset(layers, hidden, heads, vocab),
+        model_type="roberta",
+        pad_token_id=1,
+        max_position_embeddings=514,
+        type_vocab_size=1,
+        layer_norm_eps=1e-5,
+    )
+
+
+def _electra(layers: int, hidden: int, heads: int, embedding: int, vocab: int = ENGLISH_VOCAB) -> dict:
+    return dict(_preset(layers, hidden, heads, vocab), model_type="electra", embedding_size=embedding)
+
+
+PRESETS.update(
+    {
+        "albert-base": _albert(12, 768, 12),
+        "albert-large": _albert(24, 1024, 16),
+        "albert-tiny-chinese": dict(_albert(4, 312, 12, CHINESE_VOCAB), intermediate_size=1248),
+        "roberta-base": _roberta(12, 768, 12),
+        "roberta-large": _roberta(24, 1024, 16),
+        "roberta-mini-chinese": _roberta(4, 256, 4, CHINESE_VOCAB),
+        "electra-small": _electra(12, 256, 4, 128),
+        "electra-base": _electra(12, 768, 12, 768),
+        "electra-small-chinese": _electra(12, 256, 4, 128, CHINESE_VOCAB),
+    }
+)
 
 
 def from_preset(name: str, **overrides) -> BertConfig:

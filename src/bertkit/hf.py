@@ -24,10 +24,10 @@ from torch import nn
 
 from bertkit.config import BertConfig
 from bertkit.errors import CheckpointError, ConfigError
-from bertkit.model import BertEncoder, ClassifierHead, MLMHead, NSPHead, span_head
+from bertkit.model import BertEncoder, ClassifierHead, FirstTokenClassifierHead, MLMHead, NSPHead, RTDHead, span_head
 
-# (our name, Hugging Face name); "{i}" is a layer index. Encoder names get HF's "bert." prefix in
-# checkpoints that carry heads (BertForPreTraining and friends) and none in a bare BertModel.
+# (our name, Hugging Face name); "{i}" is a layer index. Encoder names get the family's prefix ("bert.",
+# "albert.", "roberta.", "electra.") in checkpoints that carry heads and none in a bare BertModel & co.
 ENCODER_MAP = [
     ("embeddings.word_embeddings.weight", "embeddings.word_embeddings.weight"),
     ("embeddings.position_embeddings.weight", "embeddings.position_embeddings.weight"),
@@ -45,55 +45,183 @@ LAYER_MAP = [
     ("ffn.down", "output.dense"),
     ("ffn_norm", "output.LayerNorm"),
 ]
-POOLER_MAP = [("pooler.weight", "pooler.dense.weight"), ("pooler.bias", "pooler.dense.bias")]
-HEAD_MAPS = {
-    "mlm": [
-        ("dense.weight", "cls.predictions.transform.dense.weight"),
-        ("dense.bias", "cls.predictions.transform.dense.bias"),
-        ("norm.weight", "cls.predictions.transform.LayerNorm.weight"),
-        ("norm.bias", "cls.predictions.transform.LayerNorm.bias"),
-        ("bias", "cls.predictions.bias"),
-    ],
-    "nsp": [("weight", "cls.seq_relationship.weight"), ("bias", "cls.seq_relationship.bias")],
-    "classifier": [("out.weight", "classifier.weight"), ("out.bias", "classifier.bias")],
-    # Per-token tagging and multiple choice (one score per choice, Linear(H, 1)) have the same tensor names
-    # as sequence classification: only config.json's `architectures` tells them apart (see `_heads_in`).
-    "token_classifier": [("out.weight", "classifier.weight"), ("out.bias", "classifier.bias")],
-    "multiple_choice": [("out.weight", "classifier.weight"), ("out.bias", "classifier.bias")],
-    "qa": [("weight", "qa_outputs.weight"), ("bias", "qa_outputs.bias")],
+# ALBERT's one shared layer (AlbertModel: group 0, layer 0 of that group).
+ALBERT_LAYER_MAP = [
+    ("attn.query", "attention.query"),
+    ("attn.key", "attention.key"),
+    ("attn.value", "attention.value"),
+    ("attn.out", "attention.dense"),
+    ("attn_norm", "attention.LayerNorm"),
+    ("ffn.up", "ffn"),
+    ("ffn.down", "ffn_output"),
+    ("ffn_norm", "full_layer_layer_norm"),
+]
+_CLASSIFIER = [("out.weight", "classifier.weight"), ("out.bias", "classifier.bias")]
+_FIRST_TOKEN_CLASSIFIER = [
+    ("dense.weight", "classifier.dense.weight"),
+    ("dense.bias", "classifier.dense.bias"),
+    ("out.weight", "classifier.out_proj.weight"),
+    ("out.bias", "classifier.out_proj.bias"),
+]
+
+
+def _mlm(prefix: str, norm: str, bias: str) -> list[tuple[str, str]]:
+    return [
+        ("dense.weight", f"{prefix}dense.weight"),
+        ("dense.bias", f"{prefix}dense.bias"),
+        ("norm.weight", f"{prefix}{norm}.weight"),
+        ("norm.bias", f"{prefix}{norm}.bias"),
+        ("bias", bias),
+    ]
+
+
+@dataclass(frozen=True)
+class Family:
+    """How one `model_type` names its tensors and architectures in a Hugging Face folder."""
+
+    prefix: str  # the encoder's prefix in checkpoints with heads
+    arch: str  # "Bert" -> BertModel, BertForMaskedLM, ...
+    layer: str  # the HF name of layer {i}'s block
+    layer_map: list[tuple[str, str]]
+    pooler: list[tuple[str, str]]
+    project: str | None  # the HF name of the E -> H projection
+    heads: dict[str, list[tuple[str, str]]]
+    redundant: frozenset[str]  # tensors read and not loaded (buffers, tied copies checked equal)
+    tied: tuple[tuple[str, str], ...]  # (copy, original) pairs that must be equal
+
+
+FAMILIES = {
+    "bert": Family(
+        prefix="bert.",
+        arch="Bert",
+        layer="encoder.layer.{i}",
+        layer_map=LAYER_MAP,
+        pooler=[("pooler.weight", "pooler.dense.weight"), ("pooler.bias", "pooler.dense.bias")],
+        project=None,
+        heads={
+            "mlm": _mlm("cls.predictions.transform.", "LayerNorm", "cls.predictions.bias"),
+            "nsp": [("weight", "cls.seq_relationship.weight"), ("bias", "cls.seq_relationship.bias")],
+            "classifier": _CLASSIFIER,
+            # Per-token tagging and multiple choice (one score per choice, Linear(H, 1)) have the same tensor
+            # names as sequence classification: only config.json's `architectures` tells them apart.
+            "token_classifier": _CLASSIFIER,
+            "multiple_choice": _CLASSIFIER,
+            "qa": [("weight", "qa_outputs.weight"), ("bias", "qa_outputs.bias")],
+        },
+        redundant=frozenset({"embeddings.position_ids", "cls.predictions.decoder.weight", "cls.predictions.decoder.bias"}),
+        tied=(
+            ("cls.predictions.decoder.weight", "embeddings.word_embeddings.weight"),
+            ("cls.predictions.decoder.bias", "cls.predictions.bias"),
+        ),
+    ),
+    "albert": Family(
+        prefix="albert.",
+        arch="Albert",
+        layer="encoder.albert_layer_groups.0.albert_layers.0",
+        layer_map=ALBERT_LAYER_MAP,
+        pooler=[("pooler.weight", "pooler.weight"), ("pooler.bias", "pooler.bias")],
+        project="encoder.embedding_hidden_mapping_in",
+        heads={
+            "mlm": _mlm("predictions.", "LayerNorm", "predictions.bias"),
+            "nsp": [("weight", "sop_classifier.classifier.weight"), ("bias", "sop_classifier.classifier.bias")],
+            "classifier": _CLASSIFIER,
+            "token_classifier": _CLASSIFIER,
+            "multiple_choice": _CLASSIFIER,
+            "qa": [("weight", "qa_outputs.weight"), ("bias", "qa_outputs.bias")],
+        },
+        redundant=frozenset({"embeddings.position_ids", "predictions.decoder.weight", "predictions.decoder.bias"}),
+        tied=(
+            ("predictions.decoder.weight", "embeddings.word_embeddings.weight"),
+            ("predictions.decoder.bias", "predictions.bias"),
+        ),
+    ),
+    "roberta": Family(
+        prefix="roberta.",
+        arch="Roberta",
+        layer="encoder.layer.{i}",
+        layer_map=LAYER_MAP,
+        pooler=[("pooler.weight", "pooler.dense.weight"), ("pooler.bias", "pooler.dense.bias")],
+        project=None,
+        heads={
+            "mlm": _mlm("lm_head.", "layer_norm", "lm_head.bias"),
+            "classifier": _FIRST_TOKEN_CLASSIFIER,
+            "token_classifier": _CLASSIFIER,
+            "multiple_choice": _CLASSIFIER,
+            "qa": [("weight", "qa_outputs.weight"), ("bias", "qa_outputs.bias")],
+        },
+        redundant=frozenset(
+            {"embeddings.position_ids", "embeddings.token_type_ids", "lm_head.decoder.weight", "lm_head.decoder.bias"}
+        ),
+        tied=(
+            ("lm_head.decoder.weight", "embeddings.word_embeddings.weight"),
+            ("lm_head.decoder.bias", "lm_head.bias"),
+        ),
+    ),
+    "electra": Family(
+        prefix="electra.",
+        arch="Electra",
+        layer="encoder.layer.{i}",
+        layer_map=LAYER_MAP,
+        pooler=[],  # ELECTRA has none
+        project="embeddings_project",
+        heads={
+            "mlm": _mlm("generator_predictions.", "LayerNorm", "generator_lm_head.bias"),
+            "rtd": [
+                ("dense.weight", "discriminator_predictions.dense.weight"),
+                ("dense.bias", "discriminator_predictions.dense.bias"),
+                ("prediction.weight", "discriminator_predictions.dense_prediction.weight"),
+                ("prediction.bias", "discriminator_predictions.dense_prediction.bias"),
+            ],
+            "classifier": _FIRST_TOKEN_CLASSIFIER,
+            "token_classifier": _CLASSIFIER,
+            "qa": [("weight", "qa_outputs.weight"), ("bias", "qa_outputs.bias")],
+        },
+        redundant=frozenset({"embeddings.position_ids", "embeddings.token_type_ids", "generator_lm_head.weight"}),
+        tied=(("generator_lm_head.weight", "embeddings.word_embeddings.weight"),),
+    ),
 }
-# Architecture names written into config.json, by the set of heads present.
-ARCHITECTURES = {
-    frozenset(): "BertModel",
-    frozenset({"mlm"}): "BertForMaskedLM",
-    frozenset({"mlm", "nsp"}): "BertForPreTraining",
-    frozenset({"nsp"}): "BertForNextSentencePrediction",
-    frozenset({"classifier"}): "BertForSequenceClassification",
-    frozenset({"token_classifier"}): "BertForTokenClassification",
-    frozenset({"multiple_choice"}): "BertForMultipleChoice",
-    frozenset({"qa"}): "BertForQuestionAnswering",
+# Kept for callers that read BERT's maps directly.
+POOLER_MAP = FAMILIES["bert"].pooler
+HEAD_MAPS = FAMILIES["bert"].heads
+REDUNDANT = FAMILIES["bert"].redundant
+# The architecture name (after the family's "Bert" / "Albert" / ...) by the set of heads present.
+ARCHITECTURE_SUFFIX = {
+    frozenset(): "Model",
+    frozenset({"mlm"}): "ForMaskedLM",
+    frozenset({"mlm", "nsp"}): "ForPreTraining",
+    frozenset({"nsp"}): "ForNextSentencePrediction",
+    frozenset({"rtd"}): "ForPreTraining",
+    frozenset({"classifier"}): "ForSequenceClassification",
+    frozenset({"token_classifier"}): "ForTokenClassification",
+    frozenset({"multiple_choice"}): "ForMultipleChoice",
+    frozenset({"qa"}): "ForQuestionAnswering",
 }
+ARCHITECTURES = {heads: f"Bert{suffix}" for heads, suffix in ARCHITECTURE_SUFFIX.items()}
 # The heads stored as `classifier.*` other than the sequence classifier, by config.json's architecture name.
-CLASSIFIER_ARCHITECTURES = {
-    "BertForTokenClassification": "token_classifier",
-    "BertForMultipleChoice": "multiple_choice",
-}
-# Read but not loaded: position-id buffers, and the decoder weight/bias that HF ties to other tensors.
-REDUNDANT = {"embeddings.position_ids", "cls.predictions.decoder.weight", "cls.predictions.decoder.bias"}
+CLASSIFIER_SUFFIXES = {"ForTokenClassification": "token_classifier", "ForMultipleChoice": "multiple_choice"}
+
+
+def family(config: BertConfig) -> Family:
+    return FAMILIES[config.model_type]
 
 
 def name_map(config: BertConfig, heads: list[str], pooler: bool) -> dict[str, str]:
-    """Our parameter names -> Hugging Face names (encoder names without the "bert." prefix)."""
+    """Our parameter names -> Hugging Face names (encoder names without the family's prefix)."""
+    fam = family(config)
     pairs = list(ENCODER_MAP)
-    for i in range(config.num_hidden_layers):
-        for ours, theirs in LAYER_MAP:
+    if config.projects_embeddings:
+        pairs += [(f"project.{w}", f"{fam.project}.{w}") for w in ("weight", "bias")]
+    for i in range(1 if config.shares_layers else config.num_hidden_layers):
+        for ours, theirs in fam.layer_map:
             for w in ("weight", "bias"):
-                pairs.append((f"layers.{i}.{ours}.{w}", f"encoder.layer.{i}.{theirs}.{w}"))
+                pairs.append((f"layers.{i}.{ours}.{w}", f"{fam.layer.format(i=i)}.{theirs}.{w}"))
     if pooler:
-        pairs += POOLER_MAP
+        pairs += fam.pooler
     names = {f"encoder.{ours}": theirs for ours, theirs in pairs}
     for head in heads:
-        names.update({f"{head}.{k}": v for k, v in HEAD_MAPS[head]})
+        if head not in fam.heads:
+            raise ConfigError(f"a {config.model_type} model has no '{head}' head in transformers")
+        names.update({f"{head}.{k}": v for k, v in fam.heads[head]})
     return names
 
 
@@ -111,10 +239,12 @@ class Checkpoint:
 
 
 def build_heads(config: BertConfig, heads: list[str]) -> dict[str, nn.Module]:
+    first_token = config.model_type in ("roberta", "electra")  # no pooler: a two-layer head on <s> / [CLS]
     factories = {
         "mlm": MLMHead,
         "nsp": NSPHead,
-        "classifier": ClassifierHead,
+        "rtd": RTDHead,
+        "classifier": FirstTokenClassifierHead if first_token else ClassifierHead,
         "token_classifier": ClassifierHead,
         "multiple_choice": lambda c: ClassifierHead(c, num_labels=1),
         "qa": span_head,
@@ -124,17 +254,23 @@ def build_heads(config: BertConfig, heads: list[str]) -> dict[str, nn.Module]:
         raise ConfigError(f"unknown head(s) {unknown}; known: {', '.join(factories)}")
     if ("classifier" in heads or "token_classifier" in heads) and config.num_labels == 0:
         raise ConfigError("a classifier head needs labels: set 'id2label' in the config")
+    missing = [h for h in heads if h not in family(config).heads]
+    if missing:
+        raise ConfigError(f"a {config.model_type} model has no {', '.join(missing)} head in transformers")
     return {h: factories[h](config) for h in heads}
 
 
-def _heads_in(state: dict[str, torch.Tensor], architectures: list[str]) -> list[str]:
+def _heads_in(state: dict[str, torch.Tensor], architectures: list[str], fam: Family) -> list[str]:
     """The heads whose tensors are in `state`. `classifier.*` is a sequence classifier unless config.json's
-    `architectures` names one of `CLASSIFIER_ARCHITECTURES`."""
-    found = [h for h, m in HEAD_MAPS.items() if any(theirs in state for _, theirs in m)]
-    if "classifier" in found:
-        named = [CLASSIFIER_ARCHITECTURES[a] for a in architectures if a in CLASSIFIER_ARCHITECTURES]
-        chosen = named[0] if named else "classifier"
-        found = [h for h in found if h == chosen or h not in ("classifier", *CLASSIFIER_ARCHITECTURES.values())]
+    `architectures` names a token classifier or multiple choice (`CLASSIFIER_SUFFIXES`); for RoBERTa and
+    ELECTRA, whose sequence classifier is `classifier.dense` + `classifier.out_proj`, the names alone decide."""
+    found = [h for h, m in fam.heads.items() if any(theirs in state for _, theirs in m)]
+    same_names = [h for h in found if fam.heads[h] == _CLASSIFIER]  # heads stored as classifier.weight / .bias
+    if len(same_names) > 1:
+        named = [CLASSIFIER_SUFFIXES.get(a[len(fam.arch) :]) for a in architectures if a.startswith(fam.arch)]
+        named = [h for h in named if h in same_names]
+        chosen = named[0] if named else ("classifier" if "classifier" in same_names else same_names[0])
+        found = [h for h in found if h not in same_names or h == chosen]
     return found
 
 
@@ -163,12 +299,12 @@ def _read_state_dict(folder: Path) -> tuple[dict[str, torch.Tensor], Path]:
     raise CheckpointError(f"{folder}: no model.safetensors or pytorch_model.bin")
 
 
-def _normalise_hf_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Strip the "bert." prefix and rename TF-era LayerNorm.gamma/beta, as old checkpoints still have."""
+def _normalise_hf_names(state: dict[str, torch.Tensor], prefix: str = "bert.") -> dict[str, torch.Tensor]:
+    """Strip the family's prefix ("bert.", ...) and rename TF-era LayerNorm.gamma/beta, as old checkpoints have."""
     out = {}
     for name, tensor in state.items():
-        if name.startswith("bert."):
-            name = name[len("bert.") :]
+        if name.startswith(prefix):
+            name = name[len(prefix) :]
         name = name.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
         out[name] = tensor
     return out
@@ -184,10 +320,11 @@ def load_pretrained(folder: str | os.PathLike, tokenizer: bool = True) -> Checkp
         raise CheckpointError(f"{folder}: no such model folder")
     config = BertConfig.from_json(folder / "config.json")
     state, source = _read_state_dict(folder)
-    state = _normalise_hf_names(state)
+    fam = family(config)
+    state = _normalise_hf_names(state, fam.prefix)
 
-    heads = _heads_in(state, _architectures(folder))
-    pooler = any(theirs in state for _, theirs in POOLER_MAP)
+    heads = _heads_in(state, _architectures(folder), fam)
+    pooler = any(theirs in state for _, theirs in fam.pooler)
     ckpt = Checkpoint(config, BertEncoder(config, add_pooler=pooler), build_heads(config, heads))
     _load_into(ckpt, state, source, pooler)
     for module in ckpt.modules().values():
@@ -199,23 +336,25 @@ def load_pretrained(folder: str | os.PathLike, tokenizer: bool = True) -> Checkp
 
 def _load_into(ckpt: Checkpoint, state: dict[str, torch.Tensor], source: Path, pooler: bool) -> None:
     names = name_map(ckpt.config, list(ckpt.heads), pooler)
+    fam = family(ckpt.config)
     ours = _flat_state(ckpt.modules())
     missing = [theirs for our, theirs in names.items() if theirs not in state]
-    unexpected = [k for k in state if k not in set(names.values()) and k not in REDUNDANT]
+    unexpected = [k for k in state if k not in set(names.values()) and k not in fam.redundant]
     if missing or unexpected:
         parts = []
         if missing:
             parts.append(f"missing tensors {_short(missing)}")
         if unexpected:
             parts.append(f"unexpected tensors {_short(unexpected)}")
-        raise CheckpointError(f"{source}: " + "; ".join(parts) + " (is this a BERT checkpoint?)")
+        what = {"bert": "a BERT", "albert": "an ALBERT", "roberta": "a RoBERTa", "electra": "an ELECTRA"}[ckpt.config.model_type]
+        raise CheckpointError(f"{source}: " + "; ".join(parts) + f" (config.json says this is {what} checkpoint)")
     for our, theirs in names.items():
         if state[theirs].shape != ours[our].shape:
             raise CheckpointError(
                 f"{source}: tensor '{theirs}' has shape {tuple(state[theirs].shape)} but config.json "
                 f"implies {tuple(ours[our].shape)}"
             )
-    _check_tied(state, source)
+    _check_tied(state, source, fam)
     with torch.no_grad():
         for our, theirs in names.items():
             ours[our].copy_(state[theirs])
@@ -226,12 +365,9 @@ def _flat_state(modules: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
     return {f"{name}.{k}": v for name, m in modules.items() for k, v in m.state_dict().items()}
 
 
-def _check_tied(state: dict[str, torch.Tensor], source: Path) -> None:
+def _check_tied(state: dict[str, torch.Tensor], source: Path, fam: Family) -> None:
     """A decoder stored next to the embeddings must be the same matrix: bertkit always ties them."""
-    for copy, original in (
-        ("cls.predictions.decoder.weight", "embeddings.word_embeddings.weight"),
-        ("cls.predictions.decoder.bias", "cls.predictions.bias"),
-    ):
+    for copy, original in fam.tied:
         if copy in state and original in state and not torch.equal(state[copy], state[original]):
             raise CheckpointError(
                 f"{source}: '{copy}' differs from '{original}'; untied MLM decoders are not supported"
@@ -283,7 +419,8 @@ def save_pretrained(
     config = encoder.config
     if tokenizer is not None:
         check_vocab_fits(tokenizer, config)
-    prefix = "bert." if heads else ""
+    fam = family(config)
+    prefix = fam.prefix if heads else ""
     names = name_map(config, list(heads), encoder.pooler is not None)
     params = _flat_state({"encoder": encoder, **heads})
     leftover = set(params) - set(names)
@@ -296,7 +433,7 @@ def save_pretrained(
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    arch = ARCHITECTURES.get(frozenset(heads), "BertForPreTraining")
+    arch = fam.arch + ARCHITECTURE_SUFFIX.get(frozenset(heads), "ForPreTraining")
     with tempfile.TemporaryDirectory(dir=folder, prefix=".saving-") as tmp:
         tmp = Path(tmp)
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})

@@ -18,6 +18,12 @@ Choices:
 - Heads are tiny modules that take hidden states; objectives (objectives.py) wrap an encoder and heads.
   The MLM decoder is tied to the word embeddings: the head receives that matrix instead of owning a copy.
 - Module names are our own and short; hf.py maps them to Hugging Face names in both directions.
+- The family is this one encoder with small deltas read from the config (config.py):
+  ALBERT's factorised embedding (tables E wide, `project` E → H) and one shared layer (`layers` holds the
+  distinct layers, `layer_at(i)` the one run at depth i; gradients from every use add up in the one set of
+  weights); RoBERTa's position ids from `pad_token_id + 1`, counted over non-padding tokens as fairseq does;
+  ELECTRA's projection when E != H and no pooler. The MLM head decodes in E against the E-wide word
+  embeddings, so ALBERT and ELECTRA tie their decoders as BERT does.
 """
 
 from __future__ import annotations
@@ -71,11 +77,17 @@ class Unpadding:
 class Embeddings(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
-        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
-        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
-        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
-        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        E = config.embedding_width
+        self.word_embeddings = nn.Embedding(config.vocab_size, E, padding_idx=config.pad_token_id)
+        # RoBERTa's table has a (never used) row for the padding id, as fairseq's; BERT's has none.
+        pos_pad = config.pad_token_id if config.model_type == "roberta" else None
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, E, padding_idx=pos_pad)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, E)
+        self.norm = nn.LayerNorm(E, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.pad_token_id = config.pad_token_id
+        self.position_offset = config.position_offset
+        self.single_type = config.type_vocab_size == 1
 
     def forward(
         self,
@@ -84,12 +96,16 @@ class Embeddings(nn.Module):
         position_ids: torch.Tensor | None = None,  # (B, T); None: 0..T-1 for every row
     ) -> torch.Tensor:
         T = input_ids.shape[1]
-        x = self.word_embeddings(input_ids)  # (B, T, H)
+        x = self.word_embeddings(input_ids)  # (B, T, E)
+        if position_ids is None and self.position_offset:
+            # RoBERTa: real tokens are numbered pad+1, pad+2, ... and padding gets the padding id itself.
+            real = input_ids.ne(self.pad_token_id)
+            position_ids = torch.cumsum(real, dim=1) * real + self.pad_token_id
         if position_ids is None:
-            x = x + self.position_embeddings.weight[:T]  # (T, H) broadcast over the batch
+            x = x + self.position_embeddings.weight[:T]  # (T, E) broadcast over the batch
         else:
-            x = x + self.position_embeddings(position_ids)  # (B, T, H)
-        if token_type_ids is None:
+            x = x + self.position_embeddings(position_ids)  # (B, T, E)
+        if token_type_ids is None or self.single_type:  # one token type (RoBERTa): every token is type 0
             x = x + self.token_type_embeddings.weight[0]
         else:
             x = x + self.token_type_embeddings(token_type_ids)
@@ -182,9 +198,16 @@ class BertEncoder(nn.Module):
         super().__init__()
         self.config = config
         self.embeddings = Embeddings(config)
-        self.layers = nn.ModuleList(Layer(config) for _ in range(config.num_hidden_layers))
+        # ALBERT / ELECTRA: the E-wide embeddings are projected to the hidden size H.
+        self.project = nn.Linear(config.embedding_width, config.hidden_size) if config.projects_embeddings else None
+        # ALBERT: one layer shared by all depths; otherwise one layer per depth.
+        self.layers = nn.ModuleList(Layer(config) for _ in range(1 if config.shares_layers else config.num_hidden_layers))
         self.pooler = nn.Linear(config.hidden_size, config.hidden_size) if add_pooler else None
         self.apply(lambda m: init_weights(m, config.initializer_range))
+
+    def layer_at(self, depth: int) -> Layer:
+        """The layer run at `depth` (0-based): the one shared layer for ALBERT."""
+        return self.layers[depth % len(self.layers)]
 
     def forward(
         self,
@@ -200,20 +223,23 @@ class BertEncoder(nn.Module):
         (and attention rows of padded queries differ from transformers'), so it is for callers that read only
         real positions: embeddings, serving."""
         B, T = input_ids.shape
-        if T > self.config.max_position_embeddings:
+        if T > self.config.max_length:
             raise ValueError(
-                f"sequence length {T} exceeds max_position_embeddings={self.config.max_position_embeddings}"
+                f"sequence length {T} exceeds the model's {self.config.max_length} positions "
+                f"(max_position_embeddings={self.config.max_position_embeddings})"
             )
         mask, unpadding = None, None
-        x = self.embeddings(input_ids, token_type_ids, position_ids)  # (B, T, H)
+        x = self.embeddings(input_ids, token_type_ids, position_ids)  # (B, T, E)
+        if self.project is not None:
+            x = self.project(x)  # (B, T, H)
         if attention_mask is not None and not bool(attention_mask.all()):
             mask = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T): True where a key may be attended
             if unpad:
                 unpadding = Unpadding.from_mask(attention_mask)
                 x = unpadding.unpad(x)  # (N, H): the real tokens only
         hidden_states, attentions = [x], []
-        for layer in self.layers:
-            x, probs = layer(x, mask, output_attentions, unpadding)
+        for depth in range(self.config.num_hidden_layers):
+            x, probs = self.layer_at(depth)(x, mask, output_attentions, unpadding)
             hidden_states.append(x)
             attentions.append(probs)
         if unpadding is not None:
@@ -232,19 +258,23 @@ class BertEncoder(nn.Module):
 
 
 class MLMHead(nn.Module):
-    """transform (dense → act → LayerNorm), then a decoder tied to the word embeddings, plus a bias."""
+    """transform (dense H → E, act, LayerNorm), then a decoder tied to the word embeddings, plus a bias.
+
+    The activation is the config's for BERT and ALBERT; RoBERTa's lm_head and ELECTRA's generator head
+    use exact GELU whatever the config says, as their transformers classes do."""
 
     def __init__(self, config: BertConfig):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        self.act = ACT2FN[config.hidden_act]
-        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        E = config.embedding_width
+        self.dense = nn.Linear(config.hidden_size, E)
+        self.act = ACT2FN["gelu" if config.model_type in ("roberta", "electra") else config.hidden_act]
+        self.norm = nn.LayerNorm(E, eps=config.layer_norm_eps)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
         self.apply(lambda m: init_weights(m, config.initializer_range))
 
     def forward(self, hidden: torch.Tensor, word_embeddings: torch.Tensor) -> torch.Tensor:
         # hidden: (N, H) — callers pass only the masked positions, so the V-wide projection is done
-        # for 15% of tokens instead of all of them. word_embeddings: (V, H). Returns (N, V) logits.
+        # for 15% of tokens instead of all of them. word_embeddings: (V, E). Returns (N, V) logits.
         return F.linear(self.norm(self.act(self.dense(hidden))), word_embeddings, self.bias)
 
 
@@ -268,6 +298,40 @@ class ClassifierHead(nn.Module):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.out(self.dropout(hidden))
+
+
+class FirstTokenClassifierHead(nn.Module):
+    """RoBERTa's and ELECTRA's sequence classifier, on the first token's hidden state (they have no pooler):
+    dropout → dense H → H → tanh (RoBERTa) or GELU (ELECTRA) → dropout → out_proj."""
+
+    reads_first_token = True
+
+    def __init__(self, config: BertConfig, num_labels: int | None = None):
+        super().__init__()
+        p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(p)
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = nn.Tanh() if config.model_type == "roberta" else ACT2FN["gelu"]
+        self.out = nn.Linear(config.hidden_size, num_labels or config.num_labels)
+        self.apply(lambda m: init_weights(m, config.initializer_range))
+
+    def forward(self, first: torch.Tensor) -> torch.Tensor:  # (B, H) -> (B, C)
+        return self.out(self.dropout(self.act(self.dense(self.dropout(first)))))
+
+
+class RTDHead(nn.Module):
+    """ELECTRA's discriminator: dense H → H, the config's activation, then one logit per token —
+    "this token was replaced" (replaced-token detection)."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = ACT2FN[config.hidden_act]
+        self.prediction = nn.Linear(config.hidden_size, 1)
+        self.apply(lambda m: init_weights(m, config.initializer_range))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:  # (..., H) -> (...)
+        return self.prediction(self.act(self.dense(hidden))).squeeze(-1)
 
 
 def span_head(config: BertConfig) -> nn.Linear:
@@ -296,7 +360,8 @@ def init_weights(module: nn.Module, std: float) -> None:
 def parameter_table(modules: dict[str, nn.Module]) -> list[tuple[str, int]]:
     """Parameter counts by component, the notes' exercise: [("embeddings: word", 23440896), ...].
 
-    Layers are identical, so each layer component is one row "N × ..." with the count for all N layers.
+    Layers are identical, so each layer component is one row "N × ..." with the count for all N layers; an
+    ALBERT's one shared layer is "1 × ... (shared by N)" and counted once, as it is stored once.
     The MLM decoder is tied to the word embeddings and so is not counted twice.
     """
     import re
@@ -306,6 +371,7 @@ def parameter_table(modules: dict[str, nn.Module]) -> list[tuple[str, int]]:
         "embeddings.position_embeddings": "embeddings: position (P × H)",
         "embeddings.token_type_embeddings": "embeddings: segment (2 × H)",
         "embeddings.norm": "embeddings: LayerNorm",
+        "project": "embeddings: projection E → H",
         "attn": "attention: Q, K, V, output",
         "attn_norm": "attention: LayerNorm",
         "ffn": "FFN: H → 4H → H",
@@ -315,12 +381,15 @@ def parameter_table(modules: dict[str, nn.Module]) -> list[tuple[str, int]]:
     rows: dict[str, int] = {}
     for module_name, module in modules.items():
         n_layers = len(getattr(module, "layers", ()))
+        depth = getattr(getattr(module, "config", None), "num_hidden_layers", n_layers)
+        shared = f" (shared by {depth})" if n_layers != depth else ""
         for pname, p in module.named_parameters():
             if module_name != "encoder":
                 key = f"head: {module_name}"
             elif m := re.match(r"layers\.\d+\.(\w+)\.", pname):
-                key = f"{n_layers} × {names[m.group(1)]}"
+                key = f"{n_layers} × {names[m.group(1)]}{shared}"
             else:
-                key = names[pname.rsplit(".", 1)[0]] if pname.startswith("embeddings") else names["pooler"]
+                key = pname.rsplit(".", 1)[0]
+                key = names[key] if key in names else names["pooler"]
             rows[key] = rows.get(key, 0) + p.numel()
     return list(rows.items())

@@ -112,10 +112,10 @@ def finetune(task: TaskData, init: str | Path, cfg: FinetuneConfig, random_init:
     if cfg.dropout is not None:
         set_dropout(model, cfg.dropout)
     model.to(device)
-    if cfg.max_seq_length > model.encoder.config.max_position_embeddings:
+    if cfg.max_seq_length > model.encoder.config.max_length:
         raise BertkitError(
             f"--max-seq-length {cfg.max_seq_length} is more than the model's max_position_embeddings "
-            f"({model.encoder.config.max_position_embeddings})"
+            f"({model.encoder.config.max_length})"
         )
     qa = qa_options(task, cfg)
     if qa.null_threshold is not None and cfg.qa.null_threshold is None:

@@ -333,7 +333,7 @@ def predict_choices(
 def max_length_for(model: TaskModel, tokenizer, max_seq_length: int | None) -> int:
     """`max_seq_length`, or else the length the model was fine-tuned with (tokenizer_config.json's
     model_max_length), never more than its position embeddings."""
-    limit = model.encoder.config.max_position_embeddings
+    limit = model.encoder.config.max_length
     max_len = max_seq_length or min(tokenizer.model_max_length, limit)
     if max_len > limit:
         raise BertkitError(f"--max-seq-length {max_len} is more than the model's max_position_embeddings ({limit})")

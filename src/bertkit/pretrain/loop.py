@@ -115,7 +115,8 @@ def copy_positions(encoder, trained: int, length: int) -> None:
     every local pattern the model has learnt; the long phase then only has to tell the copies apart. This is
     how Longformer extended RoBERTa's 512 positions to 4,096 (Beltagy et al. 2020, section 5).
     """
-    weight = encoder.embeddings.position_embeddings.weight  # (max_position_embeddings, H)
+    offset = encoder.config.position_offset  # RoBERTa's positions start after the padding id
+    weight = encoder.embeddings.position_embeddings.weight[offset:]  # (positions, E)
     for start in range(trained, length, trained):
         n = min(trained, length - start)
         weight[start : start + n] = weight[:n]

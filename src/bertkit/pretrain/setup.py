@@ -69,10 +69,10 @@ def build_pretraining(
         config = from_preset(preset, vocab_size=tokenizer.vocab_size, **config_overrides)
         encoder, heads = BertEncoder(config), {}
     check_vocab_fits(tokenizer, config, init or "the model")
-    if max_seq_length > config.max_position_embeddings:
+    if max_seq_length > config.max_length:
         raise BertkitError(
             f"--max-seq-length {max_seq_length} is more than the model's max_position_embeddings "
-            f"({config.max_position_embeddings})"
+            f"({config.max_length})"
         )
     cache = Path(cache_dir or os.environ.get("BERTKIT_CACHE", Path.home() / ".cache" / "bertkit"))
     shards = build_shards(source, tokenizer, cache / "shards", progress=progress)

@@ -88,7 +88,7 @@ class Embedder:
 
     def __post_init__(self) -> None:
         check_pooling(self.pooling)
-        limit = self.encoder.config.max_position_embeddings
+        limit = self.encoder.config.max_length
         if not 2 < self.max_seq_length <= limit:
             raise BertkitError(f"max_seq_length={self.max_seq_length}: must be 3..{limit} (max_position_embeddings)")
         self.encoder.eval()
@@ -414,7 +414,7 @@ def load_embedder(
     if ckpt.tokenizer is None:
         raise CheckpointError(f"{settings['root']}: no tokenizer.json or vocab.txt; embeddings need the tokenizer")
     config = ckpt.config
-    limit = min(ckpt.tokenizer.model_max_length, config.max_position_embeddings)
+    limit = min(ckpt.tokenizer.model_max_length, config.max_length)
     max_seq_length = settings.get("max_seq_length") or limit
     width = config.hidden_size
     for d in settings["dense"]:

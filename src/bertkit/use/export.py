@@ -127,7 +127,7 @@ def export_onnx(
         if ckpt.tokenizer is None:
             raise BertkitError(f"{folder}: no vocab.txt or tokenizer.json; the check needs the tokenizer")
         module, tokenizer, do_lower_case = HiddenStates(ckpt.encoder), ckpt.tokenizer, False
-        max_len = min(tokenizer.model_max_length, ckpt.config.max_position_embeddings)
+        max_len = min(tokenizer.model_max_length, ckpt.config.max_length)
         inputs = ["input_ids", "attention_mask", "token_type_ids"]
         outputs = ["last_hidden_state"] + (["pooler_output"] if ckpt.encoder.pooler is not None else [])
         H = ckpt.config.hidden_size

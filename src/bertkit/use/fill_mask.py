@@ -28,7 +28,7 @@ def fill_mask(model: str | Checkpoint, text: str, top_k: int = 5) -> list[list[t
         raise BertkitError(f"{model}: the model folder has no vocab.txt or tokenizer.json")
     if not 1 <= top_k <= ckpt.config.vocab_size:
         raise BertkitError(f"--top-k must be in 1..{ckpt.config.vocab_size} (the vocabulary), got {top_k}")
-    limit = ckpt.config.max_position_embeddings
+    limit = ckpt.config.max_length
     batch = tok([text], max_length=limit)
     positions = (batch["input_ids"][0] == tok.mask_token_id).nonzero().flatten()
     if len(positions) == 0:
