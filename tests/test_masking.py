@@ -17,6 +17,7 @@ from bertkit.pretrain.masking import (
     choose_word_positions,
     mask_batch,
     random_non_special_ids,
+    sample_ngram_lengths,
     sample_span_lengths,
     segment_words,
     wordpiece_word_ids,
@@ -354,7 +355,7 @@ def _chinese_pretraining_data(unit):
     return data, tok
 
 
-@pytest.mark.parametrize("unit", ["word", "span"])
+@pytest.mark.parametrize("unit", ["word", "span", "ngram"])
 def test_pretraining_word_units_mask_whole_jieba_words_at_the_right_rates(unit):
     from bertkit.pretrain.masking import sequence_word_ids
 
@@ -386,3 +387,28 @@ def test_pretraining_word_units_mask_whole_jieba_words_at_the_right_rates(unit):
     assert abs(corrupted["mask"] / total - 0.8) < 0.05
     # multi-character words exist in the text, so word masking really groups tokens
     assert chosen > whole
+
+
+def test_ngram_lengths_follow_one_over_n_within_two_percent():
+    lengths = sample_ngram_lengths(100_000, 3, np.random.default_rng(3))
+    share = np.bincount(lengths, minlength=4)[1:] / len(lengths)
+    expected = np.array([6, 3, 2]) / 11  # p(n) ∝ 1/n, n <= 3: ALBERT's n-gram masking
+    assert np.abs(share - expected).max() < 0.02 * expected.max()
+    with pytest.raises(ValueError, match="max_ngram"):
+        sample_ngram_lengths(1, 0, np.random.default_rng(0))
+
+
+def test_ngram_spans_are_whole_words_with_one_over_n_lengths():
+    rng = np.random.default_rng(4)
+    cfg = MaskingConfig(mlm_probability=0.03, max_predictions_per_seq=None)  # sparse: few spans collide
+    counts = np.zeros(4)
+    for _ in range(20):  # long sequences: the budget cuts short only the last of ~250 n-grams
+        word_ids = random_word_ids(rng, length=20_000)
+        spans = choose_spans(word_ids >= 0, cfg, rng, word_ids=word_ids, max_ngram=3)
+        for start, end in spans:
+            inside = word_ids[start:end]
+            assert (inside >= 0).all() and word_ids[start - 1] != inside[0] and word_ids[end] != inside[-1]
+            counts[len(np.unique(inside))] += 1
+    share = counts[1:] / counts.sum()
+    # Spans cut short (by the budget, an earlier span or [SEP]) move a little mass to shorter n-grams.
+    assert np.abs(share - np.array([6, 3, 2]) / 11).max() < 0.03, share

@@ -69,6 +69,7 @@ IGNORED_KEYS = frozenset(
 # Keys that are accepted only with the value the BERT encoder implements.
 FIXED_KEYS = {"position_embedding_type": "absolute", "is_encoder_decoder": False}
 MODEL_TYPES = ("bert", "albert", "roberta", "electra")
+FAMILY_NAMES = {"bert": "BERT", "albert": "ALBERT", "roberta": "RoBERTa", "electra": "ELECTRA"}
 # Keys only some families have. ELECTRA's summary_* configure its multiple-choice head (SequenceSummary),
 # which bertkit does not build, so they are read and dropped.
 FAMILY_KEYS = {

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bertkit.config import BertConfig
+from bertkit.config import FAMILY_NAMES, BertConfig
 from bertkit.errors import CheckpointError, ConfigError
 from bertkit.model import BertEncoder, ClassifierHead, FirstTokenClassifierHead, MLMHead, NSPHead, RTDHead, span_head
 
@@ -220,7 +220,7 @@ def name_map(config: BertConfig, heads: list[str], pooler: bool) -> dict[str, st
     names = {f"encoder.{ours}": theirs for ours, theirs in pairs}
     for head in heads:
         if head not in fam.heads:
-            raise ConfigError(f"a {config.model_type} model has no '{head}' head in transformers")
+            raise ConfigError(f"{FAMILY_NAMES[config.model_type]} models have no '{head}' head in transformers")
         names.update({f"{head}.{k}": v for k, v in fam.heads[head]})
     return names
 
@@ -256,7 +256,7 @@ def build_heads(config: BertConfig, heads: list[str]) -> dict[str, nn.Module]:
         raise ConfigError("a classifier head needs labels: set 'id2label' in the config")
     missing = [h for h in heads if h not in family(config).heads]
     if missing:
-        raise ConfigError(f"a {config.model_type} model has no {', '.join(missing)} head in transformers")
+        raise ConfigError(f"{FAMILY_NAMES[config.model_type]} models have no {', '.join(missing)} head in transformers")
     return {h: factories[h](config) for h in heads}
 
 

@@ -194,9 +194,11 @@ class Layer(nn.Module):
 
 
 class BertEncoder(nn.Module):
-    def __init__(self, config: BertConfig, add_pooler: bool = True):
+    def __init__(self, config: BertConfig, add_pooler: bool | None = None):
         super().__init__()
         self.config = config
+        if add_pooler is None:  # as each family's transformers base model: ELECTRA alone has no pooler
+            add_pooler = config.model_type != "electra"
         self.embeddings = Embeddings(config)
         # ALBERT / ELECTRA: the E-wide embeddings are projected to the hidden size H.
         self.project = nn.Linear(config.embedding_width, config.hidden_size) if config.projects_embeddings else None
@@ -391,5 +393,7 @@ def parameter_table(modules: dict[str, nn.Module]) -> list[tuple[str, int]]:
             else:
                 key = pname.rsplit(".", 1)[0]
                 key = names[key] if key in names else names["pooler"]
+            if getattr(module, "project", None) is not None and key.startswith("embeddings: "):
+                key = key.replace("× H)", "× E)")  # factorised: the tables are E wide
             rows[key] = rows.get(key, 0) + p.numel()
     return list(rows.items())

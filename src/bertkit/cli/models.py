@@ -14,7 +14,7 @@ from bertkit.errors import BertkitError
 @command("params")
 def params_cmd(
     model: Annotated[str, "a preset name (bert-base, bert-base-chinese, ...) or a model folder"],
-    heads: Annotated[list[str], "heads to count with a preset: mlm, nsp, classifier"] = [],  # noqa: B006
+    heads: Annotated[list[str], "heads to count with a preset: mlm, nsp, classifier, rtd (ELECTRA)"] = [],  # noqa: B006
     num_labels: Annotated[int, "labels for a classifier head"] = 2,
 ) -> None:
     """Count parameters by component: embeddings, each layer's attention / FFN / LayerNorm, pooler, heads."""
@@ -38,8 +38,11 @@ def params_cmd(
     rows = parameter_table(modules)
     total = sum(n for _, n in rows)
     print(
-        f"{title}: {config.num_hidden_layers} layers, hidden {config.hidden_size}, "
-        f"{config.num_attention_heads} heads, FFN {config.intermediate_size}, vocab {config.vocab_size}"
+        f"{title}: {config.model_type}, {config.num_hidden_layers} layers"
+        + (" (one shared)" if config.shares_layers else "")
+        + f", hidden {config.hidden_size}"
+        + (f", embedding {config.embedding_width}" if config.embedding_width != config.hidden_size else "")
+        + f", {config.num_attention_heads} heads, FFN {config.intermediate_size}, vocab {config.vocab_size}"
     )
     width = max(len(name) for name, _ in rows)
     for name, n in rows:

@@ -31,8 +31,9 @@ def pretrain_cmd(
     ] = None,
     objective: Annotated[Literal["nsp", "sop", "full"], "MLM plus NSP, plus SOP, or MLM on full sentences"] = "nsp",
     masking: Annotated[
-        Literal["token", "wwm", "span"],
-        "what is masked: single tokens; whole words (Chinese words found by jieba, English by ##); SpanBERT spans",
+        Literal["token", "wwm", "span", "ngram"],
+        "what is masked: single tokens; whole words (Chinese words found by jieba, English by ##); SpanBERT "
+        "spans; ALBERT n-grams of 1-3 words, p(n) ∝ 1/n",
     ] = "token",
     dynamic: Annotated[bool, "fresh masks every epoch (RoBERTa) instead of dupe_factor static copies"] = False,
     dupe_factor: Annotated[int, "static masking: versions of the data, cycled"] = 5,

@@ -33,7 +33,7 @@ from bertkit.errors import BertkitError, CheckpointError
 from bertkit.finetune.crf import CRF, CRF_FILE, compact
 from bertkit.finetune.tasks import BMES_LABELS
 from bertkit.hf import Checkpoint, check_vocab_fits, load_pretrained, save_pretrained
-from bertkit.model import BertEncoder, ClassifierHead, init_weights, span_head
+from bertkit.model import BertEncoder, ClassifierHead, FirstTokenClassifierHead, init_weights, span_head
 
 # --------------------------------------------------------------------------------------------------- model
 
@@ -77,6 +77,8 @@ class TaskModel(nn.Module):
             return self.head(self.encoder(*flat).pooler_output).view(B, K)  # (B, K)
         out = self.encoder(input_ids, attention_mask, token_type_ids)
         if self.kind in ("classification", "regression"):
+            if getattr(self.head, "reads_first_token", False):  # RoBERTa / ELECTRA: no pooler, a 2-layer head
+                return self.head(out.last_hidden_state[:, 0])  # (B, C)
             return self.head(out.pooler_output)  # (B, C)
         return self.head(out.last_hidden_state)  # (B, T, C) tags, or (B, T, 2) start and end logits
 
@@ -157,7 +159,15 @@ def build_model(folder: str | Path, kind: str, labels: list[str], random_init: b
         if tokenizer is None:
             raise BertkitError(f"{folder}: no vocab.txt or tokenizer.json; fine-tuning needs the model's tokenizer")
     config = replace(config, id2label=dict(enumerate(labels)))
-    pooled = kind in ("classification", "regression", "multiple_choice")  # as the transformers class has it
+    # As each transformers class has it: BERT and ALBERT classify from the pooler; RoBERTa and ELECTRA from
+    # the first token through a two-layer head (RoBERTa's multiple choice still reads its pooler).
+    first_token = config.model_type in ("roberta", "electra") and kind in ("classification", "regression")
+    if kind == "multiple_choice" and config.model_type == "electra":
+        raise BertkitError(
+            f"{folder}: ELECTRA's multiple-choice head (SequenceSummary) is not built by bertkit; "
+            "use a BERT, ALBERT or RoBERTa model for this task"
+        )
+    pooled = kind in ("classification", "regression", "multiple_choice") and not first_token
     if encoder is None:
         encoder = BertEncoder(config, add_pooler=pooled)
     encoder.config = config  # the labels travel with the encoder's config into config.json
@@ -168,6 +178,8 @@ def build_model(folder: str | Path, kind: str, labels: list[str], random_init: b
         encoder.pooler = None  # an unused pooler would get no gradient
     if kind == "qa":
         head = span_head(config)
+    elif first_token:
+        head = FirstTokenClassifierHead(config, num_labels=1 if kind == "regression" else None)
     else:
         head = ClassifierHead(config, num_labels=1 if kind in ("regression", "multiple_choice") else None)
     model = TaskModel(encoder, head, kind)
@@ -205,7 +217,8 @@ def task_model(ckpt: Checkpoint, folder: str | Path) -> TaskModel:
     head's problem_type (config.json) and a CRF (crf.safetensors)."""
     folder = Path(folder)
     heads = ckpt.heads
-    if ("classifier" in heads or "multiple_choice" in heads) and ckpt.encoder.pooler is None:
+    first_token = getattr(heads.get("classifier"), "reads_first_token", False)  # RoBERTa / ELECTRA
+    if ("classifier" in heads and not first_token or "multiple_choice" in heads) and ckpt.encoder.pooler is None:
         what = "a multiple-choice head" if "multiple_choice" in heads else "a sequence classifier"
         raise CheckpointError(f"{folder}: {what} without a pooler (bert.pooler.*) cannot run")
     if "classifier" in heads:
@@ -250,13 +263,14 @@ def save_task_model(folder: str | Path, model: TaskModel, tokenizer) -> None:
 
 def layerwise_param_groups(model: TaskModel, lr: float, weight_decay: float, layer_decay: float) -> list[dict]:
     """AdamW groups: no decay on 1-D tensors (biases, LayerNorm); lr * layer_decay**(L + 1 - depth), where
-    depth is 0 for the embeddings, i + 1 for layer i, and L + 1 for the pooler, the head and the CRF."""
+    depth is 0 for the embeddings (and their E → H projection), i + 1 for layer i, and L + 1 for the pooler, the
+    head and the CRF. An ALBERT's one shared layer is its only layer (L = 1)."""
     n_layers = len(model.encoder.layers)
     groups: dict[tuple[int, bool], dict] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if name.startswith("encoder.embeddings."):
+        if name.startswith(("encoder.embeddings.", "encoder.project.")):
             depth = 0
         elif m := re.match(r"encoder\.layers\.(\d+)\.", name):
             depth = int(m.group(1)) + 1

@@ -100,7 +100,7 @@ class PretrainingData:
     objective: Literal["nsp", "sop", "full"] = "nsp"
     short_seq_prob: float = 0.1
     masking: MaskingConfig = field(default_factory=MaskingConfig)
-    unit: Literal["token", "word", "span"] = "token"  # what is masked: tokens, whole words (wwm), spans
+    unit: Literal["token", "word", "span", "ngram"] = "token"  # tokens, whole words (wwm), spans, ALBERT n-grams
     dynamic: bool = False
     dupe_factor: int = 5
     seed: int = 0
@@ -151,7 +151,7 @@ class PretrainingData:
     def _mask_words(
         self, tokens: np.ndarray, lengths: np.ndarray, rng: np.random.Generator, starts: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Whole-word (Chinese words by jieba, English words by `##`) or SpanBERT span masking, row by row.
+        """Whole-word (Chinese words by jieba, English words by `##`), SpanBERT span or ALBERT n-gram masking.
 
         `starts` (N, L) bool marks each word's first token (from `data.word_starts`, segmented once per
         corpus); without it, words are found here by segmenting every instance (slow: for small data).
@@ -178,9 +178,11 @@ class PretrainingData:
             if self.unit == "word":
                 positions = choose_word_positions(word_ids, self.masking, rng)
             else:
-                spans = choose_spans(word_ids >= 0, self.masking, rng, word_ids=word_ids)  # (S, 2)
+                ngram = 3 if self.unit == "ngram" else None
+                spans = choose_spans(word_ids >= 0, self.masking, rng, word_ids=word_ids, max_ngram=ngram)  # (S, 2)
                 positions = np.concatenate([np.arange(s, e) for s, e in spans] or [np.zeros(0, np.int64)])
-                groups = np.repeat(np.arange(len(spans)), spans[:, 1] - spans[:, 0])  # one 80/10/10 per span
+                if self.unit == "span":  # SpanBERT: one 80/10/10 decision per span; ALBERT: per token
+                    groups = np.repeat(np.arange(len(spans)), spans[:, 1] - spans[:, 0])
             masked[row, :n], labels[row, :n] = apply_mask(
                 ids,
                 positions,

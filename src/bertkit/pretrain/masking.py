@@ -24,6 +24,8 @@ Choices:
   here, so that whole-word and span masking get a Bernoulli mode too. The cap applies in both modes.
 - Whole words follow Google's `do_whole_word_mask`: words in random order, each taken whole, a word that
   would overshoot the budget skipped. Which of 80/10/10 applies is still decided per token, as Google does.
+- N-grams follow ALBERT: the same span machinery with n ~ p(n) ∝ 1/n for n ≤ 3 (in words), and the
+  80/10/10 decision made per token, as ALBERT's create_pretraining_data.py does.
 - Spans follow SpanBERT: length in words ~ Geometric(p) restricted to 1..max_span (renormalised, mean 3.8
   for p=0.2, max_span=10), the start drawn uniformly over the candidate tokens not yet chosen, until the
   budget is reached; `apply_mask(groups=...)` makes the 80/10/10 decision once per span, as SpanBERT does.
@@ -147,6 +149,15 @@ def sample_span_lengths(n: int, p: float, max_span: int, rng: np.random.Generato
     return np.clip(lengths, 1, max_span)  # u == 0 gives 0; rounding can give max_span + 1
 
 
+def sample_ngram_lengths(n: int, max_ngram: int, rng: np.random.Generator) -> np.ndarray:
+    """(n,) n-gram lengths with p(k) ∝ 1/k for k = 1..max_ngram, as ALBERT (Lan et al. 2019, section 4.1):
+    for 3, p = 6/11, 3/11, 2/11."""
+    if max_ngram < 1:
+        raise ValueError(f"max_ngram must be >= 1, got {max_ngram}")
+    k = np.arange(1, max_ngram + 1)
+    return rng.choice(k, size=n, p=(1 / k) / (1 / k).sum()).astype(np.int64)
+
+
 def choose_spans(
     candidates: np.ndarray,
     cfg: MaskingConfig,
@@ -154,6 +165,7 @@ def choose_spans(
     p: float = 0.2,
     max_span: int = 10,
     word_ids: np.ndarray | None = None,
+    max_ngram: int | None = None,
 ) -> np.ndarray:
     """SpanBERT's span selection. Returns (S, 2) int64 [start, end) token spans, sorted by start.
 
@@ -163,6 +175,7 @@ def choose_spans(
     to its word's first token, and take that many words to the right. A span stops early at a chosen token,
     a non-candidate (so it never crosses [SEP] or padding), the end, or the budget. With word units a word
     that does not fit the remaining budget is never started again, so the loop always ends.
+    With `max_ngram` the length is ALBERT's n-gram length (`sample_ngram_lengths`) instead of geometric.
     """
     candidates = np.asarray(candidates, dtype=bool)
     T = len(candidates)
@@ -183,7 +196,10 @@ def choose_spans(
         free = np.flatnonzero(candidates & ~chosen & ~blocked)
         if len(free) == 0:
             break
-        length = int(sample_span_lengths(1, p, max_span, rng)[0])
+        if max_ngram is None:
+            length = int(sample_span_lengths(1, p, max_span, rng)[0])
+        else:
+            length = int(sample_ngram_lengths(1, max_ngram, rng)[0])
         anchor = int(rng.choice(free))
         start = anchor
         while start > 0 and not starts_word[start]:

@@ -46,7 +46,7 @@ def build_pretraining(
 
     if dupe_factor < 1:
         raise BertkitError(f"--dupe-factor must be at least 1 (versions of the masked data), got {dupe_factor}")
-    units = {"token": "token", "wwm": "word", "span": "span"}
+    units = {"token": "token", "wwm": "word", "span": "span", "ngram": "ngram"}
     if masking not in units:
         raise BertkitError(f"--masking {masking!r}: choose one of {', '.join(units)}")
     source = resolve_corpus(corpus)
