@@ -380,16 +380,22 @@ def _short(names: list[str], n: int = 5) -> str:
 
 
 def _load_tokenizer(folder: Path, config: BertConfig):
-    from bertkit.tokenizer import Tokenizer
+    from bertkit.vocab import has_tokenizer, tokenizer_from_folder
 
-    if not ((folder / "tokenizer.json").is_file() or (folder / "vocab.txt").is_file()):
+    if not has_tokenizer(folder):
         return None
-    tok = Tokenizer.from_folder(folder)
+    tok = tokenizer_from_folder(folder)
     check_vocab_fits(tok, config, folder)
     return tok
 
 
 def check_vocab_fits(tokenizer, config: BertConfig, where: object = "model") -> None:
+    if config.model_type == "roberta" and tokenizer.pad_token_id != config.pad_token_id:
+        # RoBERTa numbers positions from the padding id: a mismatch would shift every position silently.
+        raise CheckpointError(
+            f"{where}: config.json has pad_token_id={config.pad_token_id} but the tokenizer pads with id "
+            f"{tokenizer.pad_token_id}; RoBERTa's positions are counted from the padding id, so they must agree"
+        )
     if tokenizer.vocab_size > config.vocab_size:
         raise CheckpointError(
             f"{where}: the vocabulary has {tokenizer.vocab_size} tokens but the model's embedding has "

@@ -54,6 +54,7 @@ class Encoding:
 
 class Tokenizer:
     special_tokens = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+    pair_special_count = 3  # [CLS] A [SEP] B [SEP]
 
     def __init__(self, backend: tokenizers.Tokenizer, lowercase: bool = True, model_max_length: int = 512):
         """Take over `backend` (it is modified in place) and give it BERT's template and decoder."""
@@ -69,22 +70,34 @@ class Tokenizer:
         backend.no_padding()
         # Registered as special so that "[MASK]" in text maps to its id and decode() can skip them; tokens
         # already in the vocabulary keep their ids.
-        backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in self.special_tokens])
-        self.pad_token_id: int = backend.token_to_id("[PAD]")
-        self.unk_token_id: int = backend.token_to_id("[UNK]")
-        self.cls_token_id: int = backend.token_to_id("[CLS]")
-        self.sep_token_id: int = backend.token_to_id("[SEP]")
-        self.mask_token_id: int = backend.token_to_id("[MASK]")
-        backend.post_processor = processors.TemplateProcessing(
-            single="[CLS] $A [SEP]",
-            pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-            special_tokens=[("[CLS]", self.cls_token_id), ("[SEP]", self.sep_token_id)],
-        )
-        backend.decoder = decoders.WordPiece(prefix="##")
+        backend.add_special_tokens(self._added_tokens())
+        # special_tokens is (pad, unk, cls, sep, mask) in that order: "[CLS]" for BERT, "<s>" for RoBERTa.
+        pad, unk, cls_, sep, mask = self.special_tokens
+        self.pad_token_id: int = backend.token_to_id(pad)
+        self.unk_token_id: int = backend.token_to_id(unk)
+        self.cls_token_id: int = backend.token_to_id(cls_)
+        self.sep_token_id: int = backend.token_to_id(sep)
+        self.mask_token_id: int = backend.token_to_id(mask)
+        backend.post_processor = self._post_processor()
+        backend.decoder = self._decoder()
         self.backend = backend
         self.lowercase = lowercase
         self.model_max_length = model_max_length
         self._truncating: dict[int, tokenizers.Tokenizer] = {}  # max_length -> copy of backend that truncates
+
+    def _added_tokens(self) -> list[AddedToken]:
+        return [AddedToken(t, special=True, normalized=False) for t in self.special_tokens]
+
+    def _post_processor(self) -> processors.PostProcessor:
+        """BERT's `[CLS] A [SEP] B [SEP]`, token types 0 then 1."""
+        return processors.TemplateProcessing(
+            single="[CLS] $A [SEP]",
+            pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+            special_tokens=[("[CLS]", self.cls_token_id), ("[SEP]", self.sep_token_id)],
+        )
+
+    def _decoder(self) -> decoders.Decoder:
+        return decoders.WordPiece(prefix="##")
 
     # ---- loading ------------------------------------------------------------------------------------------
 
@@ -401,7 +414,7 @@ class Tokenizer:
         state (truncation is a setting on a `tokenizers.Tokenizer`) and stays safe across threads."""
         if max_length is None:
             return self.backend
-        n_special = (3 if is_pair else 2) if add_special_tokens else 0
+        n_special = (self.pair_special_count if is_pair else 2) if add_special_tokens else 0
         if max_length < max(n_special, 1):
             # tokenizers would silently not truncate at all here.
             raise BertkitError(
@@ -412,16 +425,6 @@ class Tokenizer:
             copy.enable_truncation(max_length, strategy="longest_first")
             self._truncating[max_length] = copy
         return self._truncating[max_length]
-
-
-def load_tokenizer(path: str):
-    """A model folder, a vocab.txt or a tokenizer.json."""
-    p = Path(path)
-    if p.is_dir():
-        return Tokenizer.from_folder(p)
-    if p.is_file():
-        return Tokenizer.from_file(p) if p.suffix == ".json" else Tokenizer.from_vocab(p)
-    raise BertkitError(f"{path}: no such folder or file (expected a model folder, vocab.txt or tokenizer.json)")
 
 
 # ---- helpers ----------------------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ def tokenize_cmd(
     max_length: Annotated[int | None, "truncate to this many tokens (longest first for pairs)"] = None,
 ) -> None:
     """Show the word pieces, ids and segment ids BERT sees for a text (or a pair)."""
-    from bertkit.tokenizer import load_tokenizer
+    from bertkit.vocab import load_tokenizer
 
     tok = load_tokenizer(model)
     enc = tok.encode(text, pair, max_length=max_length)

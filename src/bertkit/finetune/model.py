@@ -147,10 +147,10 @@ def build_model(folder: str | Path, kind: str, labels: list[str], random_init: b
         raise BertkitError("--crf is for token classification (ner, peoples-daily-ner, peoples-daily-cws)")
     folder = Path(folder)
     if random_init:
-        from bertkit.tokenizer import Tokenizer
+        from bertkit.vocab import tokenizer_from_folder
 
         config = BertConfig.from_json(folder / "config.json")
-        tokenizer = Tokenizer.from_folder(folder)
+        tokenizer = tokenizer_from_folder(folder)
         check_vocab_fits(tokenizer, config, folder)
         encoder = None
     else:

@@ -251,6 +251,11 @@ def pretrain(
         "nsp_loss": 0.0,
         "nsp_n": 0,
         "nsp_correct": 0,
+        "rtd_loss": 0.0,
+        "rtd_n": 0,
+        "rtd_correct": 0,
+        "rtd_replaced": 0,
+        "rtd_detected": 0,
         "tokens": 0,
         "t0": time.perf_counter(),
     }
@@ -274,6 +279,7 @@ def pretrain(
             epoch, batch_index = micro[-1][0], micro[-1][1] + 1
             masked_total = sum(int((b["labels"] != -100).sum()) for _, _, b in micro)
             seqs_total = plan[phase].batch_size * cfg.grad_accum
+            tokens_total = sum(int(b["attention_mask"].sum()) for _, _, b in micro)  # ELECTRA averages over these
             finite = True
             for i, (_, _, batch) in enumerate(micro):
                 batch = {k: v.to(device, non_blocking=True) for k, v in rank_slice(batch, rank, world).items()}
@@ -284,6 +290,8 @@ def pretrain(
                     # Every masked token of the step weighs the same, whichever micro-batch or rank it fell in;
                     # DDP averages over the ranks, so each rank's share of the sum is scaled by `world`.
                     loss = res.mlm_loss_sum / max(1, masked_total) + res.nsp_loss_sum / seqs_total
+                    if res.rtd_loss_sum is not None:  # ELECTRA: L = L_mlm + λ · L_disc
+                        loss = loss + res.rtd_weight * res.rtd_loss_sum / tokens_total
                     if not all_reduce_sum([float(torch.isfinite(loss))], world, device)[0] == world:
                         finite = False
                         break
@@ -294,6 +302,10 @@ def pretrain(
                 window["nsp_loss"] += res.nsp_loss_sum.item()
                 window["nsp_n"] += res.nsp_count
                 window["nsp_correct"] += res.nsp_correct
+                if res.rtd_loss_sum is not None:
+                    window["rtd_loss"] += res.rtd_loss_sum.item()
+                    for k in ("rtd_n", "rtd_correct", "rtd_replaced", "rtd_detected"):
+                        window[k] += getattr(res, k.replace("_n", "_count") if k == "rtd_n" else k)
                 window["tokens"] += int(batch["attention_mask"].sum())
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm) if finite else None
             if not finite or not torch.isfinite(grad_norm):
@@ -325,7 +337,8 @@ def pretrain(
             # ---- log
             if step % cfg.log_every == 0 or step == cfg.steps:
                 seconds = time.perf_counter() - window["t0"]
-                keys = ("mlm_loss", "mlm_n", "mlm_correct", "nsp_loss", "nsp_n", "nsp_correct", "tokens")
+                keys = ("mlm_loss", "mlm_n", "mlm_correct", "nsp_loss", "nsp_n", "nsp_correct", "tokens", "rtd_loss")
+                keys += ("rtd_n", "rtd_correct", "rtd_replaced", "rtd_detected")
                 window |= dict(zip(keys, all_reduce_sum([window[k] for k in keys], world, device), strict=True))
                 row = {
                     "step": step,
@@ -340,16 +353,26 @@ def pretrain(
                 if window["nsp_n"]:
                     row["nsp_loss"] = window["nsp_loss"] / window["nsp_n"]
                     row["nsp_accuracy"] = window["nsp_correct"] / window["nsp_n"]
+                if window["rtd_n"]:  # ELECTRA's discriminator
+                    row["rtd_loss"] = window["rtd_loss"] / window["rtd_n"]
+                    row["rtd_accuracy"] = window["rtd_correct"] / window["rtd_n"]
+                    row["rtd_recall"] = window["rtd_detected"] / max(1, window["rtd_replaced"])
+                    row["replaced_share"] = window["rtd_replaced"] / window["rtd_n"]
                 if main:
                     log.write(json.dumps(row) + "\n")
                     log.flush()
                 bar.set_postfix(
-                    loss=f"{row['mlm_loss'] + row.get('nsp_loss', 0):.3f}",
+                    loss=f"{row['mlm_loss'] + row.get('nsp_loss', 0) + 50 * row.get('rtd_loss', 0):.3f}",
                     mlm_acc=f"{row['mlm_accuracy']:.3f}",
                     tok_s=f"{row['tokens_per_s']:.0f}",
                     refresh=False,
                 )
-                window = dict.fromkeys(window, 0) | {"t0": time.perf_counter(), "mlm_loss": 0.0, "nsp_loss": 0.0}
+                window = dict.fromkeys(window, 0) | {
+                    "t0": time.perf_counter(),
+                    "mlm_loss": 0.0,
+                    "nsp_loss": 0.0,
+                    "rtd_loss": 0.0,
+                }
 
             # ---- evaluate on held-out documents
             if phase_eval is not None and (step % cfg.eval_every == 0 or step == cfg.steps) and main:
@@ -363,6 +386,12 @@ def pretrain(
                     f"step {step}: held-out MLM loss {last_eval['mlm_loss']:.3f}, accuracy at [MASK] "
                     f"{last_eval['cloze_accuracy']:.3f} (unigram baseline {last_eval['unigram_accuracy']:.3f})"
                     + (f", NSP accuracy {last_eval['nsp_accuracy']:.3f}" if "nsp_accuracy" in last_eval else "")
+                    + (
+                        f", replaced-token detection accuracy {last_eval['rtd_accuracy']:.3f} "
+                        f"recall {last_eval['rtd_recall']:.3f}"
+                        if "rtd_accuracy" in last_eval
+                        else ""
+                    )
                 )
                 plot_metrics(out / "metrics.jsonl", out / "curves.png")
 
@@ -400,6 +429,9 @@ def pretrain(
     }
     if main:
         save_pretrained(out / "model", model.encoder, model.heads(), tokenizer)
+        for name, (encoder, heads) in model.extra_models().items():  # ELECTRA's generator
+            save_pretrained(out / name, encoder, heads, tokenizer)
+            summary[name] = str(out / name)
         plot_metrics(out / "metrics.jsonl", out / "curves.png")
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     barrier(world)  # the others wait until the model folder is whole
@@ -416,7 +448,8 @@ def evaluate(
     baseline_id: int,
     epoch: Epoch | None = None,
 ) -> dict:
-    """Held-out MLM loss/accuracy (and NSP accuracy) on the first `eval_batches` batches of epoch 0.
+    """Held-out MLM loss/accuracy (and NSP accuracy; ELECTRA: the generator's MLM, the discriminator's accuracy
+    over all real tokens and its recall of the replaced ones) on the first `eval_batches` batches of epoch 0.
 
     `cloze_accuracy` counts only the positions the model sees as [MASK] — the fill-in-the-blank skill.
     `mlm_accuracy` also counts the 10% of chosen tokens left unchanged, which a model gets right by copying
@@ -426,7 +459,9 @@ def evaluate(
     was_training = model.training
     model.eval()
     sums = dict.fromkeys(
-        ("mlm_loss", "mlm_n", "mlm_correct", "nsp_n", "nsp_correct", "cloze_n", "cloze_correct", "baseline"), 0
+        ("mlm_loss", "mlm_n", "mlm_correct", "nsp_n", "nsp_correct", "cloze_n", "cloze_correct", "baseline")
+        + ("rtd_n", "rtd_correct", "rtd_replaced", "rtd_detected"),
+        0,
     )
     epoch = epoch if epoch is not None else data.epoch(0)
     bs = min(cfg.batch_size, len(epoch))
@@ -445,6 +480,10 @@ def evaluate(
         sums["cloze_n"] += int(cloze.sum())
         sums["cloze_correct"] += int((res.mlm_logits.argmax(-1) == targets)[cloze].sum())
         sums["baseline"] += int((targets[cloze] == baseline_id).sum())
+        sums["rtd_n"] += res.rtd_count
+        sums["rtd_correct"] += res.rtd_correct
+        sums["rtd_replaced"] += res.rtd_replaced
+        sums["rtd_detected"] += res.rtd_detected
     model.train(was_training)
     n, nc = max(1, sums["mlm_n"]), max(1, sums["cloze_n"])
     result = {
@@ -456,6 +495,10 @@ def evaluate(
     }
     if sums["nsp_n"]:
         result["nsp_accuracy"] = sums["nsp_correct"] / sums["nsp_n"]
+    if sums["rtd_n"]:  # ELECTRA: the discriminator on the generator's replacements, and how many it caught
+        result["rtd_accuracy"] = sums["rtd_correct"] / sums["rtd_n"]
+        result["rtd_recall"] = sums["rtd_detected"] / max(1, sums["rtd_replaced"])
+        result["replaced_share"] = sums["rtd_replaced"] / sums["rtd_n"]
     return result
 
 
@@ -499,6 +542,8 @@ def plot_metrics(log_path: Path, png_path: Path) -> None:
     ax[0, 0].plot(steps, [r["mlm_loss"] for r in train], label="train MLM")
     if "nsp_loss" in train[0]:
         ax[0, 0].plot(steps, [r["nsp_loss"] for r in train], label="train NSP")
+    if "rtd_loss" in train[0]:  # per token, before λ: on the MLM loss's scale it would be a flat line
+        ax[0, 0].plot(steps, [10 * r["rtd_loss"] for r in train], label="train RTD × 10")
     if evals:
         ax[0, 0].plot([e["step"] for e in evals], [e["mlm_loss"] for e in evals], "o-", label="held-out MLM")
     ax[0, 0].set(title="loss", xlabel="step")
@@ -511,6 +556,8 @@ def plot_metrics(log_path: Path, png_path: Path) -> None:
         )
         if "nsp_accuracy" in evals[0]:
             ax[0, 1].plot([e["step"] for e in evals], [e["nsp_accuracy"] for e in evals], "s-", label="held-out NSP")
+        if "rtd_recall" in evals[0]:
+            ax[0, 1].plot([e["step"] for e in evals], [e["rtd_recall"] for e in evals], "^-", label="replaced found")
     ax[0, 1].set(title="accuracy", xlabel="step", ylim=(0, 1))
     ax[1, 0].plot(steps, [r["tokens_per_s"] for r in train])
     ax[1, 0].set(title="throughput (real tokens / s)", xlabel="step")

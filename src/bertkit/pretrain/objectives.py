@@ -8,6 +8,7 @@ Choices:
 - The MLM head runs only at the masked positions: gathering them first means the (N, V) vocabulary
   projection covers 15% of the tokens, not all of them. That projection is most of the work in a small
   model with a 21k vocabulary, so this is the largest single speed-up over a head run on every position.
+- `ElectraPretraining` is ELECTRA's replaced-token detection (below, with the choice each line makes).
 - Losses come back as *sums* with their counts. The training loop divides by the number of masked tokens
   (and sequences) in the whole optimizer step, so gradient accumulation weights every masked token
   equally, however the tokens fall into micro-batches.
@@ -21,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bertkit.model import BertEncoder, MLMHead, NSPHead
+from bertkit.errors import ConfigError
+from bertkit.model import BertEncoder, MLMHead, NSPHead, RTDHead
 from bertkit.pretrain.masking import IGNORE_INDEX
 
 
@@ -34,6 +36,14 @@ class PretrainingOutput:
     nsp_count: int
     nsp_correct: int
     mlm_logits: torch.Tensor | None = None  # (N, V) at the masked positions, for fill-mask and tests
+    # ELECTRA's discriminator, over every real token (0 / None for the other objectives):
+    rtd_loss_sum: torch.Tensor | None = None  # () summed binary cross-entropy, before the weight λ
+    rtd_weight: float = 0.0  # λ: the step's loss adds λ · rtd_loss_sum / real tokens
+    rtd_count: int = 0  # real tokens scored
+    rtd_correct: int = 0  # tokens classified right (replaced or original)
+    rtd_replaced: int = 0  # tokens the generator's sample changed
+    rtd_detected: int = 0  # of those, how many the discriminator flagged
+    rtd_labels: torch.Tensor | None = None  # (B, T) bool, True where the input was replaced (tests)
 
 
 class BertPretraining(nn.Module):
@@ -46,6 +56,10 @@ class BertPretraining(nn.Module):
 
     def heads(self) -> dict[str, nn.Module]:
         return {"mlm": self.mlm} | ({"nsp": self.nsp} if self.nsp is not None else {})
+
+    def extra_models(self) -> dict[str, tuple[BertEncoder, dict[str, nn.Module]]]:
+        """Models saved beside OUT/model, by folder name: none for BERT."""
+        return {}
 
     def forward(
         self,
@@ -80,3 +94,124 @@ class BertPretraining(nn.Module):
             nsp_correct=nsp_correct,
             mlm_logits=logits if return_logits else None,
         )
+
+
+class ElectraPretraining(nn.Module):
+    """ELECTRA (Clark et al. 2020; seed 002): a small MLM generator fills the masked positions with samples,
+    and the discriminator — the model kept for fine-tuning — tells for every token whether it was replaced.
+    `L = L_mlm + λ · L_disc`, λ = 50.
+
+    Choices, line by line below (checked against google-research/electra and richarddwang/electra_pytorch,
+    the PyTorch reimplementation that reproduced the paper's GLUE):
+    - The generator is `generator_size` of the discriminator's width (`electra_generator_config`); the paper
+      finds 1/4-1/2 best, though the released ELECTRA-Small used a full-size one (google-research/electra #39).
+    - Only the embeddings are shared, and all of them: token, position and segment tables *and* their
+      LayerNorm (one `Embeddings` module), as the original with `shared_embeddings`; each model keeps its
+      own E → H projection and its own layers.
+    - The generator's MLM decoder is tied to those shared word embeddings with its own bias, as the
+      original's generator; the discriminator has no MLM decoder at all.
+    - Replacements are sampled from the generator's softmax with Gumbel-max (`argmax(logits + G)` is an exact
+      sample), at temperature 1, under `no_grad`: no gradient flows from the discriminator into the
+      generator, which learns from its MLM loss alone.
+    - Every masked position is replaced by its sample, also the 15% left unmasked in the input (ELECTRA
+      masks 85% / keeps 15%, no random tokens: `MaskingConfig(mask_token_prob=0.85, random_token_prob=0)`).
+    - A sample equal to the original counts as original: the label is `sampled != original`.
+    - The discriminator's loss is the sigmoid cross-entropy over every real token ([CLS] and [SEP] too),
+      averaged over real tokens, as the original weights by the input mask.
+    """
+
+    def __init__(
+        self,
+        generator: BertEncoder,
+        mlm: MLMHead,
+        discriminator: BertEncoder,
+        rtd: RTDHead,
+        disc_weight: float = 50.0,
+        label_smoothing: float = 0.0,
+    ):
+        super().__init__()
+        if generator.config.hidden_size >= discriminator.config.hidden_size:
+            raise ConfigError(
+                f"the generator (hidden {generator.config.hidden_size}) must be smaller than the discriminator "
+                f"(hidden {discriminator.config.hidden_size}); ELECTRA uses 1/4 to 1/2 of its width"
+            )
+        if generator.config.embedding_width != discriminator.config.embedding_width:
+            raise ConfigError("the generator and the discriminator share embeddings, so need the same embedding_size")
+        generator.embeddings = discriminator.embeddings  # one module: tables and LayerNorm shared
+        self.encoder, self.rtd = discriminator, rtd
+        self.generator, self.mlm = generator, mlm
+        self.disc_weight, self.label_smoothing = disc_weight, label_smoothing
+        self.nsp = None
+
+    def heads(self) -> dict[str, nn.Module]:
+        return {"rtd": self.rtd}  # OUT/model is the discriminator, ElectraForPreTraining
+
+    def extra_models(self) -> dict[str, tuple[BertEncoder, dict[str, nn.Module]]]:
+        return {"generator": (self.generator, {"mlm": self.mlm})}  # ElectraForMaskedLM, for fill-mask
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,  # (B, T) with masked tokens already replaced
+        labels: torch.Tensor,  # (B, T) original ids at masked positions, -100 elsewhere
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        next_sentence_label: torch.Tensor | None = None,  # unused: ELECTRA has no sentence-level task
+        return_logits: bool = False,
+        position_ids: torch.Tensor | None = None,
+    ) -> PretrainingOutput:
+        masked = labels != IGNORE_INDEX  # (B, T)
+        targets = labels[masked]  # (N,)
+        gen = self.generator(input_ids, attention_mask, token_type_ids, position_ids=position_ids)
+        logits = self.mlm(gen.last_hidden_state[masked], self.generator.embeddings.word_embeddings.weight)  # (N, V)
+        mlm_loss = F.cross_entropy(logits.float(), targets, reduction="sum", label_smoothing=self.label_smoothing)
+
+        with torch.no_grad():  # the sample is data for the discriminator: no gradient into the generator
+            u = torch.rand(logits.shape, device=logits.device).clamp_(1e-9, 1 - 1e-9)
+            sampled = (logits.float() - torch.log(-torch.log(u))).argmax(-1)  # Gumbel-max: one draw from softmax
+            original = torch.where(masked, labels, input_ids)  # (B, T)
+            corrupted = original.clone()
+            corrupted[masked] = sampled
+            replaced = corrupted != original  # (B, T): a sample equal to the original is original
+        real = attention_mask.bool() if attention_mask is not None else torch.ones_like(masked)
+        disc = self.encoder(corrupted, attention_mask, token_type_ids, position_ids=position_ids)
+        rtd_logits = self.rtd(disc.last_hidden_state[real]).float()  # (M,) one per real token
+        truth = replaced[real]
+        rtd_loss = F.binary_cross_entropy_with_logits(rtd_logits, truth.float(), reduction="sum")
+        flagged = rtd_logits > 0
+        return PretrainingOutput(
+            mlm_loss_sum=mlm_loss,
+            mlm_count=int(targets.numel()),
+            mlm_correct=int((logits.argmax(-1) == targets).sum()),
+            nsp_loss_sum=mlm_loss.new_zeros(()),
+            nsp_count=0,
+            nsp_correct=0,
+            mlm_logits=logits if return_logits else None,
+            rtd_loss_sum=rtd_loss,
+            rtd_weight=self.disc_weight,
+            rtd_count=int(truth.numel()),
+            rtd_correct=int((flagged == truth).sum()),
+            rtd_replaced=int(truth.sum()),
+            rtd_detected=int((flagged & truth).sum()),
+            rtd_labels=replaced if return_logits else None,
+        )
+
+
+def electra_generator_config(discriminator, size: float):
+    """The generator's config: `size` × the discriminator's hidden width (heads of 64, FFN 4×), the same
+    depth and embedding width (the embeddings are shared)."""
+    from dataclasses import replace
+
+    if not 0.0 < size < 1.0:
+        raise ConfigError(
+            f"--generator-size {size}: the generator is a fraction of the discriminator's width, in (0, 1) "
+            "(ELECTRA: 0.25 to 0.5)"
+        )
+    hidden = max(16, int(round(discriminator.hidden_size * size / 16)) * 16)
+    heads = max(1, hidden // 64)
+    return replace(
+        discriminator,
+        hidden_size=hidden,
+        num_attention_heads=heads,
+        intermediate_size=4 * hidden,
+        embedding_size=discriminator.embedding_width,
+    )

@@ -60,7 +60,7 @@ def build_pretraining(
             raise BertkitError(f"{init}: the model has no pooler, which --objective {objective} needs")
     else:
         if tokenizer_path is not None:
-            from bertkit.tokenizer import load_tokenizer
+            from bertkit.vocab import load_tokenizer
 
             tokenizer = load_tokenizer(tokenizer_path)
         else:
