@@ -14,7 +14,13 @@ def pretrain_cmd(
     *,
     out: Annotated[str, "run folder: model/, checkpoint/, metrics.jsonl, curves.png"],
     corpus: Annotated[list[str], "'peoples-daily' (built in) or text files / folders"] = ["peoples-daily"],  # noqa: B006
-    preset: Annotated[str, "model size for a new model (see `bertkit params`)"] = "bert-mini-chinese",
+    recipe: Annotated[
+        Literal["bert", "albert", "roberta", "electra"] | None,
+        "the family's pretraining as its paper has it (default: the preset's family); each flag below overrides it",
+    ] = None,
+    preset: Annotated[
+        str | None, "model family and size for a new model (see `bertkit params`; default: the recipe's)"
+    ] = None,
     init: Annotated[str | None, "continue pretraining this model folder (its vocabulary too)"] = None,
     tokenizer: Annotated[str | None, "use this vocab.txt / tokenizer.json / folder instead of training one"] = None,
     vocab_size: Annotated[int, "size of the WordPiece vocabulary trained on the corpus"] = 8000,
@@ -29,13 +35,19 @@ def pretrain_cmd(
         "BERT's length schedule instead of one --max-seq-length: LENGTH:FRACTION of the steps, e.g. 32:0.9 "
         "128:0.1; later phases keep the first one's tokens per step (batch x length)",
     ] = None,
-    objective: Annotated[Literal["nsp", "sop", "full"], "MLM plus NSP, plus SOP, or MLM on full sentences"] = "nsp",
+    objective: Annotated[
+        Literal["nsp", "sop", "full"] | None,
+        "MLM plus NSP, plus SOP, or MLM on full sentences (default: the recipe's)",
+    ] = None,
     masking: Annotated[
-        Literal["token", "wwm", "span", "ngram"],
+        Literal["token", "wwm", "span", "ngram"] | None,
         "what is masked: single tokens; whole words (Chinese words found by jieba, English by ##); SpanBERT "
-        "spans; ALBERT n-grams of 1-3 words, p(n) ∝ 1/n",
-    ] = "token",
-    dynamic: Annotated[bool, "fresh masks every epoch (RoBERTa) instead of dupe_factor static copies"] = False,
+        "spans; ALBERT n-grams of 1-3 words, p(n) ∝ 1/n (default: the recipe's)",
+    ] = None,
+    dynamic: Annotated[
+        bool | None, "fresh masks every epoch (RoBERTa) instead of dupe_factor static copies (default: the recipe's)"
+    ] = None,
+    generator_size: Annotated[float, "ELECTRA: the generator's width as a fraction of the discriminator's"] = 0.25,
     dupe_factor: Annotated[int, "static masking: versions of the data, cycled"] = 5,
     label_smoothing: Annotated[float, "mix each one-hot MLM / NSP target with the uniform one (0: off)"] = 0.0,
     steps: Annotated[int, "optimizer steps"] = 1000,
@@ -54,14 +66,18 @@ def pretrain_cmd(
         str | None, "where token shards are cached (default $BERTKIT_CACHE or ~/.cache/bertkit)"
     ] = None,
 ) -> None:
-    """Pretrain BERT (MLM + NSP) on a corpus; writes a Hugging Face folder with the MLM and NSP heads."""
+    """Pretrain BERT, ALBERT, RoBERTa or ELECTRA on a corpus; writes a Hugging Face folder with the heads.
+
+    ELECTRA's run folder holds the discriminator in OUT/model and the generator in OUT/generator."""
     import torch
 
     from bertkit.pretrain.loop import TrainConfig, check_out_dir, pretrain
-    from bertkit.pretrain.setup import build_pretraining
+    from bertkit.pretrain.setup import build_pretraining, resolve_recipe
     from bertkit.training import barrier, distributed
 
     check_out_dir(out, resume)  # before the corpus is read: a mistake costs nothing
+    settings = resolve_recipe(recipe, preset, init, objective, masking, dynamic)
+    preset, objective, masking, dynamic = (settings[k] for k in ("preset", "objective", "masking", "dynamic"))
     rank, world = distributed()  # (0, 1) unless started by torchrun
 
     torch.manual_seed(seed)
@@ -92,7 +108,7 @@ def pretrain_cmd(
         log_every=log_every,
         save_every=save_every,
         keep_checkpoints=keep_checkpoints,
-        beta2=0.98 if dynamic else 0.999,
+        beta2=settings["beta2"],
         progress=True,
         phases=schedule,
         copy_positions=init is None,  # a model of ours from scratch: its longer positions were never trained
@@ -114,15 +130,19 @@ def pretrain_cmd(
         seed=seed,
         cache_dir=cache_dir,
         progress=sys.stderr.isatty(),
+        generator_size=generator_size,
         **overrides,
     )
     if rank == 0:
         barrier(world)
     n_params = sum(p.numel() for p in model.parameters())
     say = print if rank == 0 else (lambda *a, **k: None)
+    c = model.encoder.config
     say(
-        f"model: {model.encoder.config.num_hidden_layers} layers, hidden {model.encoder.config.hidden_size}, "
-        f"vocab {tok.vocab_size}, {n_params:,} parameters; {len(train_data.doc_ids)} training documents"
+        f"recipe {settings['recipe']}: {c.model_type} {c.num_hidden_layers} layers, hidden {c.hidden_size}, "
+        f"vocab {tok.vocab_size}, {n_params:,} parameters; objective {objective}, masking {masking}"
+        + (" (dynamic)" if dynamic else "")
+        + f"; {len(train_data.doc_ids)} training documents"
     )
     summary = pretrain(model, tok, train_data, eval_data, cfg, resume=resume)
     ev = summary["eval"]
@@ -130,9 +150,19 @@ def pretrain_cmd(
         say(
             f"held-out MLM accuracy at [MASK] {ev['cloze_accuracy']:.3f} "
             f"(unigram baseline {ev['unigram_accuracy']:.3f}), "
-            f"loss {ev['mlm_loss']:.3f}" + (f", NSP accuracy {ev['nsp_accuracy']:.3f}" if "nsp_accuracy" in ev else "")
+            f"loss {ev['mlm_loss']:.3f}"
+            + (f", NSP accuracy {ev['nsp_accuracy']:.3f}" if "nsp_accuracy" in ev else "")
+            + (
+                f", replaced-token detection accuracy {ev['rtd_accuracy']:.3f}, recall {ev['rtd_recall']:.3f}"
+                if "rtd_accuracy" in ev
+                else ""
+            )
         )
-    say(f"model: {summary['model']}  curves: {out}/curves.png  log: {out}/metrics.jsonl")
+    say(
+        f"model: {summary['model']}"
+        + (f"  generator: {summary['generator']}" if "generator" in summary else "")
+        + f"  curves: {out}/curves.png  log: {out}/metrics.jsonl"
+    )
 
 
 def _parse_phases(phases: list[str]) -> tuple[tuple[int, float], ...]:

@@ -44,6 +44,7 @@ class PretrainingOutput:
     rtd_replaced: int = 0  # tokens the generator's sample changed
     rtd_detected: int = 0  # of those, how many the discriminator flagged
     rtd_labels: torch.Tensor | None = None  # (B, T) bool, True where the input was replaced (tests)
+    rtd_input: torch.Tensor | None = None  # (B, T) the discriminator's input: the generator's samples filled in
 
 
 class BertPretraining(nn.Module):
@@ -193,6 +194,7 @@ class ElectraPretraining(nn.Module):
             rtd_replaced=int(truth.sum()),
             rtd_detected=int((flagged & truth).sum()),
             rtd_labels=replaced if return_logits else None,
+            rtd_input=corrupted if return_logits else None,
         )
 
 

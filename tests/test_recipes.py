@@ -1,0 +1,152 @@
+"""The family's pretraining recipes: ELECTRA's generator and discriminator, RoBERTa's FULL-SENTENCES inputs,
+each recipe from the CLI on the built-in corpus, and the one-line errors for a family's mistakes."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import transformers
+from helpers import one_thread  # noqa: F401 - module-wide single thread
+from test_cli import assert_user_error, run
+
+from bertkit.config import from_preset
+from bertkit.errors import ConfigError
+from bertkit.model import BertEncoder, MLMHead, RTDHead
+from bertkit.pretrain.masking import IGNORE_INDEX
+from bertkit.pretrain.objectives import ElectraPretraining, electra_generator_config
+from bertkit.pretrain.pairs import create_full_sentence_instances
+
+
+def _electra(seed=0, vocab=80):
+    torch.manual_seed(seed)
+    disc = from_preset("electra-small", vocab_size=vocab, num_hidden_layers=2, hidden_size=64,
+                       num_attention_heads=2, intermediate_size=128, embedding_size=32,
+                       hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    gen = electra_generator_config(disc, 0.25)
+    model = ElectraPretraining(BertEncoder(gen), MLMHead(gen), BertEncoder(disc), RTDHead(disc))
+    ids = torch.randint(5, vocab, (4, 16))
+    labels = torch.full_like(ids, IGNORE_INDEX)
+    chosen = torch.rand(ids.shape) < 0.3
+    chosen[:, 0] = False
+    labels[chosen] = ids[chosen]
+    inputs = ids.clone()
+    inputs[chosen] = 4  # [MASK]
+    mask = torch.ones_like(ids)
+    mask[3, 12:] = 0
+    return model, inputs, labels, mask, ids
+
+
+def test_electra_generator_is_smaller_and_shares_only_the_embeddings():
+    model, *_ = _electra()
+    assert model.generator.config.hidden_size == 16 and model.encoder.config.hidden_size == 64
+    assert model.generator.embeddings is model.encoder.embeddings  # tables and LayerNorm: one module
+    assert model.generator.project is not None and model.encoder.project is not None  # each its own E -> H
+    shared = {id(p) for p in model.encoder.embeddings.parameters()}
+    gen_own = [p for n, p in model.generator.named_parameters() if not n.startswith("embeddings.")]
+    assert not shared & {id(p) for p in gen_own}
+    with pytest.raises(ConfigError, match="generator-size"):
+        electra_generator_config(model.encoder.config, 1.0)
+    with pytest.raises(ConfigError, match="smaller"):
+        ElectraPretraining(BertEncoder(model.encoder.config), MLMHead(model.encoder.config),
+                           BertEncoder(model.encoder.config), RTDHead(model.encoder.config))
+
+
+def test_discriminator_loss_sends_no_gradient_into_the_generator():
+    model, inputs, labels, mask, _ = _electra()
+    out = model(inputs, labels, mask)
+    out.rtd_loss_sum.backward()
+    generator_only = [*model.generator.layers.parameters(), *model.generator.project.parameters(),
+                      *model.mlm.parameters()]
+    assert all(p.grad is None or not p.grad.any() for p in generator_only)
+    assert model.encoder.layers[0].ffn.up.weight.grad.abs().sum() > 0  # the discriminator does learn
+    assert model.encoder.embeddings.word_embeddings.weight.grad.abs().sum() > 0  # and the shared tables
+    model.zero_grad()
+    model(inputs, labels, mask).mlm_loss_sum.backward()
+    assert model.mlm.dense.weight.grad.abs().sum() > 0 and model.rtd.dense.weight.grad is None
+
+
+def test_replaced_labels_mark_exactly_the_changed_tokens():
+    model, inputs, labels, mask, original = _electra(seed=3)
+    out = model(inputs, labels, mask, return_logits=True)
+    masked = labels != IGNORE_INDEX
+    fed = out.rtd_input
+    assert torch.equal(fed[~masked], original[~masked])  # only masked positions are resampled
+    assert torch.equal(out.rtd_labels, fed != original)  # a sample equal to the original counts as original
+    assert out.rtd_replaced == int(out.rtd_labels[mask.bool()].sum())
+    assert out.rtd_count == int(mask.sum())
+    # A generator that always predicts the original replaces nothing: every label is "original".
+    logits_hook = model.mlm.register_forward_hook(
+        lambda m, i, o: torch.full_like(o, -1e4).scatter_(1, original[masked][:, None], 1e4))
+    out = model(inputs, labels, mask, return_logits=True)
+    logits_hook.remove()
+    assert not out.rtd_labels.any() and out.rtd_replaced == 0
+
+
+def test_full_sentences_cross_documents_only_after_a_separator_and_fit_the_length():
+    CLS, SEP = 1, 2
+    rng = np.random.default_rng(0)
+    # Document d's tokens are 100·d + 10 .. 100·d + 99, so the document of every token is known.
+    docs = [[rng.integers(100 * d + 10, 100 * d + 100, size=rng.integers(1, 9)) for _ in range(rng.integers(1, 5))]
+            for d in range(40)]
+    for L in (8, 16, 33):
+        for d in range(len(docs)):
+            for inst in create_full_sentence_instances(docs, d, L, CLS, SEP, cross_documents=True):
+                t = inst.tokens
+                assert len(t) <= L and t[0] == CLS and t[-1] == SEP and not inst.token_type_ids.any()
+                body = t[1:-1]
+                doc_of = [None if x == SEP else x // 100 for x in body]
+                assert doc_of[0] == d  # an instance starts in its own document
+                for k in range(1, len(body)):
+                    if doc_of[k] is not None and doc_of[k - 1] is not None:
+                        assert doc_of[k] == doc_of[k - 1]  # no boundary without the separator
+                    if doc_of[k] is None:  # a separator sits exactly at a document boundary
+                        assert doc_of[k - 1] is not None and k + 1 < len(body) and doc_of[k + 1] != doc_of[k - 1]
+
+
+@pytest.mark.parametrize(
+    "recipe,architecture", [("albert", "AlbertForPreTraining"), ("roberta", "RobertaForMaskedLM"),
+                            ("electra", "ElectraForPreTraining")])
+def test_each_recipe_trains_from_the_cli_on_the_built_in_corpus(tmp_path, recipe, architecture):
+    out = tmp_path / "run"
+    flags = (f"--recipe {recipe} --num-hidden-layers 2 --hidden-size 128 --steps 60 --batch-size 16 "
+             "--max-seq-length 64 --eval-every 60 --log-every 10 --vocab-size 3000 --lr 1e-3 --dropout 0")
+    result = run("pretrain", "--out", str(out), *flags.split(), "--cache-dir", str(tmp_path / "cache"))
+    assert result.returncode == 0, result.stderr
+    assert f"recipe {recipe}: {recipe}" in result.stdout
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in rows if "eval" not in r]
+    assert train[-1]["mlm_loss"] < train[0]["mlm_loss"] - 0.3  # the loss falls (10-step means: noise ~0.05)
+    config = json.loads((out / "model" / "config.json").read_text())
+    assert config["architectures"] == [architecture] and config["model_type"] == recipe
+    model, info = getattr(transformers, architecture).from_pretrained(out / "model", output_loading_info=True)
+    assert not any(info.values()), info  # every tensor named as transformers names it
+    if recipe == "electra":
+        assert train[-1]["rtd_loss"] < train[0]["rtd_loss"]
+        assert "rtd_accuracy" in rows[-1]["eval"] and "rtd_recall" in rows[-1]["eval"]
+        gen = transformers.ElectraForMaskedLM.from_pretrained(out / "generator")
+        assert gen.config.hidden_size == 32  # a quarter of the discriminator
+    if recipe == "roberta":
+        tok = transformers.AutoTokenizer.from_pretrained(out / "model")
+        assert type(tok).__name__ == "RobertaTokenizer" and config["pad_token_id"] == tok.pad_token_id == 1
+        assert config["type_vocab_size"] == 1 and config["layer_norm_eps"] == 1e-5
+    if recipe == "albert":
+        assert "nsp_accuracy" in rows[-1]["eval"]  # SOP
+        assert config["embedding_size"] == 128 and config["num_hidden_groups"] == 1
+
+
+def test_family_mistakes_are_one_line_errors(tmp_path):
+    base = ["pretrain", "--out", str(tmp_path / "run"), "--steps", "1", "--cache-dir", str(tmp_path / "cache")]
+    assert_user_error(run(*base, "--recipe", "albert", "--preset", "bert-mini-chinese"), "--recipe is albert")
+    assert_user_error(run(*base, "--recipe", "roberta", "--objective", "nsp"), "--objective full")
+    assert_user_error(run(*base, "--recipe", "electra", "--generator-size", "1"), "--generator-size 1")
+    folder = tmp_path / "albert"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "albert", "num_hidden_groups": 2}))
+    assert_user_error(run("params", str(folder)), f"{folder / 'config.json'}: config field 'num_hidden_groups'")
+    (folder / "config.json").write_text(json.dumps({"model_type": "deberta-v2"}))
+    assert_user_error(run("params", str(folder)), "model_type is 'deberta-v2'")
+    roberta = tmp_path / "roberta"
+    roberta.mkdir()
+    (roberta / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(["<s>", "<pad>", "</s>", "<unk>", "<mask>"])}))
+    assert_user_error(run("tokenize", "--model", str(roberta), "hello"), f"{roberta / 'merges.txt'}: missing")
