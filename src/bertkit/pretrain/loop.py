@@ -245,6 +245,7 @@ def pretrain(
         mininterval=0.5 if sys.stderr.isatty() else 30,
     )
     window = {
+        "first_step": step,  # the window's rows average the steps after this one
         "mlm_loss": 0.0,
         "mlm_n": 0,
         "mlm_correct": 0,
@@ -348,6 +349,7 @@ def pretrain(
                     "mlm_accuracy": window["mlm_correct"] / max(1, window["mlm_n"]),
                     "grad_norm": float(grad_norm),
                     "tokens_per_s": window["tokens"] / seconds,
+                    "seconds_per_step": seconds / max(1, step - window["first_step"]),
                     "max_seq_length": plan[phase].max_seq_length,
                 }
                 if window["nsp_n"]:
@@ -368,6 +370,7 @@ def pretrain(
                     refresh=False,
                 )
                 window = dict.fromkeys(window, 0) | {
+                    "first_step": step,
                     "t0": time.perf_counter(),
                     "mlm_loss": 0.0,
                     "nsp_loss": 0.0,
