@@ -4,7 +4,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv test demo pretrain-zh table bench lint clean
+.PHONY: venv test demo pretrain-zh table family bench lint clean
 
 venv: .venv/.installed
 
@@ -28,6 +28,10 @@ pretrain-zh: venv
 # the README's fine-tuning table for a model folder (default: the demo's)
 table: venv
 	bash scripts/finetune_table.sh $(MODEL)
+
+# the README's family table: BERT, ALBERT, RoBERTa, ELECTRA with the same pretraining budget (about an hour)
+family: venv
+	$(PY) scripts/family_table.py $(ARGS)
 
 bench: venv
 	$(PY) benchmarks/run_all.py

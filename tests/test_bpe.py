@@ -105,3 +105,16 @@ def test_bpe_mistakes_are_named(bpe_folder, tmp_path):
         load_tokenizer(str(tmp_path))
     with pytest.raises(BertkitError, match="261"):
         ByteLevelBPETokenizer.train(["abc"], vocab_size=100)
+
+
+def test_tokenizer_train_kind_bpe_from_the_cli(tmp_path):
+    from test_cli import run
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(CHINESE[:400] + VARIED), encoding="utf-8")
+    result = run("tokenizer", "train", str(corpus), "--out", str(tmp_path / "bpe"), "--kind", "bpe", "--vocab-size", "800")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "bpe" / "merges.txt").is_file() and not (tmp_path / "bpe" / "vocab.txt").exists()
+    result = run("tokenize", "--model", str(tmp_path / "bpe"), "北京 hello")
+    assert result.returncode == 0, result.stderr
+    assert "ids: 0 " in result.stdout  # <s> first

@@ -282,3 +282,41 @@ def test_non_finite_losses_skip_the_update_and_stop_the_run_keeping_the_checkpoi
     assert all(torch.isfinite(p).all() for p in model.parameters())  # skipped updates left the weights sound
     assert not (tmp_path / "model").exists()  # no final model from a failed run; the checkpoint stays
     assert (tmp_path / "checkpoints" / "step-00000004").is_dir()
+
+
+def test_electra_resumes_exactly_and_saves_discriminator_and_generator(tmp_path):
+    from dataclasses import replace as dc_replace
+
+    from bertkit.model import RTDHead
+    from bertkit.pretrain.masking import MaskingConfig
+    from bertkit.pretrain.objectives import ElectraPretraining, electra_generator_config
+
+    def electra_run(folder):
+        _, train, held_out, cfg = make_run(folder)
+        torch.manual_seed(0)
+        masking = MaskingConfig(mask_token_prob=0.85, random_token_prob=0.0)
+        train = dc_replace(train, objective="full", masking=masking)
+        held_out = dc_replace(held_out, objective="full", masking=masking)
+        disc = BertConfig(vocab_size=100, hidden_size=48, num_hidden_layers=2, num_attention_heads=4,
+                          intermediate_size=96, max_position_embeddings=48, model_type="electra", embedding_size=32)
+        gen = electra_generator_config(disc, 0.34)
+        model = ElectraPretraining(BertEncoder(gen), MLMHead(gen), BertEncoder(disc), RTDHead(disc))
+        return model, train, held_out, cfg
+
+    def rtd_losses(folder):
+        rows = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
+        return {r["step"]: (r["mlm_loss"], r["rtd_loss"]) for r in rows if "step" in r}
+
+    model, train, held_out, cfg = electra_run(tmp_path / "full")
+    summary = pretrain(model, None, train, held_out, cfg)
+    assert (tmp_path / "full" / "model" / "model.safetensors").is_file()
+    assert summary["generator"] == str(tmp_path / "full" / "generator")
+    full = rtd_losses(tmp_path / "full")
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    shutil.copytree(tmp_path / "full" / "checkpoints", resumed / "checkpoints")
+    model, train, held_out, cfg = electra_run(resumed)
+    pretrain(model, None, train, held_out, cfg, resume=True)
+    again = rtd_losses(resumed)
+    for step in range(5, 9):
+        assert again[step] == pytest.approx(full[step], rel=1e-6, abs=1e-6), step

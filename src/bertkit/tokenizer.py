@@ -200,7 +200,7 @@ class Tokenizer:
             for p in paths:
                 if not p.is_file():
                     raise DataError(f"{p}: no such corpus file (to train on lines in memory, pass iter(lines))")
-            lines, source = _read_lines(paths), ", ".join(str(p) for p in paths)
+            lines, source = read_lines(paths), ", ".join(str(p) for p in paths)
         else:
             lines, source = iter(files), "the given lines"
         normalizer = _bert_normalizer(lowercase, None, True)
@@ -473,7 +473,8 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise BertkitError(f"{path}: not valid JSON ({e})") from e
 
 
-def _read_lines(paths: list[Path]) -> Iterator[str]:
+def read_lines(paths: list[Path]) -> Iterator[str]:
+    """The lines of text files, each checked to be UTF-8 (a bad one is named by file and line)."""
     for path in paths:
         with open(path, "rb") as f:  # bytes, so that a bad line can be reported with its number
             for n, line in enumerate(f, 1):

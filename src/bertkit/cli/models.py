@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from bertkit.cli.table import command
 from bertkit.errors import BertkitError
@@ -77,14 +77,28 @@ def tokenizer_train_cmd(
     out: Annotated[str, "folder to write vocab.txt, tokenizer.json and tokenizer_config.json"],
     vocab_size: Annotated[int, "vocabulary size including the 5 special tokens"] = 21128,
     min_frequency: Annotated[int, "drop pieces seen fewer times than this"] = 2,
-    lowercase: Annotated[bool, "lower-case and strip accents (uncased model)"] = True,
+    lowercase: Annotated[bool, "lower-case and strip accents (uncased model; WordPiece only)"] = True,
+    kind: Annotated[
+        Literal["wordpiece", "bpe"], "WordPiece (BERT, ALBERT, ELECTRA) or byte-level BPE (RoBERTa: vocab.json + merges.txt)"
+    ] = "wordpiece",
 ) -> None:
-    """Train a WordPiece vocabulary (CJK-aware: one token per Chinese character) from text files."""
+    """Train a WordPiece vocabulary (CJK-aware: one token per Chinese character) or RoBERTa's byte-level BPE."""
     from bertkit.tokenizer import Tokenizer
 
     for f in files:
         if not Path(f).is_file():
             raise BertkitError(f"{f}: no such file")
+    if kind == "bpe":
+        from bertkit.bpe import ByteLevelBPETokenizer
+        from bertkit.tokenizer import read_lines
+
+        tok = ByteLevelBPETokenizer.train(
+            read_lines([Path(f) for f in files]), vocab_size=vocab_size, min_frequency=min_frequency,
+            show_progress=sys.stderr.isatty(),
+        )
+        tok.save(out)
+        print(f"wrote {out}/vocab.json and merges.txt with {tok.vocab_size} tokens")
+        return
     tok = Tokenizer.train(
         files,
         vocab_size=vocab_size,
