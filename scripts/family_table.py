@@ -31,12 +31,62 @@ from pathlib import Path
 BK = str(Path(sys.executable).with_name("bertkit"))
 RECIPES = ("bert", "albert", "roberta", "electra")
 SIZE = ["--num-hidden-layers", "4", "--hidden-size", "256"]
-PRETRAIN = ["--corpus", "peoples-daily", "reviews", "--vocab-size", "8000", "--max-seq-length", "128",
-            "--batch-size", "32", "--lr", "5e-4", "--warmup", "0.06", "--dropout", "0", "--log-every", "10"]
-SENTIMENT = ["--task", "sentiment", "--max-seq-length", "128", "--epochs", "2", "--lr", "3e-4", "--batch-size", "32",
-             "--warmup", "0.1", "--dropout", "0.1"]
-NER = ["--task", "peoples-daily-ner", "--max-train-examples", "3000", "--max-seq-length", "32", "--stride", "24",
-       "--epochs", "6", "--crf", "--lr", "1e-3", "--batch-size", "32", "--warmup", "0.1", "--dropout", "0.1"]
+PRETRAIN = [
+    "--corpus",
+    "peoples-daily",
+    "reviews",
+    "--vocab-size",
+    "8000",
+    "--max-seq-length",
+    "128",
+    "--batch-size",
+    "32",
+    "--lr",
+    "5e-4",
+    "--warmup",
+    "0.06",
+    "--dropout",
+    "0",
+    "--log-every",
+    "10",
+]
+SENTIMENT = [
+    "--task",
+    "sentiment",
+    "--max-seq-length",
+    "128",
+    "--epochs",
+    "2",
+    "--lr",
+    "3e-4",
+    "--batch-size",
+    "32",
+    "--warmup",
+    "0.1",
+    "--dropout",
+    "0.1",
+]
+NER = [
+    "--task",
+    "peoples-daily-ner",
+    "--max-train-examples",
+    "3000",
+    "--max-seq-length",
+    "32",
+    "--stride",
+    "24",
+    "--epochs",
+    "6",
+    "--crf",
+    "--lr",
+    "1e-3",
+    "--batch-size",
+    "32",
+    "--warmup",
+    "0.1",
+    "--dropout",
+    "0.1",
+]
 
 
 def bk(*args: str) -> None:
@@ -51,16 +101,43 @@ def rows(path: Path) -> list[dict]:
 def pretrain(out: Path, recipe: str, minutes: float, cache: Path) -> dict:
     calib = out / f"{recipe}-timing"
     if not (calib / "summary.json").is_file():
-        bk("pretrain", "--recipe", recipe, "--out", str(calib), *SIZE, *PRETRAIN, "--steps", "40",
-           "--eval-every", "1000", "--cache-dir", str(cache))
+        bk(
+            "pretrain",
+            "--recipe",
+            recipe,
+            "--out",
+            str(calib),
+            *SIZE,
+            *PRETRAIN,
+            "--steps",
+            "40",
+            "--eval-every",
+            "1000",
+            "--cache-dir",
+            str(cache),
+        )
     step_s = statistics.median(r["seconds_per_step"] for r in rows(calib / "metrics.jsonl")[1:] if "eval" not in r)
     steps = max(50, int(minutes * 60 / step_s))
     run = out / f"{recipe}-pretrain"
     if not (run / "summary.json").is_file():
         start = time.perf_counter()
-        bk("pretrain", "--recipe", recipe, "--out", str(run), *SIZE, *PRETRAIN, "--steps", str(steps),
-           "--eval-every", str(max(100, steps // 5)), "--save-every", str(max(100, steps // 5)),
-           "--cache-dir", str(cache))
+        bk(
+            "pretrain",
+            "--recipe",
+            recipe,
+            "--out",
+            str(run),
+            *SIZE,
+            *PRETRAIN,
+            "--steps",
+            str(steps),
+            "--eval-every",
+            str(max(100, steps // 5)),
+            "--save-every",
+            str(max(100, steps // 5)),
+            "--cache-dir",
+            str(cache),
+        )
         (run / "wall_seconds.txt").write_text(f"{time.perf_counter() - start:.0f}\n")
     train = [r for r in rows(run / "metrics.jsonl") if "eval" not in r]
     summary = json.loads((run / "summary.json").read_text())
@@ -117,10 +194,14 @@ def main() -> None:
     bert_model = str(out / "bert-pretrain" / "model")
     random_rows = None
     if Path(bert_model).is_dir():
-        random_rows = (finetune(out, "random-sentiment", bert_model, SENTIMENT, random_init=True),
-                       finetune(out, "random-ner", bert_model, NER, random_init=True))
-    base = (baseline(out, "baseline-sentiment", ["--task", "sentiment"]),
-            baseline(out, "baseline-ner", ["--task", "peoples-daily-ner", "--max-train-examples", "3000"]))
+        random_rows = (
+            finetune(out, "random-sentiment", bert_model, SENTIMENT, random_init=True),
+            finetune(out, "random-ner", bert_model, NER, random_init=True),
+        )
+    base = (
+        baseline(out, "baseline-sentiment", ["--task", "sentiment"]),
+        baseline(out, "baseline-ner", ["--task", "peoples-daily-ner", "--max-train-examples", "3000"]),
+    )
 
     lines = [
         f"same pretraining budget per recipe: {args.minutes:g} minutes on this machine; test splits",

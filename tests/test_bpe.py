@@ -40,7 +40,13 @@ def bpe_folder(tmp_path_factory):
 
 def test_trained_vocabulary_has_robertas_special_ids(bpe_folder):
     tok = ByteLevelBPETokenizer.from_folder(bpe_folder)
-    assert (tok.cls_token_id, tok.pad_token_id, tok.sep_token_id, tok.unk_token_id, tok.mask_token_id) == (0, 1, 2, 3, 4)
+    assert (tok.cls_token_id, tok.pad_token_id, tok.sep_token_id, tok.unk_token_id, tok.mask_token_id) == (
+        0,
+        1,
+        2,
+        3,
+        4,
+    )
     assert tok.vocab_size == 2000
     config = json.loads((bpe_folder / "tokenizer_config.json").read_text())
     assert config["tokenizer_class"] == "RobertaTokenizer"
@@ -112,7 +118,9 @@ def test_tokenizer_train_kind_bpe_from_the_cli(tmp_path):
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(CHINESE[:400] + VARIED), encoding="utf-8")
-    result = run("tokenizer", "train", str(corpus), "--out", str(tmp_path / "bpe"), "--kind", "bpe", "--vocab-size", "800")
+    result = run(
+        "tokenizer", "train", str(corpus), "--out", str(tmp_path / "bpe"), "--kind", "bpe", "--vocab-size", "800"
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "bpe" / "merges.txt").is_file() and not (tmp_path / "bpe" / "vocab.txt").exists()
     result = run("tokenize", "--model", str(tmp_path / "bpe"), "北京 hello")

@@ -127,7 +127,9 @@ def test_transformers_folder_loads_with_identical_outputs(tmp_path, cls_name, he
 @pytest.mark.parametrize("cls_name,heads,pooler", CLASSES, ids=[c[0] for c in CLASSES])
 def test_bertkit_folder_loads_in_transformers_with_identical_outputs(tmp_path, cls_name, heads, pooler):
     fam = _family(cls_name)
-    config = BertConfig.from_dict({**HF_CONFIGS[fam](num_labels=3 if "Classification" in cls_name else 2).to_dict(), "architectures": None})
+    config = BertConfig.from_dict(
+        {**HF_CONFIGS[fam](num_labels=3 if "Classification" in cls_name else 2).to_dict(), "architectures": None}
+    )
     torch.manual_seed(0)
     encoder = BertEncoder(config, add_pooler=pooler)
     built = build_heads(config, heads)
@@ -149,8 +151,15 @@ def test_bertkit_folder_loads_in_transformers_with_identical_outputs(tmp_path, c
 
 
 def test_albert_layers_share_one_set_of_weights_and_sum_their_gradients():
-    config = from_preset("albert-base", num_hidden_layers=4, hidden_size=64, num_attention_heads=4,
-                         intermediate_size=128, embedding_size=16, vocab_size=50)
+    config = from_preset(
+        "albert-base",
+        num_hidden_layers=4,
+        hidden_size=64,
+        num_attention_heads=4,
+        intermediate_size=128,
+        embedding_size=16,
+        vocab_size=50,
+    )
     enc = BertEncoder(config)
     assert len(enc.layers) == 1 and all(enc.layer_at(i) is enc.layers[0] for i in range(4))
     # One parameter per weight, whatever the depth: a 4-layer and a 1-layer ALBERT have the same count.
@@ -174,8 +183,11 @@ def test_albert_layers_share_one_set_of_weights_and_sum_their_gradients():
 
 def test_albert_base_parameter_count_matches_transformers():
     ours = BertEncoder(from_preset("albert-base"))
-    theirs = transformers.AlbertModel(transformers.AlbertConfig(
-        embedding_size=128, hidden_size=768, num_attention_heads=12, intermediate_size=3072, vocab_size=30000))
+    theirs = transformers.AlbertModel(
+        transformers.AlbertConfig(
+            embedding_size=128, hidden_size=768, num_attention_heads=12, intermediate_size=3072, vocab_size=30000
+        )
+    )
     n = sum(p.numel() for p in ours.parameters())
     assert n == sum(p.numel() for p in theirs.parameters())
     assert round(n / 1e6, 1) == 11.7  # the ALBERT paper's 12M for ALBERT-base

@@ -297,8 +297,16 @@ def test_electra_resumes_exactly_and_saves_discriminator_and_generator(tmp_path)
         masking = MaskingConfig(mask_token_prob=0.85, random_token_prob=0.0)
         train = dc_replace(train, objective="full", masking=masking)
         held_out = dc_replace(held_out, objective="full", masking=masking)
-        disc = BertConfig(vocab_size=100, hidden_size=48, num_hidden_layers=2, num_attention_heads=4,
-                          intermediate_size=96, max_position_embeddings=48, model_type="electra", embedding_size=32)
+        disc = BertConfig(
+            vocab_size=100,
+            hidden_size=48,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=96,
+            max_position_embeddings=48,
+            model_type="electra",
+            embedding_size=32,
+        )
         gen = electra_generator_config(disc, 0.34)
         model = ElectraPretraining(BertEncoder(gen), MLMHead(gen), BertEncoder(disc), RTDHead(disc))
         return model, train, held_out, cfg

@@ -20,9 +20,17 @@ from bertkit.pretrain.pairs import create_full_sentence_instances
 
 def _electra(seed=0, vocab=80):
     torch.manual_seed(seed)
-    disc = from_preset("electra-small", vocab_size=vocab, num_hidden_layers=2, hidden_size=64,
-                       num_attention_heads=2, intermediate_size=128, embedding_size=32,
-                       hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    disc = from_preset(
+        "electra-small",
+        vocab_size=vocab,
+        num_hidden_layers=2,
+        hidden_size=64,
+        num_attention_heads=2,
+        intermediate_size=128,
+        embedding_size=32,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     gen = electra_generator_config(disc, 0.25)
     model = ElectraPretraining(BertEncoder(gen), MLMHead(gen), BertEncoder(disc), RTDHead(disc))
     ids = torch.randint(5, vocab, (4, 16))
@@ -48,16 +56,23 @@ def test_electra_generator_is_smaller_and_shares_only_the_embeddings():
     with pytest.raises(ConfigError, match="generator-size"):
         electra_generator_config(model.encoder.config, 1.0)
     with pytest.raises(ConfigError, match="smaller"):
-        ElectraPretraining(BertEncoder(model.encoder.config), MLMHead(model.encoder.config),
-                           BertEncoder(model.encoder.config), RTDHead(model.encoder.config))
+        ElectraPretraining(
+            BertEncoder(model.encoder.config),
+            MLMHead(model.encoder.config),
+            BertEncoder(model.encoder.config),
+            RTDHead(model.encoder.config),
+        )
 
 
 def test_discriminator_loss_sends_no_gradient_into_the_generator():
     model, inputs, labels, mask, _ = _electra()
     out = model(inputs, labels, mask)
     out.rtd_loss_sum.backward()
-    generator_only = [*model.generator.layers.parameters(), *model.generator.project.parameters(),
-                      *model.mlm.parameters()]
+    generator_only = [
+        *model.generator.layers.parameters(),
+        *model.generator.project.parameters(),
+        *model.mlm.parameters(),
+    ]
     assert all(p.grad is None or not p.grad.any() for p in generator_only)
     assert model.encoder.layers[0].ffn.up.weight.grad.abs().sum() > 0  # the discriminator does learn
     assert model.encoder.embeddings.word_embeddings.weight.grad.abs().sum() > 0  # and the shared tables
@@ -77,7 +92,8 @@ def test_replaced_labels_mark_exactly_the_changed_tokens():
     assert out.rtd_count == int(mask.sum())
     # A generator that always predicts the original replaces nothing: every label is "original".
     logits_hook = model.mlm.register_forward_hook(
-        lambda m, i, o: torch.full_like(o, -1e4).scatter_(1, original[masked][:, None], 1e4))
+        lambda m, i, o: torch.full_like(o, -1e4).scatter_(1, original[masked][:, None], 1e4)
+    )
     out = model(inputs, labels, mask, return_logits=True)
     logits_hook.remove()
     assert not out.rtd_labels.any() and out.rtd_replaced == 0
@@ -87,8 +103,10 @@ def test_full_sentences_cross_documents_only_after_a_separator_and_fit_the_lengt
     CLS, SEP = 1, 2
     rng = np.random.default_rng(0)
     # Document d's tokens are 100·d + 10 .. 100·d + 99, so the document of every token is known.
-    docs = [[rng.integers(100 * d + 10, 100 * d + 100, size=rng.integers(1, 9)) for _ in range(rng.integers(1, 5))]
-            for d in range(40)]
+    docs = [
+        [rng.integers(100 * d + 10, 100 * d + 100, size=rng.integers(1, 9)) for _ in range(rng.integers(1, 5))]
+        for d in range(40)
+    ]
     for L in (8, 16, 33):
         for d in range(len(docs)):
             for inst in create_full_sentence_instances(docs, d, L, CLS, SEP, cross_documents=True):
@@ -105,12 +123,15 @@ def test_full_sentences_cross_documents_only_after_a_separator_and_fit_the_lengt
 
 
 @pytest.mark.parametrize(
-    "recipe,architecture", [("albert", "AlbertForPreTraining"), ("roberta", "RobertaForMaskedLM"),
-                            ("electra", "ElectraForPreTraining")])
+    "recipe,architecture",
+    [("albert", "AlbertForPreTraining"), ("roberta", "RobertaForMaskedLM"), ("electra", "ElectraForPreTraining")],
+)
 def test_each_recipe_trains_from_the_cli_on_the_built_in_corpus(tmp_path, recipe, architecture):
     out = tmp_path / "run"
-    flags = (f"--recipe {recipe} --num-hidden-layers 2 --hidden-size 128 --steps 60 --batch-size 16 "
-             "--max-seq-length 64 --eval-every 60 --log-every 10 --vocab-size 3000 --lr 1e-3 --dropout 0")
+    flags = (
+        f"--recipe {recipe} --num-hidden-layers 2 --hidden-size 128 --steps 60 --batch-size 16 "
+        "--max-seq-length 64 --eval-every 60 --log-every 10 --vocab-size 3000 --lr 1e-3 --dropout 0"
+    )
     result = run("pretrain", "--out", str(out), *flags.split(), "--cache-dir", str(tmp_path / "cache"))
     assert result.returncode == 0, result.stderr
     assert f"recipe {recipe}: {recipe}" in result.stdout
@@ -148,5 +169,7 @@ def test_family_mistakes_are_one_line_errors(tmp_path):
     assert_user_error(run("params", str(folder)), "model_type is 'deberta-v2'")
     roberta = tmp_path / "roberta"
     roberta.mkdir()
-    (roberta / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(["<s>", "<pad>", "</s>", "<unk>", "<mask>"])}))
+    (roberta / "vocab.json").write_text(
+        json.dumps({t: i for i, t in enumerate(["<s>", "<pad>", "</s>", "<unk>", "<mask>"])})
+    )
     assert_user_error(run("tokenize", "--model", str(roberta), "hello"), f"{roberta / 'merges.txt'}: missing")

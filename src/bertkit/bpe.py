@@ -45,13 +45,14 @@ class ByteLevelBPETokenizer(Tokenizer):
         super().__init__(backend, lowercase=False, model_max_length=model_max_length)
 
     def _added_tokens(self) -> list[AddedToken]:
-        return [
-            AddedToken(t, special=True, normalized=False, lstrip=t == "<mask>") for t in self.special_tokens
-        ]
+        return [AddedToken(t, special=True, normalized=False, lstrip=t == "<mask>") for t in self.special_tokens]
 
     def _post_processor(self) -> processors.PostProcessor:
         return processors.RobertaProcessing(
-            ("</s>", self.sep_token_id), ("<s>", self.cls_token_id), trim_offsets=True, add_prefix_space=self.add_prefix_space
+            ("</s>", self.sep_token_id),
+            ("<s>", self.cls_token_id),
+            trim_offsets=True,
+            add_prefix_space=self.add_prefix_space,
         )
 
     def _decoder(self) -> decoders.Decoder:
@@ -185,7 +186,13 @@ class ByteLevelBPETokenizer(Tokenizer):
             (Path(tmp) / "tokenizer.json").write_text(self.backend.to_str(pretty=True), encoding="utf-8")
             (Path(tmp) / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
             (Path(tmp) / "special_tokens_map.json").write_text(json.dumps(special_map, indent=2) + "\n")
-            for name in ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+            for name in (
+                "vocab.json",
+                "merges.txt",
+                "tokenizer.json",
+                "tokenizer_config.json",
+                "special_tokens_map.json",
+            ):
                 with open(Path(tmp) / name, "rb") as f:
                     os.fsync(f.fileno())
                 os.replace(Path(tmp) / name, folder / name)
@@ -206,7 +213,9 @@ def _backend(model: models.BPE, add_prefix_space: bool) -> tokenizers.Tokenizer:
 def _require(vocab: dict[str, int], path: Path) -> None:
     missing = [t for t in TRAIN_ORDER if t not in vocab]
     if missing:
-        raise BertkitError(f"{path}: the vocabulary has no {', '.join(missing)}; RoBERTa needs {', '.join(TRAIN_ORDER)}")
+        raise BertkitError(
+            f"{path}: the vocabulary has no {', '.join(missing)}; RoBERTa needs {', '.join(TRAIN_ORDER)}"
+        )
 
 
 def _read_json(path: Path) -> dict:

@@ -107,12 +107,20 @@ class BertConfig:
 
     def __post_init__(self) -> None:
         if self.model_type not in MODEL_TYPES:
-            raise ConfigError(f"config field 'model_type' is {self.model_type!r}; bertkit builds {', '.join(MODEL_TYPES)}")
+            raise ConfigError(
+                f"config field 'model_type' is {self.model_type!r}; bertkit builds {', '.join(MODEL_TYPES)}"
+            )
         if self.embedding_size is not None:
             if self.model_type not in ("albert", "electra"):
                 raise ConfigError(f"config field 'embedding_size' is for ALBERT and ELECTRA, not {self.model_type}")
-            if not isinstance(self.embedding_size, int) or isinstance(self.embedding_size, bool) or self.embedding_size <= 0:
-                raise ConfigError(f"config field 'embedding_size' must be a positive integer, got {self.embedding_size!r}")
+            if (
+                not isinstance(self.embedding_size, int)
+                or isinstance(self.embedding_size, bool)
+                or self.embedding_size <= 0
+            ):
+                raise ConfigError(
+                    f"config field 'embedding_size' must be a positive integer, got {self.embedding_size!r}"
+                )
         for name in ("num_hidden_groups", "inner_group_num"):
             if getattr(self, name) != 1:
                 raise ConfigError(
@@ -185,7 +193,9 @@ class BertConfig:
     @property
     def projects_embeddings(self) -> bool:
         """An E → H linear layer after the embeddings: ALBERT always has one, ELECTRA when E != H."""
-        return self.model_type == "albert" or (self.model_type == "electra" and self.embedding_width != self.hidden_size)
+        return self.model_type == "albert" or (
+            self.model_type == "electra" and self.embedding_width != self.hidden_size
+        )
 
     @property
     def position_offset(self) -> int:

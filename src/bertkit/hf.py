@@ -108,7 +108,9 @@ FAMILIES = {
             "multiple_choice": _CLASSIFIER,
             "qa": [("weight", "qa_outputs.weight"), ("bias", "qa_outputs.bias")],
         },
-        redundant=frozenset({"embeddings.position_ids", "cls.predictions.decoder.weight", "cls.predictions.decoder.bias"}),
+        redundant=frozenset(
+            {"embeddings.position_ids", "cls.predictions.decoder.weight", "cls.predictions.decoder.bias"}
+        ),
         tied=(
             ("cls.predictions.decoder.weight", "embeddings.word_embeddings.weight"),
             ("cls.predictions.decoder.bias", "cls.predictions.bias"),
@@ -346,7 +348,9 @@ def _load_into(ckpt: Checkpoint, state: dict[str, torch.Tensor], source: Path, p
             parts.append(f"missing tensors {_short(missing)}")
         if unexpected:
             parts.append(f"unexpected tensors {_short(unexpected)}")
-        what = {"bert": "a BERT", "albert": "an ALBERT", "roberta": "a RoBERTa", "electra": "an ELECTRA"}[ckpt.config.model_type]
+        what = {"bert": "a BERT", "albert": "an ALBERT", "roberta": "a RoBERTa", "electra": "an ELECTRA"}[
+            ckpt.config.model_type
+        ]
         raise CheckpointError(f"{source}: " + "; ".join(parts) + f" (config.json says this is {what} checkpoint)")
     for our, theirs in names.items():
         if state[theirs].shape != ours[our].shape:

@@ -203,7 +203,9 @@ class BertEncoder(nn.Module):
         # ALBERT / ELECTRA: the E-wide embeddings are projected to the hidden size H.
         self.project = nn.Linear(config.embedding_width, config.hidden_size) if config.projects_embeddings else None
         # ALBERT: one layer shared by all depths; otherwise one layer per depth.
-        self.layers = nn.ModuleList(Layer(config) for _ in range(1 if config.shares_layers else config.num_hidden_layers))
+        self.layers = nn.ModuleList(
+            Layer(config) for _ in range(1 if config.shares_layers else config.num_hidden_layers)
+        )
         self.pooler = nn.Linear(config.hidden_size, config.hidden_size) if add_pooler else None
         self.apply(lambda m: init_weights(m, config.initializer_range))
 

@@ -79,7 +79,8 @@ def tokenizer_train_cmd(
     min_frequency: Annotated[int, "drop pieces seen fewer times than this"] = 2,
     lowercase: Annotated[bool, "lower-case and strip accents (uncased model; WordPiece only)"] = True,
     kind: Annotated[
-        Literal["wordpiece", "bpe"], "WordPiece (BERT, ALBERT, ELECTRA) or byte-level BPE (RoBERTa: vocab.json + merges.txt)"
+        Literal["wordpiece", "bpe"],
+        "WordPiece (BERT, ALBERT, ELECTRA) or byte-level BPE (RoBERTa: vocab.json + merges.txt)",
     ] = "wordpiece",
 ) -> None:
     """Train a WordPiece vocabulary (CJK-aware: one token per Chinese character) or RoBERTa's byte-level BPE."""
@@ -93,7 +94,9 @@ def tokenizer_train_cmd(
         from bertkit.tokenizer import read_lines
 
         tok = ByteLevelBPETokenizer.train(
-            read_lines([Path(f) for f in files]), vocab_size=vocab_size, min_frequency=min_frequency,
+            read_lines([Path(f) for f in files]),
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
             show_progress=sys.stderr.isatty(),
         )
         tok.save(out)

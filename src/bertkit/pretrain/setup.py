@@ -105,10 +105,10 @@ def build_pretraining(
     from bertkit.config import PRESETS, from_preset
     from bertkit.hf import check_vocab_fits, load_pretrained
     from bertkit.model import BertEncoder, MLMHead, NSPHead, RTDHead
-    from bertkit.pretrain.objectives import ElectraPretraining, electra_generator_config
     from bertkit.pretrain.corpus import read_documents, resolve_corpus
     from bertkit.pretrain.dataset import Vocab, split_documents
     from bertkit.pretrain.masking import MaskingConfig
+    from bertkit.pretrain.objectives import ElectraPretraining, electra_generator_config
     from bertkit.pretrain.shards import MarkedDocuments, build_shards, word_starts
     from bertkit.tokenizer import Tokenizer
 
@@ -153,8 +153,7 @@ def build_pretraining(
     check_vocab_fits(tokenizer, config, init or "the model")
     if max_seq_length > config.max_length:
         raise BertkitError(
-            f"--max-seq-length {max_seq_length} is more than the model's max_position_embeddings "
-            f"({config.max_length})"
+            f"--max-seq-length {max_seq_length} is more than the model's max_position_embeddings ({config.max_length})"
         )
     cache = Path(cache_dir or os.environ.get("BERTKIT_CACHE", Path.home() / ".cache" / "bertkit"))
     shards = build_shards(source, tokenizer, cache / "shards", progress=progress)

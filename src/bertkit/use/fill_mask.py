@@ -51,7 +51,9 @@ def fill_mask(model: str | Checkpoint, text: str, top_k: int = 5) -> list[list[t
     from bertkit.bpe import ByteLevelBPETokenizer
 
     def show(i: int) -> str:
-        return tok.decode([i], skip_special_tokens=False) if isinstance(tok, ByteLevelBPETokenizer) else tok.id_to_token(i)
+        return (
+            tok.decode([i], skip_special_tokens=False) if isinstance(tok, ByteLevelBPETokenizer) else tok.id_to_token(i)
+        )
 
     return [
         [(show(int(i)), float(p)) for p, i in zip(ps, ids, strict=True)]
