@@ -232,3 +232,34 @@ def test_config_round_trips_through_json_for_every_family(tmp_path):
         config = from_preset(name, id2label={0: "a", 1: "b"})
         config.save(tmp_path / "config.json")
         assert BertConfig.from_json(tmp_path / "config.json") == config
+
+
+@pytest.mark.parametrize("family", ["roberta", "electra", "albert"])
+def test_family_folders_export_to_onnx_and_match(tmp_path, family):
+    pytest.importorskip("onnxruntime")
+    from bertkit.bpe import ByteLevelBPETokenizer
+    from bertkit.tokenizer import Tokenizer
+    from bertkit.use.export import export_onnx
+
+    lines = ["北京欢迎你。", "Hello world, a longer first text.", "今天天气很好，我们去公园散步。"] * 20
+    tok = (
+        ByteLevelBPETokenizer.train(lines, vocab_size=300)
+        if family == "roberta"
+        else Tokenizer.train(iter(lines), vocab_size=200)
+    )
+    preset = {"roberta": "roberta-mini-chinese", "electra": "electra-small", "albert": "albert-base"}[family]
+    config = from_preset(
+        preset,
+        vocab_size=tok.vocab_size,
+        pad_token_id=tok.pad_token_id,
+        num_hidden_layers=2,
+        hidden_size=64,
+        num_attention_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=600,
+    )
+    torch.manual_seed(0)
+    save_pretrained(tmp_path / "m", BertEncoder(config), {}, tok)
+    exported = export_onnx(tmp_path / "m", tmp_path / "m.onnx", verbose=False)
+    assert exported.max_diff <= 1e-4
+    assert ("token_type_ids" in exported.inputs) == (family != "roberta")

@@ -99,7 +99,7 @@ class Embeddings(nn.Module):
         x = self.word_embeddings(input_ids)  # (B, T, E)
         if position_ids is None and self.position_offset:
             # RoBERTa: real tokens are numbered pad+1, pad+2, ... and padding gets the padding id itself.
-            real = input_ids.ne(self.pad_token_id)
+            real = input_ids.ne(self.pad_token_id).long()  # long, not bool: ONNX's CumSum takes no bools
             position_ids = torch.cumsum(real, dim=1) * real + self.pad_token_id
         if position_ids is None:
             x = x + self.position_embeddings.weight[:T]  # (T, E) broadcast over the batch

@@ -80,7 +80,7 @@ class HiddenStates(nn.Module):
         self.encoder = encoder
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, ...]:
         out = self.encoder(input_ids, attention_mask, token_type_ids)
         return (out.last_hidden_state,) if out.pooler_output is None else (out.last_hidden_state, out.pooler_output)
@@ -129,6 +129,8 @@ def export_onnx(
         module, tokenizer, do_lower_case = HiddenStates(ckpt.encoder), ckpt.tokenizer, False
         max_len = min(tokenizer.model_max_length, ckpt.config.max_length)
         inputs = ["input_ids", "attention_mask", "token_type_ids"]
+        if ckpt.config.type_vocab_size == 1:  # RoBERTa: one token type, so the graph has no such input
+            inputs = inputs[:2]
         outputs = ["last_hidden_state"] + (["pooler_output"] if ckpt.encoder.pooler is not None else [])
         H = ckpt.config.hidden_size
         shapes = {"last_hidden_state": ["batch", "sequence", H], "pooler_output": ["batch", H]}
