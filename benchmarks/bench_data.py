@@ -6,6 +6,10 @@ WordPiece vocabulary on the built-in corpus, then builds shards with a fresh cac
 `--scale`. Each build runs in its own subprocess so that its peak RSS (getrusage ru_maxrss) is its own: if
 the pipeline streams, the two peaks should be about the same although the corpora differ `--scale`-fold.
 
+Then, through training: `bertkit pretrain` for 3 steps on each corpus with the shards already cached, in its
+own process, measuring its peak RSS and the time until the first optimizer step is logged (the epoch's
+first chunk of instances must be built first: `PretrainingData.chunk_tokens`).
+
     .venv/bin/python benchmarks/bench_data.py --scale 20
 """
 
@@ -72,15 +76,47 @@ def child(corpus: str, tokenizer_dir: str, cache: str, batch_docs: int) -> None:
     )
 
 
+def train_child(corpus: str, tokenizer_dir: str, cache: str, out: str) -> None:
+    """Pretrain for 3 steps on cached shards and print one JSON line: peak RSS, seconds to the first batch."""
+    from bertkit.cli.table import main as cli
+    from bertkit.pretrain.dataset import PretrainingData
+
+    start = time.perf_counter()
+    first: list[float] = []
+    batches = PretrainingData.batches
+
+    def timed(self, *args, **kwargs):  # the first training batch marks the end of the wait
+        for item in batches(self, *args, **kwargs):
+            if not first:
+                first.append(time.perf_counter() - start)
+            yield item
+
+    PretrainingData.batches = timed
+    flags = ["--preset", "bert-mini-chinese", "--max-seq-length", "128", "--batch-size", "32", "--steps", "3"]
+    flags += ["--objective", "full", "--eval-every", "1000", "--log-every", "1", "--precision", "fp32"]
+    code = cli(
+        ["pretrain", "--out", out, "--corpus", corpus, "--tokenizer", tokenizer_dir, "--cache-dir", cache, *flags]
+    )
+    if code:
+        raise SystemExit(code)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    seconds = time.perf_counter() - start
+    print(json.dumps({"first_step_seconds": first[0], "total_seconds": seconds, "peak_rss_mb": peak / 1024}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=int, default=20, help="copies of the built-in corpus (default: 20)")
     parser.add_argument("--vocab-size", type=int, default=8000, help="WordPiece vocabulary to train (default: 8000)")
     parser.add_argument("--batch-docs", type=int, default=1000, help="documents per encode_batch call (default: 1000)")
     parser.add_argument("--child", nargs=3, metavar=("CORPUS", "TOKENIZER", "CACHE"), help=argparse.SUPPRESS)
+    parser.add_argument("--train-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(*args.child, batch_docs=args.batch_docs)
+        return
+    if args.train_child:
+        train_child(*args.train_child)
         return
 
     from bertkit.pretrain.corpus import read_documents
@@ -101,6 +137,17 @@ def main() -> None:
             command += [str(corpus), str(work / "tokenizer"), str(work / f"cache-{scale}")]
             out = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout
             results[scale] = json.loads(out.strip().splitlines()[-1])
+            command = [
+                sys.executable,
+                __file__,
+                "--train-child",
+                str(corpus),
+                str(work / "tokenizer"),
+                str(work / f"cache-{scale}"),
+                str(work / f"run-{scale}"),
+            ]
+            out = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout
+            results[scale] |= {"train": json.loads(out.strip().splitlines()[-1])}
 
     print(
         f"{'scale':>5} {'MB text':>8} {'seconds':>8} {'MB/s':>6} {'tokens/s':>10} {'encode %':>8} "
@@ -112,11 +159,17 @@ def main() -> None:
             f"{r['tokens'] / r['seconds']:>10,.0f} {100 * r['encode_seconds'] / r['seconds']:>7.0f}% "
             f"{r['rss_before_mb']:>13.0f} {r['peak_rss_mb']:>11.0f}"
         )
+    print(f"{'scale':>5} {'seconds to first step':>22} {'peak RSS MB (training)':>23}")
+    for scale, r in results.items():
+        print(f"{scale:>5} {r['train']['first_step_seconds']:>22.1f} {r['train']['peak_rss_mb']:>23.0f}")
     small, big = results[1], results[max(results)]
     print(
         f"summary: {big['mb']:.0f} MB of text -> {big['tokens'] / 1e6:.1f}M tokens in {big['seconds']:.0f} s "
         f"({big['mb'] / big['seconds']:.2f} MB/s, {big['tokens'] / big['seconds'] / 1e3:.0f}k tokens/s); "
-        f"peak RSS {small['peak_rss_mb']:.0f} MB at scale 1 vs {big['peak_rss_mb']:.0f} MB at scale {max(results)}"
+        f"peak RSS {small['peak_rss_mb']:.0f} MB at scale 1 vs {big['peak_rss_mb']:.0f} MB at scale {max(results)}; "
+        f"training: first step after {small['train']['first_step_seconds']:.1f} s / "
+        f"{big['train']['first_step_seconds']:.1f} s, peak RSS {small['train']['peak_rss_mb']:.0f} / "
+        f"{big['train']['peak_rss_mb']:.0f} MB"
     )
 
 

@@ -6,7 +6,16 @@ Choices:
   *Static* (Google): `dupe_factor` different versions of the data (pairing and masks), cycled — epoch e
   uses version e mod dupe_factor, as if the duplicated files were read again. *Dynamic* (RoBERTa):
   every epoch draws fresh pairs and fresh masks.
-- An epoch's instances live in one padded int32 array (N, max_seq_length); only the shards are on disk.
+- An epoch streams in chunks of about `chunk_tokens` tokens: the epoch's seeded permutation of all documents
+  is cut into chunks of whole documents, and each chunk's instances are built, shuffled and masked into padded
+  int32 arrays (n, max_seq_length) only when training reaches it, so memory holds one chunk whatever the
+  corpus size, and the first step waits for one chunk, not for the whole corpus. One generator runs through
+  the chunks in order, so a chunked epoch is as reproducible as a whole one (resuming rebuilds the chunks
+  before the resume point, skipping their batches). With `chunk_tokens=0` (or more tokens than the split has:
+  the default 8M covers `make demo`'s corpus) the epoch is one chunk and exactly the epoch bertkit built
+  before streaming existed: instances are then shuffled across the whole corpus instead of within a chunk (a
+  test holds the two equal). Batches run on across chunk boundaries; only the epoch's ragged last batch is
+  dropped.
 - Documents are split into training and held-out sets by a seeded permutation, so evaluation never
   sees a training document.
 - `unit` picks what is masked: single tokens (BERT), whole words (`"word"`: Chinese BERT-wwm, with jieba
@@ -104,16 +113,37 @@ class PretrainingData:
     dynamic: bool = False
     dupe_factor: int = 5
     seed: int = 0
+    chunk_tokens: int = 8_000_000  # tokens per streamed chunk (whole documents); 0: the whole epoch at once
 
     def epoch(self, epoch: int) -> Epoch:
+        """The whole epoch in memory (evaluation, tests); training streams it with `chunks`."""
+        parts = list(self.chunks(epoch))
+        if len(parts) == 1:
+            return parts[0]
+        return Epoch(*(np.concatenate([getattr(p, f) for p in parts]) for f in Epoch.__dataclass_fields__))
+
+    def chunks(self, epoch: int) -> Iterator[Epoch]:
+        """The epoch's chunks in order, each built when asked for (see the module docstring)."""
         version = epoch if self.dynamic else epoch % self.dupe_factor
         rng = np.random.default_rng([self.seed, version])
         docs = _DocView(self.documents, self.doc_ids)
-        instances = []
-        for d in rng.permutation(len(docs)):
-            instances += self._instances(docs, int(d), rng)
-        if not instances:
+        order = rng.permutation(len(docs))
+        budget = self.chunk_tokens if self.chunk_tokens > 0 else float("inf")
+        any_instances = False
+        instances, tokens = [], 0
+        for k, d in enumerate(order):
+            new = self._instances(docs, int(d), rng)
+            instances += new
+            tokens += sum(len(x.tokens) for x in new)  # the chunk's size in instance tokens
+            if (tokens >= budget or k == len(order) - 1) and instances:
+                any_instances = True
+                yield self._build(instances, rng)
+                instances, tokens = [], 0
+        if not any_instances:
             raise DataError("the corpus gives no training instances: it needs at least two non-empty sentences")
+
+    def _build(self, instances: list, rng: np.random.Generator) -> Epoch:
+        """Shuffle, pad and mask one chunk's instances."""
         order = rng.permutation(len(instances))
         N, L = len(instances), self.max_seq_length
         tokens = np.full((N, L), self.vocab.pad_id, dtype=np.int32)
@@ -204,14 +234,26 @@ class PretrainingData:
         return create_full_sentence_instances(docs, d, L, v.cls_id, v.sep_id, cross_documents=True)
 
     def batches(self, batch_size: int, epoch: int = 0, start: int = 0) -> Iterator[tuple[int, int, dict]]:
-        """Endless stream of (epoch, index_in_epoch, batch), starting at batch `start` of `epoch`."""
+        """Endless stream of (epoch, index_in_epoch, batch), starting at batch `start` of `epoch`.
+
+        Chunks are consumed in order; the rows left over at the end of a chunk start the next batch, and
+        only the epoch's ragged last batch is dropped (every step sees `batch_size`)."""
+        fields = list(Epoch.__dataclass_fields__)
         while True:
-            data = self.epoch(epoch)
-            n_batches = len(data) // batch_size  # drop the ragged last batch: every step sees batch_size
-            if n_batches == 0:
-                raise DataError(f"an epoch has {len(data)} instances, fewer than one batch of {batch_size}")
-            for i in range(start, n_batches):
-                yield epoch, i, data.batch(np.arange(i * batch_size, (i + 1) * batch_size))
+            i, seen, carry = 0, 0, None
+            for chunk in self.chunks(epoch):
+                seen += len(chunk)
+                if carry is not None:
+                    chunk = Epoch(*(np.concatenate([getattr(carry, f), getattr(chunk, f)]) for f in fields))
+                n_batches = len(chunk) // batch_size
+                for b in range(n_batches):
+                    if i >= start:
+                        yield epoch, i, chunk.batch(np.arange(b * batch_size, (b + 1) * batch_size))
+                    i += 1
+                rest = np.arange(n_batches * batch_size, len(chunk))
+                carry = Epoch(*(getattr(chunk, f)[rest] for f in fields)) if len(rest) else None
+            if i == 0:
+                raise DataError(f"an epoch has {seen} instances, fewer than one batch of {batch_size}")
             epoch, start = epoch + 1, 0
 
 
