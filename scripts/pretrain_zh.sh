@@ -17,4 +17,4 @@ cd "$(dirname "$0")/.."
 STEPS=${PRETRAIN_ZH_STEPS:-20000}
 .venv/bin/bertkit pretrain --out runs/pretrain-zh --corpus peoples-daily reviews --preset bert-mini-chinese \
     --vocab-size 8000 --objective full --dynamic --phases 32:0.9 256:0.1 --batch-size 64 --steps "$STEPS" \
-    --lr 5e-4 --warmup 500 --dropout 0 --eval-every 1000 --save-every 1000 --cache-dir runs/cache "$@"
+    --lr 5e-4 --warmup 500 --dropout 0 --eval-every 1000 --save-every 1000 --cache-dir runs/cache --chunk-tokens 0 "$@"

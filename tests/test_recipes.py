@@ -161,6 +161,7 @@ def test_family_mistakes_are_one_line_errors(tmp_path):
     assert_user_error(run(*base, "--recipe", "albert", "--preset", "bert-mini-chinese"), "--recipe is albert")
     assert_user_error(run(*base, "--recipe", "roberta", "--objective", "nsp"), "--objective full")
     assert_user_error(run(*base, "--recipe", "electra", "--generator-size", "1"), "--generator-size 1")
+    assert_user_error(run(*base, "--chunk-tokens", "-1"), "--chunk-tokens")
     folder = tmp_path / "albert"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"model_type": "albert", "num_hidden_groups": 2}))

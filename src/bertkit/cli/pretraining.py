@@ -49,6 +49,11 @@ def pretrain_cmd(
     ] = None,
     generator_size: Annotated[float, "ELECTRA: the generator's width as a fraction of the discriminator's"] = 0.25,
     dupe_factor: Annotated[int, "static masking: versions of the data, cycled"] = 5,
+    chunk_tokens: Annotated[
+        int,
+        "instances are built, shuffled and masked this many corpus tokens at a time, so memory does not grow "
+        "with the corpus; 0: the whole epoch at once (shuffled across all of it)",
+    ] = 1_000_000,
     label_smoothing: Annotated[float, "mix each one-hot MLM / NSP target with the uniform one (0: off)"] = 0.0,
     steps: Annotated[int, "optimizer steps"] = 1000,
     batch_size: Annotated[int, "sequences per micro-batch"] = 32,
@@ -131,6 +136,7 @@ def pretrain_cmd(
         cache_dir=cache_dir,
         progress=sys.stderr.isatty(),
         generator_size=generator_size,
+        chunk_tokens=chunk_tokens,
         **overrides,
     )
     if rank == 0:

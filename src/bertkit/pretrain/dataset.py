@@ -11,8 +11,8 @@ Choices:
   int32 arrays (n, max_seq_length) only when training reaches it, so memory holds one chunk whatever the
   corpus size, and the first step waits for one chunk, not for the whole corpus. One generator runs through
   the chunks in order, so a chunked epoch is as reproducible as a whole one (resuming rebuilds the chunks
-  before the resume point, skipping their batches). With `chunk_tokens=0` (or more tokens than the split has:
-  the default 8M covers `make demo`'s corpus) the epoch is one chunk and exactly the epoch bertkit built
+  before the resume point, skipping their batches). With `chunk_tokens=0` (or more tokens than the split has;
+  `make demo` passes 0) the epoch is one chunk and exactly the epoch bertkit built
   before streaming existed: instances are then shuffled across the whole corpus instead of within a chunk (a
   test holds the two equal). Batches run on across chunk boundaries; only the epoch's ragged last batch is
   dropped.
@@ -113,7 +113,7 @@ class PretrainingData:
     dynamic: bool = False
     dupe_factor: int = 5
     seed: int = 0
-    chunk_tokens: int = 8_000_000  # tokens per streamed chunk (whole documents); 0: the whole epoch at once
+    chunk_tokens: int = 1_000_000  # tokens per streamed chunk (whole documents); 0: the whole epoch at once
 
     def epoch(self, epoch: int) -> Epoch:
         """The whole epoch in memory (evaluation, tests); training streams it with `chunks`."""

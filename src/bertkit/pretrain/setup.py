@@ -93,6 +93,7 @@ def build_pretraining(
     cache_dir: str | None = None,
     progress: bool = True,
     generator_size: float = 0.25,
+    chunk_tokens: int = 1_000_000,
     **config_overrides,
 ) -> tuple[BertPretraining, object, PretrainingData, PretrainingData | None]:
     """Everything `pretrain` needs, from a corpus: tokenizer, token shards, model, train/held-out data.
@@ -112,6 +113,8 @@ def build_pretraining(
     from bertkit.pretrain.shards import MarkedDocuments, build_shards, word_starts
     from bertkit.tokenizer import Tokenizer
 
+    if chunk_tokens < 0:
+        raise BertkitError(f"--chunk-tokens must be 0 (the whole epoch at once) or more, got {chunk_tokens}")
     if dupe_factor < 1:
         raise BertkitError(f"--dupe-factor must be at least 1 (versions of the masked data), got {dupe_factor}")
     units = {"token": "token", "wwm": "word", "span": "span", "ngram": "ngram"}
@@ -194,6 +197,8 @@ def build_pretraining(
         unit=units[masking],
         seed=seed,
     )
-    train_data = PretrainingData(doc_ids=train_ids, dynamic=dynamic, dupe_factor=dupe_factor, **common)
+    train_data = PretrainingData(
+        doc_ids=train_ids, dynamic=dynamic, dupe_factor=dupe_factor, chunk_tokens=chunk_tokens, **common
+    )
     eval_data = PretrainingData(doc_ids=eval_ids, **common) if len(eval_ids) else None
     return model, tokenizer, train_data, eval_data
