@@ -58,7 +58,7 @@ def child(corpus: str, tokenizer_dir: str, cache: str, batch_docs: int) -> None:
 
     Tokenizer.encode_batch = timed
     start = time.perf_counter()
-    shards = build_shards(corpus, tokenizer, cache, fmt="google", batch_docs=batch_docs, progress=True)
+    shards = build_shards(corpus, tokenizer, cache, batch_docs=batch_docs, progress=True)  # fmt as the CLI: auto
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(
@@ -134,7 +134,8 @@ def main() -> None:
             corpus = work / f"corpus-{scale}"
             write_corpus(corpus, documents, scale)
             command = [sys.executable, __file__, "--batch-docs", str(args.batch_docs), "--child"]
-            command += [str(corpus), str(work / "tokenizer"), str(work / f"cache-{scale}")]
+            # the shards go where `bertkit pretrain --cache-dir cache-N` looks for them (cache-N/shards)
+            command += [str(corpus), str(work / "tokenizer"), str(work / f"cache-{scale}" / "shards")]
             out = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout
             results[scale] = json.loads(out.strip().splitlines()[-1])
             command = [
