@@ -379,6 +379,7 @@ def pretrain(
 
             # ---- evaluate on held-out documents
             if phase_eval is not None and (step % cfg.eval_every == 0 or step == cfg.steps) and main:
+                eval_start = time.perf_counter()
                 last_eval = evaluate(model, phase_eval, cfg, device, use_bf16, baseline_id, eval_epoch) | {
                     "step": step,
                     "max_seq_length": plan[phase].max_seq_length,
@@ -397,6 +398,7 @@ def pretrain(
                     )
                 )
                 plot_metrics(out / "metrics.jsonl", out / "curves.png")
+                window["t0"] += time.perf_counter() - eval_start  # throughput counts training time only
 
             # ---- checkpoint: written beside the others, renamed into place, the newest few kept
             if step % cfg.save_every == 0 and step < cfg.steps and main:
