@@ -149,20 +149,21 @@ def pretrain(out: Path, recipe: str, minutes: float, cache: Path) -> dict:
     }
 
 
-def finetune(out: Path, name: str, model: str, args: list[str], random_init: bool = False) -> float:
+def test_score(out: Path, name: str, command: list[str]) -> float:
+    """Run `bertkit COMMAND --out OUT/NAME` unless its summary is there; its test accuracy or F1."""
     run = out / name
     if not (run / "summary.json").is_file():
-        bk("finetune", "--model", model, "--out", str(run), *args, *(["--random-init"] if random_init else []))
+        bk(*command, "--out", str(run))
     test = json.loads((run / "summary.json").read_text())["test"]
     return test.get("accuracy", test.get("f1"))
+
+
+def finetune(out: Path, name: str, model: str, args: list[str], random_init: bool = False) -> float:
+    return test_score(out, name, ["finetune", "--model", model, *args, *(["--random-init"] if random_init else [])])
 
 
 def baseline(out: Path, name: str, args: list[str]) -> float:
-    run = out / name
-    if not (run / "summary.json").is_file():
-        bk("baseline", *args, "--out", str(run))
-    test = json.loads((run / "summary.json").read_text())["test"]
-    return test.get("accuracy", test.get("f1"))
+    return test_score(out, name, ["baseline", *args])
 
 
 def parameters(model: str) -> int:

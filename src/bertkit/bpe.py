@@ -31,7 +31,7 @@ import tokenizers
 from tokenizers import AddedToken, decoders, models, pre_tokenizers, processors, trainers
 
 from bertkit.errors import BertkitError, DataError
-from bertkit.tokenizer import Tokenizer
+from bertkit.tokenizer import Tokenizer, _read_json
 
 TRAIN_ORDER = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")  # ids 0..4 of a trained vocabulary
 
@@ -199,9 +199,6 @@ class ByteLevelBPETokenizer(Tokenizer):
         for stale in ("vocab.txt",):  # a WordPiece vocabulary left from an earlier model would be read first
             (folder / stale).unlink(missing_ok=True)
 
-    def tokenize(self, text: str) -> list[str]:
-        return self.backend.encode(text, add_special_tokens=False).tokens
-
 
 def _backend(model: models.BPE, add_prefix_space: bool) -> tokenizers.Tokenizer:
     backend = tokenizers.Tokenizer(model)
@@ -216,13 +213,3 @@ def _require(vocab: dict[str, int], path: Path) -> None:
         raise BertkitError(
             f"{path}: the vocabulary has no {', '.join(missing)}; RoBERTa needs {', '.join(TRAIN_ORDER)}"
         )
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BertkitError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise BertkitError(f"{path}: expected a JSON object")
-    return data

@@ -8,7 +8,7 @@ AutoModelForTokenClassification, AutoModelForQuestionAnswering, AutoModelForMult
 
 Every tensor is accounted for: a tensor the map does not know, a tensor the model needs but the file lacks,
 or a shape that does not fit is a `CheckpointError` naming it. The only tensors read and not used are
-the ones `REDUNDANT` lists (buffers and tied copies), and tied copies are checked to be equal first.
+the ones each family's `redundant` set lists (buffers and tied copies), and tied copies are checked to be equal first.
 """
 
 from __future__ import annotations
@@ -182,10 +182,6 @@ FAMILIES = {
         tied=(("generator_lm_head.weight", "embeddings.word_embeddings.weight"),),
     ),
 }
-# Kept for callers that read BERT's maps directly.
-POOLER_MAP = FAMILIES["bert"].pooler
-HEAD_MAPS = FAMILIES["bert"].heads
-REDUNDANT = FAMILIES["bert"].redundant
 # The architecture name (after the family's "Bert" / "Albert" / ...) by the set of heads present.
 ARCHITECTURE_SUFFIX = {
     frozenset(): "Model",
@@ -198,7 +194,6 @@ ARCHITECTURE_SUFFIX = {
     frozenset({"multiple_choice"}): "ForMultipleChoice",
     frozenset({"qa"}): "ForQuestionAnswering",
 }
-ARCHITECTURES = {heads: f"Bert{suffix}" for heads, suffix in ARCHITECTURE_SUFFIX.items()}
 # The heads stored as `classifier.*` other than the sequence classifier, by config.json's architecture name.
 CLASSIFIER_SUFFIXES = {"ForTokenClassification": "token_classifier", "ForMultipleChoice": "multiple_choice"}
 

@@ -468,9 +468,12 @@ def _require_special_tokens(vocab: dict[str, int], path: Path) -> None:
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BertkitError(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(data, dict):
+        raise BertkitError(f"{path}: expected a JSON object")
+    return data
 
 
 def read_lines(paths: list[Path]) -> Iterator[str]:
