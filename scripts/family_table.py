@@ -153,7 +153,7 @@ def test_score(out: Path, name: str, command: list[str]) -> float:
     """Run `bertkit COMMAND --out OUT/NAME` unless its summary is there; its test accuracy or F1."""
     run = out / name
     if not (run / "summary.json").is_file():
-        bk(*command, "--out", str(run))
+        bk(*command, "--out", str(run), "--overwrite")  # an unfinished run (no summary) is redone
     test = json.loads((run / "summary.json").read_text())["test"]
     return test.get("accuracy", test.get("f1"))
 

@@ -22,10 +22,10 @@ COMMON=(--model "$MODEL" --batch-size 32 --warmup 0.1 --dropout 0.1 --seeds $SEE
 run() {  # name, the task's arguments (baseline and finetune), fine-tuning's own arguments
     local name=$1 task=$2 ft=$3
     # shellcheck disable=SC2086 # the argument strings are meant to split
-    $BK baseline $task --out "$OUT/$name-baseline"
-    $BK finetune $task $ft "${COMMON[@]}" --out "$OUT/$name-pretrained"
+    $BK baseline $task --out "$OUT/$name-baseline" --overwrite
+    $BK finetune $task $ft "${COMMON[@]}" --overwrite --out "$OUT/$name-pretrained"
     if [ -z "${SKIP_RANDOM:-}" ]; then
-        $BK finetune $task $ft "${COMMON[@]}" --out "$OUT/$name-random-init" --random-init
+        $BK finetune $task $ft "${COMMON[@]}" --overwrite --out "$OUT/$name-random-init" --random-init
     fi
 }
 SENT_LR=${SENT_LRS:+--lr $SENT_LRS}

@@ -28,6 +28,9 @@ def folders(tmp_path_factory):
     save_pretrained(root / "mlm", ckpt.encoder, build_heads(ckpt.config, ["mlm"]), tok)
     clf, clf_tok = build_model(plain, "classification", ["neg", "pos"])
     save_task_model(root / "clf", clf, clf_tok)
+    ner, ner_tok = build_model(plain, "tagging", ["O", "B-LOC", "I-LOC"])
+    save_task_model(root / "ner", ner, ner_tok)
+    (root / "empty.txt").write_text("", "utf-8")
     (root / "texts.txt").write_text("我们很好\n今天一般\n", "utf-8")
     (root / "latin1.txt").write_bytes("好\n".encode() + "caf\xe9\n".encode("latin-1"))
     (root / "corpus.txt").write_text("我们今天在北京开会。\n大家都很好！\n" * 20, "utf-8")
@@ -35,6 +38,10 @@ def folders(tmp_path_factory):
     run.mkdir()
     (run / "metrics.jsonl").write_text('{"step": 1, "mlm_loss": 9.0}\n', "utf-8")
     (run / "train_config.json").write_text("{}\n", "utf-8")
+    old = root / "old-finetune"
+    old.mkdir()
+    (old / "metrics.jsonl").write_text('{"step": 1, "loss": 0.5}\n', "utf-8")
+    (old / "summary.json").write_text("{}\n", "utf-8")
     for name, key, value in (("eps", "layer_norm_eps", -1), ("init", "initializer_range", math.nan)):
         folder = root / f"bad-{name}"
         save_pretrained(folder, ckpt.encoder, {}, tok)
@@ -96,6 +103,50 @@ CASES = [
     ("config.json with layer_norm_eps -1", "params {r}/bad-eps", "'layer_norm_eps' must be a small positive number"),
     ("config.json with a NaN initializer_range", "params {r}/bad-init", "'initializer_range' must be a finite"),
     (
+        "pretrain --seed -1",
+        "pretrain --out {r}/neg --corpus {r}/corpus.txt --seed -1 --steps 1 --cache-dir {r}/cache",
+        "--seed must be in 0..4294967295",
+    ),
+    (
+        "finetune --seeds with a negative one",
+        "finetune --task sentiment --model {r}/plain --out {r}/s --seeds 0 -2",
+        "--seeds must be in 0..",
+    ),
+    ("params --heads on a folder", "params {r}/plain --heads mlm", "--heads applies to a preset"),
+    (
+        "params --num-labels 0",
+        "params bert-base --heads classifier --num-labels 0",
+        "--num-labels 0: must be at least 1",
+    ),
+    (
+        "tokenizer train into a model folder",
+        "tokenizer train {r}/corpus.txt --out {r}/plain",
+        "already holds a tokenizer or model (config.json, vocab.txt, tokenizer.json)",
+    ),
+    (
+        "tokenizer train --vocab-size past any vocabulary",
+        "tokenizer train {r}/corpus.txt --out {r}/big --vocab-size 99999999999",
+        "is more than 1,000,000",
+    ),
+    ("embed an empty file", "embed {r}/plain --input {r}/empty.txt --output {r}/e.npy", "no text to embed"),
+    (
+        "predict --max-seq-length 0",
+        "predict --model {r}/clf --input {r}/texts.txt --output {r}/o.jsonl --max-seq-length 0",
+        "--max-seq-length 0 leaves no room",
+    ),
+    (
+        "predict --stride past the window",
+        "predict --model {r}/ner --input {r}/texts.txt --output {r}/o.jsonl --stride 1000",
+        "--stride must be in 1..62",
+    ),
+    (
+        "finetune into an existing run",
+        "finetune --task sentiment --model {r}/plain --out {r}/old-finetune --lr 1e-3",
+        "already holds a run (metrics.jsonl, summary.json); pass --overwrite",
+    ),
+    ("finetune into a model folder", "finetune --task sentiment --model {r}/plain --out {r}/clf", "is a model folder"),
+    ("baseline into a fine-tuning run", "baseline --task sentiment --out {r}/old-finetune", "pass --overwrite"),
+    (
         "finetune --warmup -1",
         "finetune --task sentiment --model {r}/plain --out {r}/ft --warmup -1 --lr 1e-3",
         "--warmup must be 0 or more",
@@ -131,3 +182,16 @@ def test_serve_answers_a_lone_surrogate_with_400(folders):
 
 def test_config_loads_with_sane_values(folders):
     assert BertConfig.from_json(folders / "plain" / "config.json").layer_norm_eps == 1e-12
+
+
+def test_finetune_overwrite_replaces_only_the_old_run(tmp_path, folders):
+    from bertkit.finetune.loop import check_run_dir
+
+    run = tmp_path / "run"
+    (run / "seed-1" / "model").mkdir(parents=True)
+    (run / "metrics.jsonl").write_text("{}\n")
+    (run / "notes.txt").write_text("mine\n")
+    check_run_dir(run, overwrite=True, remove=False)  # the early check removes nothing
+    assert (run / "metrics.jsonl").exists()
+    check_run_dir(run, overwrite=True)
+    assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]

@@ -189,8 +189,9 @@ def test_ner_with_crf_from_cli_loads_in_transformers(tmp_path, capsys, tiny_mode
     )
     assert 0 <= json.loads(capsys.readouterr().out)["f1"] <= 1
 
-    # The same run without --crf into the same folder leaves no stale CRF behind.
-    assert main([*args, "--epochs", "1"]) == 0
+    # The same run without --crf into the same folder (--overwrite) leaves no stale CRF behind.
+    assert main([*args, "--epochs", "1"]) == 2  # refused without --overwrite
+    assert main([*args, "--epochs", "1", "--overwrite"]) == 0
     assert not (run / "model" / "crf.safetensors").exists()
     assert load_task_model(run / "model")[0].crf is None
 

@@ -31,7 +31,7 @@ import tokenizers
 from tokenizers import AddedToken, decoders, models, pre_tokenizers, processors, trainers
 
 from bertkit.errors import BertkitError, DataError
-from bertkit.tokenizer import Tokenizer, _read_json
+from bertkit.tokenizer import Tokenizer, _read_json, check_vocab_size
 
 TRAIN_ORDER = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")  # ids 0..4 of a trained vocabulary
 
@@ -121,6 +121,7 @@ class ByteLevelBPETokenizer(Tokenizer):
     ) -> ByteLevelBPETokenizer:
         """Byte-level BPE merges learnt from `lines` (streamed to the Rust trainer), RoBERTa's special tokens
         first. The 256 byte symbols are always in the vocabulary, so `vocab_size` must exceed 261."""
+        check_vocab_size(vocab_size)
         if vocab_size <= 256 + len(TRAIN_ORDER):
             raise BertkitError(
                 f"--vocab-size {vocab_size}: a byte-level BPE vocabulary holds 256 byte symbols and 5 special "

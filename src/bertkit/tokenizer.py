@@ -193,6 +193,7 @@ class Tokenizer:
         """
         if vocab_size <= len(cls.special_tokens):
             raise BertkitError(f"--vocab-size {vocab_size}: it counts the 5 special tokens, so it must be more than 5")
+        check_vocab_size(vocab_size)
         if min_frequency < 0:
             raise BertkitError(f"--min-frequency must be 0 or more, got {min_frequency}")
         if isinstance(files, (str, Path, list, tuple)):
@@ -474,6 +475,16 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise BertkitError(f"{path}: expected a JSON object")
     return data
+
+
+MAX_VOCAB_SIZE = 1_000_000  # 30k (BERT) to 250k (XLM-R) in practice; the Rust trainer reserves memory for it
+
+
+def check_vocab_size(vocab_size: int) -> None:
+    if vocab_size > MAX_VOCAB_SIZE:
+        raise BertkitError(
+            f"--vocab-size {vocab_size:,} is more than {MAX_VOCAB_SIZE:,}; BERT's vocabularies hold 21k-30k tokens"
+        )
 
 
 def read_lines(paths: list[Path]) -> Iterator[str]:

@@ -11,6 +11,8 @@ import os
 
 import torch
 
+from bertkit.errors import BertkitError
+
 
 def bf16_supported(device: torch.device) -> bool:
     """True where bf16 matrix multiplies run natively (AVX-512 BF16 / AMX on CPU, Ampere+ on GPU)."""
@@ -34,6 +36,12 @@ def choose_precision(precision: str, device: torch.device) -> tuple[bool, str]:
         kind = "bf16 support" if device.type == "cuda" else "AVX-512 BF16 / AMX"
         return True, f"bf16 autocast (auto: {where} has {kind})"
     return False, f"fp32 (auto: {where} has no native bf16{'' if device.type == 'cuda' else ', AVX2 only'})"
+
+
+def check_seed(seed: int, flag: str = "--seed") -> None:
+    """Seeds feed torch, numpy and Python's generators: numpy takes no negative seed, torch none of 64 bits."""
+    if not 0 <= seed < 2**32:
+        raise BertkitError(f"{flag} must be in 0..{2**32 - 1}, got {seed}")
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:

@@ -77,11 +77,14 @@ def finetune_cmd(
     max_train_examples: Annotated[int | None, "use only the first N training examples"] = None,
     max_eval_examples: Annotated[int | None, "use only the first N dev and N test examples"] = None,
     precision: Annotated[Literal["auto", "fp32", "bf16"], "auto: bf16 where the hardware has it"] = "auto",
+    overwrite: Annotated[bool, "replace the run already in --out (else that is an error)"] = False,
 ) -> None:
     """Fine-tune a model folder on a classification, regression, tagging, QA or multiple-choice task; keeps the
     best epoch as a Hugging Face folder."""
-    from bertkit.finetune.loop import FinetuneConfig, finetune_grid
+    from bertkit.finetune.loop import FinetuneConfig, check_run_dir, finetune_grid
     from bertkit.finetune.windows import QAOptions
+
+    check_run_dir(out, overwrite, remove=False)  # before the data is read: a mistake costs nothing
 
     columns = (
         text_column,
@@ -113,6 +116,7 @@ def finetune_cmd(
         precision=precision,
         progress=sys.stderr.isatty(),
     )
+    check_run_dir(out, overwrite)  # every flag checked: only now is an old run removed
     shown = ", ".join(data.labels[:12]) + (", ..." if len(data.labels) > 12 else "")
     labels = f"; {len(data.labels)} labels ({shown})" if data.kind in ("classification", "tagging") else ""
     print(
@@ -157,6 +161,7 @@ def baseline_cmd(
     tags_column: Annotated[str, "ner JSONL: field holding the list of BIO tags"] = "tags",
     max_train_examples: Annotated[int | None, "use only the first N training examples (as finetune)"] = None,
     max_eval_examples: Annotated[int | None, "use only the first N dev and N test examples"] = None,
+    overwrite: Annotated[bool, "replace the run already in --out (else that is an error)"] = False,
 ) -> None:
     """The classical baseline on the same split as finetune: character 1-3-gram TF-IDF + logistic regression
     (classification, pairs; ridge for regression) or a linear-chain CRF on character features (tagging).
@@ -165,6 +170,10 @@ def baseline_cmd(
 
     from bertkit.config import atomic_write_text
     from bertkit.finetune.baselines import run_baseline
+    from bertkit.finetune.loop import check_run_dir
+
+    if out is not None:
+        check_run_dir(out, overwrite, remove=False)
 
     columns = (
         text_column,
@@ -185,6 +194,7 @@ def baseline_cmd(
     scores = [f"{split} {metric} {result[split][metric]:.4f}" for split in ("dev", "test") if metric in result[split]]
     print(", ".join(scores))
     if out is not None:
+        check_run_dir(out, overwrite)
         atomic_write_text(Path(out) / "summary.json", json.dumps(result, indent=2) + "\n")
         print(f"summary: {out}/summary.json")
 
@@ -276,7 +286,9 @@ def predict_cmd(
     question_column: Annotated[str, "qa / multiple-choice: column holding the question"] = "question",
     choices_column: Annotated[str, "multiple-choice JSONL: field holding the list of choices"] = "choices",
     max_seq_length: Annotated[int | None, "default: the length the model was fine-tuned with"] = None,
-    stride: Annotated[int | None, "qa: context windows start this many pieces apart (default: half a window)"] = None,
+    stride: Annotated[
+        int | None, "tagging and qa: long inputs are read in windows this many pieces apart (default: half a window)"
+    ] = None,
     max_query_length: Annotated[int, "qa: question pieces kept"] = 64,
     max_answer_length: Annotated[int, "qa: the longest answer, in pieces"] = 30,
     n_best: Annotated[int, "qa: start and end positions tried in each window"] = 20,
@@ -334,7 +346,7 @@ def predict_cmd(
                 raise BertkitError(f"{path}: empty file (no text lines)")
         if pairs is not None and clf.kind == "tagging":
             raise BertkitError("--text-pair-column is for classification and regression models; this model tags words")
-        records = predict_texts(clf, tok, texts, pairs, max_seq_length, batch_size)
+        records = predict_texts(clf, tok, texts, pairs, max_seq_length, batch_size, stride)
     from bertkit.config import atomic_write_text
 
     atomic_write_text(Path(output), "".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in records))

@@ -15,7 +15,7 @@ from bertkit.errors import BertkitError
 def params_cmd(
     model: Annotated[str, "a preset name (bert-base, bert-base-chinese, ...) or a model folder"],
     heads: Annotated[list[str], "heads to count with a preset: mlm, nsp, classifier, rtd (ELECTRA)"] = [],  # noqa: B006
-    num_labels: Annotated[int, "labels for a classifier head"] = 2,
+    num_labels: Annotated[int | None, "labels for a preset's classifier head (default 2)"] = None,
 ) -> None:
     """Count parameters by component: embeddings, each layer's attention / FFN / LayerNorm, pooler, heads."""
     import torch
@@ -24,13 +24,20 @@ def params_cmd(
     from bertkit.hf import build_heads, load_pretrained
     from bertkit.model import BertEncoder, parameter_table
 
+    if num_labels is not None and (num_labels < 1 or "classifier" not in heads):
+        raise BertkitError(
+            f"--num-labels {num_labels}: "
+            + ("must be at least 1" if num_labels < 1 else "give it with --heads classifier")
+        )
     if model in PRESETS:
-        labels = {i: f"LABEL_{i}" for i in range(num_labels)} if "classifier" in heads else {}
+        labels = {i: f"LABEL_{i}" for i in range(num_labels or 2)} if "classifier" in heads else {}
         config = from_preset(model, id2label=labels)
         with torch.device("meta"):  # count without allocating: bert-large is 1.3 GB in fp32
             modules = {"encoder": BertEncoder(config), **build_heads(config, heads)}
         title = f"{model} (preset)"
     elif Path(model).exists():
+        if heads:
+            raise BertkitError("--heads applies to a preset; a folder's heads are the ones its weights hold")
         ckpt = load_pretrained(model, tokenizer=False)
         modules, config, title = ckpt.modules(), ckpt.config, str(model)
     else:
@@ -89,6 +96,12 @@ def tokenizer_train_cmd(
     for f in files:
         if not Path(f).is_file():
             raise BertkitError(f"{f}: no such file")
+    held = [n for n in ("config.json", "vocab.txt", "vocab.json", "tokenizer.json") if (Path(out) / n).exists()]
+    if held:
+        raise BertkitError(
+            f"--out {out} already holds a tokenizer or model ({', '.join(held)}); a new vocabulary there would "
+            "no longer match its weights: choose an empty or new folder"
+        )
     if kind == "bpe":
         from bertkit.bpe import ByteLevelBPETokenizer
         from bertkit.tokenizer import read_lines

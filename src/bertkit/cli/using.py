@@ -92,6 +92,8 @@ def embed_cmd(
             if keep_text:
                 words = [embedder.tokenizer.convert_ids_to_tokens(ids) for ids in embedder.tokenize(chunk_texts)]
             writer.write(chunk, list(lines), words)
+        if writer.rows == 0:
+            raise BertkitError(f"{input}: no text to embed (the input is empty)")
         writer.commit(embedder.dim if not tokens else embedder.encoder.config.hidden_size)
     except BaseException:
         writer.abort()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -42,7 +43,7 @@ from bertkit.finetune.tasks import TaskData
 from bertkit.finetune.windows import (
     QAOptions,
 )
-from bertkit.training import choose_precision, linear_schedule
+from bertkit.training import check_seed, choose_precision, linear_schedule
 
 
 @dataclass
@@ -75,6 +76,7 @@ class FinetuneConfig:
                 raise BertkitError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise BertkitError(f"--lr must be positive, got {self.lr}")
+        check_seed(self.seed, "--seeds")
         if not self.warmup >= 0:
             raise BertkitError(f"--warmup must be 0 or more (a fraction below 1, else steps), got {self.warmup}")
         if not 0 < self.layer_decay <= 1:
@@ -94,6 +96,32 @@ def check_qa_options(opts: QAOptions) -> None:
     for name in ("max_answer_length", "n_best"):
         if getattr(opts, name) < 1:
             raise BertkitError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(opts, name)}")
+
+
+RUN_FILES = ("metrics.jsonl", "summary.json", "finetune_config.json", "curves.png", "model")
+
+
+def check_run_dir(out_dir: str | Path, overwrite: bool, remove: bool = True) -> None:
+    """A new fine-tuning (or baseline) run never writes over an old one unasked: its model, log and scores would
+    be lost. With `overwrite` (and `remove`) the old run's files and its seed-N / lr-X runs are removed first;
+    other files in the folder are left alone. A model folder (config.json) is never a run folder."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise BertkitError(f"--out {out} is a file; pass a folder for the run")
+    if not out.exists():
+        return
+    if (out / "config.json").exists():
+        raise BertkitError(f"--out {out} is a model folder (config.json); write the run to another folder")
+    found = [n for n in RUN_FILES if (out / n).exists()]
+    found += sorted(p.name for p in out.iterdir() if p.is_dir() and p.name.startswith(("seed-", "lr-")))
+    if found and not overwrite:
+        shown = ", ".join(found[:4]) + (", ..." if len(found) > 4 else "")
+        raise BertkitError(
+            f"--out {out} already holds a run ({shown}); pass --overwrite to replace it, or choose another --out"
+        )
+    for name in found if remove else ():
+        path = out / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -273,6 +301,8 @@ def finetune_seeds(
     """One run per seed (OUT/seed-N/ when there are several), and the mean and max of the main metric."""
     if not seeds:
         raise BertkitError("--seeds needs at least one seed")
+    for s in seeds:
+        check_seed(s, "--seeds")
     if len(seeds) == 1:
         run = finetune(task, init, replace(cfg, seed=seeds[0]), random_init)
         return {"task": task.name, "metric": run["metric"], "runs": [run], **_aggregate([run])}

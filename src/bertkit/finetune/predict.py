@@ -231,6 +231,7 @@ def predict_texts(
     pairs: list[str] | None = None,
     max_seq_length: int | None = None,
     batch_size: int = 64,
+    stride: int | None = None,
 ) -> list[dict]:
     """One record per text. Classification: label, score and every label's probability. Regression: the
     value. Tagging: the entities (BIO) or words (BMES) with character offsets into the text, else one tag
@@ -256,7 +257,7 @@ def predict_texts(
             for t, p in zip(texts, probs, strict=True)
         ]
     pieces = text_pieces(tokenizer, texts)
-    enc = encode_tags(tokenizer, pieces, None, labels, max_len, (max_len - 2) // 2)
+    enc = encode_tags(tokenizer, pieces, None, labels, max_len, check_stride(stride, max_len) or (max_len - 2) // 2)
     logits = predict_logits(model, enc.features, tokenizer.pad_token_id, batch_size)
     per_word = word_logits(enc, logits, _default_tag(model))
     records = []
@@ -293,7 +294,7 @@ def predict_qa(
     """One record per question: its id, the answer text and its character start and end in the context
     (null and "" for no answer), and the answer's probability among the n best (see tasks.qa_answer)."""
     max_len = max_length_for(model, tokenizer, max_seq_length)
-    enc = encode_qa(tokenizer, examples, max_len, stride, max_query_length)
+    enc = encode_qa(tokenizer, examples, max_len, check_stride(stride, max_len), max_query_length)
     logits = predict_logits(model, enc.features, tokenizer.pad_token_id, batch_size)
     return [
         {
@@ -334,10 +335,18 @@ def max_length_for(model: TaskModel, tokenizer, max_seq_length: int | None) -> i
     """`max_seq_length`, or else the length the model was fine-tuned with (tokenizer_config.json's
     model_max_length), never more than its position embeddings."""
     limit = model.encoder.config.max_length
+    if max_seq_length is not None and max_seq_length < 3:
+        raise BertkitError(f"--max-seq-length {max_seq_length} leaves no room beside [CLS] and [SEP]; give 3 or more")
     max_len = max_seq_length or min(tokenizer.model_max_length, limit)
     if max_len > limit:
         raise BertkitError(f"--max-seq-length {max_len} is more than the model's max_position_embeddings ({limit})")
     return max_len
+
+
+def check_stride(stride: int | None, max_len: int) -> int | None:
+    if stride is not None and not 1 <= stride <= max_len - 2:
+        raise BertkitError(f"--stride must be in 1..{max_len - 2} (a window of {max_len} tokens), got {stride}")
+    return stride
 
 
 # What each kind of model does, and what each kind of example holds, for `check_examples`' messages.

@@ -32,7 +32,15 @@ from bertkit.hf import save_pretrained
 from bertkit.pretrain.dataset import Epoch, PretrainingData
 from bertkit.pretrain.objectives import BertPretraining
 from bertkit.pretrain.shards import WORD_START_BIT
-from bertkit.training import all_reduce_sum, barrier, choose_precision, distributed, linear_schedule, param_groups
+from bertkit.training import (
+    all_reduce_sum,
+    barrier,
+    check_seed,
+    choose_precision,
+    distributed,
+    linear_schedule,
+    param_groups,
+)
 
 
 @dataclass
@@ -69,6 +77,7 @@ class TrainConfig:
                 raise BertkitError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise BertkitError(f"--lr must be positive, got {self.lr}")
+        check_seed(self.seed)
         self.phases = tuple((int(n), float(f)) for n, f in self.phases)
         for n, f in self.phases:
             if n < 8 or not 0 < f <= 1:
