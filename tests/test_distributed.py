@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -27,7 +28,16 @@ def test_rank_slices_are_disjoint_and_cover_the_batch():
 
 
 @pytest.mark.slow
-def test_two_processes_follow_one_and_resume_in_one(tmp_path):
+@pytest.mark.parametrize(
+    "recipe",
+    [
+        ["--preset", "bert-tiny-chinese"],
+        # the generator's samples come from uniforms drawn for the global batch: the same in 1 or 2 processes
+        ["--recipe", "electra", "--preset", "electra-small-chinese", "--num-hidden-layers", "2", "--hidden-size", "64"],
+    ],
+    ids=["bert", "electra"],
+)
+def test_two_processes_follow_one_and_resume_in_one(tmp_path, recipe):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(CORPUS, encoding="utf-8")
     exe = shutil.which("bertkit", path=os.path.dirname(sys.executable)) or "bertkit"
@@ -49,8 +59,7 @@ def test_two_processes_follow_one_and_resume_in_one(tmp_path):
             str(corpus),
             "--tokenizer",
             str(tok),
-            "--preset",
-            "bert-tiny-chinese",
+            *recipe,
             "--max-seq-length",
             "32",
             "--batch-size",
@@ -91,7 +100,7 @@ def test_two_processes_follow_one_and_resume_in_one(tmp_path):
 
     def losses(run):
         rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-        return [r["mlm_loss"] + r.get("nsp_loss", 0) for r in rows if "step" in r]
+        return [r["mlm_loss"] + r.get("nsp_loss", 0) + r.get("rtd_loss", 0) for r in rows if "step" in r]
 
     one, two = weights(tmp_path / "one"), weights(tmp_path / "two")
     assert one.keys() == two.keys()
@@ -106,3 +115,116 @@ def test_two_processes_follow_one_and_resume_in_one(tmp_path):
     done(subprocess.run([exe, *args(resumed), "--resume"], capture_output=True, text=True, env=env, timeout=600))
     again = weights(resumed)
     assert max(float((again[k] - two[k]).abs().max()) for k in two) < 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "task, extra",
+    [
+        # 29 reviews in micro-batches of 4, two per step: the last micro-batch has one row, so rank 1's is empty
+        ("sentiment", ["--max-seq-length", "32", "--grad-accum", "2"]),
+        ("peoples-daily-ner", ["--max-seq-length", "16", "--stride", "8", "--crf"]),
+    ],
+)
+def test_finetuning_in_two_processes_follows_one(tmp_path, task, extra):
+    from helpers import save_tiny_bert
+
+    from bertkit.finetune.tasks import peoples_daily_ner_task, sentiment_task
+    from bertkit.tokenizer import Tokenizer
+
+    lines = [e.text for e in sentiment_task().train[:300]] + [
+        "".join(e.words) for e in peoples_daily_ner_task().train[:300]
+    ]
+    model = save_tiny_bert(tmp_path / "tiny", Tokenizer.train(iter(lines), vocab_size=800, min_frequency=1))
+    exe = shutil.which("bertkit", path=os.path.dirname(sys.executable)) or "bertkit"
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    args = ["finetune", "--task", task, "--model", str(model), "--max-train-examples", "29"]
+    args += ["--max-eval-examples", "12", "--batch-size", "4", "--epochs", "2", "--lr", "3e-3", "--warmup", "2"]
+    args += ["--dropout", "0", "--precision", "fp32", "--log-every", "1", *extra]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m"]
+    for name, launch in (("one", [exe]), ("two", [*torchrun, "bertkit.cli"])):
+        result = subprocess.run(
+            [*launch, *args, "--out", str(tmp_path / name)], capture_output=True, text=True, env=env, timeout=600
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        if name == "two":
+            assert result.stdout.count("seed 0: best epoch") == 1  # rank 0 alone reports
+
+    def run(name):
+        summary = json.loads((tmp_path / name / "summary.json").read_text())
+        rows = [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        weights = load_file(str(tmp_path / name / "model" / "model.safetensors"))
+        return summary, [r["loss"] for r in rows if "loss" in r], weights
+
+    (s1, l1, w1), (s2, l2, w2) = run("one"), run("two")
+    assert s2["processes"] == 2 and s1["processes"] == 1
+    assert l1 == pytest.approx(l2, rel=1e-4) and len(l1) > 2
+    assert w1.keys() == w2.keys()
+    assert max(float((w1[k] - w2[k]).abs().max()) for k in w1) < 1e-5
+    metric = s1["metric"]
+    assert s1["test"][metric] == pytest.approx(s2["test"][metric], abs=1e-6)
+    assert s1["dev"]["loss"] == pytest.approx(s2["dev"]["loss"], rel=1e-4)
+    if "--crf" in extra:
+        assert (tmp_path / "two" / "model" / "crf.safetensors").is_file()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:  # the parent's pid, after the state
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds torchrun's workers through /proc")
+def test_torchrun_max_restarts_recovers_a_killed_worker_exactly(tmp_path):
+    """A worker killed with SIGKILL mid-run: torchrun (--max-restarts 1) restarts both, they resume from the
+    last checkpoint, and the run ends with the weights of one that was never interrupted."""
+    import signal
+    import time
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(CORPUS, encoding="utf-8")
+    exe = shutil.which("bertkit", path=os.path.dirname(sys.executable)) or "bertkit"
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    tok = tmp_path / "tok"
+    subprocess.run(
+        [exe, "tokenizer", "train", str(corpus), "--out", str(tok), "--vocab-size", "300"], check=True, env=env
+    )
+    args = ["pretrain", "--corpus", str(corpus), "--tokenizer", str(tok), "--preset", "bert-tiny-chinese"]
+    args += ["--max-seq-length", "128", "--batch-size", "16", "--steps", "40", "--save-every", "8", "--dropout", "0"]
+    args += ["--precision", "fp32", "--lr", "1e-3", "--warmup", "2", "--cache-dir", str(tmp_path / "cache"), "--resume"]
+    done = subprocess.run([exe, *args, "--out", str(tmp_path / "whole")], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    log = open(tmp_path / "torchrun.log", "w")  # noqa: SIM115 - closed below
+    run = subprocess.Popen(
+        [*torchrun, "--max-restarts", "1", "-m", "bertkit.cli", *args, "--out", str(tmp_path / "killed")],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    first = tmp_path / "killed" / "checkpoints" / "step-00000008"
+    deadline = time.monotonic() + 300
+    while not first.is_dir() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert run.poll() is None, "the run ended before its first checkpoint could be interrupted"
+    workers = _children(run.pid)  # `python -m torch.distributed.run` is the agent; the workers are its children
+    assert len(workers) == 2, workers
+    os.kill(workers[-1], signal.SIGKILL)
+    assert run.wait(timeout=600) == 0, (tmp_path / "torchrun.log").read_text()[-3000:]
+    log.close()
+    text = (tmp_path / "torchrun.log").read_text()
+    assert "SIGKILL" in text or "Signal 9" in text or "exitcode: -9" in text, text[-3000:]  # it did fail once
+
+    whole, killed = (load_file(str(tmp_path / r / "model" / "model.safetensors")) for r in ("whole", "killed"))
+    assert max(float((whole[k] - killed[k]).abs().max()) for k in whole) < 1e-4
+    rows = [json.loads(x) for x in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in rows if "step" in r]
+    assert steps == sorted(set(steps))  # the resumed run's log has each step once

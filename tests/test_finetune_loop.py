@@ -592,3 +592,28 @@ def test_default_learning_rates_follow_the_model_width(tiny_model):
 
     assert default_lrs(str(tiny_model)) == SMALL_MODEL_LRS  # 32 wide
     assert default_lrs("no/such/folder") == BERT_LRS
+
+
+def test_a_non_finite_loss_skips_the_step_and_several_stop_the_run(tmp_path, capsys, tiny_model, monkeypatch):
+    rows = ["很好,pos", "好东西,pos", "很差,neg", "差东西,neg"] * 4
+    (tmp_path / "train.csv").write_text("text,label\n" + "\n".join(rows) + "\n", "utf-8")
+    real = TaskModel.loss_sum
+    calls = {"n": 0}
+
+    def sometimes_nan(self, logits, batch, smoothing=0.0):
+        calls["n"] += 1
+        loss = real(self, logits, batch, smoothing)
+        return loss * float("nan") if calls["n"] in bad else loss
+
+    monkeypatch.setattr(TaskModel, "loss_sum", sometimes_nan)
+    args = ["finetune", "--task", "classification", "--model", str(tiny_model), "--train", str(tmp_path / "train.csv")]
+    args += ["--batch-size", "4", "--epochs", "2", "--max-seq-length", "16", "--lr", "1e-3", "--log-every", "1"]
+    bad = {2}  # one bad step of 8: skipped, the run goes on and its weights stay finite
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    assert "warning: step 2: loss nan; the update is skipped (1 in a row)" in capsys.readouterr().err
+    model, _ = load_task_model(tmp_path / "one" / "model")
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    calls["n"], bad = 0, set(range(3, 100))  # from step 3 on: the run stops after 5 in a row
+    assert main([*args, "--out", str(tmp_path / "many")]) == 2
+    err = capsys.readouterr().err
+    assert "the loss was not finite for 5 steps in a row (up to step 7)" in err.splitlines()[-1]

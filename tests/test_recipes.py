@@ -14,7 +14,7 @@ from bertkit.config import from_preset
 from bertkit.errors import ConfigError
 from bertkit.model import BertEncoder, MLMHead, RTDHead
 from bertkit.pretrain.masking import IGNORE_INDEX
-from bertkit.pretrain.objectives import ElectraPretraining, electra_generator_config
+from bertkit.pretrain.objectives import ElectraPretraining, electra_generator_config, sample_softmax
 from bertkit.pretrain.pairs import create_full_sentence_instances
 
 
@@ -97,6 +97,24 @@ def test_replaced_labels_mark_exactly_the_changed_tokens():
     out = model(inputs, labels, mask, return_logits=True)
     logits_hook.remove()
     assert not out.rtd_labels.any() and out.rtd_replaced == 0
+
+
+def test_generator_samples_follow_its_softmax_and_depend_only_on_the_uniforms():
+    logits = torch.tensor([[2.0, 0.0, -1.0, 1.0, -30.0]]).repeat(40_000, 1)
+    u = torch.rand(40_000, generator=torch.Generator().manual_seed(0))
+    counts = torch.bincount(sample_softmax(logits, u), minlength=5).float() / len(u)
+    assert torch.allclose(counts, logits[0].softmax(-1), atol=0.01)  # 4 standard errors at most
+    assert counts[4] == 0  # a token of probability ~1e-14 is never drawn
+    assert sample_softmax(logits[:3], torch.tensor([0.0, 0.9999999, 0.5])).tolist() == [0, 3, 0]
+    # the ELECTRA forward given the same uniforms makes the same replacements, whatever torch's RNG state
+    model, inputs, labels, mask, _ = _electra()
+    u = torch.rand(inputs.shape)
+    outs = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        outs.append(model(inputs, labels, mask, return_logits=True, sampling_u=u).rtd_input)
+    assert torch.equal(outs[0], outs[1])
+    assert not torch.equal(outs[0], model(inputs, labels, mask, return_logits=True, sampling_u=1 - u).rtd_input)
 
 
 def test_full_sentences_cross_documents_only_after_a_separator_and_fit_the_length():

@@ -69,7 +69,28 @@ def distributed() -> tuple[int, int]:
     if not dist.is_initialized():
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+        if restart == 0:
+            dist.init_process_group(backend)
+        else:
+            # Workers that torchrun restarted (--max-restarts) meet in the same store as the ones that failed,
+            # whose addresses are still under the default keys: each process would connect to a dead peer
+            # (gloo: "connectFullMesh failed ... Connection refused"; pytorch/pytorch#167288 for NCCL). The
+            # keys of each restart get their own prefix.
+            from datetime import timedelta
+
+            rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+            agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+            store = dist.TCPStore(
+                os.environ["MASTER_ADDR"],
+                int(os.environ["MASTER_PORT"]),
+                world,
+                is_master=not agent_store and rank == 0,
+                timeout=timedelta(minutes=30),
+            )
+            store = dist.PrefixStore(f"bertkit/restart-{restart}", store)
+            dist.init_process_group(backend, store=store, rank=rank, world_size=world)
     return dist.get_rank(), dist.get_world_size()
 
 
@@ -82,6 +103,44 @@ def all_reduce_sum(values: list[float], world: int, device: torch.device) -> lis
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return t.tolist()
+
+
+def all_gather_lists(items: list, world: int) -> list:
+    """Every rank's list, concatenated in rank order (the list itself in one process); any picklable items."""
+    if world == 1:
+        return items
+    import torch.distributed as dist
+
+    parts: list = [None] * world
+    dist.all_gather_object(parts, items)
+    return [x for part in parts for x in part]
+
+
+def broadcast_float(value: float, world: int, device: torch.device) -> float:
+    """Rank 0's value on every rank."""
+    if world == 1:
+        return value
+    import torch.distributed as dist
+
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.broadcast(t, 0)
+    return float(t[0])
+
+
+def all_reduce_gradients(params: list[torch.nn.Parameter], world: int) -> None:
+    """Sum every parameter's gradient over the ranks, in one flat buffer; a rank whose slice of the batch was
+    empty (or left a parameter unused) contributes zeros."""
+    if world == 1:
+        return
+    import torch.distributed as dist
+
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    offset = 0
+    for p, g in zip(params, grads, strict=True):
+        p.grad = flat[offset : offset + g.numel()].view_as(g).clone()
+        offset += g.numel()
 
 
 def barrier(world: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Literal
@@ -77,12 +78,17 @@ def finetune_cmd(
     max_train_examples: Annotated[int | None, "use only the first N training examples"] = None,
     max_eval_examples: Annotated[int | None, "use only the first N dev and N test examples"] = None,
     precision: Annotated[Literal["auto", "fp32", "bf16"], "auto: bf16 where the hardware has it"] = "auto",
+    log_every: Annotated[int, "write a metrics.jsonl row (the mean loss of the last N steps) every N steps"] = 10,
     overwrite: Annotated[bool, "replace the run already in --out (else that is an error)"] = False,
 ) -> None:
     """Fine-tune a model folder on a classification, regression, tagging, QA or multiple-choice task; keeps the
     best epoch as a Hugging Face folder."""
     from bertkit.finetune.loop import FinetuneConfig, check_run_dir, finetune_grid
     from bertkit.finetune.windows import QAOptions
+    from bertkit.training import distributed
+
+    if distributed()[0] != 0:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - under torchrun only rank 0 talks
 
     check_run_dir(out, overwrite, remove=False)  # before the data is read: a mistake costs nothing
 
@@ -114,6 +120,7 @@ def finetune_cmd(
         dropout=dropout,
         label_smoothing=label_smoothing,
         precision=precision,
+        log_every=log_every,
         progress=sys.stderr.isatty(),
     )
     check_run_dir(out, overwrite)  # every flag checked: only now is an old run removed
@@ -131,6 +138,8 @@ def finetune_cmd(
     if len(lrs) > 1:
         print(f"learning rate chosen on dev among {' '.join(f'{x:g}' for x in lrs)} (one run each; --lr X for one)")
     summary = finetune_grid(data, model, cfg, lrs, seeds, random_init)
+    if distributed()[0] != 0:
+        return  # under torchrun rank 0 reports
     metric = summary["metric"]
     if "grid" in summary:
         grid = ", ".join(f"lr {k}: {v:.4f}" for k, v in summary["grid"].items())

@@ -20,6 +20,7 @@ import json
 import math
 import random
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -28,6 +29,7 @@ from typing import Literal
 import torch
 from tqdm import tqdm
 
+from bertkit.config import atomic_write_text
 from bertkit.errors import BertkitError
 from bertkit.finetune.features import collate, encode_split, feature_length, length_grouped_batches
 from bertkit.finetune.model import (
@@ -43,7 +45,16 @@ from bertkit.finetune.tasks import TaskData
 from bertkit.finetune.windows import (
     QAOptions,
 )
-from bertkit.training import check_seed, choose_precision, linear_schedule
+from bertkit.training import (
+    all_reduce_gradients,
+    all_reduce_sum,
+    barrier,
+    broadcast_float,
+    check_seed,
+    choose_precision,
+    distributed,
+    linear_schedule,
+)
 
 
 @dataclass
@@ -98,40 +109,58 @@ def check_qa_options(opts: QAOptions) -> None:
             raise BertkitError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(opts, name)}")
 
 
+MAX_BAD_STEPS = 5  # steps in a row with a NaN or infinite loss before the run stops
 RUN_FILES = ("metrics.jsonl", "summary.json", "finetune_config.json", "curves.png", "model")
 
 
 def check_run_dir(out_dir: str | Path, overwrite: bool, remove: bool = True) -> None:
     """A new fine-tuning (or baseline) run never writes over an old one unasked: its model, log and scores would
     be lost. With `overwrite` (and `remove`) the old run's files and its seed-N / lr-X runs are removed first;
-    other files in the folder are left alone. A model folder (config.json) is never a run folder."""
+    other files in the folder are left alone. A model folder (config.json) is never a run folder. Under
+    torchrun every rank checks, rank 0 removes, and all wait for it (with `remove`) before any writes."""
     out = Path(out_dir)
+    found = []
     if out.exists() and not out.is_dir():
         raise BertkitError(f"--out {out} is a file; pass a folder for the run")
-    if not out.exists():
-        return
-    if (out / "config.json").exists():
-        raise BertkitError(f"--out {out} is a model folder (config.json); write the run to another folder")
-    found = [n for n in RUN_FILES if (out / n).exists()]
-    found += sorted(p.name for p in out.iterdir() if p.is_dir() and p.name.startswith(("seed-", "lr-")))
+    if out.is_dir():
+        if (out / "config.json").exists():
+            raise BertkitError(f"--out {out} is a model folder (config.json); write the run to another folder")
+        found = [n for n in RUN_FILES if (out / n).exists()]
+        found += sorted(p.name for p in out.iterdir() if p.is_dir() and p.name.startswith(("seed-", "lr-")))
     if found and not overwrite:
         shown = ", ".join(found[:4]) + (", ..." if len(found) > 4 else "")
         raise BertkitError(
             f"--out {out} already holds a run ({shown}); pass --overwrite to replace it, or choose another --out"
         )
-    for name in found if remove else ():
+    if not remove:
+        return
+    rank, world = distributed()
+    for name in found if rank == 0 else ():
         path = out / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()
+    barrier(world)
 
 
 # ---------------------------------------------------------------------------------------------- training
 def finetune(task: TaskData, init: str | Path, cfg: FinetuneConfig, random_init: bool = False, device=None) -> dict:
-    """Fine-tune `init` (a model folder) on `task`; writes OUT/model, metrics.jsonl, curves.png, summary.json."""
+    """Fine-tune `init` (a model folder) on `task`; writes OUT/model, metrics.jsonl, curves.png, summary.json.
+
+    Under torchrun every rank encodes the same data and draws the same batches; rank r of N takes rows
+    [r·n/N, (r+1)·n/N) of each micro-batch, the gradients are summed over the ranks before the update and every
+    loss is a mean over the global batch, so N processes follow the trajectory of one (within float summation
+    order; with dropout each rank draws its own masks). Dev and test are scored in slices gathered in order.
+    Only rank 0 writes files."""
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    rank, world = distributed()
+    main = rank == 0
+    say = print if main else _quiet
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+    if device is None and torch.cuda.is_available():
+        device = f"cuda:{torch.cuda.current_device()}"  # torchrun: this rank's GPU (set by `distributed`)
+    device = torch.device(device or "cpu")
     use_bf16, why = choose_precision(cfg.precision, device)
-    print(f"precision: {why}")
+    say(f"precision: {why}" + (f"; {world} processes" if world > 1 else ""))
     if not task.train:
         raise BertkitError(f"task {task.name}: no training examples")
     torch.manual_seed(cfg.seed)
@@ -147,7 +176,7 @@ def finetune(task: TaskData, init: str | Path, cfg: FinetuneConfig, random_init:
         )
     qa = qa_options(task, cfg)
     if qa.null_threshold is not None and cfg.qa.null_threshold is None:
-        print("unanswerable questions in the data (SQuAD 2.0): answers are empty when the null score wins")
+        say("unanswerable questions in the data (SQuAD 2.0): answers are empty when the null score wins")
     tokenizer.model_max_length = cfg.max_seq_length  # saved in tokenizer_config.json; predict reads it back
     pad_id = tokenizer.pad_token_id
 
@@ -160,11 +189,11 @@ def finetune(task: TaskData, init: str | Path, cfg: FinetuneConfig, random_init:
         if enc is None:
             continue
         if enc.truncated and task.kind == "qa":
-            print(f"{name}: {enc.truncated} answers are longer than a window and train as 'no answer here'")
+            say(f"{name}: {enc.truncated} answers are longer than a window and train as 'no answer here'")
         elif enc.truncated:
-            print(f"{name}: {enc.truncated} of {len(examples)} texts truncated to {cfg.max_seq_length} tokens")
+            say(f"{name}: {enc.truncated} of {len(examples)} texts truncated to {cfg.max_seq_length} tokens")
         if task.kind in ("tagging", "qa") and len(enc.features) > len(examples):
-            print(f"{name}: {len(examples)} examples read in {len(enc.features)} windows of {cfg.max_seq_length}")
+            say(f"{name}: {len(examples)} examples read in {len(enc.features)} windows of {cfg.max_seq_length}")
 
     n_batches = math.ceil(len(train.features) / cfg.batch_size)
     total_steps = math.ceil(n_batches / cfg.grad_accum) * cfg.epochs
@@ -173,17 +202,19 @@ def finetune(task: TaskData, init: str | Path, cfg: FinetuneConfig, random_init:
         layerwise_param_groups(model, cfg.lr, cfg.weight_decay, cfg.layer_decay), lr=cfg.lr, eps=1e-6
     )
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, warmup_steps, total_steps))
-    (out / "finetune_config.json").write_text(
-        json.dumps({"task": task.name, "init": str(init), "random_init": random_init, **asdict(cfg)}, indent=2) + "\n"
-    )
+    if main:
+        config = {"task": task.name, "init": str(init), "random_init": random_init, **asdict(cfg), "processes": world}
+        atomic_write_text(out / "finetune_config.json", json.dumps(config, indent=2) + "\n")
 
     metric = main_metric(task.kind)
     lengths = [feature_length(f) for f in train.features]
     rng = random.Random(cfg.seed)
-    best, best_epoch, bad_epochs, step = -math.inf, 0, 0, 0
+    best, best_epoch, bad_epochs, bad_steps, step = -math.inf, 0, 0, 0, 0
     history = []
-    log = open(out / "metrics.jsonl", "w", encoding="utf-8")  # noqa: SIM115 - closed in `finally`
-    bar = tqdm(total=total_steps, disable=not cfg.progress, unit="step", dynamic_ncols=True)
+    params = [p for p in model.parameters() if p.requires_grad]
+    log = open(out / "metrics.jsonl", "w", encoding="utf-8") if main else None  # noqa: SIM115 - closed in `finally`
+    bar = tqdm(total=total_steps, disable=not (cfg.progress and main), unit="step", dynamic_ncols=True)
+    say = bar.write if main else _quiet  # lines above the bar, not through it
     try:
         for epoch in range(1, cfg.epochs + 1):
             model.train()
@@ -197,25 +228,47 @@ def finetune(task: TaskData, init: str | Path, cfg: FinetuneConfig, random_init:
                 units = sum(loss_units(task.kind, b) for b in micro)  # what the step's loss is a mean over
                 step_loss = 0.0
                 for batch in micro:
+                    window["sequences"] += len(batch["input_ids"])
+                    batch = rows_of(batch, rank, world)
+                    if not len(batch["input_ids"]):  # this rank's slice of a short last batch is empty
+                        continue
                     batch = {k: v.to(device) for k, v in batch.items()}
                     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                         logits = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
                     loss = model.loss_sum(logits, batch, cfg.label_smoothing)
                     (loss / max(1, units)).backward()
                     step_loss += loss.item()
-                    window["sequences"] += len(batch["input_ids"])
-                epoch_loss, epoch_units = epoch_loss + step_loss, epoch_units + units
-                window["loss"] += step_loss
-                window["units"] += units
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                step_loss = all_reduce_sum([step_loss], world, device)[0]
+                all_reduce_gradients(params, world)  # every rank then takes the same update
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                step += 1
+                bar.update(1)
+                if not (math.isfinite(step_loss) and torch.isfinite(grad_norm)):
+                    # A NaN or infinite loss would poison the weights and Adam's moments: skip the update
+                    # (the schedule moves on), and stop after several in a row, as pretraining does.
+                    optimizer.zero_grad(set_to_none=True)
+                    schedule.step()
+                    bad_steps += 1
+                    say(
+                        f"warning: step {step}: loss {step_loss}; the update is skipped ({bad_steps} in a row)",
+                        file=sys.stderr,
+                    )
+                    if bad_steps >= MAX_BAD_STEPS:
+                        raise BertkitError(
+                            f"the loss was not finite for {bad_steps} steps in a row (up to step {step}); the best "
+                            f"epoch so far is in {out / 'model'}: lower --lr, or check the data"
+                        )
+                    continue
+                bad_steps = 0
                 optimizer.step()
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
-                step += 1
-                bar.update(1)
+                epoch_loss, epoch_units = epoch_loss + step_loss, epoch_units + units
+                window["loss"] += step_loss
+                window["units"] += units
 
                 # ---- log
-                if step % cfg.log_every == 0 or step == total_steps:
+                if main and (step % cfg.log_every == 0 or step == total_steps):
                     row = {
                         "step": step,
                         "epoch": epoch,
@@ -232,27 +285,32 @@ def finetune(task: TaskData, init: str | Path, cfg: FinetuneConfig, random_init:
             # ---- evaluate on dev; keep the best model
             ev = {"epoch": epoch, "step": step, "train_loss": epoch_loss / max(1, epoch_units)}
             if dev is not None:
-                ev |= evaluate(model, dev, pad_id, bf16=use_bf16, qa=qa)
+                ev |= evaluate(model, dev, pad_id, bf16=use_bf16, qa=qa, shared=True)
             history.append(ev)
-            log.write(json.dumps({"eval": ev}) + "\n")
-            log.flush()
+            if main:
+                log.write(json.dumps({"eval": ev}) + "\n")
+                log.flush()
             score = ev.get(metric, -math.inf if dev is not None else epoch)  # no dev set: the last epoch is best
-            bar.write(
+            score = broadcast_float(score, world, device)  # one decision for all ranks: rank 0's
+            say(
                 f"epoch {epoch}: train loss {ev['train_loss']:.4f}"
                 + (f", dev loss {ev['loss']:.4f}, dev {metric} {score:.4f}" if dev is not None else "")
             )
             if score > best:
                 best, best_epoch, bad_epochs = score, epoch, 0
-                save_task_model(out / "model", model, tokenizer)
+                if main:
+                    save_task_model(out / "model", model, tokenizer)
             else:
                 bad_epochs += 1
                 if cfg.patience and bad_epochs >= cfg.patience:
-                    bar.write(f"early stop: no better dev {metric} for {bad_epochs} epochs")
+                    say(f"early stop: no better dev {metric} for {bad_epochs} epochs")
                     break
     finally:
         bar.close()
-        log.close()
-    plot_curves(out / "metrics.jsonl", out / "curves.png", metric)
+        if log is not None:
+            log.close()
+    if main:
+        plot_curves(out / "metrics.jsonl", out / "curves.png", metric)
 
     # ---- score the test set once, with the best model, read back from its folder as a user would
     summary = {
@@ -264,11 +322,13 @@ def finetune(task: TaskData, init: str | Path, cfg: FinetuneConfig, random_init:
         "epochs_run": len(history),
         "steps": step,
         "precision": "bf16" if use_bf16 else "fp32",
+        "processes": world,
         "model": str(out / "model"),
         "dev": {k: v for k, v in history[best_epoch - 1].items() if k not in ("epoch", "step")} if dev else {},
         "test": {},
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if main:
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     if task.test:
         score_test(summary, task, cfg, device)
     return summary
@@ -284,14 +344,20 @@ def qa_options(task: TaskData, cfg: FinetuneConfig):
 
 
 def score_test(run: dict, task: TaskData, cfg: FinetuneConfig, device=None) -> dict:
-    """Score a finished run's kept model on the test split, once, and record it in the run's summary.json."""
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    """Score a finished run's kept model on the test split, once, and record it in the run's summary.json.
+    Under torchrun every rank calls it (each scores a slice); rank 0 writes."""
+    rank, world = distributed()
+    barrier(world)  # rank 0 has written the model folder
+    if device is None and torch.cuda.is_available():
+        device = f"cuda:{torch.cuda.current_device()}"
+    device = torch.device(device or "cpu")
     use_bf16 = choose_precision(cfg.precision, device)[0]
     model, tok = load_task_model(run["model"])
     model.to(device)
     test = encode_split(model, tok, task.test, cfg.max_seq_length, cfg.stride, cfg.max_query_length)
-    run["test"] = evaluate(model, test, tok.pad_token_id, bf16=use_bf16, qa=qa_options(task, cfg))
-    (Path(run["model"]).parent / "summary.json").write_text(json.dumps(run, indent=2) + "\n")
+    run["test"] = evaluate(model, test, tok.pad_token_id, bf16=use_bf16, qa=qa_options(task, cfg), shared=True)
+    if rank == 0:
+        atomic_write_text(Path(run["model"]).parent / "summary.json", json.dumps(run, indent=2) + "\n")
     return run
 
 
@@ -311,7 +377,7 @@ def finetune_seeds(
         for s in seeds
     ]
     summary = {"task": task.name, "metric": runs[0]["metric"], "runs": runs, **_aggregate(runs)}
-    (Path(cfg.out_dir) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    _write_summary(Path(cfg.out_dir), summary)
     return summary
 
 
@@ -338,10 +404,28 @@ def finetune_grid(
         chosen["runs"] = [score_test(run, task, sub) for run in chosen["runs"]]
         chosen |= _aggregate(chosen["runs"])
         if len(seeds) > 1:
-            (Path(sub.out_dir) / "summary.json").write_text(json.dumps(chosen, indent=2) + "\n")
+            _write_summary(Path(sub.out_dir), chosen)
     summary = chosen | {"lr": best, "grid": {f"{lr:g}": tried[lr][1]["dev"]["mean"] for lr in lrs}, "metric": metric}
-    (Path(cfg.out_dir) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    _write_summary(Path(cfg.out_dir), summary)
     return summary
+
+
+def _write_summary(out: Path, summary: dict) -> None:
+    if distributed()[0] == 0:
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+
+
+def _quiet(*args, **kwargs) -> None:
+    """`print` on ranks other than 0."""
+
+
+def rows_of(batch: dict[str, torch.Tensor], rank: int, world: int) -> dict[str, torch.Tensor]:
+    """Rank r of N takes rows [r·n/N, (r+1)·n/N) of a batch of n: disjoint slices that cover it, as even as n
+    allows (some may be empty when n < N)."""
+    if world == 1:
+        return batch
+    n = len(batch["input_ids"])
+    return {k: v[rank * n // world : (rank + 1) * n // world] for k, v in batch.items()}
 
 
 def _aggregate(runs: list[dict]) -> dict:

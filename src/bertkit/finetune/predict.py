@@ -44,6 +44,7 @@ from bertkit.finetune.windows import (
     recombine,
     text_pieces,
 )
+from bertkit.training import all_gather_lists, distributed
 
 
 # ------------------------------------------------------------------------------------------- predicting
@@ -125,10 +126,24 @@ def qa_answers(enc: Encoded, logits: list[torch.Tensor], opts: QAOptions) -> lis
 
 
 def evaluate(
-    model: TaskModel, enc: Encoded, pad_id: int, batch_size: int = 64, bf16: bool = False, qa: QAOptions | None = None
+    model: TaskModel,
+    enc: Encoded,
+    pad_id: int,
+    batch_size: int = 64,
+    bf16: bool = False,
+    qa: QAOptions | None = None,
+    shared: bool = False,
 ) -> dict:
-    """Loss and the task's metrics on an encoded, labelled split."""
-    logits = predict_logits(model, enc.features, pad_id, batch_size, bf16)
+    """Loss and the task's metrics on an encoded, labelled split. Under torchrun each rank scores a contiguous
+    slice of the features and the logits are gathered in order, so every rank gets the same metrics — when
+    `shared` says every rank calls this (the fine-tuning loop does)."""
+    rank, world = distributed() if shared else (0, 1)
+    if world == 1:
+        logits = predict_logits(model, enc.features, pad_id, batch_size, bf16)
+    else:
+        n = len(enc.features)
+        mine = enc.features[rank * n // world : (rank + 1) * n // world]
+        logits = all_gather_lists(predict_logits(model, mine, pad_id, batch_size, bf16), world)
     labels = model.labels
     if model.kind == "classification":
         stacked = torch.stack(logits)  # (N, C)

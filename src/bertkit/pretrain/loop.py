@@ -101,6 +101,13 @@ def rank_slice(batch: dict[str, torch.Tensor], rank: int, world: int) -> dict[st
     return {k: v[rank * share : (rank + 1) * share] for k, v in batch.items()}
 
 
+def sampling_noise(shape: torch.Size, seed: int, step: int, micro: int) -> torch.Tensor:
+    """Uniforms for the whole global micro-batch, from (seed, step, micro-batch) alone: the same whatever the
+    number of processes that share the batch, and again after a resume (no RNG state to save)."""
+    g = torch.Generator().manual_seed((seed * 1_000_003 + step) * 1024 + micro)
+    return torch.rand(shape, generator=g)
+
+
 def check_out_dir(out_dir: str | Path, resume: bool) -> None:
     """A new run never writes over an old one: its log, config and checkpoint would be lost."""
     out = Path(out_dir)
@@ -292,6 +299,8 @@ def pretrain(
             tokens_total = sum(int(b["attention_mask"].sum()) for _, _, b in micro)  # ELECTRA averages over these
             finite = True
             for i, (_, _, batch) in enumerate(micro):
+                if getattr(model, "takes_sampling_u", False):  # ELECTRA: the generator's sampling noise
+                    batch = batch | {"sampling_u": sampling_noise(batch["input_ids"].shape, cfg.seed, step, i)}
                 batch = {k: v.to(device, non_blocking=True) for k, v in rank_slice(batch, rank, world).items()}
                 sync = world == 1 or i == len(micro) - 1  # DDP all-reduces the gradients once, at the last
                 with contextlib.nullcontext() if sync else net.no_sync():

@@ -111,9 +111,12 @@ class ElectraPretraining(nn.Module):
       own E → H projection and its own layers.
     - The generator's MLM decoder is tied to those shared word embeddings with its own bias, as the
       original's generator; the discriminator has no MLM decoder at all.
-    - Replacements are sampled from the generator's softmax with Gumbel-max (`argmax(logits + G)` is an exact
-      sample), at temperature 1, under `no_grad`: no gradient flows from the discriminator into the
-      generator, which learns from its MLM loss alone.
+    - Replacements are sampled from the generator's softmax at temperature 1 by inverse CDF (the first token
+      whose cumulative probability passes a uniform u: an exact sample, as Gumbel-max is, from one number per
+      position instead of one per vocabulary entry), under `no_grad`: no gradient flows from the
+      discriminator into the generator, which learns from its MLM loss alone. The loop passes u
+      (`sampling_u`, drawn per step from the seed for the whole global batch), so the samples do not depend
+      on how many processes share the batch, and a resumed run draws the same ones.
     - Every masked position is replaced by its sample, also the 15% left unmasked in the input (ELECTRA
       masks 85% / keeps 15%, no random tokens: `MaskingConfig(mask_token_prob=0.85, random_token_prob=0)`).
     - A sample equal to the original counts as original: the label is `sampled != original`.
@@ -144,6 +147,8 @@ class ElectraPretraining(nn.Module):
         self.disc_weight, self.label_smoothing = disc_weight, label_smoothing
         self.nsp = None
 
+    takes_sampling_u = True  # the loop passes one uniform per position (see `forward`)
+
     def heads(self) -> dict[str, nn.Module]:
         return {"rtd": self.rtd}  # OUT/model is the discriminator, ElectraForPreTraining
 
@@ -159,6 +164,7 @@ class ElectraPretraining(nn.Module):
         next_sentence_label: torch.Tensor | None = None,  # unused: ELECTRA has no sentence-level task
         return_logits: bool = False,
         position_ids: torch.Tensor | None = None,
+        sampling_u: torch.Tensor | None = None,  # (B, T) uniforms in [0, 1): one per position; None: drawn here
     ) -> PretrainingOutput:
         masked = labels != IGNORE_INDEX  # (B, T)
         targets = labels[masked]  # (N,)
@@ -167,8 +173,8 @@ class ElectraPretraining(nn.Module):
         mlm_loss = F.cross_entropy(logits.float(), targets, reduction="sum", label_smoothing=self.label_smoothing)
 
         with torch.no_grad():  # the sample is data for the discriminator: no gradient into the generator
-            u = torch.rand(logits.shape, device=logits.device).clamp_(1e-9, 1 - 1e-9)
-            sampled = (logits.float() - torch.log(-torch.log(u))).argmax(-1)  # Gumbel-max: one draw from softmax
+            u = sampling_u if sampling_u is not None else torch.rand(masked.shape, device=logits.device)
+            sampled = sample_softmax(logits, u[masked])
             original = torch.where(masked, labels, input_ids)  # (B, T)
             corrupted = original.clone()
             corrupted[masked] = sampled
@@ -196,6 +202,14 @@ class ElectraPretraining(nn.Module):
             rtd_labels=replaced if return_logits else None,
             rtd_input=corrupted if return_logits else None,
         )
+
+
+def sample_softmax(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """One draw per row from softmax(logits) (N, V), by inverse CDF from the uniforms u (N,) in [0, 1): the
+    first token whose cumulative probability exceeds u."""
+    cdf = logits.float().softmax(-1).cumsum(-1)
+    u = u.to(cdf.device, cdf.dtype).unsqueeze(-1) * cdf[:, -1:]  # scaled: the sum is 1 up to rounding
+    return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=cdf.shape[-1] - 1)
 
 
 def electra_generator_config(discriminator, size: float):
