@@ -19,6 +19,31 @@ CORPUS = "\n".join(
 )
 
 
+def test_over_an_epoch_every_instance_goes_to_exactly_one_rank():
+    import itertools
+
+    import numpy as np
+    from test_pretrain_loop import VOCAB, Documents
+
+    from bertkit.pretrain.dataset import PretrainingData
+
+    data = PretrainingData(Documents(n=120), VOCAB, np.arange(120), max_seq_length=32, chunk_tokens=400)
+    epoch = data.epoch(0)
+    width = epoch.input_ids.shape[1]
+    rows = {tuple(r) for r in epoch.input_ids.tolist()}
+    assert len(rows) == len(epoch)  # the instances are told apart by their ids
+    batches = [b for e, _, b in itertools.takewhile(lambda t: t[0] == 0, data.batches(8))]
+    per_rank = [[], []]
+    for b in batches:
+        for r in range(2):
+            ids = rank_slice(b, r, 2)["input_ids"]
+            ids = torch.nn.functional.pad(ids, (0, width - ids.shape[1]), value=VOCAB.pad_id)
+            per_rank[r] += [tuple(x) for x in ids.tolist()]
+    seen = per_rank[0] + per_rank[1]
+    assert len(seen) == len(set(seen)) == len(batches) * 8  # no instance twice, on one rank or two
+    assert set(seen) <= rows and len(rows) - len(seen) < 8  # none skipped but the ragged last batch's
+
+
 def test_rank_slices_are_disjoint_and_cover_the_batch():
     batch = {"input_ids": torch.arange(24).view(8, 3), "labels": torch.arange(8)}
     for world in (1, 2, 4):

@@ -354,3 +354,13 @@ def test_a_streamed_epoch_is_reproducible_resumable_and_one_chunk_is_the_whole_e
     n = len(small.epoch(1))
     epoch_one = [bt for e, _, bt in itertools.takewhile(lambda t: t[0] == 1, small.batches(8, epoch=1))]
     assert len(epoch_one) == n // 8
+
+
+def test_resume_drops_a_torn_last_log_line_and_rows_after_the_checkpoint(tmp_path, capsys):
+    from bertkit.pretrain.loop import _truncate_log
+
+    log = tmp_path / "metrics.jsonl"
+    log.write_text('{"step": 10, "mlm_loss": 5.0}\n{"eval": {"step": 10}}\n{"step": 20, "mlm_loss": 4.0}\n{"step": 3')
+    _truncate_log(log, 10)  # killed while writing a row after the step-10 checkpoint
+    assert log.read_text() == '{"step": 10, "mlm_loss": 5.0}\n{"eval": {"step": 10}}\n'
+    assert "dropped a torn line" in capsys.readouterr().out

@@ -457,5 +457,7 @@ def plot_curves(log_path: Path, png_path: Path, metric: str) -> None:
         ax[1].plot([e["epoch"] for e in evals], [e[metric] for e in evals], "o-")
     ax[1].set(title=f"dev {metric}", xlabel="epoch", ylim=(-1, 1) if metric == "pearson" else (0, 1))
     fig.tight_layout()
-    fig.savefig(png_path, dpi=100)
+    tmp = png_path.with_name(png_path.name + ".tmp.png")  # a run stopped while drawing leaves the old plot whole
+    fig.savefig(tmp, dpi=100)
     plt.close(fig)
+    tmp.replace(png_path)

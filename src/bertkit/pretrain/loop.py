@@ -27,6 +27,7 @@ import torch
 from tqdm import tqdm
 
 from bertkit.checkpoints import checkpoints, load_latest, rng_state, save_checkpoint, set_rng_state
+from bertkit.config import atomic_write_text
 from bertkit.errors import BertkitError
 from bertkit.hf import save_pretrained
 from bertkit.pretrain.dataset import Epoch, PretrainingData
@@ -227,7 +228,7 @@ def pretrain(
             print(f"no checkpoint in {out / 'checkpoints'}; starting from step 0")
     if step == 0 and main:
         (out / "metrics.jsonl").unlink(missing_ok=True)
-        (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+        atomic_write_text(out / "train_config.json", json.dumps(asdict(cfg), indent=2) + "\n")
 
     # A fixed baseline to judge MLM accuracy by: always predict the corpus's most frequent token.
     baseline_id = most_frequent_token(train_data)
@@ -456,7 +457,7 @@ def pretrain(
             save_pretrained(out / name, encoder, heads, tokenizer)
             summary[name] = str(out / name)
         plot_metrics(out / "metrics.jsonl", out / "curves.png")
-        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     barrier(world)  # the others wait until the model folder is whole
     return summary
 
@@ -541,11 +542,15 @@ def _truncate_log(path: Path, step: int) -> None:
     if not path.is_file():
         return
     keep = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # the line being written when the run was killed
+            print(f"warning: {path}: dropped a torn line ({line[:60]!r}) written as the run was stopped")
+            continue
         if row.get("step", row.get("eval", {}).get("step", 0)) <= step:
             keep.append(line)
-    path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+    atomic_write_text(path, "".join(line + "\n" for line in keep))
 
 
 def plot_metrics(log_path: Path, png_path: Path) -> None:
