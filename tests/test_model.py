@@ -66,3 +66,19 @@ def test_gradients_reach_every_parameter(tiny_config):
     out = encoder(torch.randint(5, 120, (2, 8)))
     (out.last_hidden_state.sum() + out.pooler_output.sum()).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in encoder.parameters() if p.requires_grad)
+
+
+def test_short_bf16_attention_path_matches_sdpa():
+    """CPU bf16 inference on short sequences takes two batched matmuls instead of SDPA; same result."""
+    import torch.nn.functional as F
+
+    from bertkit.model import _short_attention
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(6, 4, 10, 16) for _ in range(3))
+    mask = (torch.arange(10)[None, :] < torch.tensor([10, 3, 7, 1, 10, 5])[:, None])[:, None, None, :]
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    assert torch.allclose(_short_attention(q, k, v, mask), ref, atol=1e-5)
+    low = _short_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), mask)
+    assert low.dtype == torch.bfloat16 and (low.float() - ref).abs().max() < 0.05
+    assert torch.allclose(_short_attention(q, k, v, None), F.scaled_dot_product_attention(q, k, v), atol=1e-5)

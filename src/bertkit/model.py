@@ -112,6 +112,23 @@ class Embeddings(nn.Module):
         return self.dropout(self.norm(x))
 
 
+# CPU, bf16, inference: up to this length attention as two batched matrix multiplies beats the fused SDPA
+# kernel, whose per-(sequence, head) overhead dominates tiny blocks: 256 texts x 12 heads x 12 tokens,
+# 2.7 ms against 5.8 (2 cores, AMX); at 34 tokens 1.8 against 2.5; from 88 tokens on SDPA wins (4.4 vs 5.8).
+SHORT_BF16_ATTENTION = 24
+
+
+def _short_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """softmax(QKᵀ/√d + bias)V with (B·heads) batched matrix multiplies; `mask` (B, 1, 1|T, T) True = attend."""
+    B, h, T, d = q.shape
+    scores = torch.bmm(q.reshape(B * h, T, d), k.reshape(B * h, T, d).transpose(1, 2)).view(B, h, T, T)
+    scores = scores * (1 / math.sqrt(d))
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    probs = scores.float().softmax(-1).to(q.dtype).view(B * h, T, T)  # softmax in fp32, as SDPA does
+    return torch.bmm(probs, v.reshape(B * h, T, d)).view(B, h, T, d)
+
+
 class SelfAttention(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
@@ -142,6 +159,8 @@ class SelfAttention(nn.Module):
                 scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
             probs = scores.softmax(dim=-1)
             y = F.dropout(probs, dropout_p, self.training) @ v
+        elif q.dtype == torch.bfloat16 and T <= SHORT_BF16_ATTENTION and not self.training and q.device.type == "cpu":
+            y = _short_attention(q, k, v, mask)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
         y = y.transpose(1, 2).reshape(B, T, H)  # heads concatenated back: (B, T, H)

@@ -43,7 +43,7 @@ def embed_cmd(
     tokens: Annotated[bool, "a vector per token (L x H per text) instead of per text: .safetensors / .jsonl"] = False,
     precision: Annotated[
         Literal["fp32", "bf16", "int8"],
-        "bf16: autocast (fast with native bf16 only); int8: attention projections in dynamic int8",
+        "bf16: a bf16 copy of the weights (fast with native bf16 only); int8: attention projections in dynamic int8",
     ] = "fp32",
     batch_tokens: Annotated[int, "padded tokens per batch; texts are sorted by length first"] = 4096,
     skip_empty: Annotated[bool, "skip empty lines (counted on stderr) instead of stopping at the first"] = False,
