@@ -20,6 +20,8 @@ import time
 import numpy as np
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
@@ -79,7 +81,9 @@ def build(impl: str, args):
             return model(**b).loss
 
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    # The same optimizer for both, fused as bertkit's loop runs it (and as transformers' Trainer does by
+    # default with recent torch): the ratio measures the models.
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     use_bf16 = args.precision == "bf16"
 
     def step(batch):
@@ -154,6 +158,23 @@ def main() -> None:
                 times[impl].append(time.perf_counter() - t)
         tokens = args.batch * args.seq
         tps = {impl: tokens / float(np.median(t)) for impl, t in times.items()}
+        from bench_embed import matmul_peak
+        from bench_gpu import pretraining_flops
+
+        from bertkit.config import from_preset
+
+        config = from_preset(
+            "bert-mini-chinese",
+            num_hidden_layers=args.layers,
+            hidden_size=args.hidden,
+            num_attention_heads=args.hidden // 64,
+            intermediate_size=4 * args.hidden,
+        )
+        masked = int((batch["labels"] != -100).sum())
+        peak = matmul_peak(torch.float32 if precision == "fp32" else torch.bfloat16)
+        share = (
+            pretraining_flops(config, args.batch, args.seq, masked) / float(np.median(times["bertkit"])) / 1e9 / peak
+        )
         mem = {}
         for impl in steps:
             cmd = [
@@ -177,7 +198,9 @@ def main() -> None:
         print(
             f"{precision}: bertkit {tps['bertkit']:,.0f} tokens/s, transformers {tps['transformers']:,.0f} "
             f"tokens/s -> {tps['bertkit'] / tps['transformers']:.2f}x; peak RSS bertkit {mem['bertkit']:,.0f} MB, "
-            f"transformers {mem['transformers']:,.0f} MB ({mem['bertkit'] / mem['transformers']:.2f}x)"
+            f"transformers {mem['transformers']:,.0f} MB ({mem['bertkit'] / mem['transformers']:.2f}x); bertkit's "
+            f"useful FLOPs (3x forward, MLM head on masked positions) {share:.0%} of the {precision} matmul peak "
+            f"({peak:,.0f} GFLOP/s)"
         )
     print(
         "summary: "

@@ -199,7 +199,7 @@ def finetune(task: TaskData, init: str | Path, cfg: FinetuneConfig, random_init:
     total_steps = math.ceil(n_batches / cfg.grad_accum) * cfg.epochs
     warmup_steps = max(1, int(cfg.warmup * total_steps) if cfg.warmup < 1 else min(int(cfg.warmup), total_steps))
     optimizer = torch.optim.AdamW(
-        layerwise_param_groups(model, cfg.lr, cfg.weight_decay, cfg.layer_decay), lr=cfg.lr, eps=1e-6
+        layerwise_param_groups(model, cfg.lr, cfg.weight_decay, cfg.layer_decay), lr=cfg.lr, eps=1e-6, fused=True
     )
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, warmup_steps, total_steps))
     if main:

@@ -98,6 +98,18 @@ class Embedder:
         for d in self.dense:
             d.eval()
 
+    def to(self, device: str | torch.device) -> Embedder:
+        """Run on `device` ("cuda", "cpu"); vectors still come back as NumPy arrays. Returns self."""
+        self.encoder.to(device)
+        for d in self.dense:
+            d.to(device)
+        self._bf16 = self._int8 = None  # rebuilt on the new device when asked for
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.encoder.parameters()).device
+
     @property
     def dim(self) -> int:
         """Length of a sentence vector (the last Dense layer's output size, else hidden_size)."""
@@ -213,21 +225,25 @@ class Embedder:
         results: list = [None] * len(ids)
         for batch in length_batches([len(x) for x in ids], batch_tokens):
             input_ids, attention_mask = pad_batch([ids[i] for i in batch], self.tokenizer.pad_token_id)
+            device = next(encoder.parameters()).device
+            input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
             out = encoder(input_ids, attention_mask, output_hidden_states=mix is not None, unpad=True)
             if mix is None:
                 hidden = out.last_hidden_state.float()  # (B, T, H)
             else:
-                hidden = torch.einsum("k,kbth->bth", mix, torch.stack(out.hidden_states[-len(mix) :]).float())
+                stacked = torch.stack(out.hidden_states[-len(mix) :]).float()
+                hidden = torch.einsum("k,kbth->bth", mix.to(device), stacked)
             if output == "token":
                 lengths = attention_mask.sum(1).tolist()
                 for row, i in enumerate(batch):
-                    results[i] = hidden[row, : lengths[row]].numpy().copy()
+                    results[i] = hidden[row, : lengths[row]].cpu().numpy().copy()
                 continue
             vectors = pool(hidden, attention_mask, pooling)  # (B, H)
             for d in self.dense:
                 vectors = d(vectors)
             if normalize:
                 vectors = F.normalize(vectors, p=2, dim=-1)
+            vectors = vectors.cpu()
             for row, i in enumerate(batch):
                 results[i] = vectors[row]
         if output == "token":
@@ -243,6 +259,8 @@ class Embedder:
             return self._bf16
         if precision != "int8":
             return self.encoder
+        if self.device.type != "cpu":
+            raise BertkitError("int8 embedding runs on the CPU (dynamic quantisation); use bf16 on a GPU")
         if self._int8 is None:
             self._int8 = quantize_int8(self.encoder, self._attention_input_maxima())
         return self._int8
