@@ -62,6 +62,8 @@ def build(impl: str, args):
         hidden_size=args.hidden,
         num_attention_heads=args.hidden // 64,
         intermediate_size=4 * args.hidden,
+        hidden_dropout_prob=args.dropout,
+        attention_probs_dropout_prob=args.dropout,
     )
     ours = BertPretraining(BertEncoder(config), MLMHead(config), NSPHead(config))
     if impl == "bertkit":
@@ -119,6 +121,9 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--seq", type=int, default=128)
     p.add_argument("--steps", type=int, default=8, help="timed steps per implementation")
+    p.add_argument(
+        "--dropout", type=float, default=0.1, help="BERT's 0.1 (default); bertkit's recipes pretrain with 0 (Cramming)"
+    )
     p.add_argument(
         "--precision",
         choices=["auto", "fp32", "bf16", "both"],
@@ -192,6 +197,8 @@ def main() -> None:
                 str(args.batch),
                 "--seq",
                 str(args.seq),
+                "--dropout",
+                str(args.dropout),
             ]
             mem[impl] = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)["peak_mb"]
         rows.append((precision, tps, mem))

@@ -68,17 +68,28 @@ def test_gradients_reach_every_parameter(tiny_config):
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in encoder.parameters() if p.requires_grad)
 
 
-def test_short_bf16_attention_path_matches_sdpa():
+def test_bmm_attention_path_matches_sdpa_and_trains():
     """CPU bf16 inference on short sequences takes two batched matmuls instead of SDPA; same result."""
     import torch.nn.functional as F
 
-    from bertkit.model import _short_attention
+    from bertkit.model import _bmm_attention
 
     torch.manual_seed(0)
     q, k, v = (torch.randn(6, 4, 10, 16) for _ in range(3))
     mask = (torch.arange(10)[None, :] < torch.tensor([10, 3, 7, 1, 10, 5])[:, None])[:, None, None, :]
     ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    assert torch.allclose(_short_attention(q, k, v, mask), ref, atol=1e-5)
-    low = _short_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), mask)
+    assert torch.allclose(_bmm_attention(q, k, v, mask), ref, atol=1e-5)
+    low = _bmm_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), mask)
     assert low.dtype == torch.bfloat16 and (low.float() - ref).abs().max() < 0.05
-    assert torch.allclose(_short_attention(q, k, v, None), F.scaled_dot_product_attention(q, k, v), atol=1e-5)
+    assert torch.allclose(_bmm_attention(q, k, v, None), F.scaled_dot_product_attention(q, k, v), atol=1e-5)
+    # gradients as SDPA's, and dropout keeps the expectation
+    grads = []
+    for fn in (_bmm_attention, lambda *a: F.scaled_dot_product_attention(*a[:3], attn_mask=a[3])):
+        x = [t.clone().requires_grad_() for t in (q, k, v)]
+        fn(*x, mask).square().sum().backward()
+        grads.append(torch.cat([t.grad.flatten() for t in x]))
+    assert torch.allclose(grads[0], grads[1], atol=1e-4)
+    torch.manual_seed(1)
+    ones = torch.ones(2, 1, 64, 8)
+    dropped = _bmm_attention(ones, ones, ones, None, dropout_p=0.5)
+    assert 0.9 < float(dropped.mean()) < 1.1 and float((dropped == 0).float().mean()) < 0.05

@@ -112,21 +112,28 @@ class Embeddings(nn.Module):
         return self.dropout(self.norm(x))
 
 
-# CPU, bf16, inference: up to this length attention as two batched matrix multiplies beats the fused SDPA
-# kernel, whose per-(sequence, head) overhead dominates tiny blocks: 256 texts x 12 heads x 12 tokens,
-# 2.7 ms against 5.8 (2 cores, AMX); at 34 tokens 1.8 against 2.5; from 88 tokens on SDPA wins (4.4 vs 5.8).
-SHORT_BF16_ATTENTION = 24
+# On CPU in bf16, attention as batched matrix multiplies (`_bmm_attention`) beats the fused SDPA kernel on short
+# sequences (2 cores, AMX, measured): in inference up to ~24 tokens, where SDPA's per-(sequence, head) overhead
+# dominates tiny blocks (256 texts x 12 heads x 12 tokens: 2.7 ms against 5.8; from 34 tokens on SDPA ties or
+# wins); in training up to ~160 tokens, since the CPU flash kernel's backward is slow (forward + backward at
+# 32 x 4 heads x 128 x 64: 9.8 ms against 23; at 256 tokens 30 against 20).
+BMM_ATTENTION_MAX = {"inference": 24, "training": 160}
 
 
-def _short_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """softmax(QKᵀ/√d + bias)V with (B·heads) batched matrix multiplies; `mask` (B, 1, 1|T, T) True = attend."""
+def _bmm_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, dropout_p: float = 0.0
+) -> torch.Tensor:
+    """softmax(QKᵀ/√d + mask)V by (B·heads) batched matrix multiplies, the softmax in fp32 as SDPA's;
+    `mask` (B, 1, 1|T, T), True = attend; dropout on the probabilities as BERT's."""
     B, h, T, d = q.shape
     scores = torch.bmm(q.reshape(B * h, T, d), k.reshape(B * h, T, d).transpose(1, 2)).view(B, h, T, T)
     scores = scores * (1 / math.sqrt(d))
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
-    probs = scores.float().softmax(-1).to(q.dtype).view(B * h, T, T)  # softmax in fp32, as SDPA does
-    return torch.bmm(probs, v.reshape(B * h, T, d)).view(B, h, T, d)
+    probs = scores.float().softmax(-1).to(q.dtype)
+    if dropout_p:
+        probs = F.dropout(probs, dropout_p, True)
+    return torch.bmm(probs.view(B * h, T, T), v.reshape(B * h, T, d)).view(B, h, T, d)
 
 
 class SelfAttention(nn.Module):
@@ -159,14 +166,17 @@ class SelfAttention(nn.Module):
                 scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
             probs = scores.softmax(dim=-1)
             y = F.dropout(probs, dropout_p, self.training) @ v
-        elif q.dtype == torch.bfloat16 and T <= SHORT_BF16_ATTENTION and not self.training and q.device.type == "cpu":
-            y = _short_attention(q, k, v, mask)
+        elif q.dtype == torch.bfloat16 and q.device.type == "cpu" and T <= BMM_ATTENTION_MAX[self._mode()]:
+            y = _bmm_attention(q, k, v, mask, dropout_p)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
         y = y.transpose(1, 2).reshape(B, T, H)  # heads concatenated back: (B, T, H)
         if unpadding is not None:
             y = unpadding.unpad(y)  # (N, H)
         return self.out(y), probs
+
+    def _mode(self) -> str:
+        return "training" if self.training and torch.is_grad_enabled() else "inference"
 
     def qkv(self, x: torch.Tensor) -> torch.Tensor:
         """(..., H) -> (..., 3H): Q, K, V side by side, from one matrix multiply."""
