@@ -163,6 +163,7 @@ def onnxruntime_plain(folder: str, embedder):
 
     import onnxruntime as ort
 
+    from bertkit.use.embed import pad_batch
     from bertkit.use.export import export_onnx
 
     if folder not in _SESSIONS:
@@ -179,11 +180,8 @@ def onnxruntime_plain(folder: str, embedder):
         out = np.zeros((len(ids), embedder.dim), np.float32)
         for start in range(0, len(order), 32):
             batch = order[start : start + 32]
-            width = max(len(ids[i]) for i in batch)
-            x, mask = np.zeros((len(batch), width), np.int64), np.zeros((len(batch), width), np.int64)
-            for row, i in enumerate(batch):
-                x[row, : len(ids[i])], mask[row, : len(ids[i])] = ids[i], 1
-            out[batch] = session.run(None, {"input_ids": x, "attention_mask": mask})[0]
+            x, mask = pad_batch([ids[i] for i in batch], embedder.tokenizer.pad_token_id)
+            out[batch] = session.run(None, {"input_ids": x.numpy(), "attention_mask": mask.numpy()})[0]
         return out
 
     return encode

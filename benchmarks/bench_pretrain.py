@@ -46,17 +46,11 @@ def make_batch(vocab: int, batch: int, seq: int, seed: int = 0) -> dict[str, tor
     }
 
 
-def build(impl: str, args):
-    """(model, step function) for 'bertkit' or 'transformers', with identical weights (seed 0)."""
-    import tempfile
-
+def model_config(args):
+    """The benchmarked BERT: `--layers` x `--hidden`, heads of 64, FFN 4x, the Chinese vocabulary."""
     from bertkit.config import from_preset
-    from bertkit.hf import save_pretrained
-    from bertkit.model import BertEncoder, MLMHead, NSPHead
-    from bertkit.pretrain.objectives import BertPretraining
 
-    torch.manual_seed(0)
-    config = from_preset(
+    return from_preset(
         "bert-mini-chinese",
         num_hidden_layers=args.layers,
         hidden_size=args.hidden,
@@ -65,6 +59,18 @@ def build(impl: str, args):
         hidden_dropout_prob=args.dropout,
         attention_probs_dropout_prob=args.dropout,
     )
+
+
+def build(impl: str, args):
+    """(model, step function) for 'bertkit' or 'transformers', with identical weights (seed 0)."""
+    import tempfile
+
+    from bertkit.hf import save_pretrained
+    from bertkit.model import BertEncoder, MLMHead, NSPHead
+    from bertkit.pretrain.objectives import BertPretraining
+
+    torch.manual_seed(0)
+    config = model_config(args)
     ours = BertPretraining(BertEncoder(config), MLMHead(config), NSPHead(config))
     if impl == "bertkit":
         model = ours
@@ -166,15 +172,7 @@ def main() -> None:
         from bench_embed import matmul_peak
         from bench_gpu import pretraining_flops
 
-        from bertkit.config import from_preset
-
-        config = from_preset(
-            "bert-mini-chinese",
-            num_hidden_layers=args.layers,
-            hidden_size=args.hidden,
-            num_attention_heads=args.hidden // 64,
-            intermediate_size=4 * args.hidden,
-        )
+        config = model_config(args)
         masked = int((batch["labels"] != -100).sum())
         peak = matmul_peak(torch.float32 if precision == "fp32" else torch.bfloat16)
         share = (

@@ -52,17 +52,8 @@ def test_rank_slices_are_disjoint_and_cover_the_batch():
         assert torch.equal(torch.cat([p["input_ids"] for p in parts]), batch["input_ids"])
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "recipe",
-    [
-        ["--preset", "bert-tiny-chinese"],
-        # the generator's samples come from uniforms drawn for the global batch: the same in 1 or 2 processes
-        ["--recipe", "electra", "--preset", "electra-small-chinese", "--num-hidden-layers", "2", "--hidden-size", "64"],
-    ],
-    ids=["bert", "electra"],
-)
-def test_two_processes_follow_one_and_resume_in_one(tmp_path, recipe):
+def _corpus_and_tokenizer(tmp_path):
+    """(bertkit executable, environment, corpus file, tokenizer folder) for the CLI runs below."""
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(CORPUS, encoding="utf-8")
     exe = shutil.which("bertkit", path=os.path.dirname(sys.executable)) or "bertkit"
@@ -74,6 +65,21 @@ def test_two_processes_follow_one_and_resume_in_one(tmp_path, recipe):
         capture_output=True,
         env=env,
     )
+    return exe, env, corpus, tok
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "recipe",
+    [
+        ["--preset", "bert-tiny-chinese"],
+        # the generator's samples come from uniforms drawn for the global batch: the same in 1 or 2 processes
+        ["--recipe", "electra", "--preset", "electra-small-chinese", "--num-hidden-layers", "2", "--hidden-size", "64"],
+    ],
+    ids=["bert", "electra"],
+)
+def test_two_processes_follow_one_and_resume_in_one(tmp_path, recipe):
+    exe, env, corpus, tok = _corpus_and_tokenizer(tmp_path)
 
     def args(out, steps=6):
         return [
@@ -213,14 +219,7 @@ def test_torchrun_max_restarts_recovers_a_killed_worker_exactly(tmp_path):
     import signal
     import time
 
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text(CORPUS, encoding="utf-8")
-    exe = shutil.which("bertkit", path=os.path.dirname(sys.executable)) or "bertkit"
-    env = os.environ | {"OMP_NUM_THREADS": "1"}
-    tok = tmp_path / "tok"
-    subprocess.run(
-        [exe, "tokenizer", "train", str(corpus), "--out", str(tok), "--vocab-size", "300"], check=True, env=env
-    )
+    exe, env, corpus, tok = _corpus_and_tokenizer(tmp_path)
     args = ["pretrain", "--corpus", str(corpus), "--tokenizer", str(tok), "--preset", "bert-tiny-chinese"]
     args += ["--max-seq-length", "128", "--batch-size", "16", "--steps", "40", "--save-every", "8", "--dropout", "0"]
     args += ["--precision", "fp32", "--lr", "1e-3", "--warmup", "2", "--cache-dir", str(tmp_path / "cache"), "--resume"]

@@ -38,6 +38,14 @@ def choose_precision(precision: str, device: torch.device) -> tuple[bool, str]:
     return False, f"fp32 (auto: {where} has no native bf16{'' if device.type == 'cuda' else ', AVX2 only'})"
 
 
+def default_device(device: str | torch.device | None = None) -> torch.device:
+    """`device` if given, else this process's GPU when there is one (under torchrun `distributed()` has made it
+    LOCAL_RANK's), else the CPU."""
+    if device is None and torch.cuda.is_available():
+        device = f"cuda:{torch.cuda.current_device()}"
+    return torch.device(device or "cpu")
+
+
 def check_seed(seed: int, flag: str = "--seed") -> None:
     """Seeds feed torch, numpy and Python's generators: numpy takes no negative seed, torch none of 64 bits."""
     if not 0 <= seed < 2**32:
@@ -139,7 +147,7 @@ def all_reduce_gradients(params: list[torch.nn.Parameter], world: int) -> None:
     dist.all_reduce(flat)
     offset = 0
     for p, g in zip(params, grads, strict=True):
-        p.grad = flat[offset : offset + g.numel()].view_as(g).clone()
+        p.grad = flat[offset : offset + g.numel()].view_as(g)  # views into the one reduced buffer
         offset += g.numel()
 
 

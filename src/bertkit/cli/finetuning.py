@@ -138,8 +138,6 @@ def finetune_cmd(
     if len(lrs) > 1:
         print(f"learning rate chosen on dev among {' '.join(f'{x:g}' for x in lrs)} (one run each; --lr X for one)")
     summary = finetune_grid(data, model, cfg, lrs, seeds, random_init)
-    if distributed()[0] != 0:
-        return  # under torchrun rank 0 reports
     metric = summary["metric"]
     if "grid" in summary:
         grid = ", ".join(f"lr {k}: {v:.4f}" for k, v in summary["grid"].items())

@@ -52,6 +52,7 @@ from bertkit.training import (
     broadcast_float,
     check_seed,
     choose_precision,
+    default_device,
     distributed,
     linear_schedule,
 )
@@ -156,9 +157,7 @@ def finetune(task: TaskData, init: str | Path, cfg: FinetuneConfig, random_init:
     say = print if main else _quiet
     if main:
         out.mkdir(parents=True, exist_ok=True)
-    if device is None and torch.cuda.is_available():
-        device = f"cuda:{torch.cuda.current_device()}"  # torchrun: this rank's GPU (set by `distributed`)
-    device = torch.device(device or "cpu")
+    device = default_device(device)
     use_bf16, why = choose_precision(cfg.precision, device)
     say(f"precision: {why}" + (f"; {world} processes" if world > 1 else ""))
     if not task.train:
@@ -348,9 +347,7 @@ def score_test(run: dict, task: TaskData, cfg: FinetuneConfig, device=None) -> d
     Under torchrun every rank calls it (each scores a slice); rank 0 writes."""
     rank, world = distributed()
     barrier(world)  # rank 0 has written the model folder
-    if device is None and torch.cuda.is_available():
-        device = f"cuda:{torch.cuda.current_device()}"
-    device = torch.device(device or "cpu")
+    device = default_device(device)
     use_bf16 = choose_precision(cfg.precision, device)[0]
     model, tok = load_task_model(run["model"])
     model.to(device)

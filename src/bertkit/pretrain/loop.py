@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -39,6 +38,7 @@ from bertkit.training import (
     barrier,
     check_seed,
     choose_precision,
+    default_device,
     distributed,
     linear_schedule,
     param_groups,
@@ -191,9 +191,7 @@ def pretrain(
     out = Path(cfg.out_dir)
     if main:
         out.mkdir(parents=True, exist_ok=True)
-    if device is None and torch.cuda.is_available():
-        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
-    device = torch.device(device or "cpu")
+    device = default_device(device)
     use_bf16, why = choose_precision(cfg.precision, device)
     if main:
         print(f"precision: {why}" + (f"; {world} processes" if world > 1 else ""))

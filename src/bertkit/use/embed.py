@@ -223,9 +223,9 @@ class Embedder:
     ) -> np.ndarray | list[np.ndarray]:
         ids = self.tokenize(texts)
         results: list = [None] * len(ids)
+        device = next(encoder.parameters()).device
         for batch in length_batches([len(x) for x in ids], batch_tokens):
             input_ids, attention_mask = pad_batch([ids[i] for i in batch], self.tokenizer.pad_token_id)
-            device = next(encoder.parameters()).device
             input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
             out = encoder(input_ids, attention_mask, output_hidden_states=mix is not None, unpad=True)
             if mix is None:
