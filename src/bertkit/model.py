@@ -115,22 +115,25 @@ class Embeddings(nn.Module):
 # On CPU in bf16, attention as batched matrix multiplies (`_bmm_attention`) beats the fused SDPA kernel on short
 # sequences (2 cores, AMX, measured): in inference up to ~24 tokens, where SDPA's per-(sequence, head) overhead
 # dominates tiny blocks (256 texts x 12 heads x 12 tokens: 2.7 ms against 5.8; from 34 tokens on SDPA ties or
-# wins); in training up to ~160 tokens, since the CPU flash kernel's backward is slow (forward + backward at
-# 32 x 4 heads x 128 x 64: 9.8 ms against 23; at 256 tokens 30 against 20).
-BMM_ATTENTION_MAX = {"inference": 24, "training": 160}
+# wins); in training at every length BERT uses, since the CPU flash kernel's backward is slow. Forward +
+# backward, with the softmax in bf16 (the CPU kernel accumulates in fp32; gradients as close to an fp32
+# reference as with an fp32 softmax): 32 x 4 heads x 128 x 64 4.1 ms against SDPA's 22; 8 x 4 x 256 3.2 against
+# 7.5; 16 x 12 x 128 5.9 against 32; 4 x 12 x 512 a tie (29-31 against 30). The (B, heads, T, T) probabilities
+# it keeps for the backward are what the flash kernel saves memory on: 200 MB a layer for BERT-base at 32 x 512.
+BMM_ATTENTION_MAX = {"inference": 24, "training": 512}
 
 
 def _bmm_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, dropout_p: float = 0.0
 ) -> torch.Tensor:
-    """softmax(QKᵀ/√d + mask)V by (B·heads) batched matrix multiplies, the softmax in fp32 as SDPA's;
+    """softmax(QKᵀ/√d + mask)V by (B·heads) batched matrix multiplies, the softmax in the inputs' dtype;
     `mask` (B, 1, 1|T, T), True = attend; dropout on the probabilities as BERT's."""
     B, h, T, d = q.shape
+    q = q * (1 / math.sqrt(d))  # scaled before the product: T·d multiplies instead of T·T
     scores = torch.bmm(q.reshape(B * h, T, d), k.reshape(B * h, T, d).transpose(1, 2)).view(B, h, T, T)
-    scores = scores * (1 / math.sqrt(d))
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
-    probs = scores.float().softmax(-1).to(q.dtype)
+    probs = scores.softmax(-1)
     if dropout_p:
         probs = F.dropout(probs, dropout_p, True)
     return torch.bmm(probs.view(B * h, T, T), v.reshape(B * h, T, d)).view(B, h, T, d)
