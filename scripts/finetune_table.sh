@@ -30,7 +30,7 @@ run() {  # name, the task's arguments (baseline and finetune), fine-tuning's own
 }
 SENT_LR=${SENT_LRS:+--lr $SENT_LRS}
 run sentiment-all "--task sentiment" "--max-seq-length 256 --epochs 3 $SENT_LR"
-run sentiment-500 "--task sentiment --max-train-examples 500" "--max-seq-length 256 --epochs 6 $SENT_LR"
+run sentiment-500 "--task sentiment --max-train-examples 500" "--max-seq-length 256 --epochs 15 $SENT_LR"
 TAG="--max-seq-length 32 --stride 24 --epochs 6 --crf --lr ${TAG_LRS:-3e-4 1e-3 3e-3}"
 run ner "--task peoples-daily-ner --max-train-examples 3000" "$TAG"
 run cws "--task peoples-daily-cws --max-train-examples 3000" "$TAG"
