@@ -98,3 +98,21 @@ def test_bmm_attention_path_matches_sdpa_and_trains():
     ones = torch.ones(2, 1, 64, 8)
     dropped = _bmm_attention(ones, ones, ones, None, dropout_p=0.5)
     assert 0.9 < float(dropped.mean()) < 1.1 and float((dropped == 0).float().mean()) < 0.05
+
+
+def test_bf16_training_attention_falls_back_to_sdpa_past_its_memory_bound(monkeypatch):
+    """CPU bf16 training takes the batched matmuls while their (B, heads, T, T) scores stay small, else SDPA."""
+    import bertkit.model as bm
+
+    calls = []
+    real = bm._bmm_attention
+    monkeypatch.setattr(bm, "_bmm_attention", lambda *a, **k: calls.append(a[0].shape) or real(*a, **k))
+    config = from_preset("bert-tiny-chinese", hidden_size=32, num_attention_heads=2, intermediate_size=64)
+    attention = bm.SelfAttention(config).train()
+    x = torch.randn(3, 8, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        attention(x, None)[0].float().sum().backward()
+        assert calls == [(3, 2, 8, 16)]
+        monkeypatch.setattr(bm, "BMM_TRAINING_MAX_SCORES", 3 * 2 * 8 * 8 - 1)
+        y = attention(x, None)[0]
+    assert len(calls) == 1 and y.dtype == torch.bfloat16

@@ -119,8 +119,11 @@ class Embeddings(nn.Module):
 # backward, with the softmax in bf16 (the CPU kernel accumulates in fp32; gradients as close to an fp32
 # reference as with an fp32 softmax): 32 x 4 heads x 128 x 64 4.1 ms against SDPA's 22; 8 x 4 x 256 3.2 against
 # 7.5; 16 x 12 x 128 5.9 against 32; 4 x 12 x 512 a tie (29-31 against 30). The (B, heads, T, T) probabilities
-# it keeps for the backward are what the flash kernel saves memory on: 200 MB a layer for BERT-base at 32 x 512.
+# it keeps for the backward are what the flash kernel saves memory on: 200 MB a layer for BERT-base at 32 x 512,
+# so training takes the batched matmuls only while they hold at most BMM_TRAINING_MAX_SCORES of them (64 MB a
+# layer in bf16: every shape of the README's recipes and benchmarks, not BERT-base at 32 x 512).
 BMM_ATTENTION_MAX = {"inference": 24, "training": 512}
+BMM_TRAINING_MAX_SCORES = 32 * 2**20
 
 
 def _bmm_attention(
@@ -169,7 +172,7 @@ class SelfAttention(nn.Module):
                 scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
             probs = scores.softmax(dim=-1)
             y = F.dropout(probs, dropout_p, self.training) @ v
-        elif q.dtype == torch.bfloat16 and q.device.type == "cpu" and T <= BMM_ATTENTION_MAX[self._mode()]:
+        elif q.dtype == torch.bfloat16 and q.device.type == "cpu" and self._bmm_pays(B, T):
             y = _bmm_attention(q, k, v, mask, dropout_p)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
@@ -180,6 +183,13 @@ class SelfAttention(nn.Module):
 
     def _mode(self) -> str:
         return "training" if self.training and torch.is_grad_enabled() else "inference"
+
+    def _bmm_pays(self, B: int, T: int) -> bool:
+        """Whether CPU bf16 attention runs as batched matmuls (see BMM_ATTENTION_MAX)."""
+        mode = self._mode()
+        if T > BMM_ATTENTION_MAX[mode]:
+            return False
+        return mode == "inference" or B * self.num_heads * T * T <= BMM_TRAINING_MAX_SCORES
 
     def qkv(self, x: torch.Tensor) -> torch.Tensor:
         """(..., H) -> (..., 3H): Q, K, V side by side, from one matrix multiply."""
