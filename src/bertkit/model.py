@@ -181,15 +181,11 @@ class SelfAttention(nn.Module):
             y = unpadding.unpad(y)  # (N, H)
         return self.out(y), probs
 
-    def _mode(self) -> str:
-        return "training" if self.training and torch.is_grad_enabled() else "inference"
-
     def _bmm_pays(self, B: int, T: int) -> bool:
         """Whether CPU bf16 attention runs as batched matmuls (see BMM_ATTENTION_MAX)."""
-        mode = self._mode()
-        if T > BMM_ATTENTION_MAX[mode]:
-            return False
-        return mode == "inference" or B * self.num_heads * T * T <= BMM_TRAINING_MAX_SCORES
+        if not (self.training and torch.is_grad_enabled()):
+            return T <= BMM_ATTENTION_MAX["inference"]
+        return T <= BMM_ATTENTION_MAX["training"] and B * self.num_heads * T * T <= BMM_TRAINING_MAX_SCORES
 
     def qkv(self, x: torch.Tensor) -> torch.Tensor:
         """(..., H) -> (..., 3H): Q, K, V side by side, from one matrix multiply."""
