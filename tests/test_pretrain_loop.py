@@ -364,3 +364,39 @@ def test_resume_drops_a_torn_last_log_line_and_rows_after_the_checkpoint(tmp_pat
     _truncate_log(log, 10)  # killed while writing a row after the step-10 checkpoint
     assert log.read_text() == '{"step": 10, "mlm_loss": 5.0}\n{"eval": {"step": 10}}\n'
     assert "dropped a torn line" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_the_chunked_vocabulary_loss_is_cross_entropy_with_its_gradient_and_top1_count(monkeypatch, dtype, eps):
+    from bertkit.pretrain import objectives
+
+    monkeypatch.setitem(objectives.CE_CHUNK_ELEMENTS, "cpu", 3 * 1000)  # chunks of 3 rows: 17 = 5 × 3 + 2
+    torch.manual_seed(0)
+    logits = (torch.randn(17, 1000) * 4).to(dtype)
+    targets = torch.randint(0, 1000, (17,))
+    targets[:6] = logits[:6].float().argmax(-1)  # six rows predicted right, the rest (almost surely) not
+    weight = torch.randn(())  # the loop scales the sum: the gradient must carry the incoming factor
+
+    ours = logits.clone().requires_grad_()
+    loss, correct = objectives.vocab_cross_entropy(ours, targets, eps)
+    (loss * weight).backward()
+    ref = logits.clone().requires_grad_()
+    expected = torch.nn.functional.cross_entropy(ref.float(), targets, reduction="sum", label_smoothing=eps)
+    (expected * weight).backward()
+
+    assert loss.dtype == torch.float32 and loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert correct == int((logits.float().argmax(-1) == targets).sum()) == 6
+    assert ours.grad.dtype == dtype
+    tol = 1e-6 if dtype == torch.float32 else 8e-3  # bf16: both round the same fp32 gradient once
+    torch.testing.assert_close(ours.grad.float(), ref.grad.float(), rtol=0, atol=tol)
+    assert torch.equal(logits, ours.detach())  # the backward recomputes from the logits without touching them
+
+
+def test_the_vocabulary_loss_of_no_masked_tokens_is_zero_with_an_empty_gradient():
+    from bertkit.pretrain.objectives import vocab_cross_entropy
+
+    logits = torch.zeros(0, 50, requires_grad=True)
+    loss, correct = vocab_cross_entropy(logits, torch.zeros(0, dtype=torch.long))
+    loss.backward()
+    assert loss.item() == 0 and correct == 0 and logits.grad.shape == (0, 50)

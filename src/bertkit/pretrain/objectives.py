@@ -9,6 +9,10 @@ Choices:
   projection covers 15% of the tokens, not all of them. That projection is most of the work in a small
   model with a 21k vocabulary, so this is the largest single speed-up over a head run on every position.
 - `ElectraPretraining` is ELECTRA's replaced-token detection (below, with the choice each line makes).
+- The MLM loss is `vocab_cross_entropy`: the vocabulary softmax in row chunks that stay in cache, from the
+  (bf16 under autocast) logits, its gradient computed straight into their dtype. On CPU that is ~3x less time
+  than upcasting the (N, V) logits and running `F.cross_entropy` (measured at N = 614, V = 21,128: 100 ->
+  34 ms forward + backward), and it never holds an (N, V) fp32 copy or log-softmax.
 - Losses come back as *sums* with their counts. The training loop divides by the number of masked tokens
   (and sequences) in the whole optimizer step, so gradient accumulation weights every masked token
   equally, however the tokens fall into micro-batches.
@@ -76,8 +80,7 @@ class BertPretraining(nn.Module):
         masked = labels != IGNORE_INDEX  # (B, T)
         targets = labels[masked]  # (N,)
         logits = self.mlm(out.last_hidden_state[masked], self.encoder.embeddings.word_embeddings.weight)  # (N, V)
-        wide = logits.float()  # the loss in fp32 under autocast, as transformers' (its cross-entropy is upcast)
-        mlm_loss = F.cross_entropy(wide, targets, reduction="sum", label_smoothing=self.label_smoothing)
+        mlm_loss, mlm_correct = vocab_cross_entropy(logits, targets, self.label_smoothing)
         zero = mlm_loss.new_zeros(())
         nsp_loss, nsp_count, nsp_correct = zero, 0, 0
         if self.nsp is not None and next_sentence_label is not None:
@@ -90,7 +93,7 @@ class BertPretraining(nn.Module):
         return PretrainingOutput(
             mlm_loss_sum=mlm_loss,
             mlm_count=int(targets.numel()),
-            mlm_correct=count_top1(wide, targets),
+            mlm_correct=mlm_correct,
             nsp_loss_sum=nsp_loss,
             nsp_count=nsp_count,
             nsp_correct=nsp_correct,
@@ -171,12 +174,11 @@ class ElectraPretraining(nn.Module):
         targets = labels[masked]  # (N,)
         gen = self.generator(input_ids, attention_mask, token_type_ids, position_ids=position_ids)
         logits = self.mlm(gen.last_hidden_state[masked], self.generator.embeddings.word_embeddings.weight)  # (N, V)
-        wide = logits.float()
-        mlm_loss = F.cross_entropy(wide, targets, reduction="sum", label_smoothing=self.label_smoothing)
+        mlm_loss, mlm_correct = vocab_cross_entropy(logits, targets, self.label_smoothing)
 
         with torch.no_grad():  # the sample is data for the discriminator: no gradient into the generator
             u = sampling_u if sampling_u is not None else torch.rand(masked.shape, device=logits.device)
-            sampled = sample_softmax(wide, u[masked])
+            sampled = sample_softmax(logits, u[masked])
             original = torch.where(masked, labels, input_ids)  # (B, T)
             corrupted = original.clone()
             corrupted[masked] = sampled
@@ -190,7 +192,7 @@ class ElectraPretraining(nn.Module):
         return PretrainingOutput(
             mlm_loss_sum=mlm_loss,
             mlm_count=int(targets.numel()),
-            mlm_correct=count_top1(wide, targets),
+            mlm_correct=mlm_correct,
             nsp_loss_sum=mlm_loss.new_zeros(()),
             nsp_count=0,
             nsp_correct=0,
@@ -206,13 +208,69 @@ class ElectraPretraining(nn.Module):
         )
 
 
-@torch.no_grad()
-def count_top1(logits: torch.Tensor, targets: torch.Tensor) -> int:
-    """How many rows of (N, V) fp32 logits score their target highest: a max and a gather, 3x cheaper than
-    argmax over a 21k vocabulary on CPU (a tie at the top, rare in fp32, counts as right)."""
-    if not len(targets):
-        return 0
-    return int((logits.gather(1, targets[:, None]).squeeze(1) >= logits.max(-1).values).sum())
+# Rows of the vocabulary softmax per chunk: about 2 MB of fp32 on CPU (it stays in L2 while a chunk's max,
+# exp and sum pass over it), large chunks on a GPU, whose kernels want work and whose memory is fast.
+CE_CHUNK_ELEMENTS = {"cpu": 2**19, "cuda": 2**26}
+
+
+def vocab_cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0
+) -> tuple[torch.Tensor, int]:
+    """The summed cross-entropy over (N, V) logits of any float dtype, what `F.cross_entropy(logits.float(),
+    targets, reduction="sum", label_smoothing=ε)` gives, and how many rows score their target highest (a tie
+    counts as right; a max and a gather, cheaper than argmax). Both come from fp32 row chunks
+    (`CE_CHUNK_ELEMENTS`) instead of the whole (N, V) at once.
+
+    The forward keeps only the logits (already stored for the decoder's backward) and one log-sum-exp per
+    row; the backward recomputes each chunk's softmax from them and writes `g · (softmax − q)` straight in
+    the logits' dtype, q being the smoothed target distribution: (1 − ε) on the target plus ε / V on every
+    entry. No (N, V) fp32 tensor is ever made.
+    """
+    if logits.dim() != 2 or targets.shape != logits.shape[:1]:
+        raise ValueError(f"logits (N, V) and targets (N,), got {tuple(logits.shape)} and {tuple(targets.shape)}")
+    budget = CE_CHUNK_ELEMENTS["cuda" if logits.is_cuda else "cpu"]
+    chunk = max(1, budget // max(1, logits.shape[1]))
+    loss, correct = _VocabCrossEntropy.apply(logits, targets, float(label_smoothing), chunk)
+    return loss, int(correct)
+
+
+class _VocabCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits, targets, eps, chunk):
+        N, V = logits.shape
+        lse = torch.empty(N, dtype=torch.float32, device=logits.device)  # log Σ exp, per row
+        loss = torch.zeros((), dtype=torch.float32, device=logits.device)
+        correct = torch.zeros((), dtype=torch.long, device=logits.device)
+        for s in range(0, N, chunk):
+            x, t = logits[s : s + chunk].float(), targets[s : s + chunk]
+            top = x.amax(-1)  # (n,)
+            picked = x.gather(1, t[:, None]).squeeze(1)  # (n,) the target's logit
+            correct += (picked >= top).sum()  # a tie at the top counts as right
+            row_lse = (x - top[:, None]).exp_().sum(-1).log_().add_(top)
+            lse[s : s + chunk] = row_lse
+            nll = row_lse - picked
+            if eps:  # the smoothed target: (1 − ε) · nll + ε · mean over the vocabulary of −log p
+                nll = (1 - eps) * nll + eps * (row_lse - x.mean(-1))
+            loss += nll.sum()
+        ctx.save_for_backward(logits, targets, lse)
+        ctx.eps, ctx.chunk = eps, chunk
+        ctx.mark_non_differentiable(correct)
+        return loss, correct
+
+    @staticmethod
+    def backward(ctx, grad_loss, _grad_correct):
+        logits, targets, lse = ctx.saved_tensors
+        eps, chunk = ctx.eps, ctx.chunk
+        V = logits.shape[1]
+        grad = torch.empty_like(logits)
+        for s in range(0, logits.shape[0], chunk):
+            t = targets[s : s + chunk]
+            p = torch.sub(logits[s : s + chunk], lse[s : s + chunk, None]).exp_()  # fp32 softmax
+            p[torch.arange(len(t), device=p.device), t] -= 1 - eps
+            if eps:
+                p -= eps / V
+            grad[s : s + chunk] = p.mul_(grad_loss)
+        return grad, None, None, None
 
 
 def sample_softmax(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
