@@ -217,8 +217,8 @@ def test_int8_smoothing_leaves_the_fp32_function_unchanged(embedder):
     """Smoothing alone (before any rounding) is an identity: x/s times W*s is x times W."""
     from bertkit.use.int8 import Smoothed
 
-    maxima = embedder._attention_input_maxima()
-    assert len(maxima) == 4 * embedder.encoder.config.num_hidden_layers  # Q, K, V, output in every layer
+    maxima = embedder._input_maxima()
+    assert len(maxima) == 5 * embedder.encoder.config.num_hidden_layers  # Q, K, V, output, FFN up in every layer
     assert torch.equal(maxima["layers.2.attn.query"], maxima["layers.2.attn.value"])  # one shared input
     layer = embedder.encoder.layers[0].attn.query
     x = torch.randn(5, layer.in_features)

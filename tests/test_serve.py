@@ -255,7 +255,7 @@ def test_fill_mask_bad_fields(tiny_folders):
 def test_an_internal_error_is_a_500_and_the_server_goes_on(minilm, monkeypatch):
     calls = []
 
-    def broken(texts):
+    def broken(texts, **settings):
         calls.append(texts)
         raise RuntimeError("out of memory, say")
 
@@ -275,7 +275,7 @@ def test_health_and_ready_while_loading(minilm, monkeypatch):
     """Given a folder, the app answers /health at once and /ready with 503 until the model is loaded."""
     release = threading.Event()
 
-    def slow_load(folder):
+    def slow_load(folder, *settings):
         release.wait(30)
         return minilm
 

@@ -45,6 +45,10 @@ def embed_cmd(
         Literal["fp32", "bf16", "int8"],
         "bf16: a bf16 copy of the weights (fast with native bf16 only); int8: attention projections in dynamic int8",
     ] = "fp32",
+    backend: Annotated[
+        Literal["torch", "onnxruntime"],
+        "onnxruntime: the exported graph (sentence vectors; fp32, or int8 with onnxruntime's quantiser)",
+    ] = "torch",
     batch_tokens: Annotated[int, "padded tokens per batch; texts are sorted by length first"] = 4096,
     skip_empty: Annotated[bool, "skip empty lines (counted on stderr) instead of stopping at the first"] = False,
     progress: Annotated[bool | None, "progress bar with texts/s on stderr (default: when stderr is a terminal)"] = None,
@@ -85,6 +89,7 @@ def embed_cmd(
             output="token" if tokens else "sentence",
             precision=precision,
             progress=sys.stderr.isatty() if progress is None else progress,
+            backend=backend,
         )
         for chunk in chunks:
             lines, chunk_texts = zip(*(pending.popleft() for _ in range(len(chunk))), strict=True)
@@ -102,6 +107,8 @@ def embed_cmd(
     note = f"; skipped {len(skipped)} empty line(s)" if skipped else ""
     where = "" if output == "-" else f" -> {output}"
     print(f"model: {embedder.source}", file=sys.stderr)  # after the work, so that an error stays one line
+    if backend == "onnxruntime":
+        print(f"onnxruntime {precision}: {embedder.onnx_session(precision).check}", file=sys.stderr)
     rate = writer.rows / max(seconds, 1e-9)
     print(f"embedded {writer.rows} texts in {seconds:.1f} s ({rate:.1f} texts/s){note}{where}", file=sys.stderr)
 
@@ -143,6 +150,8 @@ def serve_cmd(
     max_texts: Annotated[int, "texts in one request; more is answered 413"] = 256,
     max_request_bytes: Annotated[int, "request body size; more is answered 413"] = 1 << 20,
     batch_wait_ms: Annotated[float, "how long a batch waits for more requests before it runs"] = 5.0,
+    precision: Annotated[Literal["fp32", "bf16", "int8"], "/embed's precision, as `embed --precision`"] = "fp32",
+    backend: Annotated[Literal["torch", "onnxruntime"], "/embed's backend, as `embed --backend`"] = "torch",
 ) -> None:
     """Serve a model folder over HTTP: POST /embed, /fill-mask (MLM head), /classify or /tag (fine-tuned
     folders); GET /health (liveness) and /ready (readiness).
@@ -152,11 +161,12 @@ def serve_cmd(
     worker processes (each loads its own copy of the model and batches its own requests) run uvicorn with
     bertkit's app factory: `BERTKIT_SERVE_MODEL=FOLDER uvicorn bertkit.use.serve:app_from_env --factory --workers
     N --host 0.0.0.0 --port 8000`, with the limits as BERTKIT_SERVE_MAX_BATCH_SIZE, BERTKIT_SERVE_MAX_TEXTS,
-    BERTKIT_SERVE_MAX_REQUEST_BYTES and BERTKIT_SERVE_BATCH_WAIT_MS, and OMP_NUM_THREADS set to (cores / N) so
+    BERTKIT_SERVE_MAX_REQUEST_BYTES, BERTKIT_SERVE_BATCH_WAIT_MS, BERTKIT_SERVE_PRECISION and
+    BERTKIT_SERVE_BACKEND, and OMP_NUM_THREADS set to (cores / N) so
     that the workers do not fight over cores. Each worker answers /ready with 503 until its model is loaded."""
     from bertkit.use.serve import ServeConfig, serve
 
-    config = ServeConfig(max_batch_size, max_texts, max_request_bytes, batch_wait_ms)
+    config = ServeConfig(max_batch_size, max_texts, max_request_bytes, batch_wait_ms, precision, backend)
     serve(model, host, port, config)
 
 

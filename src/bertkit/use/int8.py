@@ -47,16 +47,7 @@ def quantize_int8(
     """
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-    encoder = copy.deepcopy(encoder)
-    for name, maxima in (input_maxima or {}).items():
-        parent_name, attr = name.rsplit(".", 1)
-        parent = encoder.get_submodule(parent_name)
-        linear = getattr(parent, attr)
-        with torch.no_grad():
-            scale = maxima.clamp(min=1e-5) ** alpha / linear.weight.abs().amax(0).clamp(min=1e-5) ** (1 - alpha)
-            scale = scale.clamp(min=1e-5)  # (H_in,)
-            linear.weight.mul_(scale[None, :])
-        setattr(parent, attr, Smoothed(1.0 / scale, linear))
+    encoder = smooth(encoder, input_maxima or {}, alpha)
     spec = {
         name: per_channel_dynamic_qconfig
         for name, m in encoder.named_modules()
@@ -65,6 +56,24 @@ def quantize_int8(
     with warnings.catch_warnings():  # torch announces that eager-mode quantisation will move to torchao
         warnings.simplefilter("ignore")
         return quantize_dynamic(encoder, spec, mapping={nn.Linear: Int8Linear}, dtype=torch.qint8, inplace=True)
+
+
+def smooth(encoder: BertEncoder, input_maxima: dict[str, torch.Tensor], alpha: float = 0.7) -> BertEncoder:
+    """A copy of `encoder` with each linear layer named in `input_maxima` (its input's per-channel max |x|)
+    smoothed as SmoothQuant does (see `quantize_int8`): input channel j divided by
+    s_j = max|x_j|^alpha / max|W_j|^(1-alpha), weight column j multiplied by it. The outputs are unchanged up
+    to rounding; what changes is where the outliers are, for a quantiser to handle."""
+    encoder = copy.deepcopy(encoder)
+    for name, maxima in input_maxima.items():
+        parent_name, attr = name.rsplit(".", 1)
+        parent = encoder.get_submodule(parent_name)
+        linear = getattr(parent, attr)
+        with torch.no_grad():
+            scale = maxima.clamp(min=1e-5) ** alpha / linear.weight.abs().amax(0).clamp(min=1e-5) ** (1 - alpha)
+            scale = scale.clamp(min=1e-5)  # (H_in,)
+            linear.weight.mul_(scale[None, :])
+        setattr(parent, attr, Smoothed(1.0 / scale, linear))
+    return encoder
 
 
 class Smoothed(nn.Module):

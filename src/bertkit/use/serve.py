@@ -61,7 +61,7 @@ from bertkit.errors import BertkitError
 from bertkit.finetune.model import TaskModel, task_model
 from bertkit.finetune.predict import predict_texts
 from bertkit.hf import Checkpoint, load_pretrained
-from bertkit.use.embed import Embedder, load_embedder
+from bertkit.use.embed import BACKENDS, PRECISIONS, Embedder, load_embedder
 from bertkit.use.fill_mask import fill_mask
 
 # uvicorn configures this logger, so our messages come out with its own, in the same format.
@@ -79,6 +79,8 @@ class ServeConfig:
     max_texts: int = 256  # texts in one request; more is a 413
     max_request_bytes: int = 1 << 20  # request body; more is a 413
     batch_wait_ms: float = 5.0  # how long a batch waits for more requests before it runs
+    precision: str = "fp32"  # /embed: fp32, bf16 or int8 (Embedder.encode)
+    backend: str = "torch"  # /embed: torch, or onnxruntime (fp32 / int8)
 
     def __post_init__(self) -> None:
         for name in ("max_batch_size", "max_texts", "max_request_bytes"):
@@ -86,6 +88,10 @@ class ServeConfig:
                 raise BertkitError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.batch_wait_ms <= 10_000:
             raise BertkitError(f"--batch-wait-ms must be in 0..10000, got {self.batch_wait_ms}")
+        if self.precision not in PRECISIONS:
+            raise BertkitError(f"--precision {self.precision}: use one of {', '.join(PRECISIONS)}")
+        if self.backend not in BACKENDS:
+            raise BertkitError(f"--backend {self.backend}: use one of {', '.join(BACKENDS)}")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> ServeConfig:
@@ -95,7 +101,7 @@ class ServeConfig:
         for f in fields(cls):
             name = ENV_PREFIX + f.name.upper()
             if name in environ:
-                kind = int if f.type in ("int", int) else float
+                kind = {"int": int, "float": float}.get(f.type, str) if isinstance(f.type, str) else f.type
                 try:
                     values[f.name] = kind(environ[name])
                 except ValueError:
@@ -114,6 +120,8 @@ class ServedModel:
     embedder: Embedder
     task: TaskModel | None = None  # a fine-tuned classification, regression or tagging folder
     mlm: Checkpoint | None = None  # a folder with an MLM head: fill-mask
+    precision: str = "fp32"  # of /embed
+    backend: str = "torch"
 
     @property
     def endpoints(self) -> list[str]:
@@ -125,14 +133,16 @@ class ServedModel:
         return found
 
 
-def load_model(folder: str | os.PathLike) -> ServedModel:
+def load_model(folder: str | os.PathLike, precision: str = "fp32", backend: str = "torch") -> ServedModel:
     """A sentence-transformers folder serves /embed; a BERT folder also serves its heads: /fill-mask for an
     MLM head, /classify for a fine-tuned sequence classifier (or regressor), /tag for a token classifier (with
     its CRF, if it has one). Question-answering and multiple-choice heads are not served: their inputs are
-    not lists of texts."""
+    not lists of texts. /embed runs in `precision` on `backend`, made ready (and checked) here."""
     folder = Path(folder)
     if (folder / "modules.json").is_file():
-        return ServedModel(str(folder), load_embedder(folder))
+        served = ServedModel(str(folder), load_embedder(folder), precision=precision, backend=backend)
+        run_embed(served, ["warm-up"])  # builds the bf16 copy, the int8 model or the onnxruntime session now
+        return served
     ckpt = load_pretrained(folder)
     embedder = load_embedder(folder, checkpoint=ckpt)
     task = None
@@ -140,11 +150,13 @@ def load_model(folder: str | os.PathLike) -> ServedModel:
         task = task_model(ckpt, folder).eval()
         if task.kind not in SERVED_KINDS:
             task = None
-    return ServedModel(str(folder), embedder, task, ckpt if "mlm" in ckpt.heads else None)
+    served = ServedModel(str(folder), embedder, task, ckpt if "mlm" in ckpt.heads else None, precision, backend)
+    run_embed(served, ["warm-up"])
+    return served
 
 
 def run_embed(model: ServedModel, texts: list[str]) -> np.ndarray:
-    return model.embedder.encode(texts)  # (n, dim) float32
+    return model.embedder.encode(texts, precision=model.precision, backend=model.backend)  # (n, dim) float32
 
 
 def run_classify(model: ServedModel, items: list[tuple[str, str | None]]) -> list[dict]:
@@ -394,7 +406,9 @@ def create_app(model: ServedModel | str | os.PathLike, config: ServeConfig | Non
 
     async def load(executor: Executor) -> None:
         try:
-            state.model = await asyncio.get_running_loop().run_in_executor(executor, load_model, state.folder)
+            state.model = await asyncio.get_running_loop().run_in_executor(
+                executor, load_model, state.folder, config.precision, config.backend
+            )
             log.info("loaded %s: %s", state.folder, ", ".join(state.model.endpoints))
         except BertkitError as e:
             state.load_error = f"cannot load {state.folder}: {e}"
@@ -515,7 +529,8 @@ def app_from_env() -> Starlette:
 
         BERTKIT_SERVE_MODEL=FOLDER uvicorn bertkit.use.serve:app_from_env --factory --workers 4 --port 8000
 
-    Limits come from BERTKIT_SERVE_MAX_BATCH_SIZE, _MAX_TEXTS, _MAX_REQUEST_BYTES and _BATCH_WAIT_MS.
+    Limits come from BERTKIT_SERVE_MAX_BATCH_SIZE, _MAX_TEXTS, _MAX_REQUEST_BYTES and _BATCH_WAIT_MS; /embed's
+    precision and backend from BERTKIT_SERVE_PRECISION and _BACKEND.
     """
     folder = os.environ.get(ENV_MODEL)
     if not folder:
@@ -554,13 +569,14 @@ def serve(folder: str, host: str, port: int, config: ServeConfig) -> None:
 
     sock = bind_socket(host, port)
     try:
-        model = load_model(folder)
+        model = load_model(folder, config.precision, config.backend)
         app = create_app(model, config)
         bound_host, bound_port = sock.getsockname()[:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         print(
             f"serving {folder} ({', '.join(model.endpoints)}) on http://{shown}:{bound_port}; "
-            f"batches of up to {config.max_batch_size} texts, {config.batch_wait_ms:g} ms wait",
+            f"batches of up to {config.max_batch_size} texts, {config.batch_wait_ms:g} ms wait; "
+            f"/embed in {config.precision} on {config.backend}",
             file=sys.stderr,
             flush=True,
         )

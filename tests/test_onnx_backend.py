@@ -1,0 +1,111 @@
+"""`--backend onnxruntime`: the exported graph run by onnxruntime, fp32 equal to PyTorch and int8 within the
+promised cosine, the same batching; what it cannot do is a clear error; `serve` uses it too."""
+
+import numpy as np
+import pytest
+
+from bertkit.cli.table import main
+from bertkit.errors import BertkitError
+from bertkit.use.embed import load_embedder
+from bertkit.use.onnx_backend import INT8_MIN_COSINE, cosines
+
+pytest.importorskip("onnxruntime")
+
+TEXTS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "我喜欢吃苹果",
+    "a",
+    "BERT " * 300,  # past max_seq_length: truncated before the graph sees it
+    "Mixed 中文 and English, 数字 123 and symbols %$#@.",
+    "Short one.",
+] * 3
+
+
+@pytest.fixture(scope="module")
+def embedder(minilm_path):
+    return load_embedder(minilm_path)
+
+
+def test_fp32_gives_pytorch_vectors_in_input_order(embedder):
+    torch_vectors = embedder.encode(TEXTS)
+    ort_vectors = embedder.encode(TEXTS, backend="onnxruntime", batch_tokens=512)  # several batches
+    assert ort_vectors.shape == torch_vectors.shape == (len(TEXTS), 384)
+    assert np.abs(ort_vectors - torch_vectors).max() < 1e-4
+    session = embedder.onnx_session("fp32")
+    assert session.precision == "fp32" and "max abs diff" in session.check and session.int8_matmuls == 0
+
+
+def test_fp32_follows_a_pooling_asked_for_per_call(embedder):
+    cls = embedder.encode(TEXTS[:4], backend="onnxruntime", pooling="cls", normalize=False)
+    assert np.abs(cls - embedder.encode(TEXTS[:4], pooling="cls", normalize=False)).max() < 1e-4
+    assert np.abs(cls - embedder.encode(TEXTS[:4], backend="onnxruntime")).max() > 1e-2  # a different graph
+
+
+def test_int8_quantises_every_projection_but_ffn_down_and_stays_close(embedder):
+    from bertkit.finetune.tasks import sentiment_task
+
+    session = embedder.onnx_session("int8")
+    layers = embedder.encoder.config.num_hidden_layers
+    assert session.int8_matmuls == 5 * layers  # Q, K, V, attention output, FFN up; FFN down stays fp32
+    # Texts the calibration never saw: Chinese reviews through this English model have the worst outliers.
+    texts = TEXTS + [e.text for e in sentiment_task().test[:100]]
+    int8 = embedder.encode(texts, backend="onnxruntime", precision="int8")
+    fp32 = embedder.encode(texts)
+    cos = cosines(int8, fp32)
+    assert cos.min() >= INT8_MIN_COSINE, cos.min()
+    assert np.abs(int8 - fp32).max() > 1e-3  # it did quantise: the fp32 graph is within 1e-4
+
+
+def test_int8_below_the_promised_cosine_is_refused(embedder, monkeypatch):
+    monkeypatch.setattr("bertkit.use.onnx_backend.INT8_MIN_COSINE", 1.0 + 1e-9)  # no int8 model reaches it
+    embedder._onnx.pop(("int8", embedder.pooling, embedder.normalize), None)  # built afresh
+    with pytest.raises(BertkitError, match=r"worst cosine of 0\.9\d+ to fp32 .* use --precision fp32"):
+        embedder.onnx_session("int8")
+    assert ("int8", embedder.pooling, embedder.normalize) not in embedder._onnx  # nothing refused is kept
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(precision="bf16"), "no bf16"),
+        (dict(output="token"), "token vectors and layer mixes need the torch backend"),
+        (dict(layers=2), "token vectors and layer mixes need the torch backend"),
+        (dict(backend="tensorrt"), "backend='tensorrt': use one of torch, onnxruntime"),
+    ],
+)
+def test_what_the_onnxruntime_backend_cannot_do_is_an_error(embedder, kwargs, message):
+    with pytest.raises(BertkitError, match=message):
+        embedder.encode(["a text"], **{"backend": "onnxruntime", **kwargs})
+
+
+def test_embed_cli_with_onnxruntime(minilm_path, tmp_path, capsys):
+    src = tmp_path / "texts.txt"
+    src.write_text("\n".join(TEXTS[:6]) + "\n", encoding="utf-8")
+    out = tmp_path / "v.npy"
+    args = ["embed", str(minilm_path), "--input", str(src), "--output", str(out), "--backend", "onnxruntime"]
+    assert main(args) == 0
+    assert "onnxruntime fp32: max abs diff to PyTorch" in capsys.readouterr().err
+    assert np.abs(np.load(out) - load_embedder(minilm_path).encode(TEXTS[:6])).max() < 1e-4
+    out.write_bytes(b"a good file")
+    assert main([*args, "--layers", "2"]) == 2  # a layer mix: torch only; the error leaves the old output alone
+    assert "need the torch backend" in capsys.readouterr().err and out.read_bytes() == b"a good file"
+
+
+def test_serve_embeds_with_the_configured_backend(minilm_path, monkeypatch):
+    from starlette.testclient import TestClient
+
+    from bertkit.use.serve import ServeConfig, app_from_env, create_app, load_model
+
+    model = load_model(minilm_path, precision="int8", backend="onnxruntime")
+    assert ("int8", model.embedder.pooling, model.embedder.normalize) in model.embedder._onnx  # built at load
+    with TestClient(create_app(model, ServeConfig(precision="int8", backend="onnxruntime"))) as client:
+        r = client.post("/embed", json={"texts": TEXTS[:3]})
+    assert r.status_code == 200, r.text
+    expected = model.embedder.encode(TEXTS[:3], precision="int8", backend="onnxruntime")
+    assert np.abs(np.array(r.json()["vectors"], dtype=np.float32) - expected).max() < 1e-5
+    monkeypatch.setenv("BERTKIT_SERVE_MODEL", str(minilm_path))
+    monkeypatch.setenv("BERTKIT_SERVE_BACKEND", "onnxruntime")
+    assert app_from_env().state.server.config == ServeConfig(backend="onnxruntime")
+    monkeypatch.setenv("BERTKIT_SERVE_BACKEND", "tensorrt")
+    with pytest.raises(BertkitError, match="--backend tensorrt: use one of torch, onnxruntime"):
+        app_from_env()
