@@ -8,7 +8,7 @@ vectors (mean pooling + L2 normalisation, truncation at 256 tokens; checked to a
 - sentence-transformers: `SentenceTransformer.encode(texts, batch_size=32)` (it sorts by length itself).
 - bertkit: `load_embedder(folder).encode(texts)`: length-sorted batches by token budget, unpadded encoder.
 - onnxruntime: the graph `bertkit export` writes, run plainly (see `onnxruntime_plain`), fp32 always.
-- bertkit's onnxruntime backend (`encode(backend="onnxruntime")`, in the fp32 pass): the same graph fed by
+- bertkit's onnxruntime backend (`onnx_embedder(embedder, precision)`, in the fp32 pass): the same graph fed by
   bertkit's batches, fp32 and int8 (checked here at a cosine of at least 0.99 to fp32 instead of 1e-4).
   Each bucket's line ends with bertkit's fastest path against plain onnxruntime.
 
@@ -152,8 +152,11 @@ def contenders(folder: str, precision: str):
     }
     impls["onnxruntime"] = onnxruntime_plain(folder, embedder)
     if precision == "fp32":  # onnxruntime has no bf16 matmuls: its backends run in the fp32 pass only
-        impls[ORT_FP32] = lambda texts: embedder.encode(texts, backend="onnxruntime")
-        impls[ORT_INT8] = lambda texts: embedder.encode(texts, backend="onnxruntime", precision="int8")
+        from bertkit.use.onnx_backend import onnx_embedder
+
+        ort_fp32, ort_int8 = onnx_embedder(embedder, "fp32"), onnx_embedder(embedder, "int8")
+        impls[ORT_FP32] = ort_fp32.encode
+        impls[ORT_INT8] = lambda texts: ort_int8.encode(texts, precision="int8")
     return impls, embedder
 
 

@@ -7,7 +7,7 @@ import pytest
 from bertkit.cli.table import main
 from bertkit.errors import BertkitError
 from bertkit.use.embed import load_embedder
-from bertkit.use.onnx_backend import INT8_MIN_COSINE, cosines
+from bertkit.use.onnx_backend import INT8_MIN_COSINE, cosines, onnx_embedder
 
 pytest.importorskip("onnxruntime")
 
@@ -26,30 +26,41 @@ def embedder(minilm_path):
     return load_embedder(minilm_path)
 
 
-def test_fp32_gives_pytorch_vectors_in_input_order(embedder):
+@pytest.fixture(scope="module")
+def ort_fp32(embedder):
+    return onnx_embedder(embedder, "fp32")
+
+
+@pytest.fixture(scope="module")
+def ort_int8(embedder):
+    return onnx_embedder(embedder, "int8")
+
+
+def test_fp32_gives_pytorch_vectors_in_input_order(embedder, ort_fp32):
     torch_vectors = embedder.encode(TEXTS)
-    ort_vectors = embedder.encode(TEXTS, backend="onnxruntime", batch_tokens=512)  # several batches
+    ort_vectors = ort_fp32.encode(TEXTS, batch_tokens=512)  # several batches
     assert ort_vectors.shape == torch_vectors.shape == (len(TEXTS), 384)
     assert np.abs(ort_vectors - torch_vectors).max() < 1e-4
-    session = embedder.onnx_session("fp32")
+    session = ort_fp32.session
     assert session.precision == "fp32" and "max abs diff" in session.check and session.int8_matmuls == 0
+    streamed = np.concatenate(list(ort_fp32.encode_iter(TEXTS, chunk_size=5)))  # the Embedder's streaming
+    assert np.abs(streamed - torch_vectors).max() < 1e-4
 
 
-def test_fp32_follows_a_pooling_asked_for_per_call(embedder):
-    cls = embedder.encode(TEXTS[:4], backend="onnxruntime", pooling="cls", normalize=False)
-    assert np.abs(cls - embedder.encode(TEXTS[:4], pooling="cls", normalize=False)).max() < 1e-4
-    assert np.abs(cls - embedder.encode(TEXTS[:4], backend="onnxruntime")).max() > 1e-2  # a different graph
+def test_the_graph_follows_the_folders_pooling(minilm_path):
+    cls = onnx_embedder(load_embedder(minilm_path, pooling="cls", normalize=False))
+    torch_cls = load_embedder(minilm_path).encode(TEXTS[:4], pooling="cls", normalize=False)
+    assert np.abs(cls.encode(TEXTS[:4]) - torch_cls).max() < 1e-4
 
 
-def test_int8_quantises_every_projection_but_ffn_down_and_stays_close(embedder):
+def test_int8_quantises_every_projection_but_ffn_down_and_stays_close(embedder, ort_int8):
     from bertkit.finetune.tasks import sentiment_task
 
-    session = embedder.onnx_session("int8")
     layers = embedder.encoder.config.num_hidden_layers
-    assert session.int8_matmuls == 5 * layers  # Q, K, V, attention output, FFN up; FFN down stays fp32
+    assert ort_int8.session.int8_matmuls == 5 * layers  # Q, K, V, attention output, FFN up; FFN down stays fp32
     # Texts the calibration never saw: Chinese reviews through this English model have the worst outliers.
     texts = TEXTS + [e.text for e in sentiment_task().test[:100]]
-    int8 = embedder.encode(texts, backend="onnxruntime", precision="int8")
+    int8 = ort_int8.encode(texts, precision="int8")
     fp32 = embedder.encode(texts)
     cos = cosines(int8, fp32)
     assert cos.min() >= INT8_MIN_COSINE, cos.min()
@@ -58,24 +69,27 @@ def test_int8_quantises_every_projection_but_ffn_down_and_stays_close(embedder):
 
 def test_int8_below_the_promised_cosine_is_refused(embedder, monkeypatch):
     monkeypatch.setattr("bertkit.use.onnx_backend.INT8_MIN_COSINE", 1.0 + 1e-9)  # no int8 model reaches it
-    embedder._onnx.pop(("int8", embedder.pooling, embedder.normalize), None)  # built afresh
     with pytest.raises(BertkitError, match=r"worst cosine of 0\.9\d+ to fp32 .* use --precision fp32"):
-        embedder.onnx_session("int8")
-    assert ("int8", embedder.pooling, embedder.normalize) not in embedder._onnx  # nothing refused is kept
+        onnx_embedder(embedder, "int8")
 
 
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(precision="bf16"), "no bf16"),
+        (dict(precision="bf16"), "runs fp32, not bf16"),
         (dict(output="token"), "token vectors and layer mixes need the torch backend"),
         (dict(layers=2), "token vectors and layer mixes need the torch backend"),
-        (dict(backend="tensorrt"), "backend='tensorrt': use one of torch, onnxruntime"),
+        (dict(pooling="cls"), "this onnxruntime graph pools mean"),
     ],
 )
-def test_what_the_onnxruntime_backend_cannot_do_is_an_error(embedder, kwargs, message):
+def test_what_the_onnxruntime_backend_cannot_do_is_an_error(ort_fp32, kwargs, message):
     with pytest.raises(BertkitError, match=message):
-        embedder.encode(["a text"], **{"backend": "onnxruntime", **kwargs})
+        ort_fp32.encode(["a text"], **kwargs)
+
+
+def test_no_bf16_graph(embedder):
+    with pytest.raises(BertkitError, match="no bf16"):
+        onnx_embedder(embedder, "bf16")
 
 
 def test_embed_cli_with_onnxruntime(minilm_path, tmp_path, capsys):
@@ -88,7 +102,7 @@ def test_embed_cli_with_onnxruntime(minilm_path, tmp_path, capsys):
     assert np.abs(np.load(out) - load_embedder(minilm_path).encode(TEXTS[:6])).max() < 1e-4
     out.write_bytes(b"a good file")
     assert main([*args, "--layers", "2"]) == 2  # a layer mix: torch only; the error leaves the old output alone
-    assert "need the torch backend" in capsys.readouterr().err and out.read_bytes() == b"a good file"
+    assert "drop --tokens / --layers" in capsys.readouterr().err and out.read_bytes() == b"a good file"
 
 
 def test_serve_embeds_with_the_configured_backend(minilm_path, monkeypatch):
@@ -97,11 +111,11 @@ def test_serve_embeds_with_the_configured_backend(minilm_path, monkeypatch):
     from bertkit.use.serve import ServeConfig, app_from_env, create_app, load_model
 
     model = load_model(minilm_path, precision="int8", backend="onnxruntime")
-    assert ("int8", model.embedder.pooling, model.embedder.normalize) in model.embedder._onnx  # built at load
+    assert model.embedder.session.precision == "int8"  # built and checked at load
     with TestClient(create_app(model, ServeConfig(precision="int8", backend="onnxruntime"))) as client:
         r = client.post("/embed", json={"texts": TEXTS[:3]})
     assert r.status_code == 200, r.text
-    expected = model.embedder.encode(TEXTS[:3], precision="int8", backend="onnxruntime")
+    expected = model.embedder.encode(TEXTS[:3], precision="int8")
     assert np.abs(np.array(r.json()["vectors"], dtype=np.float32) - expected).max() < 1e-5
     monkeypatch.setenv("BERTKIT_SERVE_MODEL", str(minilm_path))
     monkeypatch.setenv("BERTKIT_SERVE_BACKEND", "onnxruntime")

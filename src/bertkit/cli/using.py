@@ -70,6 +70,15 @@ def embed_cmd(
     if input != "-" and not Path(input).is_file():
         raise BertkitError(f"{input}: no such file")
     embedder = load_embedder(model, pooling=pooling, normalize=normalize)
+    if backend == "onnxruntime":
+        from bertkit.use.onnx_backend import onnx_embedder
+
+        if tokens or layers is not None or layer_weights:
+            raise BertkitError(
+                "--backend onnxruntime gives sentence vectors of the last layer: drop --tokens / --layers"
+            )
+        embedder = onnx_embedder(embedder, precision)  # exported, quantised and checked before any output
+        print(f"onnxruntime {precision}: {embedder.session.check}", file=sys.stderr)
     skipped: list[int] = []
     writer = VectorWriter(output, tokens)
     keep_text = tokens and writer.kind == "jsonl"  # JSONL token output names each token
@@ -89,7 +98,6 @@ def embed_cmd(
             output="token" if tokens else "sentence",
             precision=precision,
             progress=sys.stderr.isatty() if progress is None else progress,
-            backend=backend,
         )
         for chunk in chunks:
             lines, chunk_texts = zip(*(pending.popleft() for _ in range(len(chunk))), strict=True)
@@ -107,8 +115,6 @@ def embed_cmd(
     note = f"; skipped {len(skipped)} empty line(s)" if skipped else ""
     where = "" if output == "-" else f" -> {output}"
     print(f"model: {embedder.source}", file=sys.stderr)  # after the work, so that an error stays one line
-    if backend == "onnxruntime":
-        print(f"onnxruntime {precision}: {embedder.onnx_session(precision).check}", file=sys.stderr)
     rate = writer.rows / max(seconds, 1e-9)
     print(f"embedded {writer.rows} texts in {seconds:.1f} s ({rate:.1f} texts/s){note}{where}", file=sys.stderr)
 

@@ -21,8 +21,8 @@ Choices:
   fast only where the CPU has bf16 instructions) or "int8" (dynamic
   quantisation of the SmoothQuant-smoothed attention projections, see `quantize_int8`; built and calibrated
   once, on first use).
-- Backend "onnxruntime" (`onnx_backend.py`): the same batches through the exported graph in onnxruntime, fp32
-  or int8 (SmoothQuant-smoothed, onnxruntime's dynamic quantiser), checked against PyTorch when built.
+- `onnx_backend.onnx_embedder(embedder, precision)` is an Embedder whose encoder runs in onnxruntime (the
+  exported graph, fp32 or int8), with these same batches: `--backend onnxruntime`.
 - Pooling honours `attention_mask`: "cls" (first token), "mean", "max", "mean_sqrt_len" (sum / √length).
 - Token vectors are the encoder's hidden states for every token, [CLS] and [SEP] included, never normalised
   (as sentence-transformers' "token_embeddings"); `normalize` applies to sentence vectors.
@@ -74,7 +74,6 @@ ST_POOLING_NAMES = {"cls": "cls", "mean": "mean", "max": "max", "mean_sqrt_len_t
 # Activations a sentence-transformers Dense module may name, by class name.
 DENSE_ACTIVATIONS = {"Tanh": nn.Tanh, "Identity": nn.Identity, "ReLU": nn.ReLU, "GELU": nn.GELU, "Sigmoid": nn.Sigmoid}
 Precision = Literal["fp32", "bf16", "int8"]
-Backend = Literal["torch", "onnxruntime"]
 Output = Literal["sentence", "token"]
 
 
@@ -92,7 +91,6 @@ class Embedder:
     source: str = ""  # what was read, in words: shown by the CLI
     _int8: BertEncoder | None = field(default=None, repr=False)
     _bf16: BertEncoder | None = field(default=None, repr=False)
-    _onnx: dict = field(default_factory=dict, repr=False)  # (precision, pooling, normalize) -> session
 
     def __post_init__(self) -> None:
         check_pooling(self.pooling)
@@ -109,7 +107,6 @@ class Embedder:
         for d in self.dense:
             d.to(device)
         self._bf16 = self._int8 = None  # rebuilt on the new device when asked for
-        self._onnx = {}
         return self
 
     @property
@@ -135,13 +132,11 @@ class Embedder:
         output: Output = "sentence",
         precision: Precision = "fp32",
         progress: bool = False,
-        backend: Backend = "torch",
     ) -> np.ndarray | list[np.ndarray]:
         """Embed `texts`: an (n, dim) float32 array of sentence vectors, or n (L_i, H) token matrices.
 
         `batch_tokens` bounds a batch's padded size (texts × longest length); `pooling` and `normalize`
-        default to the folder's. A single string gives a (dim,) vector or one (L, H) matrix. `backend`
-        "onnxruntime" runs the exported graph instead of PyTorch (sentence vectors, fp32 or int8).
+        default to the folder's. A single string gives a (dim,) vector or one (L, H) matrix.
         """
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
@@ -156,7 +151,6 @@ class Embedder:
             output=output,
             precision=precision,
             progress=progress,
-            backend=backend,
         )
         results = list(chunks)
         if output == "token":
@@ -178,7 +172,6 @@ class Embedder:
         output: Output = "sentence",
         precision: Precision = "fp32",
         progress: bool = False,
-        backend: Backend = "torch",
     ) -> Iterator[np.ndarray | list[np.ndarray]]:
         """Like `encode`, streamed: reads `chunk_size` texts at a time and yields each chunk's results
         (an array, or a list of token matrices) in input order. Memory is bounded by one chunk."""
@@ -188,8 +181,6 @@ class Embedder:
             raise BertkitError(f"output={output!r}: use 'sentence' or 'token'")
         if precision not in PRECISIONS:
             raise BertkitError(f"precision={precision!r}: use one of {', '.join(PRECISIONS)}")
-        if backend not in BACKENDS:
-            raise BertkitError(f"backend={backend!r}: use one of {', '.join(BACKENDS)}")
         if batch_tokens < self.max_seq_length:
             raise BertkitError(
                 f"batch_tokens={batch_tokens} is smaller than max_seq_length={self.max_seq_length}: "
@@ -198,15 +189,7 @@ class Embedder:
         if chunk_size < 1:
             raise BertkitError(f"chunk_size={chunk_size}: must be at least 1")
         mix = layer_mix(layers, gamma, self.encoder.config.num_hidden_layers)
-        if backend == "torch":
-            encoder, session = self._encoder_for(precision), None
-        else:
-            if output != "sentence" or mix is not None:
-                raise BertkitError(
-                    "the onnxruntime backend gives sentence vectors of the last layer; token vectors and layer "
-                    "mixes need the torch backend"
-                )
-            encoder, session = None, self.onnx_session(precision, pooling, normalize)
+        encoder = self._encoder_for(precision)
         from tqdm import tqdm
 
         total = len(texts) if isinstance(texts, Sequence) else None
@@ -217,10 +200,7 @@ class Embedder:
                 for i, t in enumerate(chunk):
                     if not isinstance(t, str):
                         raise BertkitError(f"text {bar.n + i} is a {type(t).__name__}, not a str")
-                if session is not None:
-                    yield self._encode_chunk_onnx(session, chunk, batch_tokens)
-                else:
-                    yield self._encode_chunk(encoder, chunk, batch_tokens, pooling, normalize, mix, output, precision)
+                yield self._encode_chunk(encoder, chunk, batch_tokens, pooling, normalize, mix, output, precision)
                 bar.update(len(chunk))
         finally:
             bar.close()
@@ -272,33 +252,6 @@ class Embedder:
         if output == "token":
             return results
         return torch.stack(results).numpy() if results else np.zeros((0, self.dim), np.float32)
-
-    def _encode_chunk_onnx(self, session, texts: list[str], batch_tokens: int) -> np.ndarray:
-        ids = self.tokenize(texts)
-        out = np.zeros((len(ids), self.dim), np.float32)
-        for batch in length_batches([len(x) for x in ids], batch_tokens):
-            input_ids, attention_mask = pad_batch([ids[i] for i in batch], self.tokenizer.pad_token_id)
-            out[batch] = session.run(input_ids.numpy(), attention_mask.numpy())
-        return out
-
-    def onnx_session(
-        self,
-        precision: Precision = "fp32",
-        pooling: str | None = None,
-        normalize: bool | None = None,
-    ):
-        """The onnxruntime session `backend="onnxruntime"` runs (`onnx_backend.OnnxSentenceSession`), built
-        and checked on first use for this precision and pooling; its `.check` says how close it came."""
-        from bertkit.use.onnx_backend import build_session
-
-        if self.device.type != "cpu":
-            raise BertkitError("the onnxruntime backend runs on the CPU; on a GPU use the torch backend")
-        pooling = self.pooling if pooling is None else check_pooling(pooling)
-        normalize = self.normalize if normalize is None else normalize
-        key = (precision, pooling, normalize)
-        if key not in self._onnx:
-            self._onnx[key] = build_session(self, precision, pooling, normalize)
-        return self._onnx[key]
 
     def _encoder_for(self, precision: Precision) -> BertEncoder:
         if precision == "bf16":

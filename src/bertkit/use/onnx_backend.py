@@ -1,6 +1,7 @@
-"""Sentence vectors run by ONNX Runtime (`embed` / `serve --backend onnxruntime`): the graph `bertkit export`
-writes, built in memory for the embedder's pooling and fed by bertkit's own batches (texts sorted by
-length, cut by a token budget), so that the two backends differ only in what runs the encoder.
+"""Sentence vectors run by ONNX Runtime (`embed` / `serve --backend onnxruntime`): `onnx_embedder(embedder,
+precision)` is an `Embedder` whose encoder is the graph `bertkit export` writes, built in memory for the
+embedder's pooling and fed by the Embedder's own batches (texts sorted by length, cut by a token budget), so
+that the two backends differ only in what runs the encoder.
 
     fp32  the exported graph; checked against PyTorch (max abs diff <= 1e-4, `export.TOLERANCE`) first.
     int8  Q, K, V, the attention output and the FFN's first linear layer smoothed as SmoothQuant does
@@ -13,33 +14,36 @@ Choices:
 - Measured on all-MiniLM-L6-v2, 300 mixed texts (English, Chinese, mixed), against the fp32 graph: every
   MatMul quantised, unsmoothed, gives a worst cosine of 0.974; the smoothed projections above, FFN-down
   fp32, 0.996. That is why the quantiser is told which nodes to take (`int8_nodes`).
-- One session per (precision, pooling, normalize), built on first use; the graph's files live in a
-  temporary folder only while the session is made. Threads: as many as torch uses; every graph
-  optimisation on (onnxruntime fuses LayerNorm, GELU and the bias adds by itself).
+- One session per OnnxEmbedder, for its precision, pooling and normalisation (a call asking for others is
+  an error); the graph's files live in a temporary folder only while the session is made. Threads: as
+  many as torch uses; every graph optimisation on (onnxruntime fuses LayerNorm, GELU and the bias adds).
 - No bf16: onnxruntime's CPU provider has no bf16 matrix multiplies. Where the CPU has them, the torch
   backend in bf16 is faster than either of these (README, "Speed").
-- The graph computes on padded batches (onnxruntime has no unpadding); length-sorted batches pad little.
+- The graph computes on padded batches (onnxruntime has no unpadding); length-sorted batches pad little, and
+  they are cut smaller than the torch backend's (`BATCH_TOKENS`).
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from bertkit.errors import BertkitError
-
-if TYPE_CHECKING:
-    from bertkit.use.embed import Embedder
+from bertkit.use.embed import Embedder, length_batches, pad_batch
 
 INT8_MIN_COSINE = 0.99
 INT8_ALPHA = 0.7  # SmoothQuant's migration strength; see `int8.quantize_int8` for the measured choice
 INT8_PROJECTIONS = ("/attn/query/", "/attn/key/", "/attn/value/", "/attn/out/", "/ffn/up/")
+# onnxruntime computes padded batches and wants them small: at most this many padded tokens a batch (or one
+# text of max_seq_length). Measured, all-MiniLM-L6-v2 fp32, 3-16 / 65-128 tokens: 4,096 gave 618 / 81 texts/s,
+# 1,024 746 / 98, 512 781 / 100, 256 692 / 92 (plain onnxruntime, batches of 32: 746 / 82).
+BATCH_TOKENS = 1024
 
 
 @dataclass
@@ -55,6 +59,51 @@ class OnnxSentenceSession:
         return self.session.run(None, {"input_ids": input_ids, "attention_mask": attention_mask})[0]
 
 
+@dataclass
+class OnnxEmbedder(Embedder):
+    """An Embedder whose encoder runs in onnxruntime: sentence vectors of the last layer, in `session`'s
+    precision with the folder's pooling. Make one with `onnx_embedder`."""
+
+    session: OnnxSentenceSession | None = None
+
+    def _encoder_for(self, precision: str):
+        if precision != self.session.precision:
+            raise BertkitError(
+                f"this onnxruntime embedder runs {self.session.precision}, not {precision}; make another for "
+                f"{precision} (the torch backend runs bf16)"
+            )
+        return self.session
+
+    def _encode_chunk(self, session, texts, batch_tokens, pooling, normalize, mix, output, precision) -> np.ndarray:
+        if output != "sentence" or mix is not None:
+            raise BertkitError(
+                "the onnxruntime backend gives sentence vectors of the last layer; token vectors and layer "
+                "mixes need the torch backend"
+            )
+        if (pooling, normalize) != (self.pooling, self.normalize):
+            raise BertkitError(
+                f"this onnxruntime graph pools {self.pooling} (normalize={self.normalize}); load the folder with "
+                f"pooling={pooling!r}, normalize={normalize} and make an onnx_embedder from that"
+            )
+        ids = self.tokenize(texts)
+        out = np.zeros((len(ids), self.dim), np.float32)
+        budget = min(batch_tokens, max(BATCH_TOKENS, self.max_seq_length))  # onnxruntime wants small batches
+        for batch in length_batches([len(x) for x in ids], budget):
+            input_ids, attention_mask = pad_batch([ids[i] for i in batch], self.tokenizer.pad_token_id)
+            out[batch] = session.run(input_ids.numpy(), attention_mask.numpy())
+        return out
+
+
+def onnx_embedder(embedder: Embedder, precision: str = "fp32") -> OnnxEmbedder:
+    """`embedder` (its weights, tokenizer, pooling) with its encoder run by onnxruntime in `precision` ("fp32"
+    or "int8"): the graph is exported, quantised for int8 and checked here (`build_session`)."""
+    if embedder.device.type != "cpu":
+        raise BertkitError("the onnxruntime backend runs on the CPU; on a GPU use the torch backend")
+    session = build_session(embedder, precision, embedder.pooling, embedder.normalize)
+    settings = {f.name: getattr(embedder, f.name) for f in fields(Embedder) if f.init and not f.name.startswith("_")}
+    return OnnxEmbedder(**settings, session=session)
+
+
 def build_session(embedder: Embedder, precision: str, pooling: str, normalize: bool) -> OnnxSentenceSession:
     """Export `embedder` (with this pooling and normalisation) to ONNX, quantise it for int8, check it against
     PyTorch, and open it in onnxruntime. A failed check is a BertkitError naming the figure."""
@@ -62,7 +111,6 @@ def build_session(embedder: Embedder, precision: str, pooling: str, normalize: b
         import onnxruntime as ort
     except ImportError:
         raise BertkitError("--backend onnxruntime needs the onnxruntime package: pip install onnxruntime") from None
-    from bertkit.use.embed import pad_batch
     from bertkit.use.export import CHECK_BATCHES, CHECK_TEXTS, TOLERANCE, SentenceEmbedding, _trace, check_onnx
     from bertkit.use.int8 import CALIBRATION_TEXTS, smooth
 
@@ -106,7 +154,13 @@ def build_session(embedder: Embedder, precision: str, pooling: str, normalize: b
 
         nodes = int8_nodes(path, embedder.encoder.config.hidden_size)
         quantized = Path(tmp) / "model.int8.onnx"
-        quantize_dynamic(path, quantized, weight_type=QuantType.QInt8, per_channel=True, nodes_to_quantize=nodes)
+        root = logging.getLogger()  # the quantiser logs advice to the root logger that a user cannot act on
+        level = root.level
+        root.setLevel(logging.ERROR)
+        try:
+            quantize_dynamic(path, quantized, weight_type=QuantType.QInt8, per_channel=True, nodes_to_quantize=nodes)
+        finally:
+            root.setLevel(level)
         session = ort.InferenceSession(str(quantized), options, providers=["CPUExecutionProvider"])
     result = OnnxSentenceSession(session, "int8", "", len(nodes))
     texts = CHECK_TEXTS + CALIBRATION_TEXTS

@@ -120,8 +120,7 @@ class ServedModel:
     embedder: Embedder
     task: TaskModel | None = None  # a fine-tuned classification, regression or tagging folder
     mlm: Checkpoint | None = None  # a folder with an MLM head: fill-mask
-    precision: str = "fp32"  # of /embed
-    backend: str = "torch"
+    precision: str = "fp32"  # of /embed (an OnnxEmbedder for the onnxruntime backend)
 
     @property
     def endpoints(self) -> list[str]:
@@ -140,7 +139,7 @@ def load_model(folder: str | os.PathLike, precision: str = "fp32", backend: str 
     not lists of texts. /embed runs in `precision` on `backend`, made ready (and checked) here."""
     folder = Path(folder)
     if (folder / "modules.json").is_file():
-        served = ServedModel(str(folder), load_embedder(folder), precision=precision, backend=backend)
+        served = ServedModel(str(folder), _embedder(load_embedder(folder), precision, backend), None, None, precision)
         run_embed(served, ["warm-up"])  # builds the bf16 copy, the int8 model or the onnxruntime session now
         return served
     ckpt = load_pretrained(folder)
@@ -150,13 +149,22 @@ def load_model(folder: str | os.PathLike, precision: str = "fp32", backend: str 
         task = task_model(ckpt, folder).eval()
         if task.kind not in SERVED_KINDS:
             task = None
-    served = ServedModel(str(folder), embedder, task, ckpt if "mlm" in ckpt.heads else None, precision, backend)
+    embedder = _embedder(embedder, precision, backend)
+    served = ServedModel(str(folder), embedder, task, ckpt if "mlm" in ckpt.heads else None, precision)
     run_embed(served, ["warm-up"])
     return served
 
 
 def run_embed(model: ServedModel, texts: list[str]) -> np.ndarray:
-    return model.embedder.encode(texts, precision=model.precision, backend=model.backend)  # (n, dim) float32
+    return model.embedder.encode(texts, precision=model.precision)  # (n, dim) float32
+
+
+def _embedder(embedder: Embedder, precision: str, backend: str) -> Embedder:
+    if backend != "onnxruntime":
+        return embedder
+    from bertkit.use.onnx_backend import onnx_embedder
+
+    return onnx_embedder(embedder, precision)
 
 
 def run_classify(model: ServedModel, items: list[tuple[str, str | None]]) -> list[dict]:
