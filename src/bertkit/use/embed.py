@@ -58,7 +58,6 @@ from bertkit.use.int8 import CALIBRATION_TEXTS, quantize_int8
 POOLING_MODES = ("cls", "mean", "max", "mean_sqrt_len")
 DEFAULT_POOLING = "mean"  # for plain BERT folders: the pooling most sentence-embedding models are trained with
 PRECISIONS = ("fp32", "bf16", "int8")
-BACKENDS = ("torch", "onnxruntime")  # onnxruntime: sentence vectors in fp32 or int8, see onnx_backend.py
 
 # sentence-transformers' pooling config keys, old (boolean flags) and new ("pooling_mode": name) spellings.
 ST_POOLING_FLAGS = {

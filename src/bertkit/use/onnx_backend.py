@@ -99,13 +99,13 @@ def onnx_embedder(embedder: Embedder, precision: str = "fp32") -> OnnxEmbedder:
     or "int8"): the graph is exported, quantised for int8 and checked here (`build_session`)."""
     if embedder.device.type != "cpu":
         raise BertkitError("the onnxruntime backend runs on the CPU; on a GPU use the torch backend")
-    session = build_session(embedder, precision, embedder.pooling, embedder.normalize)
+    session = build_session(embedder, precision)
     settings = {f.name: getattr(embedder, f.name) for f in fields(Embedder) if f.init and not f.name.startswith("_")}
     return OnnxEmbedder(**settings, session=session)
 
 
-def build_session(embedder: Embedder, precision: str, pooling: str, normalize: bool) -> OnnxSentenceSession:
-    """Export `embedder` (with this pooling and normalisation) to ONNX, quantise it for int8, check it against
+def build_session(embedder: Embedder, precision: str) -> OnnxSentenceSession:
+    """Export `embedder` (with its pooling and normalisation) to ONNX, quantise it for int8, check it against
     PyTorch, and open it in onnxruntime. A failed check is a BertkitError naming the figure."""
     try:
         import onnxruntime as ort
@@ -119,10 +119,10 @@ def build_session(embedder: Embedder, precision: str, pooling: str, normalize: b
             f"--backend onnxruntime runs fp32 or int8, not {precision}: onnxruntime's CPU provider has no bf16 "
             "matrix multiplies (the torch backend runs bf16)"
         )
-    source = copy.copy(embedder)  # the same weights; only what the graph is traced with differs
-    source.pooling, source.normalize = pooling, normalize
-    if precision == "int8":
+    source = embedder
+    if precision == "int8":  # the same settings with a smoothed copy of the encoder
         maxima = {k: v for k, v in embedder._input_maxima().items() if k.rsplit(".", 1)[-1] != "down"}
+        source = copy.copy(embedder)
         source.encoder = smooth(embedder.encoder, maxima, INT8_ALPHA).eval()
     module = SentenceEmbedding(source).eval()
 
@@ -141,7 +141,7 @@ def build_session(embedder: Embedder, precision: str, pooling: str, normalize: b
                 (
                     f"{len(idx)} texts",
                     batch([CHECK_TEXTS[i] for i in idx]),
-                    [embedder.encode([CHECK_TEXTS[i] for i in idx], pooling=pooling, normalize=normalize)],
+                    [embedder.encode([CHECK_TEXTS[i] for i in idx])],
                 )
                 for idx in CHECK_BATCHES
             ]
@@ -164,7 +164,7 @@ def build_session(embedder: Embedder, precision: str, pooling: str, normalize: b
         session = ort.InferenceSession(str(quantized), options, providers=["CPUExecutionProvider"])
     result = OnnxSentenceSession(session, "int8", "", len(nodes))
     texts = CHECK_TEXTS + CALIBRATION_TEXTS
-    reference = embedder.encode(texts, pooling=pooling, normalize=normalize)
+    reference = embedder.encode(texts)
     got = np.concatenate(
         [result.run(**{k: v.numpy() for k, v in batch(texts[i : i + 4]).items()}) for i in range(0, len(texts), 4)]
     )

@@ -61,13 +61,14 @@ from bertkit.errors import BertkitError
 from bertkit.finetune.model import TaskModel, task_model
 from bertkit.finetune.predict import predict_texts
 from bertkit.hf import Checkpoint, load_pretrained
-from bertkit.use.embed import BACKENDS, PRECISIONS, Embedder, load_embedder
+from bertkit.use.embed import PRECISIONS, Embedder, load_embedder
 from bertkit.use.fill_mask import fill_mask
 
 # uvicorn configures this logger, so our messages come out with its own, in the same format.
 log = logging.getLogger("uvicorn.error")
 ENV_MODEL = "BERTKIT_SERVE_MODEL"
 ENV_PREFIX = "BERTKIT_SERVE_"  # + a ServeConfig field in upper case, e.g. BERTKIT_SERVE_MAX_BATCH_SIZE
+BACKENDS = ("torch", "onnxruntime")  # of /embed; onnxruntime: `onnx_backend.onnx_embedder`
 SERVED_KINDS = {"classification": "/classify", "regression": "/classify", "tagging": "/tag"}  # TaskModel.kind
 
 
