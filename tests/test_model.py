@@ -161,3 +161,26 @@ def test_layernorm_keeps_the_residual_stream_in_bf16_and_the_gradient_close_to_f
     g16, dtype16 = gradient(True)
     assert dtype32 == torch.float32 and dtype16 == torch.bfloat16
     assert float((g16 - g32).norm() / g32.norm()) < 0.04
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_cpu_dropout_drops_p_of_the_entries_and_keeps_the_expectation(p):
+    from bertkit.model import Dropout, dropout
+
+    n = 1 << 20
+    x = torch.ones(n, requires_grad=True)
+    torch.manual_seed(3)
+    y = dropout(x, p, training=True)
+    dropped = float((y == 0).double().mean())
+    assert abs(dropped - p) < 5 * (p * (1 - p) / n) ** 0.5  # within 5 binomial standard deviations
+    assert abs(float(y.double().mean()) - 1) < 0.01 and len(y.unique()) == 2
+    assert float(y.max()) == pytest.approx(1 / (1 - p), rel=1e-4)
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # the gradient flows through the kept entries, scaled alike
+    torch.manual_seed(3)
+    assert torch.equal(dropout(x, p, training=True), y)  # same seed, same mask
+    assert not torch.equal(dropout(x, p, training=True), y)
+    module = Dropout(p).eval()
+    assert module(x) is x
+    bf16 = dropout(torch.ones(4096, 64, dtype=torch.bfloat16), p, training=True)
+    assert bf16.dtype == torch.bfloat16 and bf16.shape == (4096, 64)
