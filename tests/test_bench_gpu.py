@@ -30,3 +30,15 @@ def test_useful_pretraining_flops_follow_the_formula():
     per_layer = 2 * 128 * (4 * H * H + 2 * H * 3072) + 4 * 128 * 128 * H
     head = 2 * 20 * (H * H + H * V) + 2 * (H * H + 2 * H)
     assert pretraining_flops(c, 1, 128, 20) == 3 * (12 * per_layer + head)
+
+
+def test_bench_finetune_runs_both_implementations():
+    script = SCRIPT.parent / "bench_finetune.py"
+    args = ["--layers", "1", "--hidden", "64", "--vocab", "300", "--batch", "2", "--seq", "8", "--steps", "1"]
+    result = subprocess.run(
+        [sys.executable, str(script), *args, "--precision", "fp32"], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "fp32 2 x 8: bertkit" in result.stdout and result.stdout.strip().splitlines()[-1] == (
+        "summary: fp32 x8 " + result.stdout.split("-> ")[1].split()[0]
+    )
