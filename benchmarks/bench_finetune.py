@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -76,14 +79,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=6, help="timed steps per implementation")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "both"], default="auto")
     args = p.parse_args()
-    from bertkit.training import bf16_supported
+    from bench_embed import precisions_to_run
 
-    if args.precision == "auto":
-        precisions = ["fp32", "bf16"] if bf16_supported(torch.device("cpu")) else ["fp32"]
-        if len(precisions) == 1:
-            print("this CPU has no native bf16 (AVX-512 BF16 / AMX): bf16 skipped; --precision both forces it")
-    else:
-        precisions = ["fp32", "bf16"] if args.precision == "both" else [args.precision]
+    precisions = precisions_to_run(args.precision)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
         f"{torch.backends.cpu.get_cpu_capability()}; classifier {args.layers} layers x {args.hidden} hidden, "

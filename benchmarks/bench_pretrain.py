@@ -146,14 +146,9 @@ def main() -> None:
         f"{torch.backends.cpu.get_cpu_capability()}; model {args.layers} layers x {args.hidden} hidden, "
         f"vocab 21128, batch {args.batch} x {args.seq}"
     )
-    from bertkit.training import bf16_supported
+    from bench_embed import precisions_to_run
 
-    if args.precision == "auto":
-        precisions = ["fp32", "bf16"] if bf16_supported(torch.device("cpu")) else ["fp32"]
-        if len(precisions) == 1:
-            print("this CPU has no native bf16 (AVX-512 BF16 / AMX): bf16 skipped; --precision both forces it")
-    else:
-        precisions = ["fp32", "bf16"] if args.precision == "both" else [args.precision]
+    precisions = precisions_to_run(args.precision)
     rows = []
     for precision in precisions:
         args.precision = precision
