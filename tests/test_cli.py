@@ -150,6 +150,33 @@ def test_pretrain_with_whole_word_and_span_masking(tmp_path, masking):
     assert list((tmp_path / "cache" / "shards").glob("*/word_starts-*.bin"))
     config = json.loads((out / "model" / "config.json").read_text())
     assert config["hidden_dropout_prob"] == config["attention_probs_dropout_prob"] == 0.0
+    if masking == "span":
+        return
+    # MLM-only models have no pooler (as BertForMaskedLM); continuing with SOP trains a new one
+    from safetensors import safe_open
+
+    def keys(folder):
+        with safe_open(folder / "model" / "model.safetensors", "pt") as f:
+            return set(f.keys())
+
+    assert not any("pooler" in k for k in keys(out))
+    more = tmp_path / "sop"
+    flags = "--max-seq-length 32 --batch-size 4 --steps 2 --objective sop".split()
+    result = run(
+        "pretrain",
+        "--out",
+        more,
+        "--init",
+        out / "model",
+        "--corpus",
+        corpus,
+        *flags,
+        "--cache-dir",
+        tmp_path / "cache",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "trains a new one" in result.stdout
+    assert {"bert.pooler.dense.weight", "cls.seq_relationship.weight"} <= keys(more)
 
 
 def test_missing_folder_is_one_line_error(tmp_path):

@@ -157,7 +157,7 @@ def pretrain_cmd(
             f"held-out MLM accuracy at [MASK] {ev['cloze_accuracy']:.3f} "
             f"(unigram baseline {ev['unigram_accuracy']:.3f}), "
             f"loss {ev['mlm_loss']:.3f}"
-            + (f", NSP accuracy {ev['nsp_accuracy']:.3f}" if "nsp_accuracy" in ev else "")
+            + (f", {objective.upper()} accuracy {ev['nsp_accuracy']:.3f}" if "nsp_accuracy" in ev else "")
             + (
                 f", replaced-token detection accuracy {ev['rtd_accuracy']:.3f}, recall {ev['rtd_recall']:.3f}"
                 if "rtd_accuracy" in ev

@@ -409,7 +409,11 @@ def pretrain(
                 bar.write(
                     f"step {step}: held-out MLM loss {last_eval['mlm_loss']:.3f}, accuracy at [MASK] "
                     f"{last_eval['cloze_accuracy']:.3f} (unigram baseline {last_eval['unigram_accuracy']:.3f})"
-                    + (f", NSP accuracy {last_eval['nsp_accuracy']:.3f}" if "nsp_accuracy" in last_eval else "")
+                    + (
+                        f", {phase_eval.objective.upper()} accuracy {last_eval['nsp_accuracy']:.3f}"
+                        if "nsp_accuracy" in last_eval
+                        else ""
+                    )
                     + (
                         f", replaced-token detection accuracy {last_eval['rtd_accuracy']:.3f} "
                         f"recall {last_eval['rtd_recall']:.3f}"

@@ -133,7 +133,15 @@ def build_pretraining(
                 "fine-tune the discriminator, or pretrain an ELECTRA from scratch"
             )
         if encoder.pooler is None and objective != "full":
-            raise BertkitError(f"{init}: the model has no pooler, which --objective {objective} needs")
+            # An MLM-only model (BertForMaskedLM has no pooler) gets a fresh one for NSP / SOP, initialised as
+            # a new model's would be, just as its NSP head starts fresh.
+            import torch.nn as nn
+
+            from bertkit.model import init_weights
+
+            encoder.pooler = nn.Linear(config.hidden_size, config.hidden_size)
+            init_weights(encoder.pooler, config.initializer_range)
+            print(f"{init}: the model has no pooler; --objective {objective} trains a new one")
     else:
         family = PRESETS.get(preset, {}).get("model_type", "bert")
         if tokenizer_path is not None:
