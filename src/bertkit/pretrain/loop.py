@@ -129,9 +129,12 @@ def copy_positions(encoder, trained: int, length: int) -> None:
 
     A model trained from scratch on short sequences has random embeddings past them, and relearning
     "attend to the neighbours" at a longer length is slow (measured: BERT-Tiny after 5,400 steps at 32 tokens
-    and 600 at 256 was at 8% held-out accuracy at [MASK] at 256 tokens, against 28% at 32). Copying keeps
-    every local pattern the model has learnt; the long phase then only has to tell the copies apart. This is
-    how Longformer extended RoBERTa's 512 positions to 4,096 (Beltagy et al. 2020, section 5).
+    and 600 at 256 was at 8% held-out accuracy at [MASK] at 256 tokens, against 28% at 32). Copying starts
+    each new position with a trained one's local pattern, as Longformer extended RoBERTa's 512 positions to
+    4,096 (Beltagy et al. 2020, section 5); the same 600 steps then reach 18-26%. It does not prevent the
+    collapse at the change itself: a model trained on 32 tokens reads 256 at the unigram level (~5%) with
+    copies, interpolated positions or sharpened queries alike, and recovers only by training at that length
+    (measured; README, "What happens at the length change").
     """
     offset = encoder.config.position_offset  # RoBERTa's positions start after the padding id
     weight = encoder.embeddings.position_embeddings.weight[offset:]  # (positions, E)
