@@ -101,6 +101,38 @@ def test_builtin_task_from_cli(tmp_path, capsys, tiny_model, task, metric, text)
         assert [w["start"] for w in rec["words"][1:]] == [w["end"] for w in rec["words"][:-1]]
 
 
+def test_test_predictions_and_compare_against_the_baseline(tmp_path, capsys, tiny_model):
+    """A classification run and the baseline each keep their test predictions; `compare` pairs them."""
+    small = ["--max-train-examples", "48", "--max-eval-examples", "24"]
+    run, base = tmp_path / "run", tmp_path / "base"
+    _finetune(capsys, "--task", "sentiment", "--model", str(tiny_model), "--out", str(run), "--seeds", "0", "1", *small)
+    assert main(["baseline", "--task", "sentiment", "--out", str(base), *small]) == 0
+    for folder in (run / "seed-0", run / "seed-1", base):
+        rows = [json.loads(x) for x in (folder / "test_predictions.jsonl").read_text("utf-8").splitlines()]
+        acc = json.loads((folder / "summary.json").read_text())["test"]["accuracy"]
+        assert len(rows) == 24 and {r["predicted"] for r in rows} <= {"pos", "neg"}
+        assert sum(r["gold"] == r["predicted"] for r in rows) / 24 == pytest.approx(acc)
+    capsys.readouterr()
+
+    assert main(["compare", str(run), str(base), "--resamples", "500"]) == 0
+    out = capsys.readouterr().out
+    assert "seed-0" in out and "seed-1" in out and "mean of the 2 runs above" in out and "McNemar" in out
+
+    # B must be one run; both sides must have scored the same test examples; a folder needs predictions
+    assert main(["compare", str(base), str(run)]) == 2
+    assert "holds 2 runs' predictions" in capsys.readouterr().err
+    other = tmp_path / "other"
+    assert main(["baseline", "--task", "sentiment", "--out", str(other), "--max-train-examples", "48"]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(run), str(other)]) == 2
+    assert "not scored on the same test examples" in capsys.readouterr().err
+    assert main(["compare", str(tiny_model), str(base)]) == 2
+    assert "no test_predictions.jsonl under" in capsys.readouterr().err
+    (tmp_path / "bad.jsonl").write_text('{"gold": "pos"}\n', "utf-8")
+    assert main(["compare", str(tmp_path / "bad.jsonl"), str(base)]) == 2
+    assert "bad.jsonl, line 1: not a prediction line" in capsys.readouterr().err
+
+
 def test_sequence_classifier_runs_pretrained_and_random_init(tmp_path, capsys, tiny_model):
     """A text classification from files; the exported folder gives transformers' logits."""
     rows = [(f"{a}{b}的东西", "pos") for a in GOOD for b in "东西产品"] + [

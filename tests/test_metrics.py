@@ -8,6 +8,8 @@ from bertkit.finetune.metrics import (
     bmes_words,
     entity_scores,
     macro_f1,
+    mcnemar_exact,
+    paired_comparison,
     pearson,
     spearman,
     squad_em,
@@ -86,3 +88,34 @@ def test_pearson_and_spearman_by_hand():
     # Ties share their mean rank: (1, 2, 2, 3) -> (1, 2.5, 2.5, 4); against (1, 2, 3, 4): 4.5 / sqrt(4.5 * 5).
     assert spearman([1.0, 2.0, 2.0, 3.0], x) == pytest.approx(4.5 / (4.5 * 5) ** 0.5)
     assert pearson([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]) == 0.0  # nothing varies: no correlation to measure
+
+
+def test_mcnemar_exact_is_the_two_sided_binomial_test():
+    stats = pytest.importorskip("scipy.stats")
+    for only_a, only_b in ((0, 0), (5, 5), (12, 3), (3, 12), (40, 61), (0, 9)):
+        expected = 1.0 if only_a + only_b == 0 else stats.binomtest(only_a, only_a + only_b, 0.5).pvalue
+        assert mcnemar_exact(only_a, only_b) == pytest.approx(expected, rel=1e-9)
+
+
+def test_paired_comparison_by_hand():
+    gold = ["p", "n"] * 50  # 100 examples
+    b = list(gold)
+    for i in range(0, 30):  # B wrong on the first 30
+        b[i] = "n" if gold[i] == "p" else "p"
+    a = list(gold)
+    for i in range(25, 35):  # A wrong on 25..34: both wrong on 25..29; A alone on 30..34; B alone on 0..24
+        a[i] = "n" if gold[i] == "p" else "p"
+    r = paired_comparison(gold, [a], b, resamples=2000)
+    assert (r["accuracy_a"], r["accuracy_b"], r["difference"]) == pytest.approx((0.90, 0.70, 0.20))
+    assert (r["only_a"], r["only_b"]) == (25, 5) and r["mcnemar_p"] == pytest.approx(mcnemar_exact(25, 5))
+    low, high = r["ci95"]
+    assert 0.05 < low < 0.20 < high < 0.35  # the discordant pairs make the difference clearly positive
+    assert paired_comparison(gold, [a], b, resamples=2000) == r  # seeded: same inputs, same interval
+    # the same run on both sides: no difference, an interval of one point, p = 1
+    same = paired_comparison(gold, [b], b, resamples=500)
+    assert same["difference"] == 0 and same["ci95"] == (0.0, 0.0) and same["mcnemar_p"] == 1.0
+    # several runs of A (seeds): their mean correctness per example, no McNemar (it is for one run)
+    mean = paired_comparison(gold, [a, b], b, resamples=500)
+    assert mean["difference"] == pytest.approx(0.10) and "mcnemar_p" not in mean and mean["runs_a"] == 2
+    with pytest.raises(ValueError):
+        paired_comparison(gold, [a[:-1]], b)

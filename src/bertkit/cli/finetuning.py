@@ -178,6 +178,7 @@ def baseline_cmd(
     from bertkit.config import atomic_write_text
     from bertkit.finetune.baselines import run_baseline
     from bertkit.finetune.loop import check_run_dir
+    from bertkit.finetune.predict import write_predictions
 
     if out is not None:
         check_run_dir(out, overwrite, remove=False)
@@ -200,10 +201,75 @@ def baseline_cmd(
     print(f"{result['method']} ({chosen}, chosen on dev; {result['seconds']} s)")
     scores = [f"{split} {metric} {result[split][metric]:.4f}" for split in ("dev", "test") if metric in result[split]]
     print(", ".join(scores))
+    predicted = result.pop("test_predictions", None)
     if out is not None:
         check_run_dir(out, overwrite)
+        if predicted is not None:
+            write_predictions(out, [ex.label for ex in data.test], predicted)
         atomic_write_text(Path(out) / "summary.json", json.dumps(result, indent=2) + "\n")
         print(f"summary: {out}/summary.json")
+
+
+@command("compare")
+def compare_cmd(
+    a: Annotated[str, "system A: a run folder (its seed-N / lr-X runs are found inside) or a test_predictions.jsonl"],
+    b: Annotated[str, "system B, one run: e.g. the baseline's --out folder"],
+    resamples: Annotated[int, "bootstrap resamples of the test examples"] = 10_000,
+) -> None:
+    """Is A really better than B? Both classification runs scored the same test split; per example, A's
+    correctness minus B's: the accuracy difference, its paired-bootstrap 95% interval and McNemar's exact p
+    for each run of A, then for the mean of A's runs (seeds) as the README's tables report it."""
+    from bertkit.finetune.metrics import paired_comparison
+    from bertkit.finetune.predict import read_predictions
+
+    if resamples < 100:
+        raise BertkitError(f"--resamples {resamples}: use at least 100 for a 95% interval")
+    files_a, files_b = _prediction_files(a, "a"), _prediction_files(b, "b")
+    if len(files_b) != 1:
+        raise BertkitError(f"b: {b} holds {len(files_b)} runs' predictions; give B as one run (one of them)")
+    gold, pred_b = read_predictions(files_b[0])
+    runs = []
+    for path in files_a:
+        gold_a, pred_a = read_predictions(path)
+        if gold_a != gold:
+            raise BertkitError(
+                f"{path} and {files_b[0]} were not scored on the same test examples "
+                f"({len(gold_a)} and {len(gold)} gold labels, or in another order)"
+            )
+        runs.append(pred_a)
+    print(f"B: {files_b[0]} ({len(gold)} test examples)")
+    print(f"{'run of A':44s} {'acc A':>7s} {'acc B':>7s} {'A - B':>7s} {'95% interval':>17s} {'McNemar p':>10s}")
+    rows = [(str(path), [run]) for path, run in zip(files_a, runs, strict=True)]
+    if len(runs) > 1:
+        rows.append((f"mean of the {len(runs)} runs above", runs))
+    for name, group in rows:
+        r = paired_comparison(gold, group, pred_b, resamples=resamples)
+        low, high = r["ci95"]
+        p = f"{r['mcnemar_p']:.3f}" if "mcnemar_p" in r else "—"
+        shown = name if len(name) <= 44 else "…" + name[-43:]
+        print(
+            f"{shown:44s} {r['accuracy_a']:7.2%} {r['accuracy_b']:7.2%} {r['difference']:+7.2%} "
+            f"[{low:+6.2%}, {high:+6.2%}] {p:>10s}"
+        )
+    print("an interval that holds 0 (or p > 0.05) means this test set cannot tell the two apart")
+
+
+def _prediction_files(path: str, name: str) -> list[Path]:
+    """The test-prediction files of a run: the file itself, or every one under a run folder, sorted."""
+    from bertkit.finetune.predict import PREDICTIONS_FILE
+
+    p = Path(path)
+    if p.is_file():
+        return [p]
+    if not p.is_dir():
+        raise BertkitError(f"{name}: {path} does not exist; give a run folder or a {PREDICTIONS_FILE}")
+    found = sorted(p.rglob(PREDICTIONS_FILE))
+    if not found:
+        raise BertkitError(
+            f"{name}: no {PREDICTIONS_FILE} under {path}; classification runs (finetune, baseline) write one "
+            "when they score the test split"
+        )
+    return found
 
 
 @command("evaluate")

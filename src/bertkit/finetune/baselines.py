@@ -100,7 +100,7 @@ def _text_baseline(task: TaskData) -> dict:
     best = max(tried, key=lambda t: t[0])  # the first of equal scores: the strongest regularisation
     _, value, model = best
     name = "alpha" if regression else "C"
-    return {
+    result = {
         "method": "character 1-3-gram TF-IDF + " + ("ridge regression" if regression else "logistic regression"),
         "setting": {name: value},
         "grid": {str(v): round(s, 4) for s, v, _ in tried},
@@ -108,6 +108,9 @@ def _text_baseline(task: TaskData) -> dict:
         "test": scores(model, "test") if task.test else {},
         "features": int(x_train.shape[1]),
     }
+    if task.test and not regression:  # for `bertkit compare`, example by example against a fine-tuned run
+        result["test_predictions"] = [str(p) for p in model.predict(x["test"])]
+    return result
 
 
 # ---- a linear-chain CRF on character features -------------------------------------------------------------------

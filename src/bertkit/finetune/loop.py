@@ -40,7 +40,7 @@ from bertkit.finetune.model import (
     save_task_model,
     set_dropout,
 )
-from bertkit.finetune.predict import evaluate, main_metric
+from bertkit.finetune.predict import PREDICTIONS_FILE, evaluate, main_metric, write_predictions
 from bertkit.finetune.tasks import TaskData
 from bertkit.finetune.windows import (
     QAOptions,
@@ -111,7 +111,7 @@ def check_qa_options(opts: QAOptions) -> None:
 
 
 MAX_BAD_STEPS = 5  # steps in a row with a NaN or infinite loss before the run stops
-RUN_FILES = ("metrics.jsonl", "summary.json", "finetune_config.json", "curves.png", "model")
+RUN_FILES = ("metrics.jsonl", "summary.json", "finetune_config.json", "curves.png", "model", PREDICTIONS_FILE)
 
 
 def check_run_dir(out_dir: str | Path, overwrite: bool, remove: bool = True) -> None:
@@ -352,8 +352,13 @@ def score_test(run: dict, task: TaskData, cfg: FinetuneConfig, device=None) -> d
     model, tok = load_task_model(run["model"])
     model.to(device)
     test = encode_split(model, tok, task.test, cfg.max_seq_length, cfg.stride, cfg.max_query_length)
-    run["test"] = evaluate(model, test, tok.pad_token_id, bf16=use_bf16, qa=qa_options(task, cfg), shared=True)
+    run["test"] = evaluate(
+        model, test, tok.pad_token_id, bf16=use_bf16, qa=qa_options(task, cfg), shared=True, keep_predictions=True
+    )
+    predicted = run["test"].pop("predictions", None)  # classification: kept for `bertkit compare`
     if rank == 0:
+        if predicted is not None:
+            write_predictions(Path(run["model"]).parent, test.gold, predicted)
         atomic_write_text(Path(run["model"]).parent / "summary.json", json.dumps(run, indent=2) + "\n")
     return run
 

@@ -231,3 +231,54 @@ def _ranks(x: Sequence[float]) -> list[float]:
             ranks[order[k]] = (i + j) / 2 + 1
         i = j + 1
     return ranks
+
+
+# ------------------------------------------------------------------------------------------------ significance
+def paired_comparison(
+    gold: Sequence, runs_a: Sequence[Sequence], run_b: Sequence, resamples: int = 10_000, seed: int = 0
+) -> dict:
+    """How sure is "A beats B" on one test set? A is one run or several (seeds) of one system, B one run.
+
+    Both were scored on the same examples, so the comparison is paired (Dietterich 1998; Berg-Kirkpatrick et al.
+    2012): per example, A's correctness (averaged over its runs) minus B's. Returns the accuracies, their
+    difference, a 95% percentile interval of that difference from `resamples` bootstrap resamples of the
+    examples (seeded: the same inputs give the same interval), and, for a single A run, McNemar's exact
+    two-sided p (the examples only one of the two got right: under "no difference" each side's count is
+    Binomial(n, 1/2))."""
+    import numpy as np
+
+    for run in (*runs_a, run_b):
+        _same_length(gold, run)
+    if not runs_a or not gold:
+        raise ValueError("a paired comparison needs at least one run of A and one example")
+    g = np.asarray(gold, dtype=object)
+    right_a = np.mean([np.asarray(r, dtype=object) == g for r in runs_a], axis=0)  # (N,) in [0, 1]
+    right_b = (np.asarray(run_b, dtype=object) == g).astype(float)
+    diff = right_a - right_b
+    rng = np.random.default_rng(seed)
+    sums = np.empty(resamples)
+    for start in range(0, resamples, 1000):  # (1000, N) index draws at a time: bounded memory
+        idx = rng.integers(0, len(diff), size=(min(1000, resamples - start), len(diff)))
+        sums[start : start + len(idx)] = diff[idx].mean(axis=1)
+    low, high = np.percentile(sums, [2.5, 97.5])
+    result = {
+        "examples": len(gold),
+        "runs_a": len(runs_a),
+        "accuracy_a": float(right_a.mean()),
+        "accuracy_b": float(right_b.mean()),
+        "difference": float(diff.mean()),
+        "ci95": (float(low), float(high)),
+    }
+    if len(runs_a) == 1:
+        only_a, only_b = int((diff > 0).sum()), int((diff < 0).sum())
+        result |= {"only_a": only_a, "only_b": only_b, "mcnemar_p": mcnemar_exact(only_a, only_b)}
+    return result
+
+
+def mcnemar_exact(only_a: int, only_b: int) -> float:
+    """Two-sided exact McNemar p: P(a count at least as far from n/2 as the smaller one) under Binomial(n, 1/2)."""
+    n, k = only_a + only_b, min(only_a, only_b)
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return min(1.0, 2 * tail)

@@ -4,7 +4,9 @@ character offsets."""
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -133,10 +135,12 @@ def evaluate(
     bf16: bool = False,
     qa: QAOptions | None = None,
     shared: bool = False,
+    keep_predictions: bool = False,
 ) -> dict:
     """Loss and the task's metrics on an encoded, labelled split. Under torchrun each rank scores a contiguous
     slice of the features and the logits are gathered in order, so every rank gets the same metrics — when
-    `shared` says every rank calls this (the fine-tuning loop does)."""
+    `shared` says every rank calls this (the fine-tuning loop does). `keep_predictions`: a classification
+    result also holds "predictions", the predicted label of each example in order (for `write_predictions`)."""
     rank, world = distributed() if shared else (0, 1)
     if world == 1:
         logits = predict_logits(model, enc.features, pad_id, batch_size, bf16)
@@ -154,7 +158,7 @@ def evaluate(
             "accuracy": accuracy(enc.gold, pred),
             "macro_f1": macro_f1(enc.gold, pred),
             "examples": len(pred),
-        }
+        } | ({"predictions": pred} if keep_predictions else {})
     if model.kind == "regression":
         values = torch.stack(logits)[:, 0].tolist()
         mse = sum((v - g) ** 2 for v, g in zip(values, enc.gold, strict=True)) / max(1, len(values))
@@ -237,6 +241,38 @@ MAIN_METRICS = {
 
 def main_metric(kind: str) -> str:
     return MAIN_METRICS[kind]
+
+
+# A classification run's test predictions, beside its summary.json (fine-tuning and baseline alike), so that two
+# runs scored on the same test split can be compared example by example (`bertkit compare`).
+PREDICTIONS_FILE = "test_predictions.jsonl"
+
+
+def write_predictions(folder: str | Path, gold: list, predicted: list) -> Path:
+    """One JSON line per test example, in the split's order: {"gold": ..., "predicted": ...}; written whole
+    or not at all (a temporary file, then renamed)."""
+    from bertkit.config import atomic_write_text
+
+    lines = (json.dumps({"gold": g, "predicted": p}, ensure_ascii=False) for g, p in zip(gold, predicted, strict=True))
+    path = Path(folder) / PREDICTIONS_FILE
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
+    return path
+
+
+def read_predictions(path: str | Path) -> tuple[list, list]:
+    """(gold, predicted) from a file `write_predictions` wrote; a damaged line is an error naming it."""
+    gold, predicted = [], []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            try:
+                row = json.loads(line)
+                gold.append(row["gold"])
+                predicted.append(row["predicted"])
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise BertkitError(
+                    f'{path}, line {number}: not a prediction line (want {{"gold": ..., "predicted": ...}})'
+                ) from None
+    return gold, predicted
 
 
 def predict_texts(
