@@ -239,13 +239,15 @@ def compare_cmd(
         runs.append(pred_a)
     print(f"B: {files_b[0]} ({len(gold)} test examples)")
     print(f"{'run of A':44s} {'acc A':>7s} {'acc B':>7s} {'A - B':>7s} {'95% interval':>17s} {'McNemar p':>10s}")
-    rows = [(str(path), [run]) for path, run in zip(files_a, runs, strict=True)]
+    # a run by its folder below A (seed-0, lr-0.001, ...); A itself where it is the run
+    names = [str(p.parent.relative_to(a)) if Path(a).is_dir() else str(p) for p in files_a]
+    rows = [(a if n == "." else n, [run]) for n, run in zip(names, runs, strict=True)]
     if len(runs) > 1:
         rows.append((f"mean of the {len(runs)} runs above", runs))
     for name, group in rows:
         r = paired_comparison(gold, group, pred_b, resamples=resamples)
         low, high = r["ci95"]
-        p = f"{r['mcnemar_p']:.3f}" if "mcnemar_p" in r else "—"
+        p = "—" if "mcnemar_p" not in r else "<0.001" if r["mcnemar_p"] < 0.001 else f"{r['mcnemar_p']:.3f}"
         shown = name if len(name) <= 44 else "…" + name[-43:]
         print(
             f"{shown:44s} {r['accuracy_a']:7.2%} {r['accuracy_b']:7.2%} {r['difference']:+7.2%} "
