@@ -133,6 +133,21 @@ def test_test_predictions_and_compare_against_the_baseline(tmp_path, capsys, tin
     assert "bad.jsonl, line 1: not a prediction line" in capsys.readouterr().err
 
 
+def test_compare_a_tagger_against_the_crf(tmp_path, capsys, tiny_model):
+    small = ["--max-train-examples", "48", "--max-eval-examples", "24"]
+    run, base = tmp_path / "run", tmp_path / "base"
+    _finetune(capsys, "--task", "peoples-daily-ner", "--model", str(tiny_model), "--out", str(run), *small)
+    assert main(["baseline", "--task", "peoples-daily-ner", "--out", str(base), *small]) == 0
+    for folder in (run, base):
+        rows = [json.loads(x) for x in (folder / "test_predictions.jsonl").read_text("utf-8").splitlines()]
+        assert len(rows) == 24 and all(len(r["gold"]) == len(r["predicted"]) for r in rows)
+    capsys.readouterr()
+    assert main(["compare", str(run), str(base), "--resamples", "200"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()  # B, the header, one run of A (no McNemar for tags), the closing line
+    assert "entity F1" in lines[0] and len(lines) == 4 and lines[2].endswith("—"), out
+
+
 def test_sequence_classifier_runs_pretrained_and_random_init(tmp_path, capsys, tiny_model):
     """A text classification from files; the exported folder gives transformers' logits."""
     rows = [(f"{a}{b}的东西", "pos") for a in GOOD for b in "东西产品"] + [

@@ -6,6 +6,7 @@ from bertkit.finetune.metrics import (
     accuracy,
     bio_spans,
     bmes_words,
+    comparison_metric,
     entity_scores,
     macro_f1,
     mcnemar_exact,
@@ -106,7 +107,8 @@ def test_paired_comparison_by_hand():
     for i in range(25, 35):  # A wrong on 25..34: both wrong on 25..29; A alone on 30..34; B alone on 0..24
         a[i] = "n" if gold[i] == "p" else "p"
     r = paired_comparison(gold, [a], b, resamples=2000)
-    assert (r["accuracy_a"], r["accuracy_b"], r["difference"]) == pytest.approx((0.90, 0.70, 0.20))
+    assert (r["score_a"], r["score_b"], r["difference"]) == pytest.approx((0.90, 0.70, 0.20))
+    assert r["metric"] == "accuracy"
     assert (r["only_a"], r["only_b"]) == (25, 5) and r["mcnemar_p"] == pytest.approx(mcnemar_exact(25, 5))
     low, high = r["ci95"]
     assert 0.05 < low < 0.20 < high < 0.35  # the discordant pairs make the difference clearly positive
@@ -119,3 +121,20 @@ def test_paired_comparison_by_hand():
     assert mean["difference"] == pytest.approx(0.10) and "mcnemar_p" not in mean and mean["runs_a"] == 2
     with pytest.raises(ValueError):
         paired_comparison(gold, [a[:-1]], b)
+
+
+def test_paired_comparison_of_taggers_resamples_sentences_and_scores_micro_f1():
+    gold = [["B-PER", "I-PER", "O", "B-LOC"], ["O", "B-ORG", "I-ORG"], ["B-LOC", "O"]] * 10
+    a = [["B-PER", "I-PER", "O", "O"], ["O", "B-ORG", "I-ORG"], ["B-LOC", "O"]] * 10  # misses one LOC a triple
+    b = [["B-PER", "O", "O", "B-LOC"], ["O", "B-ORG", "O"], ["O", "O"]] * 10  # gets only one entity of four
+    r = paired_comparison(gold, [a], b, resamples=1000)
+    assert r["metric"] == "entity F1" and "mcnemar_p" not in r  # McNemar is for labels
+    assert r["score_a"] == pytest.approx(entity_scores(gold, a)["f1"])
+    assert r["score_b"] == pytest.approx(entity_scores(gold, b)["f1"])
+    low, high = r["ci95"]
+    assert 0 < low < r["difference"] < high  # A is ahead on every resample of these sentences
+    words = [["B", "E", "S"], ["S", "B", "M", "E"]] * 5
+    w = paired_comparison(words, [words], [["S", "S", "S"], ["S", "B", "M", "E"]] * 5, resamples=200)
+    assert w["metric"] == "word F1" and w["score_a"] == 1.0
+    assert w["score_b"] == pytest.approx(word_scores(words, [["S", "S", "S"], ["S", "B", "M", "E"]] * 5)["f1"])
+    assert comparison_metric(["pos"]) == "accuracy" and comparison_metric([["O", "B-X"]]) == "entity F1"

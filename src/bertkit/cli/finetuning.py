@@ -205,7 +205,7 @@ def baseline_cmd(
     if out is not None:
         check_run_dir(out, overwrite)
         if predicted is not None:
-            write_predictions(out, [ex.label for ex in data.test], predicted)
+            write_predictions(out, *predicted)
         atomic_write_text(Path(out) / "summary.json", json.dumps(result, indent=2) + "\n")
         print(f"summary: {out}/summary.json")
 
@@ -216,10 +216,11 @@ def compare_cmd(
     b: Annotated[str, "system B, one run: e.g. the baseline's --out folder"],
     resamples: Annotated[int, "bootstrap resamples of the test examples"] = 10_000,
 ) -> None:
-    """Is A really better than B? Both classification runs scored the same test split; per example, A's
-    correctness minus B's: the accuracy difference, its paired-bootstrap 95% interval and McNemar's exact p
-    for each run of A, then for the mean of A's runs (seeds) as the README's tables report it."""
-    from bertkit.finetune.metrics import paired_comparison
+    """Is A really better than B? Both runs (classification or tagging: finetune, baseline) scored the same
+    test split: the difference of their accuracy (or entity / word F1), its paired-bootstrap 95% interval over
+    the test examples and, for classifiers, McNemar's exact p, for each run of A, then for the mean of A's runs
+    (seeds) as the README's tables report it."""
+    from bertkit.finetune.metrics import comparison_metric, paired_comparison
     from bertkit.finetune.predict import read_predictions
 
     if resamples < 100:
@@ -237,8 +238,8 @@ def compare_cmd(
                 f"({len(gold_a)} and {len(gold)} gold labels, or in another order)"
             )
         runs.append(pred_a)
-    print(f"B: {files_b[0]} ({len(gold)} test examples)")
-    print(f"{'run of A':44s} {'acc A':>7s} {'acc B':>7s} {'A - B':>7s} {'95% interval':>17s} {'McNemar p':>10s}")
+    print(f"B: {files_b[0]} ({len(gold)} test examples; {comparison_metric(gold)})")
+    print(f"{'run of A':44s} {'A':>7s} {'B':>7s} {'A - B':>7s} {'95% interval':>17s} {'McNemar p':>10s}")
     # a run by its folder below A (seed-0, lr-0.001, ...); A itself where it is the run
     names = [str(p.parent.relative_to(a)) if Path(a).is_dir() else str(p) for p in files_a]
     rows = [(a if n == "." else n, [run]) for n, run in zip(names, runs, strict=True)]
@@ -250,7 +251,7 @@ def compare_cmd(
         p = "—" if "mcnemar_p" not in r else "<0.001" if r["mcnemar_p"] < 0.001 else f"{r['mcnemar_p']:.3f}"
         shown = name if len(name) <= 44 else "…" + name[-43:]
         print(
-            f"{shown:44s} {r['accuracy_a']:7.2%} {r['accuracy_b']:7.2%} {r['difference']:+7.2%} "
+            f"{shown:44s} {r['score_a']:7.2%} {r['score_b']:7.2%} {r['difference']:+7.2%} "
             f"[{low:+6.2%}, {high:+6.2%}] {p:>10s}"
         )
     print("an interval that holds 0 (or p > 0.05) means this test set cannot tell the two apart")

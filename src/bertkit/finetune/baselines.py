@@ -108,8 +108,8 @@ def _text_baseline(task: TaskData) -> dict:
         "test": scores(model, "test") if task.test else {},
         "features": int(x_train.shape[1]),
     }
-    if task.test and not regression:  # for `bertkit compare`, example by example against a fine-tuned run
-        result["test_predictions"] = [str(p) for p in model.predict(x["test"])]
+    if task.test and not regression:  # (gold, predicted) for `bertkit compare`, paired with a fine-tuned run
+        result["test_predictions"] = ([ex.label for ex in task.test], [str(p) for p in model.predict(x["test"])])
     return result
 
 
@@ -177,10 +177,14 @@ def _crf_baseline(task: TaskData) -> dict:
             tagger.open(path)
             tried.append((scores(tagger, "dev")["f1"], c2, tagger))
         best_f1, c2, tagger = max(tried, key=lambda t: t[0])
-        return {
+        result = {
             "method": "linear-chain CRF (CRFsuite, L-BFGS) on character n-gram features",
             "setting": {"c1": CRF_C1, "c2": c2, "max_iterations": CRF_MAX_ITERATIONS},
             "grid": {str(v): round(s, 4) for s, v, _ in tried},
             "dev": scores(tagger, "dev"),
             "test": scores(tagger, "test") if task.test else {},
         }
+        if task.test:  # (gold, predicted) for `bertkit compare`
+            predicted = [tagger.tag(f) if f else [] for f in feats["test"]]
+            result["test_predictions"] = ([ex.tags for ex in task.test], predicted)
+        return result

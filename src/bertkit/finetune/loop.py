@@ -355,7 +355,7 @@ def score_test(run: dict, task: TaskData, cfg: FinetuneConfig, device=None) -> d
     run["test"] = evaluate(
         model, test, tok.pad_token_id, bf16=use_bf16, qa=qa_options(task, cfg), shared=True, keep_predictions=True
     )
-    predicted = run["test"].pop("predictions", None)  # classification: kept for `bertkit compare`
+    predicted = run["test"].pop("predictions", None)  # classification and tagging: for `bertkit compare`
     if rank == 0:
         if predicted is not None:
             write_predictions(Path(run["model"]).parent, test.gold, predicted)

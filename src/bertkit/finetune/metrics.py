@@ -240,39 +240,72 @@ def paired_comparison(
     """How sure is "A beats B" on one test set? A is one run or several (seeds) of one system, B one run.
 
     Both were scored on the same examples, so the comparison is paired (Dietterich 1998; Berg-Kirkpatrick et al.
-    2012): per example, A's correctness (averaged over its runs) minus B's. Returns the accuracies, their
-    difference, a 95% percentile interval of that difference from `resamples` bootstrap resamples of the
-    examples (seeded: the same inputs give the same interval), and, for a single A run, McNemar's exact
-    two-sided p (the examples only one of the two got right: under "no difference" each side's count is
-    Binomial(n, 1/2))."""
+    2012): the examples are resampled with replacement `resamples` times (seeded: the same inputs give the same
+    interval), A's and B's scores are computed on each resample, and the 2.5th and 97.5th percentiles of their
+    difference make the 95% interval. A's score is the mean over its runs. The score is accuracy for labels,
+    and micro F1 for tag sequences (entities for BIO tags, words for BMES), resampled by sentence: every example
+    contributes (right, predicted, gold) counts and the score is 2·right / (predicted + gold), of which accuracy
+    is the case (correct, 1, 1). For one run of a classifier also McNemar's exact two-sided p (the examples
+    only one side got right: under "no difference" each side's count is Binomial(n, 1/2))."""
     import numpy as np
 
-    for run in (*runs_a, run_b):
-        _same_length(gold, run)
     if not runs_a or not gold:
         raise ValueError("a paired comparison needs at least one run of A and one example")
-    g = np.asarray(gold, dtype=object)
-    right_a = np.mean([np.asarray(r, dtype=object) == g for r in runs_a], axis=0)  # (N,) in [0, 1]
-    right_b = (np.asarray(run_b, dtype=object) == g).astype(float)
-    diff = right_a - right_b
+    metric = comparison_metric(gold)
+    tagging = metric != "accuracy"
+    stats_a = np.stack([_example_counts(gold, run, tagging, metric) for run in runs_a])  # (R, N, 3)
+    stats_b = _example_counts(gold, run_b, tagging, metric)  # (N, 3)
+
+    def score(counts):  # (..., 3) summed counts -> (...)
+        total = counts[..., 1] + counts[..., 2]
+        return np.where(total > 0, 2 * counts[..., 0] / np.maximum(total, 1), 0.0)
+
     rng = np.random.default_rng(seed)
-    sums = np.empty(resamples)
-    for start in range(0, resamples, 1000):  # (1000, N) index draws at a time: bounded memory
-        idx = rng.integers(0, len(diff), size=(min(1000, resamples - start), len(diff)))
-        sums[start : start + len(idx)] = diff[idx].mean(axis=1)
-    low, high = np.percentile(sums, [2.5, 97.5])
+    diffs = np.empty(resamples)
+    for start in range(0, resamples, 500):  # (500, N) index draws at a time: bounded memory
+        idx = rng.integers(0, len(gold), size=(min(500, resamples - start), len(gold)))
+        a = score(stats_a[:, idx].sum(axis=2)).mean(axis=0)  # (R, draws, N, 3) -> (draws,)
+        diffs[start : start + len(idx)] = a - score(stats_b[idx].sum(axis=1))
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    score_a, score_b = float(score(stats_a.sum(axis=1)).mean()), float(score(stats_b.sum(axis=0)))
     result = {
+        "metric": metric,
         "examples": len(gold),
         "runs_a": len(runs_a),
-        "accuracy_a": float(right_a.mean()),
-        "accuracy_b": float(right_b.mean()),
-        "difference": float(diff.mean()),
+        "score_a": score_a,
+        "score_b": score_b,
+        "difference": score_a - score_b,
         "ci95": (float(low), float(high)),
     }
-    if len(runs_a) == 1:
-        only_a, only_b = int((diff > 0).sum()), int((diff < 0).sum())
+    if len(runs_a) == 1 and not tagging:
+        right_a, right_b = stats_a[0, :, 0], stats_b[:, 0]
+        only_a, only_b = int((right_a > right_b).sum()), int((right_a < right_b).sum())
         result |= {"only_a": only_a, "only_b": only_b, "mcnemar_p": mcnemar_exact(only_a, only_b)}
     return result
+
+
+def comparison_metric(gold: Sequence) -> str:
+    """What `paired_comparison` scores: "accuracy" for labels; for tag sequences "word F1" when every tag is
+    B, M, E or S (segmentation), else "entity F1" (BIO)."""
+    if not gold or not isinstance(gold[0], list | tuple):
+        return "accuracy"
+    return "word F1" if all(t in ("B", "M", "E", "S") for tags in gold for t in tags) else "entity F1"
+
+
+def _example_counts(gold: Sequence, pred: Sequence, tagging: bool, metric: str):
+    """(N, 3) int array: per example, (right, predicted, gold) items: spans for tags, (correct, 1, 1) for labels."""
+    import numpy as np
+
+    _same_length(gold, pred)
+    if not tagging:
+        return np.array([(int(g == p), 1, 1) for g, p in zip(gold, pred, strict=True)], dtype=np.int64)
+    units = bmes_words if metric == "word F1" else bio_spans
+    rows = []
+    for g, p in zip(gold, pred, strict=True):
+        _same_length(g, p)
+        gs, ps = set(units(g)), set(units(p))
+        rows.append((len(gs & ps), len(ps), len(gs)))
+    return np.array(rows, dtype=np.int64).reshape(-1, 3)
 
 
 def mcnemar_exact(only_a: int, only_b: int) -> float:

@@ -140,7 +140,7 @@ def evaluate(
     """Loss and the task's metrics on an encoded, labelled split. Under torchrun each rank scores a contiguous
     slice of the features and the logits are gathered in order, so every rank gets the same metrics — when
     `shared` says every rank calls this (the fine-tuning loop does). `keep_predictions`: a classification
-    result also holds "predictions", the predicted label of each example in order (for `write_predictions`)."""
+    or tagging result also holds "predictions", each example's label or tags in order (for `write_predictions`)."""
     rank, world = distributed() if shared else (0, 1)
     if world == 1:
         logits = predict_logits(model, enc.features, pad_id, batch_size, bf16)
@@ -194,7 +194,7 @@ def evaluate(
         result |= entity_scores(enc.gold, pred)
     elif model.scheme == "bmes":
         result |= word_scores(enc.gold, pred)
-    return result | {"examples": len(pred)}
+    return result | {"examples": len(pred)} | ({"predictions": pred} if keep_predictions else {})
 
 
 def evaluate_qa(enc: Encoded, logits: list[torch.Tensor], opts: QAOptions) -> dict:
@@ -243,14 +243,14 @@ def main_metric(kind: str) -> str:
     return MAIN_METRICS[kind]
 
 
-# A classification run's test predictions, beside its summary.json (fine-tuning and baseline alike), so that two
-# runs scored on the same test split can be compared example by example (`bertkit compare`).
+# A classification or tagging run's test predictions, beside its summary.json (fine-tuning and baseline alike),
+# so that two runs scored on the same test split can be compared example by example (`bertkit compare`).
 PREDICTIONS_FILE = "test_predictions.jsonl"
 
 
 def write_predictions(folder: str | Path, gold: list, predicted: list) -> Path:
-    """One JSON line per test example, in the split's order: {"gold": ..., "predicted": ...}; written whole
-    or not at all (a temporary file, then renamed)."""
+    """One JSON line per test example, in the split's order: {"gold": ..., "predicted": ...} (a label, or a
+    list of tags); written whole or not at all (a temporary file, then renamed)."""
     from bertkit.config import atomic_write_text
 
     lines = (json.dumps({"gold": g, "predicted": p}, ensure_ascii=False) for g, p in zip(gold, predicted, strict=True))
