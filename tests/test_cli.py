@@ -328,3 +328,11 @@ def test_killed_anywhere_resumes_to_the_same_losses(tmp_path):
         assert result.returncode == 0, result.stderr
         again = losses(out)
         assert again == full, k  # every step, the ones before the kill and the ones after, to the bit
+
+
+def test_a_plain_process_exits_with_the_commands_code():
+    """finish_process leaves by os._exit only in a torchrun rank (tests/test_distributed.py runs those); in a
+    plain process it hands the code back, so `main` stays callable from Python and from pytest."""
+    from bertkit.cli.table import finish_process
+
+    assert finish_process(0) == 0 and finish_process(2) == 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import sys
 import types
 import typing
@@ -82,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return finish_process(_run(argv))
+
+
+def _run(argv: list[str] | None) -> int:
     args = vars(build_parser().parse_args(argv))
     fn = args.pop("_fn")
     args.pop("command"), args.pop("subcommand", None)
@@ -104,6 +109,30 @@ def main(argv: list[str] | None = None) -> int:
         print("bertkit: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def finish_process(code: int) -> int:
+    """The exit of a CLI command: `code` as it is in a plain process. Under torchrun the ranks meet at a barrier
+    (after a success), destroy the process group and leave by `os._exit`, skipping interpreter finalization.
+    Why: a rank whose work was done and written still died of SIGABRT ("terminate called without an active
+    exception") at exit, in CI, in session 9 and again in session 10 with `training._leave_process_group`; C++
+    threads of the process group (gloo) met a finalizing interpreter (pytorch/pytorch#179291 describes the
+    mechanism; mosaicml/streaming#186 synchronises before destroying). Everything bertkit writes is closed and
+    renamed into place before this point, and stdout / stderr are flushed here."""
+    if "torch.distributed" not in sys.modules:  # never joined a group (and torch may not even be loaded)
+        return code
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        return code
+    try:
+        if code == 0:  # after a failure the other ranks may never arrive; torchrun stops them instead
+            dist.barrier()
+        dist.destroy_process_group()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def _check_utf8(args: dict) -> None:
