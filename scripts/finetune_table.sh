@@ -52,8 +52,8 @@ for name, label, metric in rows:
             means.append("—")
     print(f"{label:32s} {base:9.1%} {means[0]:>12s} {means[1]:>11s}")
 EOF
-# The sentiment gaps are a point or two on 1,736 reviews: say whether the test set can tell them apart
-for name in sentiment-all sentiment-500; do
-    echo "$name: pretrained (A) against the baseline (B), paired on the test reviews"
+# Some gaps are a point or two on ~1,800 test items: say whether the test set can tell them apart
+for name in sentiment-all sentiment-500 ner cws; do
+    echo "$name: pretrained (A) against the baseline (B), paired on the test examples"
     $BK compare "$OUT/$name-pretrained" "$OUT/$name-baseline"
 done
