@@ -13,7 +13,8 @@
 #   phase with its own warm-up and decay, the new positions starting as copies of the trained ones
 #   (Longformer's trick). Without the copies the 256-token phase stayed at 8% held-out accuracy at [MASK];
 #   with them it reaches 18-26% (it varies from run to run: the model falls to the unigram level when the
-#   length changes, whatever the new positions start as, and 600 steps are all it has to recover). Then fine-tuning reads whole reviews: 256 tokens leave 96% untruncated.
+#   length changes, whatever the new positions start as, and 600 steps are all it has to recover). Then
+#   fine-tuning reads whole reviews: 256 tokens leave 96% untruncated.
 # - MLM only (`--objective full`, RoBERTa's choice): NSP needs two segments, and 32 tokens leave ~14 each.
 # - No dropout while pretraining (a short run cannot overfit; Cramming does the same); 0.1 when fine-tuning.
 # - --chunk-tokens 0: the corpus (2.8M tokens) is small, so each epoch is shuffled and masked whole, as

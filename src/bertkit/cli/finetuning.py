@@ -269,8 +269,8 @@ def _prediction_files(path: str, name: str) -> list[Path]:
     found = sorted(p.rglob(PREDICTIONS_FILE))
     if not found:
         raise BertkitError(
-            f"{name}: no {PREDICTIONS_FILE} under {path}; classification runs (finetune, baseline) write one "
-            "when they score the test split"
+            f"{name}: no {PREDICTIONS_FILE} under {path}; classification and tagging runs (finetune, baseline) "
+            "write one when they score the test split"
         )
     return found
 

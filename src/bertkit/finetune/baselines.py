@@ -83,9 +83,8 @@ def _text_baseline(task: TaskData) -> dict:
         y_train = [ex.label for ex in task.train]
         grid, make = TEXT_C_GRID, lambda c: LogisticRegression(C=c, max_iter=2000)
 
-    def scores(model, split):
+    def scores(split, pred):
         gold = [ex.label for ex in getattr(task, split)]
-        pred = model.predict(x[split])
         if regression:
             gold, pred = [float(g) for g in gold], [float(p) for p in pred]
             return {"pearson": pearson(gold, pred), "spearman": spearman(gold, pred), "examples": len(gold)}
@@ -96,20 +95,21 @@ def _text_baseline(task: TaskData) -> dict:
     tried = []
     for value in grid:
         model = make(value).fit(x_train, y_train)
-        tried.append((scores(model, "dev")[metric], value, model))
+        tried.append((scores("dev", model.predict(x["dev"]))[metric], value, model))
     best = max(tried, key=lambda t: t[0])  # the first of equal scores: the strongest regularisation
     _, value, model = best
     name = "alpha" if regression else "C"
+    test_pred = model.predict(x["test"]) if task.test else None  # once: scored, and kept for `bertkit compare`
     result = {
         "method": "character 1-3-gram TF-IDF + " + ("ridge regression" if regression else "logistic regression"),
         "setting": {name: value},
         "grid": {str(v): round(s, 4) for s, v, _ in tried},
-        "dev": scores(model, "dev"),
-        "test": scores(model, "test") if task.test else {},
+        "dev": scores("dev", model.predict(x["dev"])),
+        "test": scores("test", test_pred) if task.test else {},
         "features": int(x_train.shape[1]),
     }
     if task.test and not regression:  # (gold, predicted) for `bertkit compare`, paired with a fine-tuned run
-        result["test_predictions"] = ([ex.label for ex in task.test], [str(p) for p in model.predict(x["test"])])
+        result["test_predictions"] = ([ex.label for ex in task.test], [str(p) for p in test_pred])
     return result
 
 
@@ -156,10 +156,12 @@ def _crf_baseline(task: TaskData) -> dict:
     train = tagged(task.train)
     feats = {split: [char_features(ex.words) for ex in getattr(task, split)] for split in ("dev", "test")}
 
-    def scores(tagger, split):
+    def predicted(tagger, split):
+        return [tagger.tag(f) if f else [] for f in feats[split]]
+
+    def scores(split, pred):
         examples = getattr(task, split)
         gold = [ex.tags for ex in examples]
-        pred = [tagger.tag(f) if f else [] for f in feats[split]]
         result = {"tag_accuracy": accuracy([t for g in gold for t in g], [t for p in pred for t in p])}
         result |= entity_scores(gold, pred) if task.scheme == "bio" else word_scores(gold, pred)
         return result | {"examples": len(examples)}
@@ -175,16 +177,16 @@ def _crf_baseline(task: TaskData) -> dict:
             trainer.train(path)
             tagger = pycrfsuite.Tagger()
             tagger.open(path)
-            tried.append((scores(tagger, "dev")["f1"], c2, tagger))
+            tried.append((scores("dev", predicted(tagger, "dev"))["f1"], c2, tagger))
         best_f1, c2, tagger = max(tried, key=lambda t: t[0])
+        test_pred = predicted(tagger, "test") if task.test else None  # once: scored, and kept for `compare`
         result = {
             "method": "linear-chain CRF (CRFsuite, L-BFGS) on character n-gram features",
             "setting": {"c1": CRF_C1, "c2": c2, "max_iterations": CRF_MAX_ITERATIONS},
             "grid": {str(v): round(s, 4) for s, v, _ in tried},
-            "dev": scores(tagger, "dev"),
-            "test": scores(tagger, "test") if task.test else {},
+            "dev": scores("dev", predicted(tagger, "dev")),
+            "test": scores("test", test_pred) if task.test else {},
         }
         if task.test:  # (gold, predicted) for `bertkit compare`
-            predicted = [tagger.tag(f) if f else [] for f in feats["test"]]
-            result["test_predictions"] = ([ex.tags for ex in task.test], predicted)
+            result["test_predictions"] = ([ex.tags for ex in task.test], test_pred)
         return result

@@ -252,9 +252,8 @@ def paired_comparison(
     if not runs_a or not gold:
         raise ValueError("a paired comparison needs at least one run of A and one example")
     metric = comparison_metric(gold)
-    tagging = metric != "accuracy"
-    stats_a = np.stack([_example_counts(gold, run, tagging, metric) for run in runs_a])  # (R, N, 3)
-    stats_b = _example_counts(gold, run_b, tagging, metric)  # (N, 3)
+    stats_a = np.stack([_example_counts(gold, run, metric) for run in runs_a])  # (R, N, 3)
+    stats_b = _example_counts(gold, run_b, metric)  # (N, 3)
 
     def score(counts):  # (..., 3) summed counts -> (...)
         total = counts[..., 1] + counts[..., 2]
@@ -277,7 +276,7 @@ def paired_comparison(
         "difference": score_a - score_b,
         "ci95": (float(low), float(high)),
     }
-    if len(runs_a) == 1 and not tagging:
+    if len(runs_a) == 1 and metric == "accuracy":
         right_a, right_b = stats_a[0, :, 0], stats_b[:, 0]
         only_a, only_b = int((right_a > right_b).sum()), int((right_a < right_b).sum())
         result |= {"only_a": only_a, "only_b": only_b, "mcnemar_p": mcnemar_exact(only_a, only_b)}
@@ -292,12 +291,12 @@ def comparison_metric(gold: Sequence) -> str:
     return "word F1" if all(t in ("B", "M", "E", "S") for tags in gold for t in tags) else "entity F1"
 
 
-def _example_counts(gold: Sequence, pred: Sequence, tagging: bool, metric: str):
+def _example_counts(gold: Sequence, pred: Sequence, metric: str):
     """(N, 3) int array: per example, (right, predicted, gold) items: spans for tags, (correct, 1, 1) for labels."""
     import numpy as np
 
     _same_length(gold, pred)
-    if not tagging:
+    if metric == "accuracy":
         return np.array([(int(g == p), 1, 1) for g, p in zip(gold, pred, strict=True)], dtype=np.int64)
     units = bmes_words if metric == "word F1" else bio_spans
     rows = []
