@@ -69,3 +69,28 @@ def corpus(tmp_path, n_docs=12):
         docs.append(sentences)
     write(tmp_path / "corpus.txt", "\n\n".join("\n".join(doc) for doc in docs) + "\n")
     return tmp_path / "corpus.txt", docs
+
+
+# ---- the bad-input invariant, shared by every bad-input test and the fuzzer ----------------------------------
+
+
+def snapshot(root: Path) -> dict[Path, bytes]:
+    """Every file under `root` with its bytes: compared before and after a command that must change nothing."""
+    return {p: p.read_bytes() for p in Path(root).rglob("*") if p.is_file()}
+
+
+def check_mistake(argv: list[str], root: Path, capsys, message: str) -> str:
+    """A user's mistake: `bertkit argv` exits 2 with exactly one stderr line, `bertkit: error: ...` holding
+    `message`, no traceback, and every file under `root` as it was (nothing changed, nothing left behind).
+    Returns the line."""
+    from bertkit.cli import main
+
+    before = snapshot(root)
+    capsys.readouterr()
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, (argv, err)
+    assert len(err) == 1 and err[0].startswith("bertkit: error:"), (argv, err)
+    assert message in err[0], (argv, message, err[0])
+    assert snapshot(root) == before, argv
+    return err[0]

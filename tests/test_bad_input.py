@@ -6,6 +6,7 @@ The cases are the README's bad-input table; each row is a (name, arguments, mess
 
 import json
 import math
+import shutil
 
 import pytest
 from helpers import one_thread, save_tiny_bert  # noqa: F401 - an autouse fixture
@@ -42,6 +43,14 @@ def folders(tmp_path_factory):
     old.mkdir()
     (old / "metrics.jsonl").write_text('{"step": 1, "loss": 0.5}\n', "utf-8")
     (old / "summary.json").write_text("{}\n", "utf-8")
+    docs = ["我们今天在北京开会。大家都很好！", "他们明天去上海。天气不错。", "新年快乐，朋友们。世界经济发展。"]
+    (root / "docs.txt").write_text("\n\n".join(d.replace("。", "。\n") for d in docs * 8), "utf-8")
+    for args in ("--out {r}/run5 --steps 5", "--out {r}/no-ckpt --steps 2 --save-every 100"):
+        assert main(f"pretrain {args} {RUN}".format(r=root).split()) == 0
+    shutil.copytree(root / "run5", root / "damaged")
+    for checkpoint in (root / "damaged" / "checkpoints").iterdir():  # a disk that filled up: every one cut short
+        weights = checkpoint / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:100])
     for name, key, value in (("eps", "layer_norm_eps", -1), ("init", "initializer_range", math.nan)):
         folder = root / f"bad-{name}"
         save_pretrained(folder, ckpt.encoder, {}, tok)
@@ -50,106 +59,395 @@ def folders(tmp_path_factory):
     return root
 
 
-CASES = [
+P = "pretrain --out {r}/p --corpus {r}/corpus.txt --cache-dir {r}/cache --preset bert-tiny-chinese --steps 2"
+INIT = "pretrain --out {r}/p --corpus {r}/corpus.txt --cache-dir {r}/cache --steps 2 --init {r}/plain"
+F = "finetune --task sentiment --model {r}/plain --out {r}/f"
+RUN = "--corpus {r}/docs.txt --cache-dir {r}/cache --preset bert-tiny-chinese --batch-size 4 --vocab-size 100 "
+RUN += "--save-every 2 --eval-every 100 --dropout 0"
+CASES = [  # (class of case, what the user did, the command, what the one stderr line says)
     (
+        "an output path that would destroy something",
         "predict writing over its input",
         "predict --model {r}/clf --input {r}/texts.txt --output {r}/texts.txt",
         "is the --input file",
     ),
     (
+        "a data file of the wrong encoding or shape",
         "predict on a file that is not UTF-8",
         "predict --model {r}/clf --input {r}/latin1.txt --output {r}/o.jsonl",
         "latin1.txt: line 2 is not UTF-8",
     ),
     (
+        "a number out of range or not a number",
         "predict --batch-size 0",
         "predict --model {r}/clf --input {r}/texts.txt --output {r}/o.jsonl --batch-size 0",
         "--batch-size must be at least 1",
     ),
     (
+        "an output path that would destroy something",
         "an output path under a file",
         "predict --model {r}/clf --input {r}/texts.txt --output {r}/texts.txt/o.jsonl",
         "texts.txt",
     ),
-    ("a command-line text that is not UTF-8", "tokenize \udcff\udcfe --model {r}/plain", "is not valid UTF-8"),
-    ("fill-mask --top-k past the vocabulary", "fill-mask {r}/mlm 北[MASK] --top-k 100000", "--top-k must be in 1.."),
     (
+        "a text argument that is not UTF-8",
+        "a command-line text that is not UTF-8",
+        "tokenize \udcff\udcfe --model {r}/plain",
+        "is not valid UTF-8",
+    ),
+    (
+        "a number the model cannot honour",
+        "fill-mask --top-k past the vocabulary",
+        "fill-mask {r}/mlm 北[MASK] --top-k 100000",
+        "--top-k must be in 1..",
+    ),
+    (
+        "a number the model cannot honour",
         "fill-mask with [MASK] past the length limit",
         "fill-mask {r}/mlm " + "好" * 300 + "[MASK]",
         "past the model's limit of 64 tokens",
     ),
-    ("similarity of an empty text", "similarity {r}/plain '' hi", "text-a is empty"),
     (
+        "an empty text",
+        "similarity of an empty text",
+        "similarity {r}/plain '' hi",
+        "text-a is empty",
+    ),
+    (
+        "a number out of range or not a number",
         "tokenizer train --vocab-size 0",
         "tokenizer train {r}/corpus.txt --out {r}/vocab0 --vocab-size 0",
         "must be more than 5",
     ),
     (
+        "a number out of range or not a number",
         "tokenizer train --min-frequency -1",
         "tokenizer train {r}/corpus.txt --out {r}/v --min-frequency -1",
         "--min-frequency must be 0 or more",
     ),
     (
+        "a number out of range or not a number",
         "pretrain --dupe-factor 0",
-        "pretrain --out {r}/dupe --corpus {r}/corpus.txt --dupe-factor 0 --steps 1 "
-        "--cache-dir {r}/cache --preset bert-tiny-chinese",
-        "--dupe-factor must be at least 1",
+        P + " --dupe-factor 0",
+        "--dupe-factor: must be in 1..1000, got 0",
     ),
     (
+        "an output folder that holds a run or a model",
         "pretrain into an existing run",
         "pretrain --out {r}/old-run --corpus {r}/corpus.txt --steps 1",
         "already holds a pretraining run (metrics.jsonl); pass --resume",
     ),
-    ("config.json with layer_norm_eps -1", "params {r}/bad-eps", "'layer_norm_eps' must be a small positive number"),
-    ("config.json with a NaN initializer_range", "params {r}/bad-init", "'initializer_range' must be a finite"),
     (
+        "a damaged model folder",
+        "config.json with layer_norm_eps -1",
+        "params {r}/bad-eps",
+        "'layer_norm_eps' must be a small positive number",
+    ),
+    (
+        "a damaged model folder",
+        "config.json with a NaN initializer_range",
+        "params {r}/bad-init",
+        "'initializer_range' must be a finite",
+    ),
+    (
+        "a number out of range or not a number",
         "pretrain --seed -1",
         "pretrain --out {r}/neg --corpus {r}/corpus.txt --seed -1 --steps 1 --cache-dir {r}/cache",
-        "--seed must be in 0..4294967295",
+        "--seed: must be in 0..4,294,967,295, got -1",
     ),
     (
+        "a number out of range or not a number",
         "finetune --seeds with a negative one",
         "finetune --task sentiment --model {r}/plain --out {r}/s --seeds 0 -2",
-        "--seeds must be in 0..",
+        "--seeds: must be in 0..",
     ),
-    ("params --heads on a folder", "params {r}/plain --heads mlm", "--heads applies to a preset"),
     (
+        "a flag the mode ignores",
+        "params --heads on a folder",
+        "params {r}/plain --heads mlm",
+        "--heads applies to a preset",
+    ),
+    (
+        "a number out of range or not a number",
         "params --num-labels 0",
         "params bert-base --heads classifier --num-labels 0",
         "--num-labels 0: must be at least 1",
     ),
     (
+        "an output folder that holds a run or a model",
         "tokenizer train into a model folder",
         "tokenizer train {r}/corpus.txt --out {r}/plain",
         "already holds a tokenizer or model (config.json, vocab.txt, tokenizer.json)",
     ),
     (
+        "a number out of range or not a number",
         "tokenizer train --vocab-size past any vocabulary",
         "tokenizer train {r}/corpus.txt --out {r}/big --vocab-size 99999999999",
         "is more than 1,000,000",
     ),
-    ("embed an empty file", "embed {r}/plain --input {r}/empty.txt --output {r}/e.npy", "no text to embed"),
     (
+        "an empty text",
+        "embed an empty file",
+        "embed {r}/plain --input {r}/empty.txt --output {r}/e.npy",
+        "no text to embed",
+    ),
+    (
+        "a number out of range or not a number",
         "predict --max-seq-length 0",
         "predict --model {r}/clf --input {r}/texts.txt --output {r}/o.jsonl --max-seq-length 0",
         "--max-seq-length 0 leaves no room",
     ),
     (
+        "a number the model cannot honour",
         "predict --stride past the window",
         "predict --model {r}/ner --input {r}/texts.txt --output {r}/o.jsonl --stride 1000",
         "--stride must be in 1..62",
     ),
     (
+        "an output folder that holds a run or a model",
         "finetune into an existing run",
         "finetune --task sentiment --model {r}/plain --out {r}/old-finetune --lr 1e-3",
         "already holds a run (metrics.jsonl, summary.json); pass --overwrite",
     ),
-    ("finetune into a model folder", "finetune --task sentiment --model {r}/plain --out {r}/clf", "is a model folder"),
-    ("baseline into a fine-tuning run", "baseline --task sentiment --out {r}/old-finetune", "pass --overwrite"),
     (
+        "an output folder that holds a run or a model",
+        "finetune into a model folder",
+        "finetune --task sentiment --model {r}/plain --out {r}/clf",
+        "is a model folder",
+    ),
+    (
+        "an output folder that holds a run or a model",
+        "baseline into a fine-tuning run",
+        "baseline --task sentiment --out {r}/old-finetune",
+        "pass --overwrite",
+    ),
+    (
+        "a number out of range or not a number",
         "finetune --warmup -1",
         "finetune --task sentiment --model {r}/plain --out {r}/ft --warmup -1 --lr 1e-3",
-        "--warmup must be 0 or more",
+        "--warmup: must be at least 0, got -1",
+    ),
+    (
+        "a number out of range or not a number",
+        "pretrain --lr inf",
+        P + " --lr inf",
+        "--lr: 'inf' is not a finite number",
+    ),
+    (
+        "a number out of range or not a number",
+        "finetune --lr inf",
+        F + " --lr inf",
+        "--lr: 'inf' is not a finite number",
+    ),
+    (
+        "a number out of range or not a number",
+        "pretrain --lr past AdamW's sense",
+        P + " --lr 1e30",
+        "--lr: must be in (0, 1], got 1e30",
+    ),
+    (
+        "a number out of range or not a number",
+        "finetune --lr nan",
+        F + " --lr nan",
+        "--lr: 'nan' is not a finite number",
+    ),
+    (
+        "a number out of range or not a number",
+        "pretrain --max-seq-length 0",
+        P + " --max-seq-length 0",
+        "--max-seq-length: must be in 8..",
+    ),
+    (
+        "a number out of range or not a number",
+        "pretrain --warmup -3",
+        P + " --warmup -3",
+        "--warmup: must be at least 0, got -3",
+    ),
+    (
+        "a number out of range or not a number",
+        "pretrain --warmup nan",
+        P + " --warmup nan",
+        "--warmup: 'nan' is not a finite number",
+    ),
+    (
+        "a number out of range or not a number",
+        "pretrain --warmup inf",
+        P + " --warmup inf",
+        "--warmup: 'inf' is not a finite number",
+    ),
+    (
+        "a number out of range or not a number",
+        "pretrain --hidden-size 0",
+        P + " --hidden-size 0",
+        "--hidden-size: must be in 1..",
+    ),
+    (
+        "a number out of range or not a number",
+        "pretrain --num-hidden-layers 0",
+        P + " --num-hidden-layers 0",
+        "--num-hidden-layers: must be in 1..",
+    ),
+    (
+        "a number out of range or not a number",
+        "pretrain --seed past 2**32",
+        P + " --seed 99999999999999999999",
+        "--seed: must be in 0..4,294,967,295",
+    ),
+    (
+        "a number out of range or not a number",
+        "pretrain --steps 1e3",
+        P.replace(" --steps 2", "") + " --steps 1e3",
+        "--steps: '1e3' is not a whole number",
+    ),
+    (
+        "a number out of range or not a number",
+        "pretrain --generator-size 5",
+        P + " --generator-size 5",
+        "--generator-size: must be in (0, 1]",
+    ),
+    (
+        "a number out of range or not a number",
+        "a model too big for the machine",
+        P + " --hidden-size 65536",
+        "training it needs at least",
+    ),
+    (
+        "a number out of range or not a number",
+        "--phases longer than the position table",
+        P.replace(" --steps 2", "") + " --phases 32:0.5 100000:0.5",
+        "--phases' longest length 100000 is more than the model's max_position_embeddings",
+    ),
+    (
+        "a number out of range or not a number",
+        "finetune --lr 1e-3 0.001",
+        F + " --lr 1e-3 0.001",
+        "--lr: 0.001 is given twice",
+    ),
+    (
+        "a number out of range or not a number",
+        "finetune --lr of one folder name",
+        F + " --lr 1e-4 1.0000001e-4",
+        "would both run in",
+    ),
+    (
+        "a number out of range or not a number",
+        "finetune --lr grid with a 0",
+        F + " --lr 1e-3 0",
+        "--lr: must be in (0, 1], got 0",
+    ),
+    (
+        "a number out of range or not a number",
+        "finetune --seeds 0 0",
+        F + " --seeds 0 0",
+        "--seeds: 0 is given twice",
+    ),
+    (
+        "a number out of range or not a number",
+        "finetune --seeds past 2**32",
+        F + " --seeds 99999999999999999999",
+        "--seeds: must be in 0..",
+    ),
+    (
+        "a number out of range or not a number",
+        "finetune --null-threshold nan",
+        F + " --task qa --null-threshold nan",
+        "--null-threshold: 'nan' is not a finite",
+    ),
+    (
+        "a number out of range or not a number",
+        "finetune --epochs 0",
+        F + " --epochs 0",
+        "--epochs: must be in 1..",
+    ),
+    (
+        "a number out of range or not a number",
+        "finetune --dropout 1",
+        F + " --dropout 1",
+        "--dropout: must be in [0, 1)",
+    ),
+    (
+        "a flag the mode ignores",
+        "pretrain --init with --num-hidden-layers",
+        INIT + " --num-hidden-layers 2",
+        "--num-hidden-layers: --init continues",
+    ),
+    (
+        "a flag the mode ignores",
+        "pretrain --init with --hidden-size",
+        INIT + " --hidden-size 64",
+        "--hidden-size: --init continues",
+    ),
+    (
+        "a flag the mode ignores",
+        "pretrain --init with --tokenizer",
+        INIT + " --tokenizer {r}/plain",
+        "--tokenizer: --init continues",
+    ),
+    (
+        "a flag the mode ignores",
+        "pretrain --init with --vocab-size",
+        INIT + " --vocab-size 100",
+        "--vocab-size: --init continues",
+    ),
+    (
+        "a flag the mode ignores",
+        "pretrain --init with --preset",
+        P + " --init {r}/plain",
+        "--preset: --init continues",
+    ),
+    (
+        "a flag the mode ignores",
+        "pretrain --generator-size on a BERT recipe",
+        P + " --generator-size 0.5",
+        "--generator-size sizes ELECTRA's generator",
+    ),
+    (
+        "a flag the mode ignores",
+        "pretrain --dupe-factor with dynamic masking",
+        P.replace("bert-tiny-chinese", "roberta-mini-chinese") + " --dupe-factor 3",
+        "--dupe-factor counts static masked copies",
+    ),
+    (
+        "a flag the mode ignores",
+        "pretrain --vocab-size with --tokenizer",
+        P + " --tokenizer {r}/plain --vocab-size 100",
+        "--vocab-size sizes a vocabulary trained",
+    ),
+    (
+        "an output folder that holds a run or a model",
+        "pretrain --out a model folder",
+        P.replace("{r}/p ", "{r}/plain "),
+        "is a model folder (config.json)",
+    ),
+    (
+        "a --resume that cannot continue exactly",
+        "--resume into a finished run without checkpoints",
+        "pretrain --out {r}/no-ckpt --resume --steps 4 " + RUN,
+        "nothing to resume from (no checkpoint was written)",
+    ),
+    (
+        "a --resume that cannot continue exactly",
+        "--resume where every checkpoint is damaged",
+        "pretrain --out {r}/damaged --resume --steps 8 " + RUN,
+        "every checkpoint is damaged",
+    ),
+    (
+        "a --resume that cannot continue exactly",
+        "--resume --steps below the run's",
+        "pretrain --out {r}/run5 --resume --steps 3 " + RUN,
+        "--steps 3: the run in",
+    ),
+    (
+        "a --resume that cannot continue exactly",
+        "--resume with another --preset",
+        "pretrain --out {r}/run5 --resume --steps 8 " + RUN.replace("bert-tiny", "bert-mini"),
+        "was started with --preset bert-tiny-chinese, not bert-mini-chinese",
+    ),
+    (
+        "a --resume that cannot continue exactly",
+        "--resume on another corpus",
+        "pretrain --out {r}/run5 --resume --steps 8 " + RUN.replace("docs.txt", "texts.txt"),
+        "was started with --corpus",
     ),
 ]
 
@@ -158,8 +456,8 @@ def _snapshot(root):
     return {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
-@pytest.mark.parametrize("name, command, message", CASES, ids=[c[0] for c in CASES])
-def test_a_mistake_is_one_line_and_changes_nothing(folders, capsys, name, command, message):
+@pytest.mark.parametrize("kind, name, command, message", CASES, ids=[c[1] for c in CASES])
+def test_a_mistake_is_one_line_and_changes_nothing(folders, capsys, kind, name, command, message):
     import shlex
 
     before = _snapshot(folders)
@@ -184,14 +482,21 @@ def test_config_loads_with_sane_values(folders):
     assert BertConfig.from_json(folders / "plain" / "config.json").layer_norm_eps == 1e-12
 
 
-def test_finetune_overwrite_replaces_only_the_old_run(tmp_path, folders):
-    from bertkit.finetune.loop import check_run_dir
+def test_overwrite_sets_the_old_run_aside_until_the_new_one_is_complete(tmp_path):
+    from bertkit.finetune.loop import ASIDE, check_run_dir, replacing_run
 
     run = tmp_path / "run"
     (run / "seed-1" / "model").mkdir(parents=True)
-    (run / "metrics.jsonl").write_text("{}\n")
+    (run / "metrics.jsonl").write_text("old\n")
     (run / "notes.txt").write_text("mine\n")
-    check_run_dir(run, overwrite=True, remove=False)  # the early check removes nothing
-    assert (run / "metrics.jsonl").exists()
-    check_run_dir(run, overwrite=True)
-    assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]
+    check_run_dir(run, overwrite=True)  # the check removes nothing
+    assert (run / "metrics.jsonl").read_text() == "old\n"
+    with pytest.raises(RuntimeError), replacing_run(run):  # a run that fails: the old one comes back
+        assert sorted(p.name for p in run.iterdir()) == [ASIDE, "notes.txt"]
+        (run / "metrics.jsonl").write_text("new\n")
+        raise RuntimeError("died")
+    assert (run / "metrics.jsonl").read_text() == "old\n" and (run / "seed-1" / "model").is_dir()
+    with replacing_run(run):  # a run that completes: only the new one is left, the user's file stays
+        (run / "metrics.jsonl").write_text("new\n")
+    assert sorted(p.name for p in run.iterdir()) == ["metrics.jsonl", "notes.txt"]
+    assert (run / "metrics.jsonl").read_text() == "new\n"

@@ -53,6 +53,16 @@ def check_seed(seed: int, flag: str = "--seed") -> None:
         raise BertkitError(f"{flag} must be in 0..{2**32 - 1}, got {seed}")
 
 
+def check_finite(model: torch.nn.Module, when: str, consequence: str) -> None:
+    """A model whose weights hold NaN or inf is a run that diverged: an error that names the first such tensor,
+    raised before it is saved over anything."""
+    for name, t in model.state_dict().items():
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise BertkitError(
+                f"the weights are not finite {when} ({name}): the run diverged; {consequence}. Lower --lr"
+            )
+
+
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     """Weight decay on matrices only: biases, LayerNorm and (by convention) nothing 1-D is decayed."""
     decay, no_decay = [], []

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
-from bertkit.cli.table import command
+from bertkit.cli.table import COUNT, FRACTION, NON_NEGATIVE, Range, command
 from bertkit.errors import BertkitError
 
 TASKS = Literal[
@@ -45,52 +45,76 @@ def finetune_cmd(
     context_column: Annotated[str, "multiple-choice JSONL: field holding the context"] = "context",
     question_column: Annotated[str, "multiple-choice JSONL: field holding the question (may be absent)"] = "question",
     choices_column: Annotated[str, "multiple-choice JSONL: field holding the list of choices"] = "choices",
-    epochs: Annotated[int, "passes over the training data"] = 3,
-    batch_size: Annotated[int, "sequences (NER and QA windows, multiple-choice questions) per micro-batch"] = 32,
-    grad_accum: Annotated[int, "micro-batches per optimizer step (gradient accumulation)"] = 1,
+    epochs: Annotated[int, "passes over the training data", Range(1, 100_000)] = 3,
+    batch_size: Annotated[
+        int, "sequences (NER and QA windows, multiple-choice questions) per micro-batch", Range(1, 65_536)
+    ] = 32,
+    grad_accum: Annotated[int, "micro-batches per optimizer step (gradient accumulation)", Range(1, 65_536)] = 1,
     lr: Annotated[
         list[float] | None,
         "peak learning rate (of the head, with --layer-decay); several are chosen between on the dev split "
         "(default: 1e-4 3e-4 1e-3 for models up to 256 wide, BERT's 2e-5 3e-5 5e-5 for wider ones)",
+        Range(0, 1, low_open=True, distinct=True),
     ] = None,
-    warmup: Annotated[float, "warm-up: a fraction of all steps (<1) or a number of steps"] = 0.1,
-    layer_decay: Annotated[float, "layer-wise lr decay: each layer down from the top gets lr x this"] = 1.0,
+    warmup: Annotated[float, "warm-up: a fraction of all steps (<1) or a number of steps", NON_NEGATIVE] = 0.1,
+    layer_decay: Annotated[
+        float, "layer-wise lr decay: each layer down from the top gets lr x this", Range(0, 1, low_open=True)
+    ] = 1.0,
     max_seq_length: Annotated[
-        int, "tokens per input; longer texts are truncated, longer NER inputs and QA contexts windowed"
+        int,
+        "tokens per input; longer texts are truncated, longer NER inputs and QA contexts windowed",
+        Range(3, 1 << 20),
     ] = 128,
-    stride: Annotated[int | None, "NER and QA windows start this many pieces apart (default: half a window)"] = None,
+    stride: Annotated[
+        int | None, "NER and QA windows start this many pieces apart (default: half a window)", COUNT
+    ] = None,
     crf: Annotated[bool, "tagging tasks: a linear-chain CRF over the tags (Viterbi decoding, BIO/BMES rules)"] = False,
-    max_query_length: Annotated[int, "qa: question pieces kept"] = 64,
-    max_answer_length: Annotated[int, "qa: the longest answer, in pieces"] = 30,
-    n_best: Annotated[int, "qa: start and end positions tried in each window"] = 20,
+    max_query_length: Annotated[int, "qa: question pieces kept", COUNT] = 64,
+    max_answer_length: Annotated[int, "qa: the longest answer, in pieces", COUNT] = 30,
+    n_best: Annotated[int, "qa: start and end positions tried in each window", Range(1, 1000)] = 20,
     null_threshold: Annotated[
         float | None,
         "qa (SQuAD 2.0): answer nothing when the null score beats the best span's by more than this "
         "(default: 0 when the data has unanswerable questions, else always answer)",
     ] = None,
-    patience: Annotated[int, "stop after this many epochs without a better dev score (0: never)"] = 0,
-    seeds: Annotated[list[int], "one run per seed; several report the mean and max"] = [0],  # noqa: B006
+    patience: Annotated[int, "stop after this many epochs without a better dev score (0: never)", NON_NEGATIVE] = 0,
+    seeds: Annotated[
+        list[int], "one run per seed; several report the mean and max", Range(0, 2**32 - 1, distinct=True)
+    ] = [0],  # noqa: B006
     random_init: Annotated[bool, "train from random weights with the model's config: the control run"] = False,
-    dropout: Annotated[float | None, "hidden and attention dropout while fine-tuning (default: the model's)"] = None,
+    dropout: Annotated[
+        float | None, "hidden and attention dropout while fine-tuning (default: the model's)", FRACTION
+    ] = None,
     label_smoothing: Annotated[
-        float, "mix each one-hot training target with the uniform one (classification, tagging without CRF, QA)"
+        float,
+        "mix each one-hot training target with the uniform one (classification, tagging without CRF, QA)",
+        FRACTION,
     ] = 0.0,
-    max_train_examples: Annotated[int | None, "use only the first N training examples"] = None,
-    max_eval_examples: Annotated[int | None, "use only the first N dev and N test examples"] = None,
+    max_train_examples: Annotated[int | None, "use only the first N training examples", COUNT] = None,
+    max_eval_examples: Annotated[int | None, "use only the first N dev and N test examples", COUNT] = None,
     precision: Annotated[Literal["auto", "fp32", "bf16"], "auto: bf16 where the hardware has it"] = "auto",
-    log_every: Annotated[int, "write a metrics.jsonl row (the mean loss of the last N steps) every N steps"] = 10,
+    log_every: Annotated[
+        int, "write a metrics.jsonl row (the mean loss of the last N steps) every N steps", COUNT
+    ] = 10,
     overwrite: Annotated[bool, "replace the run already in --out (else that is an error)"] = False,
 ) -> None:
     """Fine-tune a model folder on a classification, regression, tagging, QA or multiple-choice task; keeps the
     best epoch as a Hugging Face folder."""
-    from bertkit.finetune.loop import FinetuneConfig, check_run_dir, finetune_grid
+    from bertkit.finetune.loop import FinetuneConfig, check_run_dir, finetune_grid, replacing_run
     from bertkit.finetune.windows import QAOptions
     from bertkit.training import distributed
 
     if distributed()[0] != 0:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - under torchrun only rank 0 talks
 
-    check_run_dir(out, overwrite, remove=False)  # before the data is read: a mistake costs nothing
+    check_run_dir(out, overwrite)  # before the data is read: a mistake costs nothing
+    named = {}
+    for x in lr or []:  # each rate runs in OUT/lr-X: two rates of one name would share a folder
+        if f"{x:g}" in named:
+            raise BertkitError(
+                f"--lr {named[f'{x:g}']!r} and {x!r} would both run in {out}/lr-{x:g}; give distinct rates"
+            )
+        named[f"{x:g}"] = x
 
     columns = (
         text_column,
@@ -123,7 +147,6 @@ def finetune_cmd(
         log_every=log_every,
         progress=sys.stderr.isatty(),
     )
-    check_run_dir(out, overwrite)  # every flag checked: only now is an old run removed
     shown = ", ".join(data.labels[:12]) + (", ..." if len(data.labels) > 12 else "")
     labels = f"; {len(data.labels)} labels ({shown})" if data.kind in ("classification", "tagging") else ""
     print(
@@ -137,7 +160,8 @@ def finetune_cmd(
         print(f"no dev split to choose the learning rate on: lr {lrs[0]:g} (pass --dev, or --lr)")
     if len(lrs) > 1:
         print(f"learning rate chosen on dev among {' '.join(f'{x:g}' for x in lrs)} (one run each; --lr X for one)")
-    summary = finetune_grid(data, model, cfg, lrs, seeds, random_init)
+    with replacing_run(out):  # every flag checked; an old run goes only once the new one is complete
+        summary = finetune_grid(data, model, cfg, lrs, seeds, random_init)
     metric = summary["metric"]
     if "grid" in summary:
         grid = ", ".join(f"lr {k}: {v:.4f}" for k, v in summary["grid"].items())
@@ -150,7 +174,10 @@ def finetune_cmd(
             if split in summary:
                 s = summary[split]
                 print(f"{split} {metric} over {len(s['values'])} seeds: mean {s['mean']:.4f}, max {s['max']:.4f}")
-    print(f"curves: {out}/curves.png  log: {out}/metrics.jsonl")
+    folders = sorted({Path(run["model"]).parent for run in summary["runs"]})
+    for name in ("curves.png", "metrics.jsonl"):
+        found = [str(f / name) for f in folders if (f / name).is_file()]
+        print(f"{'curves' if name == 'curves.png' else 'log'}: {' '.join(found) or '(none written)'}")
 
 
 @command("baseline")
@@ -177,11 +204,11 @@ def baseline_cmd(
 
     from bertkit.config import atomic_write_text
     from bertkit.finetune.baselines import run_baseline
-    from bertkit.finetune.loop import check_run_dir
+    from bertkit.finetune.loop import check_run_dir, replacing_run
     from bertkit.finetune.predict import write_predictions
 
     if out is not None:
-        check_run_dir(out, overwrite, remove=False)
+        check_run_dir(out, overwrite)
 
     columns = (
         text_column,
@@ -203,10 +230,10 @@ def baseline_cmd(
     print(", ".join(scores))
     predicted = result.pop("test_predictions", None)
     if out is not None:
-        check_run_dir(out, overwrite)
-        if predicted is not None:
-            write_predictions(out, *predicted)
-        atomic_write_text(Path(out) / "summary.json", json.dumps(result, indent=2) + "\n")
+        with replacing_run(out):
+            if predicted is not None:
+                write_predictions(out, *predicted)
+            atomic_write_text(Path(out) / "summary.json", json.dumps(result, indent=2) + "\n")
         print(f"summary: {out}/summary.json")
 
 

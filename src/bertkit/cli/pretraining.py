@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Literal
 
-from bertkit.cli.table import command
+from bertkit.cli.table import COUNT, FRACTION, NON_NEGATIVE, SEED, Range, command
 from bertkit.errors import BertkitError
 
 
@@ -23,13 +24,21 @@ def pretrain_cmd(
     ] = None,
     init: Annotated[str | None, "continue pretraining this model folder (its vocabulary too)"] = None,
     tokenizer: Annotated[str | None, "use this vocab.txt / tokenizer.json / folder instead of training one"] = None,
-    vocab_size: Annotated[int, "size of the WordPiece vocabulary trained on the corpus"] = 8000,
-    num_hidden_layers: Annotated[int | None, "override the preset's layers"] = None,
-    hidden_size: Annotated[int | None, "override the preset's hidden size (FFN = 4x)"] = None,
-    dropout: Annotated[
-        float | None, "a new model's hidden and attention dropout (default: the preset's 0.1; 0 for short runs)"
+    vocab_size: Annotated[
+        int | None, "size of the vocabulary trained on the corpus (default 8000)", Range(6, 1_000_000)
     ] = None,
-    max_seq_length: Annotated[int | None, "tokens per instance, [CLS] and [SEP]s included (default 128)"] = None,
+    num_hidden_layers: Annotated[int | None, "override the preset's layers", Range(1, 256)] = None,
+    hidden_size: Annotated[
+        int | None, "override the preset's hidden size (FFN = 4x, a head per 64)", Range(1, 65_536)
+    ] = None,
+    dropout: Annotated[
+        float | None,
+        "a new model's hidden and attention dropout (default: the preset's 0.1; 0 for short runs)",
+        FRACTION,
+    ] = None,
+    max_seq_length: Annotated[
+        int | None, "tokens per instance, [CLS] and [SEP]s included (default 128)", Range(8, 1 << 20)
+    ] = None,
     phases: Annotated[
         list[str] | None,
         "BERT's length schedule instead of one --max-seq-length: LENGTH:FRACTION of the steps, e.g. 32:0.9 "
@@ -47,25 +56,34 @@ def pretrain_cmd(
     dynamic: Annotated[
         bool | None, "fresh masks every epoch (RoBERTa) instead of dupe_factor static copies (default: the recipe's)"
     ] = None,
-    generator_size: Annotated[float, "ELECTRA: the generator's width as a fraction of the discriminator's"] = 0.25,
-    dupe_factor: Annotated[int, "static masking: versions of the data, cycled"] = 5,
+    generator_size: Annotated[
+        float | None,
+        "ELECTRA: the generator's width as a fraction of the discriminator's (default 0.25)",
+        Range(0, 1, low_open=True),
+    ] = None,
+    dupe_factor: Annotated[
+        int | None, "static masking: versions of the data, cycled (default 5)", Range(1, 1000)
+    ] = None,
     chunk_tokens: Annotated[
         int,
         "instances are built, shuffled and masked this many corpus tokens at a time, so memory does not grow "
         "with the corpus; 0: the whole epoch at once (shuffled across all of it)",
+        NON_NEGATIVE,
     ] = 1_000_000,
-    label_smoothing: Annotated[float, "mix each one-hot MLM / NSP target with the uniform one (0: off)"] = 0.0,
-    steps: Annotated[int, "optimizer steps"] = 1000,
-    batch_size: Annotated[int, "sequences per micro-batch"] = 32,
-    grad_accum: Annotated[int, "micro-batches per optimizer step"] = 1,
-    lr: Annotated[float, "peak learning rate"] = 5e-4,
-    warmup: Annotated[float, "warm-up: a fraction of steps (<1) or a number of steps"] = 0.06,
+    label_smoothing: Annotated[
+        float, "mix each one-hot MLM / NSP target with the uniform one (0: off)", FRACTION
+    ] = 0.0,
+    steps: Annotated[int, "optimizer steps", Range(1, 10**9)] = 1000,
+    batch_size: Annotated[int, "sequences per micro-batch", Range(1, 65_536)] = 32,
+    grad_accum: Annotated[int, "micro-batches per optimizer step", Range(1, 65_536)] = 1,
+    lr: Annotated[float, "peak learning rate (AdamW: at most 1)", Range(0, 1, low_open=True)] = 5e-4,
+    warmup: Annotated[float, "warm-up: a fraction of steps (<1) or a number of steps", NON_NEGATIVE] = 0.06,
     precision: Annotated[Literal["auto", "fp32", "bf16"], "auto: bf16 where the hardware has it"] = "auto",
-    eval_every: Annotated[int, "evaluate on held-out documents every N steps"] = 200,
-    log_every: Annotated[int, "write a metrics.jsonl row (means over the last N steps) every N steps"] = 10,
-    save_every: Annotated[int, "write a resumable checkpoint every N steps"] = 500,
-    keep_checkpoints: Annotated[int, "keep the newest N checkpoints (OUT/checkpoints/step-*)"] = 2,
-    seed: Annotated[int, "random seed (data, masks, init)"] = 0,
+    eval_every: Annotated[int, "evaluate on held-out documents every N steps", COUNT] = 200,
+    log_every: Annotated[int, "write a metrics.jsonl row (means over the last N steps) every N steps", COUNT] = 10,
+    save_every: Annotated[int, "write a resumable checkpoint every N steps", COUNT] = 500,
+    keep_checkpoints: Annotated[int, "keep the newest N checkpoints (OUT/checkpoints/step-*)", COUNT] = 2,
+    seed: Annotated[int, "random seed (data, masks, init)", SEED] = 0,
     resume: Annotated[bool, "continue from OUT/checkpoint if it exists"] = False,
     cache_dir: Annotated[
         str | None, "where token shards are cached (default $BERTKIT_CACHE or ~/.cache/bertkit)"
@@ -76,13 +94,25 @@ def pretrain_cmd(
     ELECTRA's run folder holds the discriminator in OUT/model and the generator in OUT/generator."""
     import torch
 
-    from bertkit.pretrain.loop import TrainConfig, check_out_dir, pretrain
+    from bertkit.pretrain.loop import TrainConfig, check_out_dir, check_resume, pretrain
     from bertkit.pretrain.setup import build_pretraining, resolve_recipe
     from bertkit.training import barrier, distributed
 
-    check_out_dir(out, resume)  # before the corpus is read: a mistake costs nothing
+    # Every flag, the run folder and the model's size are checked before the corpus is read: a mistake costs
+    # nothing, and nothing is written before all of it holds.
+    check_out_dir(out, resume)
+    _refuse_ignored_flags(
+        init=init, tokenizer=tokenizer, preset=preset, vocab_size=vocab_size, num_hidden_layers=num_hidden_layers,
+        hidden_size=hidden_size, dropout=dropout,
+    )  # fmt: skip
     settings = resolve_recipe(recipe, preset, init, objective, masking, dynamic)
     preset, objective, masking, dynamic = (settings[k] for k in ("preset", "objective", "masking", "dynamic"))
+    if generator_size is not None and settings["recipe"] != "electra":
+        raise BertkitError(
+            f"--generator-size sizes ELECTRA's generator; this run's recipe is {settings['recipe']}, which has none"
+        )
+    if dupe_factor is not None and dynamic:
+        raise BertkitError("--dupe-factor counts static masked copies; this run masks afresh each epoch (dynamic)")
     rank, world = distributed()  # (0, 1) unless started by torchrun
 
     torch.manual_seed(seed)
@@ -91,15 +121,35 @@ def pretrain_cmd(
         overrides["intermediate_size"] = 4 * hidden_size
         overrides["num_attention_heads"] = max(1, hidden_size // 64)
     if dropout is not None:
-        if not 0.0 <= dropout < 1.0:
-            raise BertkitError(f"--dropout must be in [0, 1), got {dropout}")
-        if init is not None:
-            raise BertkitError("--dropout sets a new model's dropout; with --init the model's config.json decides")
         overrides["hidden_dropout_prob"] = overrides["attention_probs_dropout_prob"] = dropout
     schedule = _parse_phases(phases) if phases else ()
     if schedule and max_seq_length is not None:
         raise BertkitError("--max-seq-length and --phases both set the length; give one of them")
     max_seq_length = max(n for n, _ in schedule) if schedule else (max_seq_length or 128)
+    _check_model_fits(init, preset, vocab_size or 8000, overrides, max_seq_length, "--phases" if schedule else None)
+    run_settings = {  # what the run is: a --resume must give the same, or it would continue another run
+        "corpus": [c if c == "peoples-daily" else str(Path(c).resolve()) for c in corpus],
+        **{k: settings[k] for k in ("recipe", "preset", "objective", "masking", "dynamic")},
+        "init": init and str(Path(init).resolve()),
+        "tokenizer": tokenizer and str(Path(tokenizer).resolve()),
+        "vocab_size": vocab_size,
+        "num_hidden_layers": num_hidden_layers,
+        "hidden_size": hidden_size,
+        "dropout": dropout,
+        "max_seq_length": max_seq_length,
+        "phases": [list(p) for p in schedule],
+        "generator_size": generator_size,
+        "dupe_factor": dupe_factor,
+        "chunk_tokens": chunk_tokens,
+        "label_smoothing": label_smoothing,
+        "batch_size": batch_size,
+        "grad_accum": grad_accum,
+        "lr": lr,
+        "warmup": warmup,
+        "seed": seed,
+    }
+    if resume:
+        check_resume(out, steps, run_settings)
     cfg = TrainConfig(
         out_dir=out,
         steps=steps,
@@ -117,6 +167,7 @@ def pretrain_cmd(
         progress=True,
         phases=schedule,
         copy_positions=init is None,  # a model of ours from scratch: its longer positions were never trained
+        settings=run_settings,
     )
     if rank != 0:
         barrier(world)  # rank 0 builds the token shards first; the others then find them in the cache
@@ -125,17 +176,17 @@ def pretrain_cmd(
         preset=preset,
         init=init,
         tokenizer_path=tokenizer,
-        vocab_size=vocab_size,
+        vocab_size=vocab_size or 8000,
         max_seq_length=max_seq_length,
         objective=objective,
         masking=masking,
         dynamic=dynamic,
-        dupe_factor=dupe_factor,
+        dupe_factor=dupe_factor or 5,
         label_smoothing=label_smoothing,
         seed=seed,
         cache_dir=cache_dir,
         progress=sys.stderr.isatty(),
-        generator_size=generator_size,
+        generator_size=generator_size or 0.25,
         chunk_tokens=chunk_tokens,
         **overrides,
     )
@@ -182,3 +233,52 @@ def _parse_phases(phases: list[str]) -> tuple[tuple[int, float], ...]:
         if not colon:
             raise BertkitError(f"--phases {item!r}: write LENGTH:FRACTION, e.g. 32:0.9 128:0.1")
     return tuple(out)
+
+
+def _refuse_ignored_flags(*, init, tokenizer, preset, **model_flags) -> None:
+    """A flag that this mode would ignore is an error that names the mode: the user meant something by it."""
+    if init is not None:
+        given = {"tokenizer": tokenizer, "preset": preset, **model_flags}
+        for name, value in given.items():
+            if value is not None:
+                raise BertkitError(
+                    f"--{name.replace('_', '-')}: --init continues {init} with its own architecture, vocabulary "
+                    "and dropout (its config.json); leave the flag out, or pretrain a new model without --init"
+                )
+    if tokenizer is not None and model_flags["vocab_size"] is not None:
+        raise BertkitError("--vocab-size sizes a vocabulary trained on the corpus; --tokenizer gives one already")
+
+
+def _check_model_fits(init, preset, vocab_size, overrides, max_seq_length, length_flag) -> None:
+    """The model these flags build, checked before any data is read: its config (an override the preset cannot
+    take), its length against the position table, and its training memory against this machine's."""
+    import os
+
+    import torch
+
+    from bertkit.config import BertConfig, from_preset
+    from bertkit.errors import ConfigError
+    from bertkit.model import BertEncoder
+
+    if init is not None:
+        config_file = Path(init) / "config.json"
+        if not config_file.is_file():
+            raise BertkitError(f"--init {init}: no config.json there; give a model folder")
+        config = BertConfig.from_json(config_file)
+    else:
+        try:
+            config = from_preset(preset, vocab_size=vocab_size, **overrides)
+        except ConfigError as e:
+            raise BertkitError(f"{e} (from --num-hidden-layers / --hidden-size on preset {preset})") from None
+    if max_seq_length > config.max_length:
+        flag = f"--phases' longest length {max_seq_length}" if length_flag else f"--max-seq-length {max_seq_length}"
+        raise BertkitError(f"{flag} is more than the model's max_position_embeddings ({config.max_length})")
+    with torch.device("meta"):
+        n = sum(p.numel() for p in BertEncoder(config).parameters())
+    need = 16 * n  # fp32 weights, gradients and Adam's two moments; activations come on top
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > have:
+        raise BertkitError(
+            f"the model has {n:,} parameters: training it needs at least {need / 2**30:.0f} GiB and this machine has "
+            f"{have / 2**30:.0f} GiB; make it smaller (--hidden-size, --num-hidden-layers, --preset)"
+        )

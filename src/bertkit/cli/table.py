@@ -3,18 +3,26 @@
 Its parameters become flags: a parameter without a default is positional, `Annotated[T, "help"]` gives the
 type and help text, `bool` becomes `--x/--no-x`, `list[T]` takes several values, `Literal[...]` gives
 choices. Defaults are shown in `--help`. A `BertkitError` (a user's mistake) prints one line and exits with
-code 2.
+code 2, and so does a value the parser refuses.
+
+One rule for numbers: every `int` and `float` flag is checked as the command line is read, so that no command
+starts work on a value it cannot honour. A float must be finite (NaN and inf are never a setting), an int a
+whole number; `Annotated[T, "help", Range(...)]` adds the flag's bounds, and `Range(..., distinct=True)` on a
+list refuses a value given twice (two runs of one seed, two grid points of one rate). The bounds are data, so
+the fuzzer in the tests draws values at and beyond every edge from the same table.
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import math
 import os
 import sys
 import types
 import typing
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from bertkit.errors import BertkitError
@@ -30,23 +38,99 @@ def command(name: str) -> Callable:
     return register
 
 
+# ------------------------------------------------------------------------------------------ numbers
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric flag takes: `low` / `high` (None: unbounded), each included unless `*_open`.
+    `distinct`: a list flag refuses a value given twice."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    distinct: bool = False
+
+    def __contains__(self, x: float) -> bool:
+        above = self.low is None or (x > self.low if self.low_open else x >= self.low)
+        below = self.high is None or (x < self.high if self.high_open else x <= self.high)
+        return above and below
+
+    def describe(self) -> str:
+        low, high = _shown(self.low), _shown(self.high)
+        if self.high is None:
+            return f"more than {low}" if self.low_open else f"at least {low}"
+        if self.low is None:
+            return f"less than {high}" if self.high_open else f"at most {high}"
+        if isinstance(self.low, int) and isinstance(self.high, int) and not (self.low_open or self.high_open):
+            return f"in {low}..{high}"
+        return f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+
+
+POSITIVE = Range(0, low_open=True)  # a rate, a size in (0, inf)
+COUNT = Range(1)  # steps, batch sizes, lengths: a whole number of at least 1
+NON_NEGATIVE = Range(0)
+FRACTION = Range(0, 1, high_open=True)  # dropout, label smoothing
+SEED = Range(0, 2**32 - 1)  # what numpy's and Python's generators take
+
+
+def _shown(x: float | None) -> str:
+    return f"{x:,}" if isinstance(x, int) and abs(x) >= 10_000 else f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def number(kind: type, limits: Range | None) -> Callable[[str], float]:
+    """argparse's `type=` for a numeric flag: a finite number of `kind` within `limits`, else a message."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            what = "a whole number" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        if limits is not None and value not in limits:
+            raise argparse.ArgumentTypeError(f"must be {limits.describe()}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its own messages
+    return parse
+
+
 # ------------------------------------------------------------------------------------- the machinery
+class Parser(argparse.ArgumentParser):
+    """argparse, with its refusals raised as one-line `BertkitError`s instead of usage text and exit(2)."""
+
+    def error(self, message: str):
+        command = self.prog.removeprefix("bertkit").strip()
+        message = message.removeprefix("argument ")
+        raise BertkitError(f"{command + ': ' if command else ''}{message} (see `{self.prog} --help`)")
+
+
 def _add_flags(parser: argparse.ArgumentParser, fn: Callable) -> None:
     hints = typing.get_type_hints(fn, include_extras=True)
     for name, param in inspect.signature(fn).parameters.items():
         hint = hints[name]
-        help_text = ""
+        help_text, limits = "", None
         if typing.get_origin(hint) is Annotated:
-            hint, help_text = typing.get_args(hint)[0], typing.get_args(hint)[1]
+            hint, help_text, *extra = typing.get_args(hint)
+            limits = next((x for x in extra if isinstance(x, Range)), None)
         if typing.get_origin(hint) in (typing.Union, types.UnionType):  # `int | None` -> int
             hint = next(a for a in typing.get_args(hint) if a is not type(None))
         kwargs: dict = {"help": help_text}
         if typing.get_origin(hint) is list:
-            kwargs.update(nargs="+" if param.default is inspect.Parameter.empty else "*", type=typing.get_args(hint)[0])
+            item = typing.get_args(hint)[0]
+            kwargs.update(
+                nargs="+" if param.default is inspect.Parameter.empty else "*",
+                type=number(item, limits) if item in (int, float) else item,
+            )
+            if limits is not None and limits.distinct:
+                kwargs["action"] = _Distinct
         elif typing.get_origin(hint) is Literal:
             kwargs.update(choices=list(typing.get_args(hint)), type=type(typing.get_args(hint)[0]))
         elif hint is bool:
             kwargs.update(action=argparse.BooleanOptionalAction)
+        elif hint in (int, float):
+            kwargs.update(type=number(hint, limits))
         else:
             kwargs.update(type=hint)
         flag = "--" + name.replace("_", "-")
@@ -58,8 +142,38 @@ def _add_flags(parser: argparse.ArgumentParser, fn: Callable) -> None:
             parser.add_argument(name, **kwargs)
 
 
+class _Distinct(argparse.Action):
+    """A list flag whose values must differ: `--seeds 0 0` would run and report one seed twice."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        seen = set()
+        for v in values:
+            if v in seen:
+                parser.error(f"{option_string}: {v:g} is given twice; each value runs once")
+            seen.add(v)
+        setattr(namespace, self.dest, values)
+
+
+def flag_limits(fn: Callable) -> dict[str, tuple[type, Range | None]]:
+    """Each numeric flag of a command with its type and bounds (`int` / `float`, `Range` or None): what the
+    parser checks, for the fuzzer in the tests to draw values at and beyond."""
+    found = {}
+    for name, hint in typing.get_type_hints(fn, include_extras=True).items():
+        limits = None
+        if typing.get_origin(hint) is Annotated:
+            hint, _, *extra = typing.get_args(hint)
+            limits = next((x for x in extra if isinstance(x, Range)), None)
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):
+            hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        if typing.get_origin(hint) is list:
+            hint = typing.get_args(hint)[0]
+        if hint in (int, float):
+            found[name] = (hint, limits)
+    return found
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bertkit", description="Pretrain, fine-tune and serve BERT encoders.")
+    parser = Parser(prog="bertkit", description="Pretrain, fine-tune and serve BERT encoders.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
     groups: dict[str, argparse._SubParsersAction] = {}
     for name, fn in COMMANDS.items():
@@ -87,10 +201,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str] | None) -> int:
-    args = vars(build_parser().parse_args(argv))
-    fn = args.pop("_fn")
-    args.pop("command"), args.pop("subcommand", None)
     try:
+        args = vars(build_parser().parse_args(argv))
+        fn = args.pop("_fn")
+        args.pop("command"), args.pop("subcommand", None)
         _check_utf8(args)
         fn(**args)
     except BertkitError as e:

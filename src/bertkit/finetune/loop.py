@@ -16,8 +16,10 @@ a JSONL metrics log, a PNG of the curves and a progress bar. What fine-tuning ad
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import random
 import shutil
 import sys
@@ -50,6 +52,7 @@ from bertkit.training import (
     all_reduce_sum,
     barrier,
     broadcast_float,
+    check_finite,
     check_seed,
     choose_precision,
     default_device,
@@ -86,10 +89,10 @@ class FinetuneConfig:
         for name in ("epochs", "batch_size", "grad_accum", "max_seq_length", "max_query_length", "log_every"):
             if getattr(self, name) < 1:
                 raise BertkitError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise BertkitError(f"--lr must be positive, got {self.lr}")
+        if not 0 < self.lr < math.inf:
+            raise BertkitError(f"--lr must be a positive number, got {self.lr}")
         check_seed(self.seed, "--seeds")
-        if not self.warmup >= 0:
+        if not 0 <= self.warmup < math.inf:
             raise BertkitError(f"--warmup must be 0 or more (a fraction below 1, else steps), got {self.warmup}")
         if not 0 < self.layer_decay <= 1:
             raise BertkitError(f"--layer-decay must be in (0, 1], got {self.layer_decay}")
@@ -114,32 +117,80 @@ MAX_BAD_STEPS = 5  # steps in a row with a NaN or infinite loss before the run s
 RUN_FILES = ("metrics.jsonl", "summary.json", "finetune_config.json", "curves.png", "model", PREDICTIONS_FILE)
 
 
-def check_run_dir(out_dir: str | Path, overwrite: bool, remove: bool = True) -> None:
+ASIDE = ".replaced-run"  # inside OUT: an old run's files while a new one is made over it (--overwrite)
+
+
+def check_run_dir(out_dir: str | Path, overwrite: bool) -> None:
     """A new fine-tuning (or baseline) run never writes over an old one unasked: its model, log and scores would
-    be lost. With `overwrite` (and `remove`) the old run's files and its seed-N / lr-X runs are removed first;
-    other files in the folder are left alone. A model folder (config.json) is never a run folder. Under
-    torchrun every rank checks, rank 0 removes, and all wait for it (with `remove`) before any writes."""
+    be lost. A model folder (config.json) is never a run folder. Removes nothing: `replacing_run` does, once the
+    new run is complete. An old run that an interrupted --overwrite left aside is put back first."""
     out = Path(out_dir)
-    found = []
     if out.exists() and not out.is_dir():
         raise BertkitError(f"--out {out} is a file; pass a folder for the run")
-    if out.is_dir():
-        if (out / "config.json").exists():
-            raise BertkitError(f"--out {out} is a model folder (config.json); write the run to another folder")
-        found = [n for n in RUN_FILES if (out / n).exists()]
-        found += sorted(p.name for p in out.iterdir() if p.is_dir() and p.name.startswith(("seed-", "lr-")))
+    if (out / "config.json").exists():
+        raise BertkitError(f"--out {out} is a model folder (config.json); write the run to another folder")
+    if distributed()[0] == 0:
+        recover_run(out)
+    found = run_items(out)
     if found and not overwrite:
         shown = ", ".join(found[:4]) + (", ..." if len(found) > 4 else "")
         raise BertkitError(
             f"--out {out} already holds a run ({shown}); pass --overwrite to replace it, or choose another --out"
         )
-    if not remove:
-        return
+
+
+def run_items(out: Path) -> list[str]:
+    """The files and folders of a run in `out` (its seed-N / lr-X runs included); other files are the user's."""
+    if not out.is_dir():
+        return []
+    found = [n for n in RUN_FILES if (out / n).exists()]
+    return found + sorted(p.name for p in out.iterdir() if p.is_dir() and p.name.startswith(("seed-", "lr-")))
+
+
+@contextlib.contextmanager
+def replacing_run(out_dir: str | Path):
+    """Make a new run in `out_dir`, over an old one if there is one (checked by `check_run_dir`): the old run's
+    files move aside into OUT/.replaced-run and are deleted only once the new run is complete. A failure or
+    Ctrl-C removes what the new run wrote and puts the old run back; after a kill the next command that checks
+    the folder puts it back (`recover_run`). Under torchrun rank 0 moves files and the others wait."""
+    out, aside = Path(out_dir), Path(out_dir) / ASIDE
     rank, world = distributed()
-    for name in found if rank == 0 else ():
+    if rank == 0 and run_items(out):
+        aside.mkdir()
+        for name in run_items(out):
+            os.replace(out / name, aside / name)
+    barrier(world)
+    try:
+        yield
+    except BaseException:
+        if rank == 0:
+            _put_back(out)
+        raise
+    if rank == 0 and aside.exists():
+        done = out / f"{ASIDE}.done"  # one rename marks the new run complete; then the old one goes
+        os.replace(aside, done)
+        shutil.rmtree(done)
+
+
+def recover_run(out: Path) -> None:
+    """Finish what a killed `replacing_run` left: a complete new run's old files are deleted; an incomplete new
+    run is removed and the old one put back."""
+    shutil.rmtree(out / f"{ASIDE}.done", ignore_errors=True)
+    if (out / ASIDE).is_dir():
+        _put_back(out)
+        print(f"{out}: put back the run that an interrupted --overwrite had set aside")
+
+
+def _put_back(out: Path) -> None:
+    """Remove a new run's files and, where an old run was set aside, move it back."""
+    for name in run_items(out):
         path = out / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()
-    barrier(world)
+    aside = out / ASIDE
+    if aside.is_dir():
+        for item in aside.iterdir():
+            os.replace(item, out / item.name)
+        aside.rmdir()
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -297,6 +348,7 @@ def finetune(task: TaskData, init: str | Path, cfg: FinetuneConfig, random_init:
             )
             if score > best:
                 best, best_epoch, bad_epochs = score, epoch, 0
+                check_finite(model, f"after epoch {epoch}", "the run failed and nothing was kept")
                 if main:
                     save_task_model(out / "model", model, tokenizer)
             else:

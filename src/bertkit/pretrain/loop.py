@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from bertkit.checkpoints import checkpoints, load_latest, rng_state, save_checkpoint, set_rng_state
+from bertkit.checkpoints import MANIFEST, checkpoints, load_latest, rng_state, save_checkpoint, set_rng_state, verify
 from bertkit.config import atomic_write_text
 from bertkit.errors import BertkitError
 from bertkit.hf import save_pretrained
@@ -36,6 +37,7 @@ from bertkit.pretrain.shards import WORD_START_BIT
 from bertkit.training import (
     all_reduce_sum,
     barrier,
+    check_finite,
     check_seed,
     choose_precision,
     default_device,
@@ -72,13 +74,18 @@ class TrainConfig:
     # A longer phase starts its new positions as copies of the trained ones (see `copy_positions`); only for a
     # model trained from scratch, whose positions past the earlier phases' length were never trained.
     copy_positions: bool = False
+    # What the run is (corpus, model, masking, optimizer; the CLI's flags): written to train_config.json, and a
+    # --resume must give the same (`check_resume`).
+    settings: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "grad_accum", "eval_every", "save_every", "log_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise BertkitError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise BertkitError(f"--lr must be positive, got {self.lr}")
+        if not 0 < self.lr < math.inf:
+            raise BertkitError(f"--lr must be a positive number, got {self.lr}")
+        if not 0 <= self.warmup < math.inf:
+            raise BertkitError(f"--warmup must be 0 or more (a fraction below 1, else steps), got {self.warmup}")
         check_seed(self.seed)
         self.phases = tuple((int(n), float(f)) for n, f in self.phases)
         for n, f in self.phases:
@@ -115,12 +122,70 @@ def check_out_dir(out_dir: str | Path, resume: bool) -> None:
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise BertkitError(f"--out {out} is a file; pass a folder for the run")
+    if (out / "config.json").exists():
+        raise BertkitError(f"--out {out} is a model folder (config.json); write the run to another folder")
     found = [name for name in ("metrics.jsonl", "checkpoints") if (out / name).exists()]
     if found and not resume:
         raise BertkitError(
             f"--out {out} already holds a pretraining run ({', '.join(found)}); pass --resume to continue it, "
             "or choose another --out"
         )
+
+
+RUN_FILES = ("metrics.jsonl", "checkpoints", "summary.json", "train_config.json", "model")
+
+
+def check_resume(out_dir: str | Path, steps: int, settings: dict) -> None:
+    """`--resume` continues the run in `out_dir` exactly or says why it cannot; it never goes backwards and never
+    restarts a run from step 0 over its files. A folder without a run is a new run (a script may always pass
+    --resume). Checked before the corpus is read."""
+    out = Path(out_dir)
+    held = [name for name in RUN_FILES if (out / name).exists()]
+    if not held:
+        return
+    saved = _read_json(out / "train_config.json").get("settings") or {}
+    for name, value in settings.items():
+        if name in saved and saved[name] != value:
+            raise BertkitError(
+                f"--resume: the run in {out} was started with --{name.replace('_', '-')} {_flag_value(saved[name])}, "
+                f"not {_flag_value(value)} ({out}/train_config.json); resume with the run's flags, or start a new "
+                "run in another --out"
+            )
+    damaged = []
+    for folder in reversed(checkpoints(out)):
+        problem = verify(folder)
+        if problem is None:
+            break
+        damaged.append(f"{folder.name}: {problem}")
+    else:
+        why = "every checkpoint is damaged: " + "; ".join(damaged) if damaged else "no checkpoint was written"
+        raise BertkitError(
+            f"--resume: {out} holds a run ({', '.join(held)}) but nothing to resume from ({why}); to start afresh "
+            "give another --out (or remove this one)"
+        )
+    step = _read_json(folder / MANIFEST)["step"]
+    finished = _read_json(out / "summary.json").get("steps")
+    if isinstance(finished, int) and steps <= finished:
+        raise BertkitError(
+            f"--steps {steps}: the run in {out} has finished {finished} steps; give more --steps to continue it"
+        )
+    if steps < step:
+        raise BertkitError(f"--steps {steps} is below the step of the run's newest checkpoint ({step}, {folder})")
+
+
+def _read_json(path: Path) -> dict:
+    """A small JSON file of the run's own, or {} where it is absent or unreadable."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _flag_value(value) -> str:
+    if isinstance(value, list):
+        return " ".join(":".join(map(str, v)) if isinstance(v, list) else str(v) for v in value)
+    return "(not given)" if value is None else str(value)
 
 
 @torch.no_grad()
@@ -219,7 +284,13 @@ def pretrain(
         for warning in damaged if main else []:
             print(f"warning: {warning}" + (f"; resuming from {folder} instead" if folder else ""), file=sys.stderr)
         if state is not None:
-            model.load_state_dict(state["model"])
+            try:
+                model.load_state_dict(state["model"])
+            except RuntimeError:
+                raise BertkitError(
+                    f"--resume: the checkpoint {folder} holds another model than these flags build (another "
+                    "--preset or size?); resume with the run's flags"
+                ) from None
             optimizer.load_state_dict(state["optimizer"])
             schedule.load_state_dict(state["schedule"])
             set_rng_state(state["rng"])
@@ -228,6 +299,8 @@ def pretrain(
             if main:
                 _truncate_log(out / "metrics.jsonl", step)
                 print(f"resuming from {folder} (step {step})")
+        elif any((out / name).exists() for name in RUN_FILES if name != "train_config.json"):
+            raise BertkitError(f"--resume: {out} holds a run with no usable checkpoint; give another --out")
         elif main:
             print(f"no checkpoint in {out / 'checkpoints'}; starting from step 0")
     if step == 0 and main:
@@ -429,6 +502,7 @@ def pretrain(
 
             # ---- checkpoint: written beside the others, renamed into place, the newest few kept
             if step % cfg.save_every == 0 and step < cfg.steps and main:
+                check_finite(model, f"at step {step}", _last_good(out))
                 state = {
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
@@ -459,6 +533,7 @@ def pretrain(
         "phases": [asdict(p) for p in plan],
         "processes": world,
     }
+    check_finite(model, f"after step {step}", _last_good(out))  # a diverged run is a failure, not a model
     if main:
         save_pretrained(out / "model", model.encoder, model.heads(), tokenizer)
         for name, (encoder, heads) in model.extra_models().items():  # ELECTRA's generator
@@ -543,6 +618,11 @@ def most_frequent_token(data: PretrainingData) -> int:
             counts += np.bincount(ids, minlength=data.vocab.size)
     counts[list(data.vocab.special_ids)] = -1
     return int(counts.argmax())
+
+
+def _last_good(out: Path) -> str:
+    kept = checkpoints(out)
+    return f"nothing was saved; the last checkpoint is {kept[-1]}" if kept else "nothing was saved"
 
 
 def _truncate_log(path: Path, step: int) -> None:
