@@ -129,7 +129,7 @@ CASES = [  # (class of case, what the user did, the command, what the one stderr
         "a number out of range or not a number",
         "pretrain --dupe-factor 0",
         P + " --dupe-factor 0",
-        "--dupe-factor: must be in 1..1000, got 0",
+        "--dupe-factor must be in 1..1000, got 0",
     ),
     (
         "an output folder that holds a run or a model",
@@ -153,13 +153,13 @@ CASES = [  # (class of case, what the user did, the command, what the one stderr
         "a number out of range or not a number",
         "pretrain --seed -1",
         "pretrain --out {r}/neg --corpus {r}/corpus.txt --seed -1 --steps 1 --cache-dir {r}/cache",
-        "--seed: must be in 0..4,294,967,295, got -1",
+        "--seed must be in 0..4,294,967,295, got -1",
     ),
     (
         "a number out of range or not a number",
         "finetune --seeds with a negative one",
         "finetune --task sentiment --model {r}/plain --out {r}/s --seeds 0 -2",
-        "--seeds: must be in 0..",
+        "--seeds must be in 0..",
     ),
     (
         "a flag the mode ignores",
@@ -225,7 +225,7 @@ CASES = [  # (class of case, what the user did, the command, what the one stderr
         "a number out of range or not a number",
         "finetune --warmup -1",
         "finetune --task sentiment --model {r}/plain --out {r}/ft --warmup -1 --lr 1e-3",
-        "--warmup: must be at least 0, got -1",
+        "--warmup must be 0 or more, got -1",
     ),
     (
         "a number out of range or not a number",
@@ -243,7 +243,7 @@ CASES = [  # (class of case, what the user did, the command, what the one stderr
         "a number out of range or not a number",
         "pretrain --lr past AdamW's sense",
         P + " --lr 1e30",
-        "--lr: must be in (0, 1], got 1e30",
+        "--lr must be in (0, 1], got 1e30",
     ),
     (
         "a number out of range or not a number",
@@ -255,13 +255,13 @@ CASES = [  # (class of case, what the user did, the command, what the one stderr
         "a number out of range or not a number",
         "pretrain --max-seq-length 0",
         P + " --max-seq-length 0",
-        "--max-seq-length: must be in 8..",
+        "--max-seq-length must be in 8..",
     ),
     (
         "a number out of range or not a number",
         "pretrain --warmup -3",
         P + " --warmup -3",
-        "--warmup: must be at least 0, got -3",
+        "--warmup must be 0 or more, got -3",
     ),
     (
         "a number out of range or not a number",
@@ -279,19 +279,19 @@ CASES = [  # (class of case, what the user did, the command, what the one stderr
         "a number out of range or not a number",
         "pretrain --hidden-size 0",
         P + " --hidden-size 0",
-        "--hidden-size: must be in 1..",
+        "--hidden-size must be in 1..",
     ),
     (
         "a number out of range or not a number",
         "pretrain --num-hidden-layers 0",
         P + " --num-hidden-layers 0",
-        "--num-hidden-layers: must be in 1..",
+        "--num-hidden-layers must be in 1..",
     ),
     (
         "a number out of range or not a number",
         "pretrain --seed past 2**32",
         P + " --seed 99999999999999999999",
-        "--seed: must be in 0..4,294,967,295",
+        "--seed must be in 0..4,294,967,295",
     ),
     (
         "a number out of range or not a number",
@@ -303,7 +303,7 @@ CASES = [  # (class of case, what the user did, the command, what the one stderr
         "a number out of range or not a number",
         "pretrain --generator-size 5",
         P + " --generator-size 5",
-        "--generator-size: must be in (0, 1]",
+        "--generator-size must be in (0, 1]",
     ),
     (
         "a number out of range or not a number",
@@ -321,7 +321,7 @@ CASES = [  # (class of case, what the user did, the command, what the one stderr
         "a number out of range or not a number",
         "finetune --lr 1e-3 0.001",
         F + " --lr 1e-3 0.001",
-        "--lr: 0.001 is given twice",
+        "--lr 0.001 is given twice",
     ),
     (
         "a number out of range or not a number",
@@ -333,19 +333,19 @@ CASES = [  # (class of case, what the user did, the command, what the one stderr
         "a number out of range or not a number",
         "finetune --lr grid with a 0",
         F + " --lr 1e-3 0",
-        "--lr: must be in (0, 1], got 0",
+        "--lr must be in (0, 1], got 0",
     ),
     (
         "a number out of range or not a number",
         "finetune --seeds 0 0",
         F + " --seeds 0 0",
-        "--seeds: 0 is given twice",
+        "--seeds 0 is given twice",
     ),
     (
         "a number out of range or not a number",
         "finetune --seeds past 2**32",
         F + " --seeds 99999999999999999999",
-        "--seeds: must be in 0..",
+        "--seeds must be in 0..",
     ),
     (
         "a number out of range or not a number",
@@ -357,13 +357,13 @@ CASES = [  # (class of case, what the user did, the command, what the one stderr
         "a number out of range or not a number",
         "finetune --epochs 0",
         F + " --epochs 0",
-        "--epochs: must be in 1..",
+        "--epochs must be in 1..",
     ),
     (
         "a number out of range or not a number",
         "finetune --dropout 1",
         F + " --dropout 1",
-        "--dropout: must be in [0, 1)",
+        "--dropout must be in [0, 1)",
     ),
     (
         "a flag the mode ignores",

@@ -18,6 +18,7 @@ import argparse
 import inspect
 import math
 import os
+import re
 import sys
 import types
 import typing
@@ -58,7 +59,7 @@ class Range:
     def describe(self) -> str:
         low, high = _shown(self.low), _shown(self.high)
         if self.high is None:
-            return f"more than {low}" if self.low_open else f"at least {low}"
+            return f"more than {low}" if self.low_open else "0 or more" if self.low == 0 else f"at least {low}"
         if self.low is None:
             return f"less than {high}" if self.high_open else f"at most {high}"
         if isinstance(self.low, int) and isinstance(self.high, int) and not (self.low_open or self.high_open):
@@ -102,7 +103,7 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         command = self.prog.removeprefix("bertkit").strip()
-        message = message.removeprefix("argument ")
+        message = re.sub(r"^argument (\S+): must be", r"\1 must be", message).removeprefix("argument ")
         raise BertkitError(f"{command + ': ' if command else ''}{message} (see `{self.prog} --help`)")
 
 
@@ -149,7 +150,7 @@ class _Distinct(argparse.Action):
         seen = set()
         for v in values:
             if v in seen:
-                parser.error(f"{option_string}: {v:g} is given twice; each value runs once")
+                parser.error(f"{option_string} {v:g} is given twice; each value runs once")
             seen.add(v)
         setattr(namespace, self.dest, values)
 

@@ -156,9 +156,11 @@ def replacing_run(out_dir: str | Path):
     out, aside = Path(out_dir), Path(out_dir) / ASIDE
     rank, world = distributed()
     if rank == 0 and run_items(out):
-        aside.mkdir()
+        moving = out / f"{ASIDE}.tmp"  # renamed to ASIDE once every item is in it: a kill midway loses nothing
+        moving.mkdir()
         for name in run_items(out):
-            os.replace(out / name, aside / name)
+            os.replace(out / name, moving / name)
+        os.replace(moving, aside)
     barrier(world)
     try:
         yield
@@ -173,9 +175,14 @@ def replacing_run(out_dir: str | Path):
 
 
 def recover_run(out: Path) -> None:
-    """Finish what a killed `replacing_run` left: a complete new run's old files are deleted; an incomplete new
-    run is removed and the old one put back."""
+    """Finish what a killed `replacing_run` left: a complete new run's old files are deleted; an old run caught
+    half set aside is put back whole; an incomplete new run is removed and the old one put back."""
     shutil.rmtree(out / f"{ASIDE}.done", ignore_errors=True)
+    moving = out / f"{ASIDE}.tmp"
+    if moving.is_dir():  # killed while setting the old run aside: nothing new was written yet
+        for item in moving.iterdir():
+            os.replace(item, out / item.name)
+        moving.rmdir()
     if (out / ASIDE).is_dir():
         _put_back(out)
         print(f"{out}: put back the run that an interrupted --overwrite had set aside")

@@ -14,6 +14,7 @@ stopped.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import sys
@@ -136,9 +137,10 @@ RUN_FILES = ("metrics.jsonl", "checkpoints", "summary.json", "train_config.json"
 
 
 def check_resume(out_dir: str | Path, steps: int, settings: dict) -> None:
-    """`--resume` continues the run in `out_dir` exactly or says why it cannot; it never goes backwards and never
-    restarts a run from step 0 over its files. A folder without a run is a new run (a script may always pass
-    --resume). Checked before the corpus is read."""
+    """`--resume` continues the run in `out_dir` exactly or says why it cannot: it never goes backwards, and never
+    restarts from step 0 over a finished run or over damaged checkpoints. A folder without a run is a new run (a
+    script may always pass --resume), and so is an unfinished run killed before its first checkpoint: the same
+    seed gives the same steps again. Checked before the corpus is read."""
     out = Path(out_dir)
     held = [name for name in RUN_FILES if (out / name).exists()]
     if not held:
@@ -158,6 +160,8 @@ def check_resume(out_dir: str | Path, steps: int, settings: dict) -> None:
             break
         damaged.append(f"{folder.name}: {problem}")
     else:
+        if not damaged and not (out / "summary.json").exists() and not (out / "model").exists():
+            return  # killed before its first checkpoint: nothing was saved that a restart would not redo
         why = "every checkpoint is damaged: " + "; ".join(damaged) if damaged else "no checkpoint was written"
         raise BertkitError(
             f"--resume: {out} holds a run ({', '.join(held)}) but nothing to resume from ({why}); to start afresh "
@@ -299,10 +303,10 @@ def pretrain(
             if main:
                 _truncate_log(out / "metrics.jsonl", step)
                 print(f"resuming from {folder} (step {step})")
-        elif any((out / name).exists() for name in RUN_FILES if name != "train_config.json"):
+        elif damaged or (out / "summary.json").exists() or (out / "model").exists():
             raise BertkitError(f"--resume: {out} holds a run with no usable checkpoint; give another --out")
         elif main:
-            print(f"no checkpoint in {out / 'checkpoints'}; starting from step 0")
+            print(f"no checkpoint in {out / 'checkpoints'} yet; starting from step 0 (the same seed, the same steps)")
     if step == 0 and main:
         (out / "metrics.jsonl").unlink(missing_ok=True)
         atomic_write_text(out / "train_config.json", json.dumps(asdict(cfg), indent=2) + "\n")
@@ -325,6 +329,8 @@ def pretrain(
         )
 
     phase_data, phase_eval, eval_epoch, batches = start_phase(phase, epoch, batch_index)
+    # The first batch before any output: a corpus that gives no instances is one error line, not a bar at 0%.
+    batches = itertools.chain([next(batches)], batches)
     net = model
     if world > 1:  # gradients averaged over the ranks; some heads' parameters may take no part (the pooler)
         net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)

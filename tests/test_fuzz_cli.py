@@ -1,0 +1,250 @@
+"""A fuzzer over every command: flag values at and beyond every edge, and file contents of every wrong kind.
+
+The invariant, for every draw: exit 0 with a result, or exit 2 with exactly one stderr line that names the flag
+or file; never a traceback; every file that was there before byte-identical afterwards. The flags and their
+bounds come from the command table itself (`flag_limits`), so a new numeric flag is fuzzed without a line here.
+
+`make test` runs a fixed, derandomised budget; `BERTKIT_FUZZ_EXAMPLES=N` runs N examples per test. What a
+larger budget found is kept below as explicit examples.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import string
+
+import pytest
+from helpers import one_thread, save_tiny_bert, snapshot  # noqa: F401 - an autouse fixture
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from bertkit.cli import main
+from bertkit.cli.table import COMMANDS, Range, flag_limits
+from bertkit.finetune.model import build_model, save_task_model
+from bertkit.hf import build_heads, load_pretrained, save_pretrained
+from bertkit.tokenizer import Tokenizer
+
+EXAMPLES = int(os.environ.get("BERTKIT_FUZZ_EXAMPLES", "0"))
+FUZZ = settings(
+    max_examples=EXAMPLES or 40,
+    deadline=None,
+    derandomize=not EXAMPLES,  # CI draws the same examples every time; a larger budget explores
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    database=None,
+)
+
+# Each command's quick valid call: {r} the fixture's folders (never written), {o} a fresh output folder.
+BASE = {
+    "params": "params bert-tiny-chinese --heads classifier --num-labels 3",
+    "tokenize": "tokenize 我们很好 --model {r}/plain --pair 今天 --max-length 8",
+    "tokenizer train": "tokenizer train {r}/corpus.txt --out {o}/vocab --vocab-size 100",
+    "pretrain": (
+        "pretrain --out {o}/run --corpus {r}/docs.txt --cache-dir {c} --preset bert-tiny-chinese --steps 2 "
+        "--batch-size 4 --vocab-size 100 --eval-every 100"
+    ),
+    "finetune": (
+        "finetune --task classification --model {r}/plain --out {o}/ft --train {r}/train.csv --dev {r}/train.csv "
+        "--epochs 1 --lr 1e-3 --max-seq-length 16"
+    ),
+    "baseline": "baseline --task classification --train {r}/train.csv --dev {r}/train.csv --out {o}/bl",
+    "compare": "compare {r}/run-a {r}/run-b --resamples 100",
+    "evaluate": "evaluate --model {r}/clf --task classification --data {r}/train.csv",
+    "predict": "predict --model {r}/clf --input {r}/texts.txt --output {o}/p.jsonl",
+    "fill-mask": "fill-mask {r}/mlm 北[MASK]",
+    "embed": "embed {r}/plain --input {r}/texts.txt --output {o}/e.npy",
+    "similarity": "similarity {r}/plain 我们 很好",
+    "serve": "serve {r}/plain",
+    "export": "export {r}/plain --onnx {o}/m.onnx",
+}
+EXPENSIVE = {"export"}  # a valid draw exports and checks an ONNX graph: fuzzed with invalid values only
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fuzz")
+    tok = Tokenizer.train(
+        iter(["我们今天在北京开会。", "the cat sat on the mat", "好 差 一般 很好"] * 5), vocab_size=120, min_frequency=1
+    )
+    plain = save_tiny_bert(root / "plain", tok)
+    ckpt = load_pretrained(plain)
+    save_pretrained(root / "mlm", ckpt.encoder, build_heads(ckpt.config, ["mlm"]), tok)
+    clf, clf_tok = build_model(plain, "classification", ["neg", "pos"])
+    save_task_model(root / "clf", clf, clf_tok)
+    (root / "texts.txt").write_text("我们很好\n今天一般\n", "utf-8")
+    (root / "corpus.txt").write_text("我们今天在北京开会。\n大家都很好！\n" * 20, "utf-8")
+    docs = ["我们今天在北京开会。大家都很好！", "他们明天去上海。天气不错。", "新年快乐，朋友们。世界经济发展。"]
+    (root / "docs.txt").write_text("\n\n".join(d.replace("。", "。\n") for d in docs * 8), "utf-8")
+    rows = [("我们很好", "pos"), ("今天很差", "neg"), ("很好很好", "pos"), ("差", "neg")] * 3
+    (root / "train.csv").write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in rows), "utf-8")
+    for run in ("run-a", "run-b"):
+        args = f"baseline --task classification --train {root}/train.csv --dev {root}/train.csv --test "
+        assert main((args + f"{root}/train.csv --out {root}/{run}").split()) == 0
+    return root
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory):
+    """Outputs ({o}, emptied after every draw) and the shard cache ({c}, kept: it is not the user's)."""
+    return tmp_path_factory.mktemp("fuzz-out"), tmp_path_factory.mktemp("fuzz-cache")
+
+
+@pytest.fixture(autouse=True)
+def no_server(monkeypatch):
+    """`serve` with valid flags would listen forever: its flags are checked, then nothing is started."""
+    import bertkit.use.serve
+
+    monkeypatch.setattr(bertkit.use.serve, "serve", lambda *args, **kwargs: None)
+
+
+def run(argv: list[str], root, scratch, capsys) -> tuple[int, list[str]]:
+    """Run one command; assert the invariant; return (exit code, stderr lines)."""
+    out, _ = scratch
+    before = snapshot(root)
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir()
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code in (0, 2), (argv, code, err)
+    if code == 2:
+        assert len(err) == 1 and err[0].startswith("bertkit: error:"), (argv, err)
+    assert not any("Traceback" in line for line in err), (argv, err)
+    assert snapshot(root) == before, argv
+    return code, err
+
+
+def base_argv(command: str, root, scratch) -> list[str]:
+    out, cache = scratch
+    return BASE[command].format(r=root, o=out, c=cache).split()
+
+
+# ------------------------------------------------------------------------------------------- flag values
+def edge_values(kind: type, limits: Range | None) -> list[str]:
+    """Values at and beyond a flag's edges, as a user would type them."""
+    values = ["nan", "inf", "-inf", "", "abc", "1e3", "0x10", "1_000", "\udcff", "-1", "0", "1", "99999999999999999999"]
+    if kind is float:
+        values += ["1e-300", "1e308", "-0.0", "0.5"]
+    if limits is not None:
+        for edge in (limits.low, limits.high):
+            if edge is not None:
+                values += [str(edge), str(edge - 1), str(edge + 1)]
+                if kind is float:
+                    values += [repr(edge - 1e-9), repr(edge + 1e-9)]
+    return values
+
+
+def cheap(command: str, value: str) -> bool:
+    """A valid value that would make the quick call long (a billion steps, a vocabulary of a million) is not
+    run: the fuzzer is about the edges of what is refused, and every draw must finish in seconds."""
+    try:
+        x = float(value)
+    except ValueError:
+        return True
+    return command not in EXPENSIVE and not (math.isfinite(x) and abs(x) > 64)
+
+
+FLAGS = sorted(
+    (command, name, kind, limits)
+    for command, fn in COMMANDS.items()
+    for name, (kind, limits) in flag_limits(fn).items()
+)
+
+
+def in_range(kind: type, limits: Range | None, value: str) -> bool:
+    try:
+        x = kind(value)
+    except ValueError:
+        return False
+    return (kind is int or math.isfinite(x)) and (limits is None or x in limits)
+
+
+@FUZZ
+@given(st.sampled_from(FLAGS), st.data())
+@example(("finetune", "lr", float, None), None)  # kept examples are drawn again below with data=None
+def test_every_numeric_flag_at_every_edge(root, scratch, capsys, flag, data):
+    command, name, kind, limits = flag
+    values = edge_values(kind, limits)
+    value = data.draw(st.sampled_from(values)) if data is not None else "inf"
+    if in_range(kind, limits, value) and not cheap(command, value):
+        return
+    argv = base_argv(command, root, scratch)
+    option = "--" + name.replace("_", "-")
+    if option in argv:  # the base call's own value is replaced
+        i = argv.index(option)
+        del argv[i : i + 2]
+    code, err = run([*argv, option, value], root, scratch, capsys)
+    if not in_range(kind, limits, value):
+        assert code == 2 and option in err[0], (command, option, value, err)
+    elif code == 2:  # a value in range that this call cannot honour says which flag
+        assert option in err[0] or name.replace("_", "-") in err[0], (command, option, value, err)
+
+
+# ------------------------------------------------------------------------------------------ file contents
+def contents() -> st.SearchStrategy[bytes]:
+    """What a careless user's file holds: nothing, binary, text in another encoding, JSON of any shape, a
+    table with the wrong columns, or a good file cut short."""
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+        max_leaves=8,
+    )
+    words = st.text(string.ascii_letters + "我们好差,\t\"'", max_size=12)
+    return st.one_of(
+        st.just(b""),
+        st.binary(min_size=1, max_size=64),
+        st.text(max_size=40).map(lambda t: t.encode("utf-16")),
+        st.just("caf\xe9\n".encode("latin-1")),
+        json_values.map(lambda v: json.dumps(v, ensure_ascii=False).encode()),
+        st.lists(json_values, max_size=3).map(lambda rows: b"\n".join(json.dumps(r).encode() for r in rows)),
+        st.lists(st.lists(words, min_size=1, max_size=3), max_size=4).map(
+            lambda rows: "\n".join(",".join(r) for r in rows).encode()
+        ),
+        st.just(b"\xef\xbb\xbftext,label\n\xe5\xa5\xbd,pos\n"),  # UTF-8 with a BOM
+    )
+
+
+# (command, which file of the fixture the drawn bytes replace): the file as each command reads it
+FILE_SLOTS = [
+    ("predict", "texts.txt"),
+    ("embed", "texts.txt"),
+    ("finetune", "train.csv"),
+    ("baseline", "train.csv"),
+    ("evaluate", "train.csv"),
+    ("tokenizer train", "corpus.txt"),
+    ("pretrain", "docs.txt"),
+    ("compare", "run-a/test_predictions.jsonl"),
+    ("fill-mask", "mlm/config.json"),
+    ("embed", "plain/config.json"),
+    ("predict", "clf/config.json"),
+    ("embed", "plain/model.safetensors"),
+    ("tokenize", "plain/vocab.txt"),
+    ("params", "plain/config.json"),
+]
+
+
+@FUZZ
+@given(st.sampled_from(FILE_SLOTS), contents())
+def test_every_file_of_every_kind(root, scratch, capsys, tmp_path, slot, content):
+    command, name = slot
+    copy = tmp_path / "r"  # a private copy of the fixture: the drawn bytes replace one of its files
+    if not copy.exists():
+        shutil.copytree(root, copy)
+    target = copy / name
+    original = (root / name).read_bytes()
+    target.write_bytes(content)
+    try:
+        argv = base_argv(command, copy, scratch)
+        if command == "params":
+            argv[1] = str(copy / "plain")
+            argv = argv[:2]
+        code, err = run(argv, copy, scratch, capsys)
+    finally:
+        target.write_bytes(original)
+    if code == 2:
+        named = (target.name, target.parent.name) + (("corpus",) if command == "pretrain" else ())
+        assert any(part in err[0] for part in named), (slot, content[:40], err)
