@@ -395,6 +395,14 @@ CASES = [  # (class of case, what the user did, the command, what the one stderr
         P + " --init {r}/plain",
         "--preset: --init continues",
     ),
+    ("a flag the mode ignores", "finetune --crf on a classification task", F + " --crf", "--crf is for tagging tasks"),
+    (
+        "a flag the mode ignores",
+        "finetune --null-threshold on a classification task",
+        F + " --null-threshold 1.5",
+        "--null-threshold is for qa tasks",
+    ),
+    ("a flag the mode ignores", "finetune --stride on a classification task", F + " --stride 8", "--stride is for"),
     (
         "a flag the mode ignores",
         "pretrain --generator-size on a BERT recipe",

@@ -69,9 +69,11 @@ def finetune_cmd(
         int | None, "NER and QA windows start this many pieces apart (default: half a window)", COUNT
     ] = None,
     crf: Annotated[bool, "tagging tasks: a linear-chain CRF over the tags (Viterbi decoding, BIO/BMES rules)"] = False,
-    max_query_length: Annotated[int, "qa: question pieces kept", COUNT] = 64,
-    max_answer_length: Annotated[int, "qa: the longest answer, in pieces", COUNT] = 30,
-    n_best: Annotated[int, "qa: start and end positions tried in each window", Range(1, 1000)] = 20,
+    max_query_length: Annotated[int | None, "qa: question pieces kept (default 64)", COUNT] = None,
+    max_answer_length: Annotated[int | None, "qa: the longest answer, in pieces (default 30)", COUNT] = None,
+    n_best: Annotated[
+        int | None, "qa: start and end positions tried in each window (default 20)", Range(1, 1000)
+    ] = None,
     null_threshold: Annotated[
         float | None,
         "qa (SQuAD 2.0): answer nothing when the null score beats the best span's by more than this "
@@ -127,6 +129,10 @@ def finetune_cmd(
         choices_column,
     )
     data = _load_task(task, (train, dev, test), columns, max_train_examples, max_eval_examples)
+    _refuse_flags_the_task_ignores(
+        data.kind, crf=crf, stride=stride, max_query_length=max_query_length, max_answer_length=max_answer_length,
+        n_best=n_best, null_threshold=null_threshold,
+    )  # fmt: skip
     cfg = FinetuneConfig(
         out_dir=out,
         epochs=epochs,
@@ -138,8 +144,8 @@ def finetune_cmd(
         max_seq_length=max_seq_length,
         stride=stride,
         crf=crf,
-        max_query_length=max_query_length,
-        qa=QAOptions(max_answer_length, n_best, null_threshold),
+        max_query_length=max_query_length or 64,
+        qa=QAOptions(max_answer_length or 30, n_best or 20, null_threshold),
         patience=patience,
         dropout=dropout,
         label_smoothing=label_smoothing,
@@ -454,6 +460,26 @@ def predict_cmd(
 
     atomic_write_text(Path(output), "".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in records))
     print(f"wrote {len(records)} predictions to {output}")
+
+
+TASK_FLAGS = {  # the flags that only some kinds of task read
+    "crf": ("tagging",),
+    "stride": ("tagging", "qa"),
+    "max_query_length": ("qa",),
+    "max_answer_length": ("qa",),
+    "n_best": ("qa",),
+    "null_threshold": ("qa",),
+}
+
+
+def _refuse_flags_the_task_ignores(kind: str, **given) -> None:
+    """A flag this kind of task would ignore is an error that names the kind: the user meant something by it."""
+    for name, value in given.items():
+        if value not in (None, False) and kind not in TASK_FLAGS[name]:
+            kinds = " and ".join(k.replace("_", "-") for k in TASK_FLAGS[name])
+            raise BertkitError(
+                f"--{name.replace('_', '-')} is for {kinds} tasks; this one is {kind.replace('_', '-')}: leave it out"
+            )
 
 
 def _load_task(task: str, files: tuple, columns: tuple, max_train_examples: int | None, max_eval_examples: int | None):

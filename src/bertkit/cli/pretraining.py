@@ -101,6 +101,8 @@ def pretrain_cmd(
     # Every flag, the run folder and the model's size are checked before the corpus is read: a mistake costs
     # nothing, and nothing is written before all of it holds.
     check_out_dir(out, resume)
+    if cache_dir is not None and Path(cache_dir).exists() and not Path(cache_dir).is_dir():
+        raise BertkitError(f"--cache-dir {cache_dir} is a file; give a folder for the token shards")
     _refuse_ignored_flags(
         init=init, tokenizer=tokenizer, preset=preset, vocab_size=vocab_size, num_hidden_layers=num_hidden_layers,
         hidden_size=hidden_size, dropout=dropout,

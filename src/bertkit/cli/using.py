@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
-from bertkit.cli.table import command
+from bertkit.cli.table import COUNT, Range, command
 from bertkit.errors import BertkitError
 
 
@@ -14,7 +14,7 @@ from bertkit.errors import BertkitError
 def fill_mask_cmd(
     model: Annotated[str, "a model folder with an MLM head"],
     texts: Annotated[list[str], "texts with one or more [MASK] tokens, e.g. 巴黎是[MASK]国的首都。"],
-    top_k: Annotated[int, "predictions shown per [MASK]"] = 5,
+    top_k: Annotated[int, "predictions shown per [MASK]", COUNT] = 5,
 ) -> None:
     """Top-k predictions for each [MASK] in a text, from any MLM checkpoint."""
     from bertkit.use.fill_mask import fill_mask
@@ -36,7 +36,7 @@ def embed_cmd(
         Literal["cls", "mean", "max", "mean_sqrt_len"] | None, "default: the folder's Pooling module, else mean"
     ] = None,
     normalize: Annotated[bool | None, "L2-normalise sentence vectors (default: the folder's Normalize module)"] = None,
-    layers: Annotated[int | None, "average the last K hidden states (embedding output included)"] = None,
+    layers: Annotated[int | None, "average the last K hidden states (embedding output included)", COUNT] = None,
     layer_weights: Annotated[
         list[float] | None, "ELMo scalar mix: softmax(W) over the last len(W) hidden states, lowest first"
     ] = None,
@@ -49,7 +49,7 @@ def embed_cmd(
         Literal["torch", "onnxruntime"],
         "onnxruntime: the exported graph (sentence vectors; fp32, or int8 with onnxruntime's quantiser)",
     ] = "torch",
-    batch_tokens: Annotated[int, "padded tokens per batch; texts are sorted by length first"] = 4096,
+    batch_tokens: Annotated[int, "padded tokens per batch; texts are sorted by length first", Range(1, 1 << 24)] = 4096,
     skip_empty: Annotated[bool, "skip empty lines (counted on stderr) instead of stopping at the first"] = False,
     progress: Annotated[bool | None, "progress bar with texts/s on stderr (default: when stderr is a terminal)"] = None,
 ) -> None:
@@ -128,7 +128,7 @@ def similarity_cmd(
     pooling: Annotated[
         Literal["cls", "mean", "max", "mean_sqrt_len"] | None, "default: the folder's Pooling module, else mean"
     ] = None,
-    layers: Annotated[int | None, "average the last K hidden states (embedding output included)"] = None,
+    layers: Annotated[int | None, "average the last K hidden states (embedding output included)", COUNT] = None,
 ) -> None:
     """Cosine similarity of two texts' sentence vectors, or (--word) of one word's vectors in two contexts,
     e.g. 苹果 in 我喜欢吃苹果 and in 苹果和华为哪个牌子好: BERT gives the word a vector per context."""
@@ -151,11 +151,11 @@ def similarity_cmd(
 def serve_cmd(
     model: Annotated[str, "a sentence-transformers folder, a BERT folder, or a fine-tuned folder"],
     host: Annotated[str, "address to listen on (0.0.0.0: every interface)"] = "127.0.0.1",
-    port: Annotated[int, "port to listen on (0: any free port, printed at start)"] = 8000,
-    max_batch_size: Annotated[int, "texts per model call, gathered from concurrent requests"] = 64,
-    max_texts: Annotated[int, "texts in one request; more is answered 413"] = 256,
-    max_request_bytes: Annotated[int, "request body size; more is answered 413"] = 1 << 20,
-    batch_wait_ms: Annotated[float, "how long a batch waits for more requests before it runs"] = 5.0,
+    port: Annotated[int, "port to listen on (0: any free port, printed at start)", Range(0, 65_535)] = 8000,
+    max_batch_size: Annotated[int, "texts per model call, gathered from concurrent requests", COUNT] = 64,
+    max_texts: Annotated[int, "texts in one request; more is answered 413", COUNT] = 256,
+    max_request_bytes: Annotated[int, "request body size; more is answered 413", COUNT] = 1 << 20,
+    batch_wait_ms: Annotated[float, "how long a batch waits for more requests before it runs", Range(0, 60_000)] = 5.0,
     precision: Annotated[Literal["fp32", "bf16", "int8"], "/embed's precision, as `embed --precision`"] = "fp32",
     backend: Annotated[Literal["torch", "onnxruntime"], "/embed's backend, as `embed --backend`"] = "torch",
 ) -> None:
@@ -181,7 +181,7 @@ def export_cmd(
     model: Annotated[str, "a sentence-transformers folder (sentence vectors) or a BERT folder (hidden states)"],
     *,
     onnx: Annotated[str, "the .onnx file to write; an existing one is replaced only by a checked export"],
-    opset: Annotated[int, "ONNX opset version"] = 17,
+    opset: Annotated[int, "ONNX opset version", Range(14, 20)] = 17,
 ) -> None:
     """Export the encoder to ONNX with dynamic batch and sequence axes, then check it with onnxruntime against
     PyTorch on batches of several sizes and lengths (max abs diff <= 1e-4).
