@@ -81,7 +81,7 @@ CASES = [  # (class of case, what the user did, the command, what the one stderr
         "a number out of range or not a number",
         "predict --batch-size 0",
         "predict --model {r}/clf --input {r}/texts.txt --output {r}/o.jsonl --batch-size 0",
-        "--batch-size must be at least 1",
+        "--batch-size must be in 1..65,536, got 0",
     ),
     (
         "an output path that would destroy something",
@@ -117,7 +117,7 @@ CASES = [  # (class of case, what the user did, the command, what the one stderr
         "a number out of range or not a number",
         "tokenizer train --vocab-size 0",
         "tokenizer train {r}/corpus.txt --out {r}/vocab0 --vocab-size 0",
-        "must be more than 5",
+        "--vocab-size must be in 6..1,000,000, got 0",
     ),
     (
         "a number out of range or not a number",
@@ -183,7 +183,7 @@ CASES = [  # (class of case, what the user did, the command, what the one stderr
         "a number out of range or not a number",
         "tokenizer train --vocab-size past any vocabulary",
         "tokenizer train {r}/corpus.txt --out {r}/big --vocab-size 99999999999",
-        "is more than 1,000,000",
+        "--vocab-size must be in 6..1,000,000, got 99999999999",
     ),
     (
         "an empty text",
@@ -195,7 +195,7 @@ CASES = [  # (class of case, what the user did, the command, what the one stderr
         "a number out of range or not a number",
         "predict --max-seq-length 0",
         "predict --model {r}/clf --input {r}/texts.txt --output {r}/o.jsonl --max-seq-length 0",
-        "--max-seq-length 0 leaves no room",
+        "--max-seq-length must be in 3..",
     ),
     (
         "a number the model cannot honour",

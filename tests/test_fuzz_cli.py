@@ -29,7 +29,7 @@ from bertkit.tokenizer import Tokenizer
 
 EXAMPLES = int(os.environ.get("BERTKIT_FUZZ_EXAMPLES", "0"))
 FUZZ = settings(
-    max_examples=EXAMPLES or 40,
+    max_examples=EXAMPLES or 150,
     deadline=None,
     derandomize=not EXAMPLES,  # CI draws the same examples every time; a larger budget explores
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

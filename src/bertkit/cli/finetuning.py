@@ -199,8 +199,8 @@ def baseline_cmd(
     label_column: Annotated[str, "column holding the label"] = "label",
     tokens_column: Annotated[str, "ner JSONL: field holding the list of tokens"] = "tokens",
     tags_column: Annotated[str, "ner JSONL: field holding the list of BIO tags"] = "tags",
-    max_train_examples: Annotated[int | None, "use only the first N training examples (as finetune)"] = None,
-    max_eval_examples: Annotated[int | None, "use only the first N dev and N test examples"] = None,
+    max_train_examples: Annotated[int | None, "use only the first N training examples (as finetune)", COUNT] = None,
+    max_eval_examples: Annotated[int | None, "use only the first N dev and N test examples", COUNT] = None,
     overwrite: Annotated[bool, "replace the run already in --out (else that is an error)"] = False,
 ) -> None:
     """The classical baseline on the same split as finetune: character 1-3-gram TF-IDF + logistic regression
@@ -247,7 +247,7 @@ def baseline_cmd(
 def compare_cmd(
     a: Annotated[str, "system A: a run folder (its seed-N / lr-X runs are found inside) or a test_predictions.jsonl"],
     b: Annotated[str, "system B, one run: e.g. the baseline's --out folder"],
-    resamples: Annotated[int, "bootstrap resamples of the test examples"] = 10_000,
+    resamples: Annotated[int, "bootstrap resamples of the test examples", Range(100, 10_000_000)] = 10_000,
 ) -> None:
     """Is A really better than B? Both runs (classification or tagging: finetune, baseline) scored the same
     test split: the difference of their accuracy (or entity / word F1), its paired-bootstrap 95% interval over
@@ -323,16 +323,18 @@ def evaluate_cmd(
     context_column: Annotated[str, "multiple-choice JSONL: field holding the context"] = "context",
     question_column: Annotated[str, "multiple-choice JSONL: field holding the question (may be absent)"] = "question",
     choices_column: Annotated[str, "multiple-choice JSONL: field holding the list of choices"] = "choices",
-    max_seq_length: Annotated[int | None, "default: the length the model was fine-tuned with"] = None,
-    max_query_length: Annotated[int, "qa: question pieces kept"] = 64,
-    max_answer_length: Annotated[int, "qa: the longest answer, in pieces"] = 30,
-    n_best: Annotated[int, "qa: start and end positions tried in each window"] = 20,
+    max_seq_length: Annotated[
+        int | None, "default: the length the model was fine-tuned with", Range(3, 1 << 20)
+    ] = None,
+    max_query_length: Annotated[int, "qa: question pieces kept", COUNT] = 64,
+    max_answer_length: Annotated[int, "qa: the longest answer, in pieces", COUNT] = 30,
+    n_best: Annotated[int, "qa: start and end positions tried in each window", Range(1, 1000)] = 20,
     null_threshold: Annotated[
         float | None,
         "qa (SQuAD 2.0): answer nothing when the null score beats the best span's by more than this "
         "(default: 0 when the data has unanswerable questions, else always answer)",
     ] = None,
-    max_eval_examples: Annotated[int | None, "score only the first N examples"] = None,
+    max_eval_examples: Annotated[int | None, "score only the first N examples", COUNT] = None,
 ) -> None:
     """Score a fine-tuned model on a built-in task's split or a labelled file; prints the metrics as JSON."""
     import json
@@ -394,17 +396,21 @@ def predict_cmd(
     context_column: Annotated[str, "qa / multiple-choice: column holding the context"] = "context",
     question_column: Annotated[str, "qa / multiple-choice: column holding the question"] = "question",
     choices_column: Annotated[str, "multiple-choice JSONL: field holding the list of choices"] = "choices",
-    max_seq_length: Annotated[int | None, "default: the length the model was fine-tuned with"] = None,
-    stride: Annotated[
-        int | None, "tagging and qa: long inputs are read in windows this many pieces apart (default: half a window)"
+    max_seq_length: Annotated[
+        int | None, "default: the length the model was fine-tuned with", Range(3, 1 << 20)
     ] = None,
-    max_query_length: Annotated[int, "qa: question pieces kept"] = 64,
-    max_answer_length: Annotated[int, "qa: the longest answer, in pieces"] = 30,
-    n_best: Annotated[int, "qa: start and end positions tried in each window"] = 20,
+    stride: Annotated[
+        int | None,
+        "tagging and qa: long inputs are read in windows this many pieces apart (default: half a window)",
+        COUNT,
+    ] = None,
+    max_query_length: Annotated[int, "qa: question pieces kept", COUNT] = 64,
+    max_answer_length: Annotated[int, "qa: the longest answer, in pieces", COUNT] = 30,
+    n_best: Annotated[int, "qa: start and end positions tried in each window", Range(1, 1000)] = 20,
     null_threshold: Annotated[
         float | None, "qa (SQuAD 2.0 models): answer nothing when the null score beats the best span's by more"
     ] = None,
-    batch_size: Annotated[int, "sequences per forward pass"] = 64,
+    batch_size: Annotated[int, "sequences per forward pass", Range(1, 65_536)] = 64,
 ) -> None:
     """Label texts with a fine-tuned model: classes with probabilities, values, entities / words with offsets,
     answers with their character start and end in the context, or the chosen answer of a multiple choice."""

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
-from bertkit.cli.table import command
+from bertkit.cli.table import COUNT, NON_NEGATIVE, Range, command
 from bertkit.errors import BertkitError
 
 
@@ -63,7 +63,7 @@ def tokenize_cmd(
     *,
     model: Annotated[str, "a model folder, or a vocab.txt / tokenizer.json file"],
     pair: Annotated[str | None, "a second text: [CLS] A [SEP] B [SEP]"] = None,
-    max_length: Annotated[int | None, "truncate to this many tokens (longest first for pairs)"] = None,
+    max_length: Annotated[int | None, "truncate to this many tokens (longest first for pairs)", COUNT] = None,
 ) -> None:
     """Show the word pieces, ids and segment ids BERT sees for a text (or a pair)."""
     from bertkit.vocab import load_tokenizer
@@ -82,8 +82,8 @@ def tokenizer_train_cmd(
     files: Annotated[list[str], "text files, one or more sentences per line"],
     *,
     out: Annotated[str, "folder to write vocab.txt, tokenizer.json and tokenizer_config.json"],
-    vocab_size: Annotated[int, "vocabulary size including the 5 special tokens"] = 21128,
-    min_frequency: Annotated[int, "drop pieces seen fewer times than this"] = 2,
+    vocab_size: Annotated[int, "vocabulary size including the 5 special tokens", Range(6, 1_000_000)] = 21128,
+    min_frequency: Annotated[int, "drop pieces seen fewer times than this", NON_NEGATIVE] = 2,
     lowercase: Annotated[bool, "lower-case and strip accents (uncased model; WordPiece only)"] = True,
     kind: Annotated[
         Literal["wordpiece", "bpe"],

@@ -76,7 +76,7 @@ def pretrain_cmd(
     steps: Annotated[int, "optimizer steps", Range(1, 10**9)] = 1000,
     batch_size: Annotated[int, "sequences per micro-batch", Range(1, 65_536)] = 32,
     grad_accum: Annotated[int, "micro-batches per optimizer step", Range(1, 65_536)] = 1,
-    lr: Annotated[float, "peak learning rate (AdamW: at most 1)", Range(0, 1, low_open=True)] = 5e-4,
+    lr: Annotated[float, "peak learning rate", Range(0, 1, low_open=True)] = 5e-4,
     warmup: Annotated[float, "warm-up: a fraction of steps (<1) or a number of steps", NON_NEGATIVE] = 0.06,
     precision: Annotated[Literal["auto", "fp32", "bf16"], "auto: bf16 where the hardware has it"] = "auto",
     eval_every: Annotated[int, "evaluate on held-out documents every N steps", COUNT] = 200,

@@ -67,7 +67,6 @@ class Range:
         return f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
 
 
-POSITIVE = Range(0, low_open=True)  # a rate, a size in (0, inf)
 COUNT = Range(1)  # steps, batch sizes, lengths: a whole number of at least 1
 NON_NEGATIVE = Range(0)
 FRACTION = Range(0, 1, high_open=True)  # dropout, label smoothing
@@ -107,17 +106,22 @@ class Parser(argparse.ArgumentParser):
         raise BertkitError(f"{command + ': ' if command else ''}{message} (see `{self.prog} --help`)")
 
 
+def _unwrap(hint) -> tuple[object, str, Range | None]:
+    """(type, help, bounds) of a parameter's hint: `Annotated`'s help text and `Range` taken off, `T | None` -> T."""
+    help_text, limits = "", None
+    if typing.get_origin(hint) is Annotated:
+        hint, help_text, *extra = typing.get_args(hint)
+        limits = next((x for x in extra if isinstance(x, Range)), None)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint, help_text, limits
+
+
 def _add_flags(parser: argparse.ArgumentParser, fn: Callable) -> None:
     hints = typing.get_type_hints(fn, include_extras=True)
     for name, param in inspect.signature(fn).parameters.items():
-        hint = hints[name]
-        help_text, limits = "", None
-        if typing.get_origin(hint) is Annotated:
-            hint, help_text, *extra = typing.get_args(hint)
-            limits = next((x for x in extra if isinstance(x, Range)), None)
-        if typing.get_origin(hint) in (typing.Union, types.UnionType):  # `int | None` -> int
-            hint = next(a for a in typing.get_args(hint) if a is not type(None))
-        kwargs: dict = {"help": help_text}
+        hint, help_text, limits = _unwrap(hints[name])
+        kwargs: dict = {"help": f"{help_text} [{limits.describe()}]" if limits else help_text}
         if typing.get_origin(hint) is list:
             item = typing.get_args(hint)[0]
             kwargs.update(
@@ -160,12 +164,7 @@ def flag_limits(fn: Callable) -> dict[str, tuple[type, Range | None]]:
     parser checks, for the fuzzer in the tests to draw values at and beyond."""
     found = {}
     for name, hint in typing.get_type_hints(fn, include_extras=True).items():
-        limits = None
-        if typing.get_origin(hint) is Annotated:
-            hint, _, *extra = typing.get_args(hint)
-            limits = next((x for x in extra if isinstance(x, Range)), None)
-        if typing.get_origin(hint) in (typing.Union, types.UnionType):
-            hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        hint, _, limits = _unwrap(hint)
         if typing.get_origin(hint) is list:
             hint = typing.get_args(hint)[0]
         if hint in (int, float):
