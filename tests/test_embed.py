@@ -181,7 +181,7 @@ def test_bad_arguments(embedder):
     for kwargs, fragment in [
         ({"pooling": "sum"}, "pooling='sum'"),
         ({"precision": "fp16"}, "precision='fp16'"),
-        ({"batch_tokens": 100}, "smaller than max_seq_length"),
+        ({"batch_tokens": 100}, "smaller than the model's max_seq_length"),
         ({"output": "matrix"}, "output='matrix'"),
     ]:
         with pytest.raises(BertkitError, match=fragment):

@@ -357,7 +357,7 @@ def test_a_streamed_epoch_is_reproducible_resumable_and_one_chunk_is_the_whole_e
 
 
 def test_resume_drops_a_torn_last_log_line_and_rows_after_the_checkpoint(tmp_path, capsys):
-    from bertkit.pretrain.loop import _truncate_log
+    from bertkit.pretrain.runs import truncate_log as _truncate_log
 
     log = tmp_path / "metrics.jsonl"
     log.write_text('{"step": 10, "mlm_loss": 5.0}\n{"eval": {"step": 10}}\n{"step": 20, "mlm_loss": 4.0}\n{"step": 3')

@@ -30,7 +30,7 @@ from bertkit.tokenizer import Tokenizer
 from bertkit.use.fill_mask import fill_mask
 from bertkit.use.serve import ServeConfig, app_from_env, create_app, load_model
 
-TEXTS = ["The quick brown fox.", "我喜欢吃苹果", "a", "", "word " * 400, "Café naïve — résumé 🤗"]
+TEXTS = ["The quick brown fox.", "我喜欢吃苹果", "a", "!", "word " * 400, "Café naïve — résumé 🤗"]  # "" is a 400
 LINES = ["the cat sat on the mat", "Bill Gates met Jiang Zemin in Beijing", "we like apples and pears"] * 3
 
 

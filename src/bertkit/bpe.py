@@ -31,7 +31,7 @@ import tokenizers
 from tokenizers import AddedToken, decoders, models, pre_tokenizers, processors, trainers
 
 from bertkit.errors import BertkitError, DataError
-from bertkit.tokenizer import Tokenizer, _read_json, check_vocab_size
+from bertkit.tokenizer import Tokenizer, _read_json, check_vocab_size, read_model_max_length
 
 TRAIN_ORDER = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")  # ids 0..4 of a trained vocabulary
 
@@ -103,8 +103,8 @@ class ByteLevelBPETokenizer(Tokenizer):
             tok = cls.from_file(folder / "tokenizer.json", **kwargs)
         else:
             tok = cls.from_files(folder / "vocab.json", folder / "merges.txt", **kwargs)
-        limit = config.get("model_max_length", tok.model_max_length)
-        if isinstance(limit, int) and 0 < limit < 10**6:  # transformers writes 1e30 for "no limit"
+        limit = read_model_max_length(config, config_file, tok.model_max_length)
+        if limit < 10**6:  # transformers writes 1e30 for "no limit"
             tok.model_max_length = limit
         return tok
 

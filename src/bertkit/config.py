@@ -23,6 +23,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -69,6 +71,8 @@ IGNORED_KEYS = frozenset(
 # Keys that are accepted only with the value the BERT encoder implements.
 FIXED_KEYS = {"position_embedding_type": "absolute", "is_encoder_decoder": False}
 MODEL_TYPES = ("bert", "albert", "roberta", "electra")
+# The keys that size the model: every config.json of the family has them, so one without them is another file.
+ARCHITECTURE_KEYS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
 FAMILY_NAMES = {"bert": "BERT", "albert": "ALBERT", "roberta": "RoBERTa", "electra": "ELECTRA"}
 # Keys only some families have. ELECTRA's summary_* configure its multiple-choice head (SequenceSummary),
 # which bertkit does not build, so they are read and dropped.
@@ -231,13 +235,17 @@ class BertConfig:
                     raise ConfigError(f"{source}: '{key}' = {value!r} is not supported (only {FIXED_KEYS[key]!r})")
             elif key == "label2id" or key in IGNORED_KEYS:
                 continue
-            elif key == "num_labels" and "id2label" not in data:
-                kwargs["id2label"] = {i: f"LABEL_{i}" for i in range(int(value))}
+            elif key == "num_labels":
+                if "id2label" not in data:
+                    kwargs["id2label"] = {i: f"LABEL_{i}" for i in range(_num_labels(value, source))}
             else:
                 raise ConfigError(
                     f"{source}: unknown key '{key}'; bertkit builds a BERT encoder from the keys of "
                     "transformers.BertConfig — remove the key or convert the model first"
                 )
+        _check_types(kwargs, source)
+        if "id2label" in kwargs:
+            kwargs["id2label"] = _id2label(kwargs["id2label"], source)
         try:
             return cls(**kwargs)
         except ConfigError as e:
@@ -275,13 +283,84 @@ class BertConfig:
             raise ConfigError(f"{path}: not valid JSON ({e})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a JSON object")
-        return cls.from_dict(data, source=str(path))
+        config = cls.from_dict(data, source=str(path))
+        missing = [k for k in ARCHITECTURE_KEYS if k not in data]
+        if missing:  # the defaults are bert-base's: building that from `{}` would only end in 160 missing tensors
+            shown = ["model_type"] * ("model_type" not in data and len(missing) == len(ARCHITECTURE_KEYS)) + missing
+            raise ConfigError(
+                f"{path}: has no {' / '.join(shown)}; it is not a BERT-family config (transformers and Google's "
+                "bert_config.json write every one of these)"
+            )
+        return config
 
     def save(self, path: str | os.PathLike, architectures: list[str] | None = None) -> None:
         data = self.to_dict()
         if architectures:
             data = {"architectures": architectures, **data}
         atomic_write_text(Path(path), json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+MAX_LABELS = 100_000  # more classes than any labelled data set has; a head that wide is a mistake in the file
+
+
+def _num_labels(value: object, source: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_LABELS:
+        raise ConfigError(
+            f"{source}: config field 'num_labels' should be a whole number in 1..{MAX_LABELS:,}, "
+            f"got {json.dumps(value)}"
+        )
+    return value
+
+
+def _id2label(value: object, source: str) -> dict[int, str]:
+    """HF's id2label: an object {"0": "neg", "1": "pos"}, ids 0..N-1, each name a distinct string. Why strict:
+    the names are what predictions print and what evaluation data is checked against."""
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"{source}: config field 'id2label' should be an object of ids to names, as "
+            f'{{"0": "neg", "1": "pos"}}, got {type(value).__name__} {json.dumps(value, ensure_ascii=False)[:60]}'
+        )
+    if len(value) > MAX_LABELS:
+        raise ConfigError(f"{source}: config field 'id2label' has {len(value):,} labels; at most {MAX_LABELS:,}")
+    labels = {}
+    for key, name in value.items():
+        key_text = str(key).strip()
+        if not key_text.isdigit():
+            raise ConfigError(f"{source}: config field 'id2label' has key {key!r}; the keys are ids 0, 1, 2, ...")
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(
+                f"{source}: config field 'id2label' maps {key!r} to {json.dumps(name)}; a label name is a "
+                "non-empty string"
+            )
+        labels[int(key_text)] = name
+    if sorted(labels) != list(range(len(labels))):
+        raise ConfigError(f"{source}: config field 'id2label' must map ids 0..{len(labels) - 1} to label names")
+    seen: dict[str, int] = {}
+    for i, name in sorted(labels.items()):
+        if name in seen:
+            raise ConfigError(
+                f"{source}: config field 'id2label' names label {name!r} twice (ids {seen[name]} and {i}); "
+                "each class needs a name of its own"
+            )
+        seen[name] = i
+    return labels
+
+
+def _check_types(kwargs: dict, source: str) -> None:
+    """Each field's JSON type before __post_init__ compares it: "0.1" for a dropout would otherwise end as a
+    message about `<=` between str and float that names no field."""
+    hints = typing.get_type_hints(BertConfig)
+    wanted = {int: "a whole number", float: "a number", str: "a string"}
+    for key, value in kwargs.items():
+        hint = hints.get(key)
+        optional = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        if optional:
+            hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        if hint not in wanted or (optional and value is None):
+            continue
+        ok = isinstance(value, str) if hint is str else isinstance(value, (int, float) if hint is float else int)
+        if not ok or isinstance(value, bool):
+            raise ConfigError(f"{source}: config field '{key}' should be {wanted[hint]}, got {json.dumps(value)[:60]}")
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -288,12 +288,55 @@ def _read_state_dict(folder: Path) -> tuple[dict[str, torch.Tensor], Path]:
             raise CheckpointError(f"{st}: cannot read safetensors file ({e})") from None
     if pt.is_file():
         try:
-            return torch.load(pt, map_location="cpu", weights_only=True), pt
+            state = torch.load(pt, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - torch raises many types for a corrupt pickle
-            raise CheckpointError(f"{pt}: cannot read PyTorch weights ({e})") from None
+            raise CheckpointError(
+                f"{pt}: cannot read PyTorch weights ({_load_failure(e)}); is it a whole torch.save file of tensors?"
+            ) from None
+        return _tensors_only(state, pt), pt
     if (folder / "model.safetensors.index.json").is_file():
         raise CheckpointError(f"{folder}: sharded checkpoints are not supported yet; merge the shards first")
     raise CheckpointError(f"{folder}: no model.safetensors or pytorch_model.bin")
+
+
+def _load_failure(e: Exception) -> str:
+    """torch.load's reason on one line: its weights-only message spans paragraphs around one useful line."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+    marker = next((i for i, line in enumerate(lines) if "WeightsUnpickler error:" in line), None)
+    if marker is not None:
+        rest = lines[marker].split("WeightsUnpickler error:", 1)[1].strip()
+        rest = rest or (lines[marker + 1] if marker + 1 < len(lines) else "")
+        return f"the unpickler says: {rest}"[:200]
+    return lines[0][:200]
+
+
+def _tensors_only(state: object, source: Path) -> dict[str, torch.Tensor]:
+    """A pytorch_model.bin must be a flat {name: tensor} dict; a training checkpoint nests one inside."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{source}: holds a {type(state).__name__}, not a {{name: tensor}} state dict")
+    for name, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(
+                f"{source}: entry {name!r} is a {type(value).__name__}, not a tensor; a model file is a flat "
+                "{name: tensor} state dict (a training checkpoint? save its model's state_dict() instead)"
+            )
+    return state
+
+
+def _check_values(state: dict[str, torch.Tensor], names: list[str], source: Path) -> None:
+    """Every tensor the model loads must be floating point and finite. Why: copy_ casts int64 to float without a
+    word, and a NaN or inf weight (a run that diverged) makes every score NaN, printed as 0.000 downstream."""
+    for name in names:
+        t = state[name]
+        if not t.is_floating_point():
+            raise CheckpointError(
+                f"{source}: tensor '{name}' has dtype {str(t.dtype).removeprefix('torch.')}; model weights are "
+                "floating point (float32, float16 or bfloat16): the file holds something else, or a bad conversion"
+            )
+        if not torch.isfinite(t).all():
+            raise CheckpointError(
+                f"{source}: tensor '{name}' holds NaN or infinite values; the model is damaged (a run that diverged?)"
+            )
 
 
 def _normalise_hf_names(state: dict[str, torch.Tensor], prefix: str = "bert.") -> dict[str, torch.Tensor]:
@@ -313,6 +356,8 @@ def load_pretrained(folder: str | os.PathLike, tokenizer: bool = True) -> Checkp
     Modules come back in eval mode (dropout off), as `transformers` does; training code calls `.train()`.
     """
     folder = Path(folder)
+    if folder.is_file():
+        raise CheckpointError(f"{folder} is a file; give the model folder that holds it (config.json and the weights)")
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: no such model folder")
     config = BertConfig.from_json(folder / "config.json")
@@ -353,6 +398,7 @@ def _load_into(ckpt: Checkpoint, state: dict[str, torch.Tensor], source: Path, p
                 f"{source}: tensor '{theirs}' has shape {tuple(state[theirs].shape)} but config.json "
                 f"implies {tuple(ours[our].shape)}"
             )
+    _check_values(state, list(names.values()), source)
     _check_tied(state, source, fam)
     with torch.no_grad():
         for our, theirs in names.items():

@@ -13,13 +13,14 @@ Choices:
   all-MiniLM-L6-v2 one pads and truncates everything to 128), and those are switched off on load.
 - The special tokens are BERT's five and must all be in the vocabulary; a trained vocabulary puts them at
   ids 0..4 in the order of `Tokenizer.special_tokens`.
-- Every user mistake (a missing file, a broken vocabulary, a `max_length` with no room for the special
-  tokens) is a `BertkitError` naming the file or argument.
+- Every user mistake (a missing file, a broken vocabulary, a `max_length` with no room for a token of each
+  text beside the special tokens) is a `BertkitError` naming the file or argument.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -148,7 +149,7 @@ class Tokenizer:
                 strip_accents=config.get("strip_accents"),
                 tokenize_chinese_chars=config.get("tokenize_chinese_chars", True),
             )
-        tok.model_max_length = int(config.get("model_max_length", tok.model_max_length))
+        tok.model_max_length = read_model_max_length(config, config_file, tok.model_max_length)
         return tok
 
     @classmethod
@@ -287,6 +288,28 @@ class Tokenizer:
         # Counts added tokens too: the embedding table must cover every id the tokenizer can produce.
         return self.backend.get_vocab_size(with_added_tokens=True)
 
+    def min_length(self, is_pair: bool = False) -> int:
+        """The shortest max_length that keeps a token of each text beside the special tokens: 3 ([CLS] A [SEP]),
+        5 for a BERT pair, 6 for a RoBERTa one (<s> A </s></s> B </s>)."""
+        return self.pair_special_count + 2 if is_pair else 3
+
+    def check_max_length(self, max_length: int, is_pair: bool = False, shown: str | None = None) -> None:
+        """Refuse a max_length that would cut a whole text away: truncating longest-first below `min_length`
+        leaves [CLS] [SEP] alone (and below the special tokens, tokenizers silently does not truncate at all).
+        `shown` names it in the message, e.g. "--max-length 2"."""
+        if max_length >= self.min_length(is_pair):
+            return
+        cls_, sep = self.special_tokens[2], self.special_tokens[3]
+        what = "both texts" if is_pair else "the text"
+        need = (
+            f"at least {self.min_length(True)} for a pair"
+            if is_pair
+            else f"at least 3; {self.min_length(True)} for a pair"
+        )
+        raise BertkitError(
+            f"{shown or f'max_length={max_length}'} leaves no room for {what} beside {cls_} and {sep} ({need})"
+        )
+
     @property
     def all_special_ids(self) -> list[int]:
         return [self.backend.token_to_id(t) for t in self.special_tokens]
@@ -415,12 +438,10 @@ class Tokenizer:
         state (truncation is a setting on a `tokenizers.Tokenizer`) and stays safe across threads."""
         if max_length is None:
             return self.backend
-        n_special = (self.pair_special_count if is_pair else 2) if add_special_tokens else 0
-        if max_length < max(n_special, 1):
-            # tokenizers would silently not truncate at all here.
-            raise BertkitError(
-                f"max_length={max_length} leaves no room for a token after the {n_special} special tokens"
-            )
+        if add_special_tokens:
+            self.check_max_length(max_length, is_pair)
+        elif max_length < (2 if is_pair else 1):
+            raise BertkitError(f"max_length={max_length} leaves no room for a token of each text")
         if max_length not in self._truncating:
             copy = tokenizers.Tokenizer.from_str(self.backend.to_str())
             copy.enable_truncation(max_length, strategy="longest_first")
@@ -475,6 +496,23 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise BertkitError(f"{path}: expected a JSON object")
     return data
+
+
+def read_model_max_length(config: dict[str, Any], path: Path, default: int) -> int:
+    """tokenizer_config.json's model_max_length: a whole number of at least 3 ([CLS] a token [SEP]); absent or
+    null keeps `default`. transformers writes a huge number (about 1e30) for "no limit"; it passes."""
+    value = config.get("model_max_length")
+    if value is None:
+        return default
+    whole = (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value == int(value)
+    )
+    if not whole or value < 3:
+        raise BertkitError(
+            f"{path}: model_max_length should be a whole number of at least 3 (room for a token beside the two "
+            f"special tokens), got {json.dumps(value)}; fix it or leave it out"
+        )
+    return int(value)
 
 
 MAX_VOCAB_SIZE = 1_000_000  # 30k (BERT) to 250k (XLM-R) in practice; the Rust trainer reserves memory for it

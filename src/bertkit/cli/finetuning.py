@@ -133,6 +133,7 @@ def finetune_cmd(
         data.kind, crf=crf, stride=stride, max_query_length=max_query_length, max_answer_length=max_answer_length,
         n_best=n_best, null_threshold=null_threshold,
     )  # fmt: skip
+    _check_length_fits(model, data, max_seq_length)
     cfg = FinetuneConfig(
         out_dir=out,
         epochs=epochs,
@@ -265,6 +266,7 @@ def compare_cmd(
     runs = []
     for path in files_a:
         gold_a, pred_a = read_predictions(path)
+        _check_same_task(path, gold_a, files_b[0], gold)
         if gold_a != gold:
             raise BertkitError(
                 f"{path} and {files_b[0]} were not scored on the same test examples "
@@ -288,6 +290,30 @@ def compare_cmd(
             f"[{low:+6.2%}, {high:+6.2%}] {p:>10s}"
         )
     print("an interval that holds 0 (or p > 0.05) means this test set cannot tell the two apart")
+
+
+def _check_same_task(path_a: Path, gold_a: list, path_b: Path, gold_b: list) -> None:
+    """Two runs of different tasks (a sentiment classifier and a tagger, or two label sets with nothing in
+    common) are a mix-up, not two runs that saw other test examples: say so."""
+    from bertkit.finetune.predict import prediction_kind
+
+    kind_a, kind_b = prediction_kind(gold_a), prediction_kind(gold_b)
+    if kind_a != kind_b:
+        raise BertkitError(
+            f"{path_a} and {path_b} are predictions of different tasks ({kind_a} vs {kind_b}); compare two runs of "
+            "one task"
+        )
+
+    def labels(gold: list) -> set:
+        return {t for g in gold for t in (g if isinstance(g, list) else [g])}
+
+    labels_a, labels_b = labels(gold_a), labels(gold_b)
+    if labels_a and labels_b and not labels_a & labels_b:
+        shown_a, shown_b = (", ".join(map(str, sorted(s, key=str)[:6])) for s in (labels_a, labels_b))
+        raise BertkitError(
+            f"{path_a} and {path_b} are predictions of different tasks: their gold labels ({shown_a} and {shown_b}) "
+            "have none in common"
+        )
 
 
 def _prediction_files(path: str, name: str) -> list[Path]:
@@ -374,7 +400,8 @@ def evaluate_cmd(
     check_qa_options(qa)
     if clf.kind == "qa" and null_threshold is None and any(not ex.answers for ex in examples):
         qa.null_threshold = 0.0  # SQuAD 2.0 data: unanswerable questions can be left unanswered
-    max_len = max_length_for(clf, tok, max_seq_length)
+    pairs = any(getattr(ex, "text_pair", None) is not None for ex in examples)
+    max_len = max_length_for(clf, tok, max_seq_length, pairs)
     enc = encode_split(clf, tok, examples, max_len, None, max_query_length)
     print(json.dumps(evaluate(clf, enc, tok.pad_token_id, qa=qa), indent=2))
 
@@ -428,13 +455,23 @@ def predict_cmd(
         read_text_examples,
     )
     from bertkit.finetune.windows import QAOptions
+    from bertkit.use.vector_io import check_output_file
 
     path = Path(input)
     if Path(output).resolve() == path.resolve():
         raise BertkitError(f"--output {output} is the --input file; write the predictions to another file")
+    check_output_file(output)
+    if Path(output).exists() and Path(output).resolve().parent == Path(model).resolve():
+        raise BertkitError(f"--output {output} is a file of the model folder; write the predictions elsewhere")
     if batch_size < 1:
         raise BertkitError(f"--batch-size must be at least 1, got {batch_size}")
     clf, tok = load_task_model(model)
+    if clf.kind in ("classification", "regression", "tagging") and path.suffix.lower() in (".json", *TAGGED_SUFFIXES):
+        # read as one text per line, it would be labelled line by line, markup and all
+        raise BertkitError(
+            f"{path}: a {path.suffix} file holds labelled data; predict reads texts (one per line, or a text column "
+            "of .jsonl / .csv / .tsv); to score labelled data use `bertkit evaluate`"
+        )
     if clf.kind == "qa":
         qa = QAOptions(max_answer_length, n_best, null_threshold)
         check_qa_options(qa)
@@ -468,6 +505,8 @@ def predict_cmd(
     print(f"wrote {len(records)} predictions to {output}")
 
 
+TAGGED_SUFFIXES = (".conll", ".bio", ".iob")  # CoNLL files: a token and its tag per line (.txt may be either)
+
 TASK_FLAGS = {  # the flags that only some kinds of task read
     "crf": ("tagging",),
     "stride": ("tagging", "qa"),
@@ -476,6 +515,18 @@ TASK_FLAGS = {  # the flags that only some kinds of task read
     "n_best": ("qa",),
     "null_threshold": ("qa",),
 }
+
+
+def _check_length_fits(model: str, data, max_seq_length: int) -> None:
+    """--max-seq-length must leave each text of an input a token beside the special ones: checked before any
+    run starts (training would fail on the first batch)."""
+    from bertkit.vocab import load_tokenizer
+
+    if not (Path(model).is_dir() and data.train):
+        return  # the model loader says what is wrong with the folder
+    first = data.train[0]
+    pair = data.kind in ("qa", "multiple_choice") or getattr(first, "text_pair", None) is not None
+    load_tokenizer(model).check_max_length(max_seq_length, pair, f"--max-seq-length {max_seq_length}")
 
 
 def _refuse_flags_the_task_ignores(kind: str, **given) -> None:
@@ -492,13 +543,14 @@ def _load_task(task: str, files: tuple, columns: tuple, max_train_examples: int 
     """The task's splits, as finetune and baseline both read them: `files` (train, dev, test) and `columns`
     in `load_task`'s order; the first N training examples with --max-train-examples, the first N dev and
     test ones with --max-eval-examples."""
-    from bertkit.finetune.tasks import load_task
+    from bertkit.finetune.tasks import check_learnable, load_task
 
     data = load_task(task, *files, *columns)
     if max_train_examples is not None:
         if max_train_examples < 1:
             raise BertkitError(f"--max-train-examples must be at least 1, got {max_train_examples}")
         data.train = data.train[:max_train_examples]
+        check_learnable(data, f"--max-train-examples {max_train_examples} (the first training examples)")
     if max_eval_examples is not None:
         if max_eval_examples < 1:
             raise BertkitError(f"--max-eval-examples must be at least 1, got {max_eval_examples}")

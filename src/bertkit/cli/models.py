@@ -20,7 +20,7 @@ def params_cmd(
     """Count parameters by component: embeddings, each layer's attention / FFN / LayerNorm, pooler, heads."""
     import torch
 
-    from bertkit.config import PRESETS, from_preset
+    from bertkit.config import MAX_LABELS, PRESETS, from_preset
     from bertkit.hf import build_heads, load_pretrained
     from bertkit.model import BertEncoder, parameter_table
 
@@ -28,6 +28,11 @@ def params_cmd(
         raise BertkitError(
             f"--num-labels {num_labels}: "
             + ("must be at least 1" if num_labels < 1 else "give it with --heads classifier")
+        )
+    if num_labels is not None and num_labels > MAX_LABELS:  # the label names alone would fill the memory
+        raise BertkitError(
+            f"--num-labels {num_labels:,} is more than {MAX_LABELS:,}: a classifier head names every label in "
+            "config.json, and no labelled data set has that many classes"
         )
     if model in PRESETS:
         labels = {i: f"LABEL_{i}" for i in range(num_labels or 2)} if "classifier" in heads else {}
@@ -69,6 +74,8 @@ def tokenize_cmd(
     from bertkit.vocab import load_tokenizer
 
     tok = load_tokenizer(model)
+    if max_length is not None:
+        tok.check_max_length(max_length, pair is not None, f"--max-length {max_length}")
     enc = tok.encode(text, pair, max_length=max_length)
     width = max(len(t) for t in enc.tokens)
     print(f"{len(enc.ids)} tokens")

@@ -94,7 +94,8 @@ def pretrain_cmd(
     ELECTRA's run folder holds the discriminator in OUT/model and the generator in OUT/generator."""
     import torch
 
-    from bertkit.pretrain.loop import TrainConfig, check_out_dir, check_resume, pretrain
+    from bertkit.pretrain.loop import TrainConfig, pretrain
+    from bertkit.pretrain.runs import check_out_dir, check_resume
     from bertkit.pretrain.setup import build_pretraining, resolve_recipe
     from bertkit.training import barrier, distributed
 

@@ -68,7 +68,7 @@ def embed_cmd(
         raise BertkitError("--layers and --layer-weights both choose layers: give one")
     check_output_path(output, tokens)
     if input != "-" and not Path(input).is_file():
-        raise BertkitError(f"{input}: no such file")
+        raise BertkitError(f"{input}: {'a folder' if Path(input).is_dir() else 'no such file'}; give a text file")
     embedder = load_embedder(model, pooling=pooling, normalize=normalize)
     if backend == "onnxruntime":
         from bertkit.use.onnx_backend import onnx_embedder

@@ -182,7 +182,7 @@ def encode_split(
         return encode_choices(tokenizer, examples, max_len)
     pieces = word_pieces(tokenizer, [ex.words for ex in examples])
     tags = [ex.tags for ex in examples] if examples and all(ex.tags is not None for ex in examples) else None
-    return encode_tags(tokenizer, pieces, tags, model.labels, max_len, stride or (max_len - 2) // 2)
+    return encode_tags(tokenizer, pieces, tags, model.labels, max_len, stride or max(1, (max_len - 2) // 2))
 
 
 def collate(features: list[dict], pad_id: int) -> dict[str, torch.Tensor]:

@@ -154,6 +154,7 @@ def replacing_run(out_dir: str | Path):
     Ctrl-C removes what the new run wrote and puts the old run back; after a kill the next command that checks
     the folder puts it back (`recover_run`). Under torchrun rank 0 moves files and the others wait."""
     out, aside = Path(out_dir), Path(out_dir) / ASIDE
+    existed = out.exists()
     rank, world = distributed()
     if rank == 0 and run_items(out):
         moving = out / f"{ASIDE}.tmp"  # renamed to ASIDE once every item is in it: a kill midway loses nothing
@@ -167,6 +168,9 @@ def replacing_run(out_dir: str | Path):
     except BaseException:
         if rank == 0:
             _put_back(out)
+            if not existed:  # a folder this run made, now empty again
+                with contextlib.suppress(OSError):
+                    out.rmdir()
         raise
     if rank == 0 and aside.exists():
         done = out / f"{ASIDE}.done"  # one rename marks the new run complete; then the old one goes

@@ -260,19 +260,66 @@ def write_predictions(folder: str | Path, gold: list, predicted: list) -> Path:
 
 
 def read_predictions(path: str | Path) -> tuple[list, list]:
-    """(gold, predicted) from a file `write_predictions` wrote; a damaged line is an error naming it."""
-    gold, predicted = [], []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
+    """(gold, predicted) from a file `write_predictions` wrote; a damaged line is an error naming it. Every line
+    holds the same kind: two labels (classification) or two tag lists of one length (tagging)."""
+    gold, predicted, kinds = [], [], []
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
             try:
-                row = json.loads(line)
-                gold.append(row["gold"])
-                predicted.append(row["predicted"])
-            except (json.JSONDecodeError, KeyError, TypeError):
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
                 raise BertkitError(
-                    f'{path}, line {number}: not a prediction line (want {{"gold": ..., "predicted": ...}})'
+                    f"{path}, line {number}: not UTF-8 text; give a {PREDICTIONS_FILE} that finetune or baseline wrote"
                 ) from None
+            if not line.strip():
+                continue
+            g, p, kind = _prediction_line(path, number, line)
+            if kinds and kind != kinds[0]:
+                raise BertkitError(
+                    f"{path}, line {number}: {PREDICTION_KINDS[kind]}, but line 1 has {PREDICTION_KINDS[kinds[0]]}"
+                )
+            gold.append(g)
+            predicted.append(p)
+            kinds.append(kind)
+    if not gold:
+        raise BertkitError(
+            f"{path}: empty file (no prediction lines); give a {PREDICTIONS_FILE} that finetune or baseline wrote"
+        )
     return gold, predicted
+
+
+PREDICTION_KINDS = {"classification": "a label per example", "tagging": "a list of tags per example"}
+
+
+def _prediction_line(path: str | Path, number: int, line: str) -> tuple[object, object, str]:
+    """(gold, predicted, kind) of one line: labels are strings (or numbers), tags lists of strings."""
+    want = 'want {"gold": ..., "predicted": ...}, each a label or a list of tags'
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        raise BertkitError(f"{path}, line {number}: not a prediction line: not JSON ({want})") from None
+    if not isinstance(row, dict) or "gold" not in row or "predicted" not in row:
+        raise BertkitError(f"{path}, line {number}: not a prediction line ({want})")
+    g, p = row["gold"], row["predicted"]
+
+    def is_label(x):
+        return isinstance(x, (str, int)) and not isinstance(x, bool)
+
+    def is_tags(x):
+        return isinstance(x, list) and all(isinstance(t, str) for t in x)
+
+    if is_label(g) and is_label(p):
+        return g, p, "classification"
+    if is_tags(g) and is_tags(p):
+        if len(g) != len(p):
+            raise BertkitError(f"{path}, line {number}: {len(g)} gold tags but {len(p)} predicted; one tag per word")
+        return g, p, "tagging"
+    raise BertkitError(f"{path}, line {number}: not a prediction line ({want}, both of one kind)")
+
+
+def prediction_kind(gold: list) -> str:
+    """What a file `read_predictions` read holds: "classification" (labels) or "tagging" (tag lists)."""
+    return "tagging" if isinstance(gold[0], list) else "classification"
 
 
 def predict_texts(
@@ -289,7 +336,7 @@ def predict_texts(
     per word; with a CRF the tags are its best sequence, each scored by its token's probability."""
     if model.kind in ("qa", "multiple_choice"):
         raise BertkitError(f"a {model.kind} model answers questions: use predict_qa / predict_choices")
-    max_len = max_length_for(model, tokenizer, max_seq_length)
+    max_len = max_length_for(model, tokenizer, max_seq_length, pairs is not None)
     labels = model.labels
     if model.kind in ("classification", "regression"):
         examples = [TextExample(t, None, p) for t, p in zip(texts, pairs or [None] * len(texts), strict=True)]
@@ -308,7 +355,8 @@ def predict_texts(
             for t, p in zip(texts, probs, strict=True)
         ]
     pieces = text_pieces(tokenizer, texts)
-    enc = encode_tags(tokenizer, pieces, None, labels, max_len, check_stride(stride, max_len) or (max_len - 2) // 2)
+    stride = check_stride(stride, max_len) or max(1, (max_len - 2) // 2)  # a window of one piece moves by one
+    enc = encode_tags(tokenizer, pieces, None, labels, max_len, stride)
     logits = predict_logits(model, enc.features, tokenizer.pad_token_id, batch_size)
     per_word = word_logits(enc, logits, _default_tag(model))
     records = []
@@ -382,12 +430,14 @@ def predict_choices(
     return records
 
 
-def max_length_for(model: TaskModel, tokenizer, max_seq_length: int | None) -> int:
+def max_length_for(model: TaskModel, tokenizer, max_seq_length: int | None, pairs: bool = False) -> int:
     """`max_seq_length`, or else the length the model was fine-tuned with (tokenizer_config.json's
-    model_max_length), never more than its position embeddings."""
+    model_max_length), never more than its position embeddings. `pairs`: the inputs are text pairs (a multiple
+    choice always is), which need room for a token of each text."""
     limit = model.encoder.config.max_length
-    if max_seq_length is not None and max_seq_length < 3:
-        raise BertkitError(f"--max-seq-length {max_seq_length} leaves no room beside [CLS] and [SEP]; give 3 or more")
+    if max_seq_length is not None:
+        pairs = pairs or model.kind == "multiple_choice"
+        tokenizer.check_max_length(max_seq_length, pairs, f"--max-seq-length {max_seq_length}")
     max_len = max_seq_length or min(tokenizer.model_max_length, limit)
     if max_len > limit:
         raise BertkitError(f"--max-seq-length {max_len} is more than the model's max_position_embeddings ({limit})")

@@ -57,6 +57,13 @@ TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t"}
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 
 
+def require_file(path: Path) -> None:
+    if path.is_dir():
+        raise DataError(f"{path} is a folder; give a data file")
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+
+
 def read_rows(path: str | Path) -> Iterator[tuple[int, dict]]:
     """(line number, row) for every record of a CSV, TSV or JSONL file; the header is line 1 of a table.
 
@@ -64,13 +71,12 @@ def read_rows(path: str | Path) -> Iterator[tuple[int, dict]]:
     without quoting, as GLUE writes it: a quote character is just a character. Blank JSONL lines are skipped.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
+    require_file(path)
     suffix = path.suffix.lower()
     if suffix not in TABLE_SUFFIXES and suffix not in JSONL_SUFFIXES:
         raise DataError(f"{path}: unknown format '{suffix}'; use .csv, .tsv or .jsonl")
     try:
-        with open(path, encoding="utf-8", newline="") as f:
+        with open(path, encoding="utf-8-sig", newline="") as f:  # -sig: Excel's CSVs start with a byte-order mark
             if suffix in JSONL_SUFFIXES:
                 yield from _jsonl_rows(path, f)
             else:
@@ -99,23 +105,48 @@ def _jsonl_rows(path: Path, f) -> Iterator[tuple[int, dict]]:
 def _table_rows(path: Path, f, delimiter: str) -> Iterator[tuple[int, dict]]:
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
     reader = csv.reader(f, delimiter=delimiter, quoting=quoting)
-    header = next(reader, None)
+    rows = _csv_rows(path, reader)
+    header = next(rows, None)
     if header is None or not any(h.strip() for h in header):
         raise DataError(f"{path}: empty file (expected a header line naming the columns)")
     header = [h.strip() for h in header]
+    twice = next((h for i, h in enumerate(header) if h and h in header[:i]), None)
+    if twice is not None:  # a row would keep only the last of the two columns, silently
+        raise DataError(f"{path}: line 1: the header names column '{twice}' twice; give each column its own name")
     n_rows, end = 0, reader.line_num
-    for fields in reader:
+    for fields in rows:
         start, end = end + 1, reader.line_num
         if not fields or not any(x.strip() for x in fields):
             continue
         if len(fields) != len(header):
+            unclosed = " (a quote left open?)" if any("\n" in x for x in fields) else ""
             raise DataError(
                 f"{path}: line {start}: {len(fields)} fields but the header has {len(header)} ({', '.join(header)})"
+                + unclosed
             )
+        if [x.strip() for x in fields] == header:  # its "label" would become a class
+            raise DataError(f"{path}: line {start} repeats the header line (files joined together?); remove it")
         n_rows += 1
         yield start, dict(zip(header, fields, strict=True))
     if n_rows == 0:
         raise DataError(f"{path}: empty file (a header but no rows)")
+
+
+def _csv_rows(path: Path, reader) -> Iterator[list[str]]:
+    """The csv reader's rows, its own refusals (a field past the size limit: an unclosed quote) named by line, and
+    NUL characters refused: valid UTF-8, but no text file holds them (a binary or UTF-16 file does)."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise DataError(f"{path}: line {reader.line_num}: {e} (a quote left open?)") from None
+        if any("\x00" in x for x in row):
+            raise DataError(
+                f"{path}: line {reader.line_num} holds NUL bytes (a binary or UTF-16 file?); give UTF-8 text"
+            )
+        yield row
 
 
 def _field(path: Path, line: int, row: dict, column: str, kind: str = "text") -> str:
@@ -203,15 +234,16 @@ def _list_field(path: Path, line: int, row: dict, column: str) -> list[str]:
 
 
 def _read_conll(path: Path) -> list[TagExample]:
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
+    require_file(path)
     examples: list[TagExample] = []
     words: list[str] = []
     tags: list[str] = []
     start = 0
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:
             for n, line in enumerate(f, 1):
+                if "\x00" in line:
+                    raise DataError(f"{path}: line {n} holds NUL bytes (a binary or UTF-16 file?); give UTF-8 text")
                 cols = line.split()
                 if cols and cols[0] == "-DOCSTART-":
                     cols = []
@@ -270,12 +302,11 @@ def read_qa_examples(path: str | Path, answers: bool = True) -> list[QAExample]:
     the file, the question id (before the id is read: its place, data[i].paragraphs[j].qas[k]) and the field.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
+    require_file(path)
     if path.suffix.lower() != ".json":
         raise DataError(f"{path}: QA data is a SQuAD / CMRC 2018 .json file (data / paragraphs / qas)")
     try:
-        root = json.loads(path.read_text(encoding="utf-8"))
+        root = json.loads(path.read_text(encoding="utf-8-sig"))
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 ({e.reason} at byte {e.start}); convert the file to UTF-8") from None
     except json.JSONDecodeError as e:

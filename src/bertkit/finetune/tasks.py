@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bertkit.builtin import peoples_daily_lines, peoples_daily_path, sentiment_reviews, split_80_10_10
+from bertkit.config import MAX_LABELS
 from bertkit.errors import DataError
 from bertkit.finetune.readers import (
     Kind,
@@ -71,6 +72,29 @@ def labels_from_training(examples: Sequence, kind: Kind, scheme: Scheme | None =
         check_bio(ex)
         types.update(t[2:] for t in ex.tags if t != "O")
     return bio_labels(types)
+
+
+def check_learnable(data: TaskData, where: str) -> None:
+    """Training data of one class (a classifier) or with no entity (a BIO tagger) has nothing to tell apart: the
+    model would learn a constant and the baseline's solver refuses. `where` says what chose the examples: the
+    training file, or --max-train-examples."""
+    if data.kind == "classification":
+        seen = {ex.label for ex in data.train}
+        if len(seen) > MAX_LABELS:  # config.json could not name them (BertConfig refuses more): the wrong column?
+            raise DataError(
+                f"{where}: {len(seen):,} different labels, more than {MAX_LABELS:,}; is --label-column the label?"
+            )
+        if len(seen) == 1:
+            raise DataError(f"{where}: every example has label {seen.pop()!r}; a classifier needs at least two classes")
+    elif data.kind == "regression":
+        values = {float(ex.label) for ex in data.train}
+        if len(values) == 1:
+            raise DataError(
+                f"{where}: every example has the value {data.train[0].label}; a regression needs targets that vary"
+            )
+    elif data.kind == "tagging" and data.scheme == "bio" and data.train:
+        if all(t == "O" for ex in data.train for t in ex.tags):
+            raise DataError(f"{where}: every tag is 'O' (no entity at all); a tagger needs entities to learn from")
 
 
 def check_bio(ex: TagExample) -> None:
@@ -155,6 +179,7 @@ def load_task(
         labels = labels_from_training(train_examples, kind, scheme)
     else:
         labels = [label_column] if kind == "regression" else []
+    check_learnable(TaskData(name, kind, labels, train_examples, [], [], scheme), str(train))
     splits = {}
     for split, path in (("dev", dev), ("test", test)):
         splits[split] = read(path) if path else []

@@ -27,13 +27,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from bertkit.checkpoints import MANIFEST, checkpoints, load_latest, rng_state, save_checkpoint, set_rng_state, verify
+from bertkit.checkpoints import checkpoints, load_latest, rng_state, save_checkpoint, set_rng_state
 from bertkit.config import atomic_write_text
 from bertkit.errors import BertkitError
 from bertkit.hf import save_pretrained
 from bertkit.pretrain.dataset import Epoch, PretrainingData
 from bertkit.pretrain.objectives import BertPretraining
 from bertkit.pretrain.plots import plot_metrics
+from bertkit.pretrain.runs import check_out_dir, last_good, truncate_log
 from bertkit.pretrain.shards import WORD_START_BIT
 from bertkit.training import (
     all_reduce_sum,
@@ -116,80 +117,6 @@ def sampling_noise(shape: torch.Size, seed: int, step: int, micro: int) -> torch
     number of processes that share the batch, and again after a resume (no RNG state to save)."""
     g = torch.Generator().manual_seed((seed * 1_000_003 + step) * 1024 + micro)
     return torch.rand(shape, generator=g)
-
-
-def check_out_dir(out_dir: str | Path, resume: bool) -> None:
-    """A new run never writes over an old one: its log, config and checkpoint would be lost."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise BertkitError(f"--out {out} is a file; pass a folder for the run")
-    if (out / "config.json").exists():
-        raise BertkitError(f"--out {out} is a model folder (config.json); write the run to another folder")
-    found = [name for name in ("metrics.jsonl", "checkpoints") if (out / name).exists()]
-    if found and not resume:
-        raise BertkitError(
-            f"--out {out} already holds a pretraining run ({', '.join(found)}); pass --resume to continue it, "
-            "or choose another --out"
-        )
-
-
-RUN_FILES = ("metrics.jsonl", "checkpoints", "summary.json", "train_config.json", "model")
-
-
-def check_resume(out_dir: str | Path, steps: int, settings: dict) -> None:
-    """`--resume` continues the run in `out_dir` exactly or says why it cannot: it never goes backwards, and never
-    restarts from step 0 over a finished run or over damaged checkpoints. A folder without a run is a new run (a
-    script may always pass --resume), and so is an unfinished run killed before its first checkpoint: the same
-    seed gives the same steps again. Checked before the corpus is read."""
-    out = Path(out_dir)
-    held = [name for name in RUN_FILES if (out / name).exists()]
-    if not held:
-        return
-    saved = _read_json(out / "train_config.json").get("settings") or {}
-    for name, value in settings.items():
-        if name in saved and saved[name] != value:
-            raise BertkitError(
-                f"--resume: the run in {out} was started with --{name.replace('_', '-')} {_flag_value(saved[name])}, "
-                f"not {_flag_value(value)} ({out}/train_config.json); resume with the run's flags, or start a new "
-                "run in another --out"
-            )
-    damaged = []
-    for folder in reversed(checkpoints(out)):
-        problem = verify(folder)
-        if problem is None:
-            break
-        damaged.append(f"{folder.name}: {problem}")
-    else:
-        if not damaged and not (out / "summary.json").exists() and not (out / "model").exists():
-            return  # killed before its first checkpoint: nothing was saved that a restart would not redo
-        why = "every checkpoint is damaged: " + "; ".join(damaged) if damaged else "no checkpoint was written"
-        raise BertkitError(
-            f"--resume: {out} holds a run ({', '.join(held)}) but nothing to resume from ({why}); to start afresh "
-            "give another --out (or remove this one)"
-        )
-    step = _read_json(folder / MANIFEST)["step"]
-    finished = _read_json(out / "summary.json").get("steps")
-    if isinstance(finished, int) and steps <= finished:
-        raise BertkitError(
-            f"--steps {steps}: the run in {out} has finished {finished} steps; give more --steps to continue it"
-        )
-    if steps < step:
-        raise BertkitError(f"--steps {steps} is below the step of the run's newest checkpoint ({step}, {folder})")
-
-
-def _read_json(path: Path) -> dict:
-    """A small JSON file of the run's own, or {} where it is absent or unreadable."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _flag_value(value) -> str:
-    if isinstance(value, list):
-        return " ".join(":".join(map(str, v)) if isinstance(v, list) else str(v) for v in value)
-    return "(not given)" if value is None else str(value)
 
 
 @torch.no_grad()
@@ -301,7 +228,7 @@ def pretrain(
             step, epoch, batch_index = state["step"], state["epoch"], state["batch_index"]
             saved_phase = state.get("phase", 0)
             if main:
-                _truncate_log(out / "metrics.jsonl", step)
+                truncate_log(out / "metrics.jsonl", step)
                 print(f"resuming from {folder} (step {step})")
         elif damaged or (out / "summary.json").exists() or (out / "model").exists():
             raise BertkitError(f"--resume: {out} holds a run with no usable checkpoint; give another --out")
@@ -508,7 +435,7 @@ def pretrain(
 
             # ---- checkpoint: written beside the others, renamed into place, the newest few kept
             if step % cfg.save_every == 0 and step < cfg.steps and main:
-                check_finite(model, f"at step {step}", _last_good(out))
+                check_finite(model, f"at step {step}", last_good(out))
                 state = {
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
@@ -539,7 +466,7 @@ def pretrain(
         "phases": [asdict(p) for p in plan],
         "processes": world,
     }
-    check_finite(model, f"after step {step}", _last_good(out))  # a diverged run is a failure, not a model
+    check_finite(model, f"after step {step}", last_good(out))  # a diverged run is a failure, not a model
     if main:
         save_pretrained(out / "model", model.encoder, model.heads(), tokenizer)
         for name, (encoder, heads) in model.extra_models().items():  # ELECTRA's generator
@@ -624,24 +551,3 @@ def most_frequent_token(data: PretrainingData) -> int:
             counts += np.bincount(ids, minlength=data.vocab.size)
     counts[list(data.vocab.special_ids)] = -1
     return int(counts.argmax())
-
-
-def _last_good(out: Path) -> str:
-    kept = checkpoints(out)
-    return f"nothing was saved; the last checkpoint is {kept[-1]}" if kept else "nothing was saved"
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop log rows written after the checkpoint we resume from, so the log has each step once."""
-    if not path.is_file():
-        return
-    keep = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:  # the line being written when the run was killed
-            print(f"warning: {path}: dropped a torn line ({line[:60]!r}) written as the run was stopped")
-            continue
-        if row.get("step", row.get("eval", {}).get("step", 0)) <= step:
-            keep.append(line)
-    atomic_write_text(path, "".join(line + "\n" for line in keep))

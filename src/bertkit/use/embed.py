@@ -182,7 +182,7 @@ class Embedder:
             raise BertkitError(f"precision={precision!r}: use one of {', '.join(PRECISIONS)}")
         if batch_tokens < self.max_seq_length:
             raise BertkitError(
-                f"batch_tokens={batch_tokens} is smaller than max_seq_length={self.max_seq_length}: "
+                f"--batch-tokens {batch_tokens} is smaller than the model's max_seq_length ({self.max_seq_length}): "
                 "a batch must hold at least one text of the longest length"
             )
         if chunk_size < 1:

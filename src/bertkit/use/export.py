@@ -106,6 +106,8 @@ def export_onnx(
 ) -> Exported:
     """Export `folder` to `out` (.onnx) and check it; see the module docstring."""
     out = Path(out)
+    if out.is_dir():
+        raise BertkitError(f"--onnx {out} is a folder; give a file path")
     if out.suffix != ".onnx":
         raise BertkitError(f"{out}: the output must end in .onnx")
     if not out.parent.is_dir():

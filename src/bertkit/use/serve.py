@@ -20,11 +20,14 @@ Choices:
   and the event loop keeps answering /health, /ready and bad requests while the model works.
 - A batch that fails is run again request by request, so one bad request (a fill-mask text without [MASK])
   gets its own 400 and does not fail the requests batched with it.
-- Bad requests get 4xx with {"error": message}: 400 for JSON that is not an object of the expected fields
-  and types (an empty text list, a non-string text, an unknown or missing field), 404 for an endpoint this
-  folder cannot serve (with the list of those it can), 413 for a body over `max_request_bytes` (checked on
-  Content-Length and again while reading) or more than `max_texts` texts. Anything else that goes wrong is
-  a logged 500; no request stops the server.
+- Bad requests get 4xx with {"error": message} that names the field: 400 for JSON that is not an object of
+  the expected fields and types (an empty text list, a non-string text, an unknown, missing or repeated
+  field), for a text the model would read as nothing (empty, only whitespace, a lone surrogate, or only
+  characters the tokenizer drops: it would get the answer for `[CLS] [SEP]`, the same for every such text),
+  and for a fill-mask text with [MASK]s past the model's length (the answer would silently lack them); 404
+  for an endpoint this folder cannot serve (with the list of those it can), 413 for a body over
+  `max_request_bytes` (checked on Content-Length and again while reading) or more than `max_texts` texts.
+  Anything else that goes wrong is a logged 500; no request stops the server.
 - Loading: `bertkit serve` loads the folder before it starts listening, so a bad folder is a one-line error.
   `app_from_env`, the factory for several worker processes, loads it in the model thread after the worker
   has started: /health answers at once, /ready and the model endpoints say 503 until the model is there (or
@@ -63,6 +66,7 @@ from bertkit.finetune.predict import predict_texts
 from bertkit.hf import Checkpoint, load_pretrained
 from bertkit.use.embed import PRECISIONS, Embedder, load_embedder
 from bertkit.use.fill_mask import fill_mask
+from bertkit.use.requests import RequestError, check_fields, check_text, json_type, read_json, shown, text_list
 
 # uvicorn configures this logger, so our messages come out with its own, in the same format.
 log = logging.getLogger("uvicorn.error")
@@ -157,6 +161,7 @@ def load_model(folder: str | os.PathLike, precision: str = "fp32", backend: str 
 
 
 def run_embed(model: ServedModel, texts: list[str]) -> np.ndarray:
+    check_readable(model.embedder.tokenizer, texts, "texts")
     return model.embedder.encode(texts, precision=model.precision)  # (n, dim) float32
 
 
@@ -171,6 +176,8 @@ def _embedder(embedder: Embedder, precision: str, backend: str) -> Embedder:
 def run_classify(model: ServedModel, items: list[tuple[str, str | None]]) -> list[dict]:
     """Texts alone and texts with a pair go in separate calls: a batch with any pair would give the others an
     empty second segment, and results must not depend on what a request was batched with."""
+    check_readable(model.embedder.tokenizer, [text for text, _ in items], "texts")
+    check_readable(model.embedder.tokenizer, [pair for _, pair in items], "pairs")
     out: list[dict] = [{}] * len(items)
     for with_pair in (False, True):
         idx = [i for i, (_, pair) in enumerate(items) if (pair is not None) == with_pair]
@@ -184,14 +191,54 @@ def run_classify(model: ServedModel, items: list[tuple[str, str | None]]) -> lis
 
 
 def run_tag(model: ServedModel, texts: list[str]) -> list[dict]:
+    check_readable(model.embedder.tokenizer, texts, "texts")
     return predict_texts(model.task, model.embedder.tokenizer, texts)
 
 
 def run_fill_mask(model: ServedModel, items: list[tuple[str, int]]) -> list[list[list[dict]]]:
-    return [
-        [[{"token": t, "score": round(p, 6)} for t, p in mask] for mask in fill_mask(model.mlm, text, top_k)]
-        for text, top_k in items
-    ]
+    out = []
+    for text, top_k in items:
+        try:
+            check_masks(model.mlm, text)
+            masks = fill_mask(model.mlm, text, top_k)
+        except BertkitError as e:  # "no [MASK] in ...": said of the request's field
+            raise BertkitError(f"'text': {e}") from None
+        out.append([[{"token": t, "score": round(p, 6)} for t, p in mask] for mask in masks])
+    return out
+
+
+def check_readable(tokenizer, texts: Sequence[str | None], name: str) -> None:
+    """A 400 for a text the tokenizer reads as no tokens at all (only control, zero-width or combining
+    characters, which BERT's normalizer drops): the model would answer for `[CLS] [SEP]` alone, the same for
+    every such text. Only texts without a letter or digit are tokenized here, since any letter or digit gives
+    a token ([UNK] if nothing else). Runs in the model thread on a whole batch: a batch that fails is run
+    again request by request, so the index the client sees is the one in its own request."""
+    suspects = [i for i, t in enumerate(texts) if t is not None and not any(c.isalnum() for c in t)]
+    if not suspects:
+        return
+    for i, ids in zip(suspects, tokenizer.encode_ids([texts[i] for i in suspects]), strict=True):
+        if not ids:
+            raise BertkitError(
+                f"'{name}'[{i}] has nothing the tokenizer reads (only control, zero-width or combining "
+                "characters): send text"
+            )
+
+
+def check_masks(ckpt: Checkpoint, text: str) -> None:
+    """fill_mask answers the [MASK]s within the model's length and drops the rest: an answer with fewer lists
+    than the text has [MASK]s would leave the client to guess which went missing, so it is refused here.
+    (No [MASK] at all, or none within the length, fill_mask refuses itself.)"""
+    tok = ckpt.tokenizer
+    if tok is None:
+        return
+    text = text.replace("[MASK]", tok.id_to_token(tok.mask_token_id))  # RoBERTa's <mask>, as fill_mask reads it
+    (ids,) = tok.encode_ids([text])  # without [CLS] and [SEP], which take 2 of the model's positions
+    total, within = ids.count(tok.mask_token_id), ids[: ckpt.config.max_length - 2].count(tok.mask_token_id)
+    if 0 < within < total:
+        raise BertkitError(
+            f"{total} [MASK]s, of which only the first {within} are within the model's limit of "
+            f"{ckpt.config.max_length} tokens; shorten the text"
+        )
 
 
 # ---- batching -------------------------------------------------------------------------------------------
@@ -292,75 +339,6 @@ def _resolve(p: Pending, result: Any = None, error: BaseException | None = None)
         p.future.set_exception(error)
     else:
         p.future.set_result(result)
-
-
-# ---- requests -------------------------------------------------------------------------------------------
-
-
-class RequestError(Exception):
-    """A bad request: answered with `status` and {"error": message}."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status, self.message = status, message
-
-
-async def read_json(request: Request, limit: int) -> dict:
-    """The body as a JSON object, refused with 413 past `limit` bytes (before reading, when the client says)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise RequestError(
-            413, f"the request body is {int(declared)} bytes; the limit is {limit} (--max-request-bytes)"
-        )
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise RequestError(413, f"the request body is over {limit} bytes (--max-request-bytes)")
-    try:
-        data = json.loads(body)
-    except UnicodeDecodeError as e:
-        raise RequestError(400, f"the body is not UTF-8 JSON ({e.reason} at byte {e.start})") from None
-    except json.JSONDecodeError as e:
-        raise RequestError(400, f"the body is not JSON: {e}") from None
-    except RecursionError:
-        raise RequestError(400, "the body is JSON nested too deeply") from None
-    if not isinstance(data, dict):
-        raise RequestError(400, f"the body must be a JSON object, got {_json_type(data)}")
-    return data
-
-
-def check_fields(body: dict, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> None:
-    expected = ", ".join(f"'{f}'" for f in (*required, *optional))
-    for name in required:
-        if name not in body:
-            raise RequestError(400, f"missing field '{name}'; this endpoint takes {expected}")
-    unknown = [k for k in body if k not in required and k not in optional]
-    if unknown:
-        raise RequestError(400, f"unknown field '{unknown[0]}'; this endpoint takes {expected}")
-
-
-def text_list(body: dict, name: str, max_texts: int) -> list[str]:
-    texts = body[name]
-    if not isinstance(texts, list):
-        raise RequestError(400, f"'{name}' must be a list of strings, got {_json_type(texts)}")
-    if not texts:
-        raise RequestError(400, f"'{name}' is empty: send at least one text")
-    if len(texts) > max_texts:
-        raise RequestError(413, f"{len(texts)} texts in one request; the limit is {max_texts} (--max-texts)")
-    for i, t in enumerate(texts):
-        if not isinstance(t, str):
-            raise RequestError(400, f"'{name}'[{i}] is {_json_type(t)}, not a string")
-        try:
-            t.encode("utf-8")
-        except UnicodeEncodeError:  # JSON allows a lone surrogate escape ("\ud800"); text cannot hold one
-            raise RequestError(400, f"'{name}'[{i}] has a lone surrogate (\\ud800-\\udfff): not text") from None
-    return texts
-
-
-def _json_type(x: Any) -> str:
-    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
-    return "null" if x is None else names.get(type(x), type(x).__name__)
 
 
 # ---- the app --------------------------------------------------------------------------------------------
@@ -481,10 +459,14 @@ def create_app(model: ServedModel | str | os.PathLike, config: ServeConfig | Non
         check_fields(body, ("text",), ("top_k",))
         text, top_k = body["text"], body.get("top_k", 5)
         if not isinstance(text, str):
-            raise RequestError(400, f"'text' must be a string, got {_json_type(text)}")
+            raise RequestError(400, f"'text' must be a string, got {json_type(text)}")
+        check_text(text, "'text'")
         vocab = model.mlm.config.vocab_size
+        if isinstance(top_k, float) and top_k.is_integer():  # 5.0 is 5: JSON has one kind of number
+            top_k = int(top_k)
         if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= vocab:
-            raise RequestError(400, f"'top_k' must be a whole number in 1..{vocab}, got {json.dumps(top_k)}")
+            got = shown(json.dumps(top_k)) if isinstance(top_k, (int, float)) else json_type(top_k)
+            raise RequestError(400, f"'top_k' must be a whole number in 1..{vocab}, got {got}")
         (masks,) = await state.submit("/fill-mask", [(text, top_k)])
         return JSONResponse({"text": text, "masks": masks})
 
@@ -498,7 +480,7 @@ def create_app(model: ServedModel | str | os.PathLike, config: ServeConfig | Non
 
     async def http_error(request: Request, exc: Exception) -> Response:  # 404 / 405 from routing, as JSON
         assert isinstance(exc, HTTPException)
-        return JSONResponse({"error": f"{request.method} {request.url.path}: {exc.detail}"}, exc.status_code)
+        return JSONResponse({"error": f"{request.method} {shown(request.url.path)}: {exc.detail}"}, exc.status_code)
 
     routes = [
         Route("/embed", answer(embed), methods=["POST"]),
@@ -523,12 +505,12 @@ def answer(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Reque
         except RequestError as e:
             return JSONResponse({"error": e.message}, e.status)
         except BertkitError as e:
-            return JSONResponse({"error": str(e)}, 400)
+            return JSONResponse({"error": shown(str(e), 2000)}, 400)
         except ClientDisconnect:
             return Response(status_code=499)  # nobody reads it: the client has gone
         except Exception as e:  # noqa: BLE001 - the server answers and goes on
             log.exception("%s %s", request.method, request.url.path)
-            return JSONResponse({"error": f"internal error: {type(e).__name__}: {e}"}, 500)
+            return JSONResponse({"error": shown(f"internal error: {type(e).__name__}: {e}", 2000)}, 500)
 
     return endpoint
 

@@ -29,7 +29,7 @@ def read_lines(path: str, skip_empty: bool = False, skipped: list[int] | None = 
     """
     name = "stdin" if path == "-" else path
     if path != "-" and not Path(path).is_file():
-        raise BertkitError(f"{path}: no such file")
+        raise BertkitError(f"{path} is a folder; give a text file" if Path(path).is_dir() else f"{path}: no such file")
     f = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115 - closed below, stdin is not ours
     try:
         for n, raw in enumerate(f, 1):
@@ -39,6 +39,8 @@ def read_lines(path: str, skip_empty: bool = False, skipped: list[int] | None = 
                 raise BertkitError(
                     f"{name}: line {n} is not UTF-8 ({e.reason} at byte {e.start} of the line); convert it to UTF-8"
                 ) from None
+            if "\x00" in text:  # valid UTF-8, but no text file holds NUL: a binary or UTF-16 file
+                raise BertkitError(f"{name}: line {n} holds NUL bytes (a binary or UTF-16 file?); give UTF-8 text")
             if n == 1:
                 text = text.removeprefix("\ufeff")
             if not text.strip():
@@ -53,11 +55,22 @@ def read_lines(path: str, skip_empty: bool = False, skipped: list[int] | None = 
             f.close()
 
 
+def check_output_file(path: str, flag: str = "--output") -> None:
+    """An output file's path, checked before the model loads: not a folder, and not under a file. Why here: the
+    write goes to a temporary file beside the target, and the OS's "Is a directory" would name that file."""
+    p = Path(path)
+    if p.is_dir():
+        raise BertkitError(f"{flag} {path} is a folder; give a file path")
+    if p.parent.exists() and not p.parent.is_dir():
+        raise BertkitError(f"{flag} {path}: {p.parent} is a file, not a folder")
+
+
 def check_output_path(path: str, tokens: bool) -> None:
     """Fail before any work: a suffix we cannot write, a folder that does not exist."""
     if path == "-":
         return
     p = Path(path)
+    check_output_file(path)
     if p.suffix not in OUTPUT_SUFFIXES:
         raise BertkitError(f"{path}: output must end in {', '.join(OUTPUT_SUFFIXES)} (or be '-' for JSONL on stdout)")
     if tokens and p.suffix == ".npy":
