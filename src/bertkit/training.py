@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import warnings
 
 import torch
 
@@ -61,6 +62,16 @@ def check_finite(model: torch.nn.Module, when: str, consequence: str) -> None:
             raise BertkitError(
                 f"the weights are not finite {when} ({name}): the run diverged; {consequence}. Lower --lr"
             )
+
+
+def skip_update(optimizer: torch.optim.Optimizer, schedule) -> None:
+    """A step whose loss or gradient is not finite: no update (it would poison the weights and Adam's moments),
+    but the schedule moves on, as the data does. torch warns about a schedule step before any optimizer step,
+    which is the point here, and a warning line would break the CLI's one-line errors."""
+    optimizer.zero_grad(set_to_none=True)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`", category=UserWarning)
+        schedule.step()
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:

@@ -207,15 +207,15 @@ def _run(argv: list[str] | None) -> int:
         args.pop("command"), args.pop("subcommand", None)
         _check_utf8(args)
         fn(**args)
-    except BertkitError as e:
-        print(f"bertkit: error: {e}", file=sys.stderr)
+    except BertkitError as e:  # one line, whatever a file name or a field quoted in it holds
+        print(f"bertkit: error: {_one_line(str(e))}", file=sys.stderr)
         return 2
     except OSError as e:  # the machine said no: a permission, a full disk, a path that is a folder
         if isinstance(e, BrokenPipeError):
             return 0  # `bertkit ... | head`
         where = f"{e.filename}: " if e.filename else ""
         print(
-            f"bertkit: error: {where}{e.strerror or e}; check the path, its permissions and the free space",
+            f"bertkit: error: {_one_line(where)}{e.strerror or e}; check the path, its permissions and the free space",
             file=sys.stderr,
         )
         return 2
@@ -247,6 +247,11 @@ def finish_process(code: int) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
+
+
+def _one_line(text: str) -> str:
+    """An error is one line, whatever a file name or a quoted field in it holds."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _check_utf8(args: dict) -> None:

@@ -58,6 +58,7 @@ from bertkit.training import (
     default_device,
     distributed,
     linear_schedule,
+    skip_update,
 )
 
 
@@ -307,8 +308,7 @@ def finetune(task: TaskData, init: str | Path, cfg: FinetuneConfig, random_init:
                 if not (math.isfinite(step_loss) and torch.isfinite(grad_norm)):
                     # A NaN or infinite loss would poison the weights and Adam's moments: skip the update
                     # (the schedule moves on), and stop after several in a row, as pretraining does.
-                    optimizer.zero_grad(set_to_none=True)
-                    schedule.step()
+                    skip_update(optimizer, schedule)
                     bad_steps += 1
                     say(
                         f"warning: step {step}: loss {step_loss}; the update is skipped ({bad_steps} in a row)",

@@ -140,7 +140,10 @@ class PretrainingData:
                 yield self._build(instances, rng)
                 instances, tokens = [], 0
         if not any_instances:
-            raise DataError("the corpus gives no training instances: it needs at least two non-empty sentences")
+            raise DataError(
+                f"the corpus gives no training instances at --max-seq-length {self.max_seq_length}: it needs at "
+                "least two non-empty sentences, each with room beside [CLS] and [SEP]; check the corpus or the length"
+            )
 
     def _build(self, instances: list, rng: np.random.Generator) -> Epoch:
         """Shuffle, pad and mask one chunk's instances."""

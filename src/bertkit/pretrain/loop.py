@@ -46,6 +46,7 @@ from bertkit.training import (
     distributed,
     linear_schedule,
     param_groups,
+    skip_update,
 )
 
 
@@ -341,7 +342,7 @@ def pretrain(
             if not finite or not torch.isfinite(grad_norm):
                 # A NaN or infinite loss (or gradient) would poison the weights and Adam's moments: skip the
                 # update, keep the schedule and data moving, and stop after several in a row.
-                optimizer.zero_grad(set_to_none=True)
+                skip_update(optimizer, schedule)
                 bad_steps += 1
                 what = f"loss {loss.item()}" if not finite else f"gradient norm {float(grad_norm)}"
                 if main:
@@ -353,7 +354,6 @@ def pretrain(
                         f"the last good checkpoint is {kept[-1] if kept else 'none (no step was saved)'}: "
                         "lower --lr, or check the data, and --resume"
                     )
-                schedule.step()
                 step += 1
                 bar.update(1)
                 continue
