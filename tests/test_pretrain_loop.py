@@ -400,3 +400,30 @@ def test_the_vocabulary_loss_of_no_masked_tokens_is_zero_with_an_empty_gradient(
     loss, correct = vocab_cross_entropy(logits, torch.zeros(0, dtype=torch.long))
     loss.backward()
     assert loss.item() == 0 and correct == 0 and logits.grad.shape == (0, 50)
+
+
+def test_a_run_that_ends_with_non_finite_weights_fails_and_saves_no_model(tmp_path, capsys):
+    from bertkit.errors import BertkitError
+
+    model, train, held_out, cfg = make_run(tmp_path / "run", steps=2, save_every=100)
+    with torch.no_grad():  # an unused row of the word embeddings: the loss stays finite, the weights do not
+        model.encoder.embeddings.word_embeddings.weight[99] = float("inf")
+    with pytest.raises(BertkitError, match="the weights are not finite after step 2 .*word_embeddings.weight"):
+        pretrain(model, None, train, held_out, cfg)
+    assert not (tmp_path / "run" / "model").exists()
+
+
+def test_resume_never_restarts_a_finished_run_or_goes_backwards(tmp_path):
+    from bertkit.errors import BertkitError
+    from bertkit.pretrain.runs import check_resume
+
+    model, train, held_out, cfg = make_run(tmp_path / "run", steps=6)
+    pretrain(model, None, train, held_out, cfg)  # checkpoint at step 4; finished at 6
+    check_resume(tmp_path / "run", 6, {})  # the same --steps redoes steps 5-6 bit for bit
+    check_resume(tmp_path / "run", 9, {})  # more steps continue it
+    with pytest.raises(BertkitError, match="has finished 6 steps"):
+        check_resume(tmp_path / "run", 5, {})
+    shutil.rmtree(tmp_path / "run" / "checkpoints")
+    with pytest.raises(BertkitError, match="no checkpoint was written"):
+        check_resume(tmp_path / "run", 9, {})
+    check_resume(tmp_path / "new", 9, {})  # an empty folder: a new run, even with --resume
