@@ -32,6 +32,24 @@ def save_tiny_bert(folder: Path, tokenizer, max_position_embeddings: int = 64, s
     return folder
 
 
+def model_folders(root: Path) -> Path:
+    """The bad-input tests' tiny folders under `root`: plain (encoder and pooler), mlm (with an MLM head), clf
+    (a neg/pos classifier) and ner (an O/B-LOC/I-LOC tagger), on one small mixed vocabulary. Returns plain."""
+    from bertkit.finetune.model import build_model, save_task_model
+    from bertkit.hf import build_heads, load_pretrained
+    from bertkit.tokenizer import Tokenizer
+
+    lines = ["我们今天在北京开会。", "the cat sat on the mat", "好 差 一般 很好"] * 5
+    tok = Tokenizer.train(iter(lines), vocab_size=120, min_frequency=1)
+    plain = save_tiny_bert(root / "plain", tok)
+    ckpt = load_pretrained(plain)
+    save_pretrained(root / "mlm", ckpt.encoder, build_heads(ckpt.config, ["mlm"]), tok)
+    for name, kind, labels in (("clf", "classification", ["neg", "pos"]), ("ner", "tagging", ["O", "B-LOC", "I-LOC"])):
+        model, model_tok = build_model(plain, kind, labels)
+        save_task_model(root / name, model, model_tok)
+    return plain
+
+
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """Import into a test module to run it on one thread: tiny models on a shared 2-core machine lose more to

@@ -8,16 +8,16 @@ import shlex
 
 import pytest
 import torch
-from helpers import check_mistake, one_thread, save_tiny_bert  # noqa: F401 - an autouse fixture
+from helpers import check_mistake, model_folders, one_thread  # noqa: F401 - an autouse fixture
 from safetensors.torch import load_file, save_file
 
 from bertkit.bpe import ByteLevelBPETokenizer
 from bertkit.config import BertConfig
 from bertkit.errors import BertkitError, CheckpointError, ConfigError, DataError
-from bertkit.finetune.model import build_model, load_task_model, save_task_model
+from bertkit.finetune.model import load_task_model
 from bertkit.finetune.predict import predict_texts, read_predictions, write_predictions
 from bertkit.finetune.readers import read_text_examples
-from bertkit.hf import build_heads, load_pretrained, save_pretrained
+from bertkit.hf import load_pretrained
 from bertkit.tokenizer import Tokenizer
 
 QUERY = "encoder.layer.0.attention.self.query.weight"
@@ -59,15 +59,7 @@ def _lines(path, rows):
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad-files")
-    tok = Tokenizer.train(
-        iter(["我们今天在北京开会。", "the cat sat on the mat", "好 差 一般"] * 5), vocab_size=120, min_frequency=1
-    )
-    plain = save_tiny_bert(root / "plain", tok)
-    ckpt = load_pretrained(plain)
-    save_pretrained(root / "mlm", ckpt.encoder, build_heads(ckpt.config, ["mlm"]), tok)
-    for name, kind, labels in (("clf", "classification", ["neg", "pos"]), ("ner", "tagging", ["O", "B-LOC", "I-LOC"])):
-        model, model_tok = build_model(plain, kind, labels)
-        save_task_model(root / name, model, model_tok)
+    plain = model_folders(root)
     bpe = ByteLevelBPETokenizer.train(["the cat sat on the mat", "我们今天在北京开会"] * 20, vocab_size=300)
     bpe.save(root / "bpe")
 
@@ -180,7 +172,7 @@ CASES = [  # (class of case, what the user did, the command, what the one stderr
         "a damaged model folder",
         "a vocab.txt bigger than the model's embedding",
         "fill-mask {r}/big-vocab 我[MASK]",
-        "the vocabulary has 240 tokens but the model's embedding has vocab_size=",
+        "tokens but the model's embedding has vocab_size=",
     ),
     (
         "a damaged model folder",

@@ -9,28 +9,19 @@ import math
 import shutil
 
 import pytest
-from helpers import one_thread, save_tiny_bert  # noqa: F401 - an autouse fixture
+from helpers import model_folders, one_thread  # noqa: F401 - an autouse fixture
 
 from bertkit.cli import main
 from bertkit.config import BertConfig
-from bertkit.finetune.model import build_model, save_task_model
-from bertkit.hf import build_heads, load_pretrained, save_pretrained
-from bertkit.tokenizer import Tokenizer
+from bertkit.hf import load_pretrained, save_pretrained
 
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad-input")
-    tok = Tokenizer.train(
-        iter(["我们今天在北京开会。", "the cat sat on the mat", "好 差 一般"] * 5), vocab_size=120, min_frequency=1
-    )
-    plain = save_tiny_bert(root / "plain", tok)
-    ckpt = load_pretrained(plain)
-    save_pretrained(root / "mlm", ckpt.encoder, build_heads(ckpt.config, ["mlm"]), tok)
-    clf, clf_tok = build_model(plain, "classification", ["neg", "pos"])
-    save_task_model(root / "clf", clf, clf_tok)
-    ner, ner_tok = build_model(plain, "tagging", ["O", "B-LOC", "I-LOC"])
-    save_task_model(root / "ner", ner, ner_tok)
+    model_folders(root)
+    ckpt = load_pretrained(root / "plain")
+    tok = ckpt.tokenizer
     (root / "empty.txt").write_text("", "utf-8")
     (root / "texts.txt").write_text("我们很好\n今天一般\n", "utf-8")
     (root / "latin1.txt").write_bytes("好\n".encode() + "caf\xe9\n".encode("latin-1"))

@@ -17,15 +17,12 @@ import shutil
 import string
 
 import pytest
-from helpers import one_thread, save_tiny_bert, snapshot  # noqa: F401 - an autouse fixture
+from helpers import model_folders, one_thread, snapshot  # noqa: F401 - an autouse fixture
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bertkit.cli import main
 from bertkit.cli.table import COMMANDS, Range, flag_limits
-from bertkit.finetune.model import build_model, save_task_model
-from bertkit.hf import build_heads, load_pretrained, save_pretrained
-from bertkit.tokenizer import Tokenizer
 
 EXAMPLES = int(os.environ.get("BERTKIT_FUZZ_EXAMPLES", "0"))
 FUZZ = settings(
@@ -65,14 +62,7 @@ EXPENSIVE = {"export"}  # a valid draw exports and checks an ONNX graph: fuzzed 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     root = tmp_path_factory.mktemp("fuzz")
-    tok = Tokenizer.train(
-        iter(["我们今天在北京开会。", "the cat sat on the mat", "好 差 一般 很好"] * 5), vocab_size=120, min_frequency=1
-    )
-    plain = save_tiny_bert(root / "plain", tok)
-    ckpt = load_pretrained(plain)
-    save_pretrained(root / "mlm", ckpt.encoder, build_heads(ckpt.config, ["mlm"]), tok)
-    clf, clf_tok = build_model(plain, "classification", ["neg", "pos"])
-    save_task_model(root / "clf", clf, clf_tok)
+    model_folders(root)
     (root / "texts.txt").write_text("我们很好\n今天一般\n", "utf-8")
     (root / "corpus.txt").write_text("我们今天在北京开会。\n大家都很好！\n" * 20, "utf-8")
     docs = ["我们今天在北京开会。大家都很好！", "他们明天去上海。天气不错。", "新年快乐，朋友们。世界经济发展。"]

@@ -229,8 +229,8 @@ def finish_process(code: int) -> int:
     """The exit of a CLI command: `code` as it is in a plain process. Under torchrun the ranks meet at a barrier
     (after a success), destroy the process group and leave by `os._exit`, skipping interpreter finalization.
     Why: a rank whose work was done and written still died of SIGABRT ("terminate called without an active
-    exception") at exit, in CI, in session 9 and again in session 10 with `training._leave_process_group`; C++
-    threads of the process group (gloo) met a finalizing interpreter (pytorch/pytorch#179291 describes the
+    exception") at exit, even with `training._leave_process_group`: C++ threads of the process group (gloo) met a
+    finalizing interpreter (pytorch/pytorch#179291 describes the
     mechanism; mosaicml/streaming#186 synchronises before destroying). Everything bertkit writes is closed and
     renamed into place before this point, and stdout / stderr are flushed here."""
     if "torch.distributed" not in sys.modules:  # never joined a group (and torch may not even be loaded)
