@@ -119,3 +119,28 @@ def test_overwrite_killed_anywhere_leaves_the_old_run_or_the_complete_new_one(se
             before = snapshot(run)
         assert not (run / ASIDE).exists() and not (run / f"{ASIDE}.done").exists()
     assert "old" in outcomes, outcomes  # killed mid-run at least once (the set-aside moment may be missed)
+
+
+def test_overwrite_with_a_truncated_model_keeps_the_old_run(setup, capsys, tmp_path):
+    import shutil
+
+    root, args = setup
+    run, cut = root / "run", tmp_path / "cut"
+    shutil.copytree(root / "model", cut)
+    weights = cut / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:200])  # a copy cut short
+    before = snapshot(run)
+    argv = f"{args.replace(f'--model {root}/model', f'--model {cut}')} --epochs 1 --out {run} --overwrite"
+    assert main(argv.split()) == 2
+    assert "model.safetensors" in capsys.readouterr().err
+    _old_run_intact(run, before)
+
+
+def test_the_paths_finetune_prints_exist(setup, capsys, tmp_path):
+    root, args = setup
+    for extra in ("--seeds 0", "--seeds 0 1", "--seeds 0 1 --lr 1e-3 3e-3"):
+        out = tmp_path / extra.replace(" ", "_")
+        assert main(f"{args.replace('--lr 1e-3', '')} {extra} --epochs 1 --out {out}".split()) == 0
+        lines = capsys.readouterr().out.splitlines()
+        shown = [p for line in lines if line.startswith(("curves: ", "log: ")) for p in line.split()[1:]]
+        assert shown and all(os.path.isfile(p) for p in shown), (extra, lines[-2:])
