@@ -423,3 +423,17 @@ def test_a_reader_error_names_the_line(tmp_path):
     path.write_text("text\tlabel\na\tx\ntext\tlabel\n", "utf-8")
     with pytest.raises(DataError, match="line 3 repeats the header line"):
         read_text_examples(path)
+
+
+def test_a_crf_with_non_finite_transitions_is_refused_by_name(root, tmp_path):
+    from bertkit.finetune.crf import CRF_FILE
+    from bertkit.finetune.model import build_model, save_task_model
+
+    model, tok = build_model(root / "plain", "tagging", ["O", "B-LOC", "I-LOC"], crf=True)
+    save_task_model(tmp_path / "crf", model, tok)
+    state = load_file(str(tmp_path / "crf" / CRF_FILE))
+    name = sorted(state)[0]
+    state[name] = torch.full_like(state[name], float("nan"))
+    save_file(state, str(tmp_path / "crf" / CRF_FILE))
+    with pytest.raises(CheckpointError, match=f"tensor '{name}' holds NaN or infinite values"):
+        load_task_model(tmp_path / "crf")

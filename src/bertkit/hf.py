@@ -276,7 +276,7 @@ def _architectures(folder: Path) -> list[str]:
     return [a for a in archs if isinstance(a, str)] if isinstance(archs, list) else []
 
 
-def _read_state_dict(folder: Path) -> tuple[dict[str, torch.Tensor], Path]:
+def read_state_dict(folder: Path) -> tuple[dict[str, torch.Tensor], Path]:
     st, pt = folder / "model.safetensors", folder / "pytorch_model.bin"
     if st.is_file():
         from safetensors import SafetensorError
@@ -323,7 +323,7 @@ def _tensors_only(state: object, source: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def _check_values(state: dict[str, torch.Tensor], names: list[str], source: Path) -> None:
+def check_values(state: dict[str, torch.Tensor], names: list[str], source: Path) -> None:
     """Every tensor the model loads must be floating point and finite. Why: copy_ casts int64 to float without a
     word, and a NaN or inf weight (a run that diverged) makes every score NaN, printed as 0.000 downstream."""
     for name in names:
@@ -361,7 +361,7 @@ def load_pretrained(folder: str | os.PathLike, tokenizer: bool = True) -> Checkp
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: no such model folder")
     config = BertConfig.from_json(folder / "config.json")
-    state, source = _read_state_dict(folder)
+    state, source = read_state_dict(folder)
     fam = family(config)
     state = _normalise_hf_names(state, fam.prefix)
 
@@ -398,7 +398,7 @@ def _load_into(ckpt: Checkpoint, state: dict[str, torch.Tensor], source: Path, p
                 f"{source}: tensor '{theirs}' has shape {tuple(state[theirs].shape)} but config.json "
                 f"implies {tuple(ours[our].shape)}"
             )
-    _check_values(state, list(names.values()), source)
+    check_values(state, list(names.values()), source)
     _check_tied(state, source, fam)
     with torch.no_grad():
         for our, theirs in names.items():

@@ -164,6 +164,8 @@ class CRF(nn.Module):
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
+        from bertkit.hf import check_values
+
         path = Path(folder) / CRF_FILE
         try:
             state = load_file(str(path))
@@ -173,6 +175,7 @@ class CRF(nn.Module):
             raise CheckpointError(
                 f"{path}: expected tensors {', '.join(CRF_TENSORS)}, found {', '.join(sorted(state))}"
             )
+        check_values(state, list(CRF_TENSORS), path)
         with torch.no_grad():
             for name in CRF_TENSORS:
                 ours = getattr(self, name)

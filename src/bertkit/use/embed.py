@@ -565,18 +565,13 @@ def _read_dense(folder: Path) -> Dense:
         )
     except KeyError as e:
         raise CheckpointError(f"{folder}/config.json: missing {e}") from None
-    st, pt = folder / "model.safetensors", folder / "pytorch_model.bin"
-    if st.is_file():
-        from safetensors.torch import load_file
+    from bertkit.hf import check_values, read_state_dict
 
-        state = load_file(str(st))
-    elif pt.is_file():
-        state = torch.load(pt, map_location="cpu", weights_only=True)
-    else:
-        raise CheckpointError(f"{folder}: the Dense module has no model.safetensors or pytorch_model.bin")
+    state, source = read_state_dict(folder)  # model.safetensors or pytorch_model.bin, errors named
     expected = {k: v.shape for k, v in dense.state_dict().items()}
     got = {k: v.shape for k, v in state.items()}
     if expected != got:
         raise CheckpointError(f"{folder}: Dense weights {got} do not match its config {expected}")
+    check_values(state, list(state), source)
     dense.load_state_dict(state)
     return dense
