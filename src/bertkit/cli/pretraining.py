@@ -94,6 +94,7 @@ def pretrain_cmd(
     ELECTRA's run folder holds the discriminator in OUT/model and the generator in OUT/generator."""
     import torch
 
+    from bertkit.pretrain.corpus import BUILTIN_CORPORA
     from bertkit.pretrain.loop import TrainConfig, pretrain
     from bertkit.pretrain.runs import check_out_dir, check_resume
     from bertkit.pretrain.setup import build_pretraining, resolve_recipe
@@ -131,7 +132,7 @@ def pretrain_cmd(
     max_seq_length = max(n for n, _ in schedule) if schedule else (max_seq_length or 128)
     _check_model_fits(init, preset, vocab_size or 8000, overrides, max_seq_length, "--phases" if schedule else None)
     run_settings = {  # what the run is: a --resume must give the same, or it would continue another run
-        "corpus": [c if c == "peoples-daily" else str(Path(c).resolve()) for c in corpus],
+        "corpus": [c if c in BUILTIN_CORPORA else str(Path(c).resolve()) for c in corpus],
         **{k: settings[k] for k in ("recipe", "preset", "objective", "masking", "dynamic")},
         "init": init and str(Path(init).resolve()),
         "tokenizer": tokenizer and str(Path(tokenizer).resolve()),
