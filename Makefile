@@ -21,15 +21,15 @@ test: venv
 demo: venv
 	bash scripts/demo.sh
 
-# about an hour on 2 CPU cores: the README table's "one-hour model" (resumes with `make pretrain-zh ARGS=--resume`)
+# about an hour on 2 CPU cores: the "one-hour model" of docs/results.md (resumes with `make pretrain-zh ARGS=--resume`)
 pretrain-zh: venv
 	bash scripts/pretrain_zh.sh $(ARGS)
 
-# the README's fine-tuning table for a model folder (default: the demo's)
+# the fine-tuning table (docs/results.md) for a model folder (default: the demo's)
 table: venv
 	bash scripts/finetune_table.sh $(MODEL)
 
-# the README's family table: BERT, ALBERT, RoBERTa, ELECTRA with the same pretraining budget (about an hour)
+# the family table (docs/results.md): BERT, ALBERT, RoBERTa, ELECTRA with the same pretraining budget (about an hour)
 family: venv
 	$(PY) scripts/family_table.py $(ARGS)
 

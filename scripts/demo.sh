@@ -4,7 +4,7 @@
 # random weights and next to the classical baseline (TF-IDF + logistic regression). Everything lands in
 # runs/demo/. About 10 minutes on 2 CPU cores.
 #
-# The recipe, and why (measured on this machine; see README "Pretraining a small BERT in minutes"):
+# The recipe, and why (measured on this machine; see docs/results.md and docs/pretraining.md):
 # - 2 layers x 128 hidden (BERT-Tiny size). A model this small first learns only the unigram distribution
 #   (guess 的 everywhere); it starts using context once attention has learnt to look at the neighbours, and
 #   on short sequences that happens ~4x sooner per token: at 32 tokens a neighbour starts with 1/32 of the
@@ -18,7 +18,7 @@
 # - MLM only (`--objective full`, RoBERTa's choice): NSP needs two segments, and 32 tokens leave ~14 each.
 # - No dropout while pretraining (a short run cannot overfit; Cramming does the same); 0.1 when fine-tuning.
 # - --chunk-tokens 0: the corpus (2.8M tokens) is small, so each epoch is shuffled and masked whole, as
-#   before streaming existed (the README's figures come from that).
+#   before streaming existed (the figures in docs/results.md come from that).
 # - Corpus: People's Daily 1998 plus the *training* reviews of the sentiment task, labels dropped
 #   (domain-adaptive pretraining: the test reviews are never seen).
 # - Fine-tuning lr 1e-3: chosen on the dev split among 1e-4 3e-4 1e-3 (dev accuracy 77.2 / 81.9 / 82.4%

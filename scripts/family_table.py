@@ -1,4 +1,4 @@
-"""The README's family table: BERT, ALBERT, RoBERTa and ELECTRA pretrained on the built-in corpus with the same
+"""The family table (docs/results.md): BERT, ALBERT, RoBERTa and ELECTRA pretrained on the built-in corpus with the same
 CPU budget, then fine-tuned on the built-in sentiment and NER tasks with the same settings.
 
     .venv/bin/python scripts/family_table.py [--minutes 6] [--out runs/family]     (make family)

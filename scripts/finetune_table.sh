@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's fine-tuning table, one model column at a time: for each built-in task, the classical baseline
+# The fine-tuning table (docs/results.md), one model column at a time: for each built-in task, the classical baseline
 # (bertkit baseline), the model fine-tuned from random weights of the same shape, and fine-tuned from MODEL.
 #   bash scripts/finetune_table.sh [MODEL] [OUT] [SEEDS]
 # MODEL defaults to the demo's (run `make demo` first); `make pretrain-zh` gives the one-hour model

@@ -2,7 +2,7 @@
 # `make pretrain-zh`: the best small Chinese BERT this corpus supports in about an hour on 2 CPU cores (the same
 # command uses a GPU when there is one, and is then much faster). Lands in runs/pretrain-zh/; then
 #   bash scripts/finetune_table.sh runs/pretrain-zh/model runs/table-zh
-# gives its row of the README's table.
+# gives its row of the results table (docs/results.md).
 #
 # The recipe, and why:
 # - BERT-Mini (4 layers x 256, Turc et al. 2019): 8x the compute per token of the demo's BERT-Tiny, which at

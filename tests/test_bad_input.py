@@ -1,7 +1,7 @@
 """A careless user's mistakes, across commands: each is one line on stderr naming the file, flag or field and
 what to do, exit code 2, no traceback, and every file that was there before is left as it was.
 
-The cases are the README's bad-input table; each row is a (name, arguments, message) case below.
+The cases are rows of docs/bad-input.md (generated): (class, what the user did, command, message).
 """
 
 import json

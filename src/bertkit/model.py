@@ -182,7 +182,7 @@ class Embeddings(nn.Module):
 # 7.5; 16 x 12 x 128 5.9 against 32; 4 x 12 x 512 a tie (29-31 against 30). The (B, heads, T, T) probabilities
 # it keeps for the backward are what the flash kernel saves memory on: 200 MB a layer for BERT-base at 32 x 512,
 # so training takes the batched matmuls only while they hold at most BMM_TRAINING_MAX_SCORES of them (64 MB a
-# layer in bf16: every shape of the README's recipes and benchmarks, not BERT-base at 32 x 512).
+# layer in bf16: every shape of the recipes and benchmarks in docs/, not BERT-base at 32 x 512).
 BMM_ATTENTION_MAX = {"inference": 24, "training": 512}
 BMM_TRAINING_MAX_SCORES = 32 * 2**20
 

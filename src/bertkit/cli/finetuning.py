@@ -253,7 +253,7 @@ def compare_cmd(
     """Is A really better than B? Both runs (classification or tagging: finetune, baseline) scored the same
     test split: the difference of their accuracy (or entity / word F1), its paired-bootstrap 95% interval over
     the test examples and, for classifiers, McNemar's exact p, for each run of A, then for the mean of A's runs
-    (seeds) as the README's tables report it."""
+    (seeds) as the results tables (docs/results.md) report it."""
     from bertkit.finetune.metrics import comparison_metric, paired_comparison
     from bertkit.finetune.predict import read_predictions
 
@@ -558,7 +558,7 @@ def _load_task(task: str, files: tuple, columns: tuple, max_train_examples: int 
     return data
 
 
-SMALL_MODEL_LRS = [1e-4, 3e-4, 1e-3]  # measured on the built-in tasks with BERT-Tiny / Mini (README)
+SMALL_MODEL_LRS = [1e-4, 3e-4, 1e-3]  # measured on the built-in tasks with BERT-Tiny / Mini (docs/results.md)
 BERT_LRS = [2e-5, 3e-5, 5e-5]  # Devlin et al. 2018, appendix A.3, for BERT-base and -large
 
 

@@ -131,7 +131,7 @@ def copy_positions(encoder, trained: int, length: int) -> None:
     4,096 (Beltagy et al. 2020, section 5); the same 600 steps then reach 18-26%. It does not prevent the
     collapse at the change itself: a model trained on 32 tokens reads 256 at the unigram level (~5%) with
     copies, interpolated positions or sharpened queries alike, and recovers only by training at that length
-    (measured; README, "What happens at the length change").
+    (measured; docs/results.md, the length change).
     """
     offset = encoder.config.position_offset  # RoBERTa's positions start after the padding id
     weight = encoder.embeddings.position_embeddings.weight[offset:]  # (positions, E)

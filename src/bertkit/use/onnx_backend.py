@@ -18,7 +18,7 @@ Choices:
   an error); the graph's files live in a temporary folder only while the session is made. Threads: as
   many as torch uses; every graph optimisation on (onnxruntime fuses LayerNorm, GELU and the bias adds).
 - No bf16: onnxruntime's CPU provider has no bf16 matrix multiplies. Where the CPU has them, the torch
-  backend in bf16 is faster than either of these (README, "Speed").
+  backend in bf16 is faster than either of these (docs/performance.md).
 - The graph computes on padded batches (onnxruntime has no unpadding); length-sorted batches pad little, and
   they are cut smaller than the torch backend's (`BATCH_TOKENS`).
 """
