@@ -72,48 +72,49 @@ def test_bmm_attention_path_matches_sdpa_and_trains():
     """CPU bf16 inference on short sequences takes two batched matmuls instead of SDPA; same result."""
     import torch.nn.functional as F
 
-    from bertkit.model import _bmm_attention
+    from bertkit.kernels import bmm_attention
 
     torch.manual_seed(0)
     q, k, v = (torch.randn(6, 4, 10, 16) for _ in range(3))
     mask = (torch.arange(10)[None, :] < torch.tensor([10, 3, 7, 1, 10, 5])[:, None])[:, None, None, :]
     ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    assert torch.allclose(_bmm_attention(q, k, v, mask), ref, atol=1e-5)
-    low = _bmm_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), mask)
+    assert torch.allclose(bmm_attention(q, k, v, mask), ref, atol=1e-5)
+    low = bmm_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), mask)
     assert low.dtype == torch.bfloat16 and (low.float() - ref).abs().max() < 0.05
-    assert torch.allclose(_bmm_attention(q, k, v, None), F.scaled_dot_product_attention(q, k, v), atol=1e-5)
+    assert torch.allclose(bmm_attention(q, k, v, None), F.scaled_dot_product_attention(q, k, v), atol=1e-5)
     # gradients as SDPA's, and dropout keeps the expectation
     grads = []
-    for fn in (_bmm_attention, lambda *a: F.scaled_dot_product_attention(*a[:3], attn_mask=a[3])):
+    for fn in (bmm_attention, lambda *a: F.scaled_dot_product_attention(*a[:3], attn_mask=a[3])):
         x = [t.clone().requires_grad_() for t in (q, k, v)]
         fn(*x, mask).square().sum().backward()
         grads.append(torch.cat([t.grad.flatten() for t in x]))
     assert torch.allclose(grads[0], grads[1], atol=1e-4)
     # in bf16 (the softmax too) the gradients stay within bf16 rounding of the fp32 ones
     x = [t.bfloat16().requires_grad_() for t in (q, k, v)]
-    _bmm_attention(*x, mask).float().square().sum().backward()
+    bmm_attention(*x, mask).float().square().sum().backward()
     low_grads = torch.cat([t.grad.float().flatten() for t in x])
     assert (low_grads - grads[1]).abs().max() < 0.03 * grads[1].abs().max()
     torch.manual_seed(1)
     ones = torch.ones(2, 1, 64, 8)
-    dropped = _bmm_attention(ones, ones, ones, None, dropout_p=0.5)
+    dropped = bmm_attention(ones, ones, ones, None, dropout_p=0.5)
     assert 0.9 < float(dropped.mean()) < 1.1 and float((dropped == 0).float().mean()) < 0.05
 
 
 def test_bf16_training_attention_falls_back_to_sdpa_past_its_memory_bound(monkeypatch):
     """CPU bf16 training takes the batched matmuls while their (B, heads, T, T) scores stay small, else SDPA."""
+    import bertkit.kernels as kernels
     import bertkit.model as bm
 
     calls = []
-    real = bm._bmm_attention
-    monkeypatch.setattr(bm, "_bmm_attention", lambda *a, **k: calls.append(a[0].shape) or real(*a, **k))
+    real = bm.bmm_attention
+    monkeypatch.setattr(bm, "bmm_attention", lambda *a, **k: calls.append(a[0].shape) or real(*a, **k))
     config = from_preset("bert-tiny-chinese", hidden_size=32, num_attention_heads=2, intermediate_size=64)
     attention = bm.SelfAttention(config).train()
     x = torch.randn(3, 8, 32)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         attention(x, None)[0].float().sum().backward()
         assert calls == [(3, 2, 8, 16)]
-        monkeypatch.setattr(bm, "BMM_TRAINING_MAX_SCORES", 3 * 2 * 8 * 8 - 1)
+        monkeypatch.setattr(kernels, "BMM_TRAINING_MAX_SCORES", 3 * 2 * 8 * 8 - 1)
         y = attention(x, None)[0]
     assert len(calls) == 1 and y.dtype == torch.bfloat16
 
@@ -125,7 +126,8 @@ def test_layernorm_keeps_the_residual_stream_in_bf16_and_the_gradient_close_to_f
     fp32 LayerNorm)."""
     import torch.nn as nn
 
-    from bertkit.model import LayerNorm, MLMHead
+    from bertkit.kernels import LayerNorm
+    from bertkit.model import MLMHead
     from bertkit.pretrain.objectives import BertPretraining
 
     norm, reference = LayerNorm(16), nn.LayerNorm(16)
@@ -165,7 +167,7 @@ def test_layernorm_keeps_the_residual_stream_in_bf16_and_the_gradient_close_to_f
 
 @pytest.mark.parametrize("p", [0.1, 0.5])
 def test_cpu_dropout_drops_p_of_the_entries_and_keeps_the_expectation(p):
-    from bertkit.model import Dropout, dropout
+    from bertkit.kernels import Dropout, dropout
 
     n = 1 << 20
     x = torch.ones(n, requires_grad=True)
