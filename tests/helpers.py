@@ -112,3 +112,21 @@ def check_mistake(argv: list[str], root: Path, capsys, message: str) -> str:
     assert message in err[0], (argv, message, err[0])
     assert snapshot(root) == before, argv
     return err[0]
+
+
+def fuzz_settings(default: int, *health_checks):
+    """The fuzzers' Hypothesis settings: `default` draws per property, derandomised so that CI draws the same ones
+    every time; BERTKIT_FUZZ_EXAMPLES=N draws N per property at random, to explore. No deadline (a draw may
+    train a tiny model) and no example database (what a larger budget finds is kept as explicit examples)."""
+    import os
+
+    from hypothesis import HealthCheck, settings
+
+    examples = int(os.environ.get("BERTKIT_FUZZ_EXAMPLES", "0"))
+    return settings(
+        max_examples=examples or default,
+        deadline=None,
+        derandomize=not examples,
+        suppress_health_check=[HealthCheck.too_slow, *health_checks],
+        database=None,
+    )

@@ -12,26 +12,18 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import string
 
 import pytest
-from helpers import model_folders, one_thread, snapshot  # noqa: F401 - an autouse fixture
-from hypothesis import HealthCheck, given, settings
+from helpers import fuzz_settings, model_folders, one_thread, snapshot  # noqa: F401 - an autouse fixture
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from bertkit.cli import main
 from bertkit.cli.table import COMMANDS, Range, flag_limits
 
-EXAMPLES = int(os.environ.get("BERTKIT_FUZZ_EXAMPLES", "0"))
-FUZZ = settings(
-    max_examples=EXAMPLES or 150,
-    deadline=None,
-    derandomize=not EXAMPLES,  # CI draws the same examples every time; a larger budget explores
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    database=None,
-)
+FUZZ = fuzz_settings(150, HealthCheck.function_scoped_fixture)
 
 # Each command's quick valid call: {r} the fixture's folders (never written), {o} a fresh output folder.
 BASE = {

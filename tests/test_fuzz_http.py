@@ -16,14 +16,13 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
 from contextlib import ExitStack
 
 import httpx
 import pytest
 import torch
-from helpers import one_thread, save_tiny_bert  # noqa: F401 - an autouse fixture
-from hypothesis import HealthCheck, event, example, given, settings
+from helpers import fuzz_settings, one_thread, save_tiny_bert  # noqa: F401 - an autouse fixture
+from hypothesis import HealthCheck, event, example, given
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
@@ -32,14 +31,7 @@ from bertkit.hf import build_heads, load_pretrained, save_pretrained
 from bertkit.tokenizer import Tokenizer
 from bertkit.use.serve import ServeConfig, create_app, load_model
 
-EXAMPLES = int(os.environ.get("BERTKIT_FUZZ_EXAMPLES", "0"))
-FUZZ = settings(
-    max_examples=EXAMPLES or 300,
-    deadline=None,
-    derandomize=not EXAMPLES,  # CI draws the same examples every time; a larger budget explores
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    database=None,
-)
+FUZZ = fuzz_settings(300, HealthCheck.data_too_large)
 LIMIT = 8192  # --max-request-bytes: small, so that bodies over it are drawn often
 MAX_TEXTS = 8  # --max-texts
 LABELS = {"clf": ["neg", "pos"], "ner": ["O", "B-LOC", "I-LOC"], "crf": ["O", "B-LOC", "I-LOC"]}
