@@ -20,3 +20,13 @@ class CheckpointError(BertkitError):
 
 class DataError(BertkitError):
     """A corpus or dataset file that cannot be read as asked."""
+
+
+def require_file(path, what: str = "data file") -> None:
+    """An input that must be a file: a folder or a missing path is a one-line error naming it."""
+    from pathlib import Path
+
+    if Path(path).is_dir():
+        raise DataError(f"{path} is a folder; give a {what}")
+    if not Path(path).is_file():
+        raise DataError(f"{path}: no such file")

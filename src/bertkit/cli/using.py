@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Annotated, Literal
 
 from bertkit.cli.table import COUNT, Range, command
-from bertkit.errors import BertkitError
+from bertkit.errors import BertkitError, require_file
 
 
 @command("fill-mask")
@@ -67,8 +66,8 @@ def embed_cmd(
     if layers is not None and layer_weights:
         raise BertkitError("--layers and --layer-weights both choose layers: give one")
     check_output_path(output, tokens)
-    if input != "-" and not Path(input).is_file():
-        raise BertkitError(f"{input}: {'a folder' if Path(input).is_dir() else 'no such file'}; give a text file")
+    if input != "-":
+        require_file(input, "text file")  # before the model loads
     embedder = load_embedder(model, pooling=pooling, normalize=normalize)
     if backend == "onnxruntime":
         from bertkit.use.onnx_backend import onnx_embedder

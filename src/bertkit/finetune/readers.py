@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bertkit.errors import DataError
+from bertkit.errors import DataError, require_file
 
 Kind = Literal["classification", "regression", "tagging", "qa", "multiple_choice"]
 Scheme = Literal["bio", "bmes"]
@@ -55,13 +55,6 @@ class TagExample:
 # ------------------------------------------------------------------------------------------------ readers
 TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t"}
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
-
-
-def require_file(path: Path) -> None:
-    if path.is_dir():
-        raise DataError(f"{path} is a folder; give a data file")
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
 
 
 def read_rows(path: str | Path) -> Iterator[tuple[int, dict]]:

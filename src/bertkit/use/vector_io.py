@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bertkit.errors import BertkitError
+from bertkit.errors import BertkitError, require_file
 
 # ---- files: one text per line in, .npy / .safetensors / .jsonl out ---------------------------------------
 
@@ -28,8 +28,8 @@ def read_lines(path: str, skip_empty: bool = False, skipped: list[int] | None = 
     skipped and its number appended to `skipped`. A UTF-8 byte-order mark on the first line is dropped.
     """
     name = "stdin" if path == "-" else path
-    if path != "-" and not Path(path).is_file():
-        raise BertkitError(f"{path} is a folder; give a text file" if Path(path).is_dir() else f"{path}: no such file")
+    if path != "-":
+        require_file(path, "text file")
     f = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115 - closed below, stdin is not ours
     try:
         for n, raw in enumerate(f, 1):
