@@ -154,8 +154,8 @@ def test_layernorm_keeps_the_residual_stream_in_bf16_and_the_gradient_close_to_f
         model.zero_grad()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             hidden = model.encoder(ids).last_hidden_state
-            r = model(input_ids=ids, labels=labels)
-            (r.mlm_loss_sum / r.mlm_count).backward()
+            r = model({"input_ids": ids, "labels": labels}).losses["mlm"]
+            (r.sum / r.count).backward()
         grads = [p.grad.flatten() for n, p in model.named_parameters() if "key.bias" not in n]  # key bias: 0
         return torch.cat(grads).double(), hidden.dtype
 

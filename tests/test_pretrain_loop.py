@@ -118,11 +118,14 @@ def test_mlm_head_sees_only_masked_positions():
     ids = torch.randint(5, 100, (2, 10))
     labels = torch.full_like(ids, -100)
     labels[0, 3], labels[1, 7] = 42, 17
-    out = model(ids, labels, next_sentence_label=torch.tensor([0, 1]), return_logits=True)
-    assert out.mlm_logits.shape == (2, 100) and out.mlm_count == 2 and out.nsp_count == 2
+    batch = {"input_ids": ids, "labels": labels, "next_sentence_label": torch.tensor([0, 1])}
+    out = model(batch)
+    logits = out.tensors["mlm_logits"]
+    assert logits.shape == (2, 100) and out.losses["mlm"].count == 2 and out.losses["nsp"].count == 2
+    assert model.units(batch) == {"mlm": 2, "nsp": 2}  # what the loop divides the step's sums by
     # The sum of per-token cross-entropies, which the loop divides by the step's masked-token count.
-    expected = torch.nn.functional.cross_entropy(out.mlm_logits, torch.tensor([42, 17]), reduction="sum")
-    torch.testing.assert_close(out.mlm_loss_sum, expected)
+    expected = torch.nn.functional.cross_entropy(logits, torch.tensor([42, 17]), reduction="sum")
+    torch.testing.assert_close(out.losses["mlm"].sum, expected)
 
 
 def test_static_masking_repeats_every_dupe_factor_epochs_and_dynamic_does_not():
@@ -208,8 +211,9 @@ def test_label_smoothing_mixes_the_target_with_the_uniform_one():
     ids = torch.randint(5, 100, (2, 12))
     labels = torch.full_like(ids, -100)
     labels[:, 3] = ids[:, 3]
-    plain = BertPretraining(encoder, mlm)(ids, labels=labels).mlm_loss_sum
-    smoothed = BertPretraining(encoder, mlm, label_smoothing=0.1)(ids, labels=labels).mlm_loss_sum
+    plain = BertPretraining(encoder, mlm)({"input_ids": ids, "labels": labels}).losses["mlm"].sum
+    smoothed = BertPretraining(encoder, mlm, label_smoothing=0.1)({"input_ids": ids, "labels": labels}).losses["mlm"]
+    smoothed = smoothed.sum
     hidden = encoder(ids).last_hidden_state[:, 3]  # (2, H)
     logp = torch.log_softmax(mlm(hidden, encoder.embeddings.word_embeddings.weight).float(), -1)  # (2, V)
     expected = -(0.9 * logp.gather(1, ids[:, 3:4]).squeeze(1) + 0.1 * logp.mean(-1)).sum()
@@ -272,7 +276,7 @@ def test_non_finite_losses_skip_the_update_and_stop_the_run_keeping_the_checkpoi
         calls["n"] += 1
         res = real(*args, **kwargs)
         if calls["n"] > 4:
-            res.mlm_loss_sum = res.mlm_loss_sum * float("nan")
+            res.losses["mlm"] = res.losses["mlm"]._replace(sum=res.losses["mlm"].sum * float("nan"))
         return res
 
     model.forward = poisoned
@@ -427,3 +431,55 @@ def test_resume_never_restarts_a_finished_run_or_goes_backwards(tmp_path):
     with pytest.raises(BertkitError, match="no checkpoint was written"):
         check_resume(tmp_path / "run", 9, {})
     check_resume(tmp_path / "new", 9, {})  # an empty folder: a new run, even with --resume
+
+
+class SpreadObjective(BertPretraining):
+    """A toy objective defined only here: BERT's, plus a loss that pulls the [CLS] vectors' squared norm towards 1.5
+    (per sequence, weight 5) and a metric (how many sequences are within 0.5 of it). The loop must train it,
+    log and plot both, with no change inside it."""
+
+    def units(self, batch):
+        return super().units(batch) | {"spread": len(batch["input_ids"])}
+
+    def forward(self, batch):
+        from bertkit.pretrain.objectives import Loss, Ratio
+
+        res = super().forward(batch)
+        cls = self.encoder(batch["input_ids"], batch.get("attention_mask")).last_hidden_state[:, 0].float()
+        gap = (cls.pow(2).mean(-1) - 1.5).pow(2)  # (B,): LayerNorm starts it near 1
+        res.losses["spread"] = Loss(gap.sum(), len(gap), 5.0)
+        res.metrics["spread_close"] = Ratio(int((gap < 0.25).sum()), len(gap))
+        return res
+
+
+def test_an_objective_defined_outside_the_loop_trains_logs_and_plots_its_own_loss_and_metric(tmp_path):
+    from bertkit.pretrain.objectives import Objective
+    from bertkit.pretrain.plots import plot_metrics
+
+    model, train, held_out, cfg = make_run(tmp_path, steps=30, eval_every=15, grad_accum=2, lr=1e-2)
+    model = SpreadObjective(model.encoder, model.mlm, model.nsp)
+    assert isinstance(model, Objective)  # the documented protocol
+    pretrain(model, None, train, held_out, cfg)
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if "step" in r]
+    evals = [r["eval"] for r in rows if "eval" in r]
+    assert all({"spread_loss", "spread_close", "mlm_loss", "nsp_loss"} <= r.keys() for r in train_rows)
+    assert [e["step"] for e in evals] == [15, 30] and all("spread_loss" in e and "spread_close" in e for e in evals)
+    first, last = (
+        np.mean([r["spread_loss"] for r in train_rows[:5]]),
+        np.mean([r["spread_loss"] for r in train_rows[-5:]]),
+    )
+    assert last < first / 2, (first, last)  # its gradient reaches the encoder: the loss falls
+    labels = plot_metrics(tmp_path / "metrics.jsonl", tmp_path / "again.png")
+    assert {"train spread", "train spread_close", "held-out spread", "held-out spread_close"} <= set(labels)
+    assert (tmp_path / "curves.png").stat().st_size > 10_000
+
+
+def test_the_step_loss_weighs_every_unit_of_the_step_equally_whatever_the_micro_batches():
+    from bertkit.pretrain.objectives import Loss, ObjectiveOutput
+
+    a = ObjectiveOutput({"mlm": Loss(torch.tensor(6.0), 3), "rtd": Loss(torch.tensor(2.0), 10, 50.0)})
+    b = ObjectiveOutput({"mlm": Loss(torch.tensor(2.0), 1), "rtd": Loss(torch.tensor(1.0), 10, 50.0)})
+    units = {"mlm": 4, "rtd": 20}  # the step's totals
+    total = a.total(units) + b.total(units)
+    assert total.item() == pytest.approx((6 + 2) / 4 + 50 * (2 + 1) / 20)

@@ -66,8 +66,8 @@ def test_electra_generator_is_smaller_and_shares_only_the_embeddings():
 
 def test_discriminator_loss_sends_no_gradient_into_the_generator():
     model, inputs, labels, mask, _ = _electra()
-    out = model(inputs, labels, mask)
-    out.rtd_loss_sum.backward()
+    out = model({"input_ids": inputs, "labels": labels, "attention_mask": mask})
+    out.losses["rtd"].sum.backward()
     generator_only = [
         *model.generator.layers.parameters(),
         *model.generator.project.parameters(),
@@ -77,26 +77,28 @@ def test_discriminator_loss_sends_no_gradient_into_the_generator():
     assert model.encoder.layers[0].ffn.up.weight.grad.abs().sum() > 0  # the discriminator does learn
     assert model.encoder.embeddings.word_embeddings.weight.grad.abs().sum() > 0  # and the shared tables
     model.zero_grad()
-    model(inputs, labels, mask).mlm_loss_sum.backward()
+    model({"input_ids": inputs, "labels": labels, "attention_mask": mask}).losses["mlm"].sum.backward()
     assert model.mlm.dense.weight.grad.abs().sum() > 0 and model.rtd.dense.weight.grad is None
 
 
 def test_replaced_labels_mark_exactly_the_changed_tokens():
     model, inputs, labels, mask, original = _electra(seed=3)
-    out = model(inputs, labels, mask, return_logits=True)
+    batch = {"input_ids": inputs, "labels": labels, "attention_mask": mask}
+    out = model(batch)
     masked = labels != IGNORE_INDEX
-    fed = out.rtd_input
+    fed, replaced = out.tensors["rtd_input"], out.tensors["rtd_labels"]
     assert torch.equal(fed[~masked], original[~masked])  # only masked positions are resampled
-    assert torch.equal(out.rtd_labels, fed != original)  # a sample equal to the original counts as original
-    assert out.rtd_replaced == int(out.rtd_labels[mask.bool()].sum())
-    assert out.rtd_count == int(mask.sum())
+    assert torch.equal(replaced, fed != original)  # a sample equal to the original counts as original
+    assert out.metrics["replaced_share"] == (int(replaced[mask.bool()].sum()), int(mask.sum()))
+    assert out.losses["rtd"].count == int(mask.sum()) == model.units(batch)["rtd"]
+    assert out.losses["rtd"].weight == 50.0  # L = L_mlm + λ · L_disc
     # A generator that always predicts the original replaces nothing: every label is "original".
     logits_hook = model.mlm.register_forward_hook(
         lambda m, i, o: torch.full_like(o, -1e4).scatter_(1, original[masked][:, None], 1e4)
     )
-    out = model(inputs, labels, mask, return_logits=True)
+    out = model(batch)
     logits_hook.remove()
-    assert not out.rtd_labels.any() and out.rtd_replaced == 0
+    assert not out.tensors["rtd_labels"].any() and out.metrics["replaced_share"].numerator == 0
 
 
 def test_generator_samples_follow_its_softmax_and_depend_only_on_the_uniforms():
@@ -109,12 +111,16 @@ def test_generator_samples_follow_its_softmax_and_depend_only_on_the_uniforms():
     # the ELECTRA forward given the same uniforms makes the same replacements, whatever torch's RNG state
     model, inputs, labels, mask, _ = _electra()
     u = torch.rand(inputs.shape)
+    batch = {"input_ids": inputs, "labels": labels, "attention_mask": mask}
     outs = []
     for seed in (1, 2):
         torch.manual_seed(seed)
-        outs.append(model(inputs, labels, mask, return_logits=True, sampling_u=u).rtd_input)
+        outs.append(model(batch | {"sampling_u": u}).tensors["rtd_input"])
     assert torch.equal(outs[0], outs[1])
-    assert not torch.equal(outs[0], model(inputs, labels, mask, return_logits=True, sampling_u=1 - u).rtd_input)
+    assert not torch.equal(outs[0], model(batch | {"sampling_u": 1 - u}).tensors["rtd_input"])
+    # the loop's per-step draw: from the generator it is given, whatever torch's RNG state
+    drawn = [model.prepare(batch, torch.Generator().manual_seed(7))["sampling_u"] for _ in range(2)]
+    assert torch.equal(drawn[0], drawn[1]) and drawn[0].shape == inputs.shape
 
 
 def test_full_sentences_cross_documents_only_after_a_separator_and_fit_the_length():

@@ -1,4 +1,8 @@
-"""The training loop, visible in one function: `pretrain`.
+"""The training loop, visible in one function: `pretrain`, with its set-up, resume, logging, evaluation and
+checkpoints in the small functions after it.
+
+The loop trains any `Objective` (objectives.py): it sums the losses the objective reports, scaled by their units
+over the whole step, and logs and plots whatever losses and metrics come back, by name.
 
 AdamW (no weight decay on biases and LayerNorm), linear warm-up then linear decay, gradient accumulation
 with the MLM loss normalised by the masked tokens of the whole step, bf16 autocast where the hardware has
@@ -32,7 +36,7 @@ from bertkit.config import atomic_write_text
 from bertkit.errors import BertkitError
 from bertkit.hf import save_pretrained
 from bertkit.pretrain.dataset import Epoch, PretrainingData
-from bertkit.pretrain.objectives import BertPretraining
+from bertkit.pretrain.objectives import Objective, ObjectiveOutput
 from bertkit.pretrain.plots import plot_metrics
 from bertkit.pretrain.runs import check_out_dir, last_good, truncate_log
 from bertkit.pretrain.shards import WORD_START_BIT
@@ -113,11 +117,11 @@ def rank_slice(batch: dict[str, torch.Tensor], rank: int, world: int) -> dict[st
     return {k: v[rank * share : (rank + 1) * share] for k, v in batch.items()}
 
 
-def sampling_noise(shape: torch.Size, seed: int, step: int, micro: int) -> torch.Tensor:
-    """Uniforms for the whole global micro-batch, from (seed, step, micro-batch) alone: the same whatever the
-    number of processes that share the batch, and again after a resume (no RNG state to save)."""
-    g = torch.Generator().manual_seed((seed * 1_000_003 + step) * 1024 + micro)
-    return torch.rand(shape, generator=g)
+def step_noise(seed: int, step: int, micro: int) -> torch.Generator:
+    """The generator an objective draws its per-step noise from (`Objective.prepare`), seeded by (seed, step,
+    micro-batch) alone: the same whatever the number of processes that share the batch, and again after a
+    resume (no RNG state to save)."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 1024 + micro)
 
 
 @torch.no_grad()
@@ -173,8 +177,52 @@ def phase_plan(cfg: TrainConfig, max_seq_length: int) -> list[Phase]:
     return plan
 
 
+class Window:
+    """Sums of an objective's losses and metrics over the steps since the last log row (or over held-out batches),
+    and the row they make: `NAME_loss` = Σ sum / Σ count for every loss, and `NAME` = Σ numerator / Σ denominator
+    for every metric; a name whose units summed to 0 is left out. Nothing here knows any objective."""
+
+    def __init__(self, first_step: int = 0):
+        self.first_step = first_step  # the window's rows average the steps after this one
+        self.t0 = time.perf_counter()
+        self.tokens = 0  # real tokens trained on: the throughput
+        self.sums: dict[str, list[float]] = {}  # "loss NAME" / "metric NAME" -> [numerator, denominator]
+        self.weights: dict[str, float] = {}
+
+    def add(self, res: ObjectiveOutput) -> None:
+        for name, loss in res.losses.items():
+            acc = self.sums.setdefault(f"loss {name}", [0.0, 0])
+            acc[0] += loss.sum.item()
+            acc[1] += loss.count
+            self.weights[name] = loss.weight
+        for name, (numerator, denominator) in res.metrics.items():
+            acc = self.sums.setdefault(f"metric {name}", [0, 0])
+            acc[0] += numerator
+            acc[1] += denominator
+
+    def reduce(self, world: int, device: torch.device) -> None:
+        """Every rank's sums added up (the ranks run the same objective, so they hold the same names)."""
+        keys = sorted(self.sums)
+        flat = [x for k in keys for x in self.sums[k]] + [self.tokens]
+        flat = all_reduce_sum(flat, world, device)
+        self.sums = {k: flat[2 * i : 2 * i + 2] for i, k in enumerate(keys)}
+        self.tokens = flat[-1]
+
+    def row(self) -> dict[str, float]:
+        row = {}
+        for key, (numerator, denominator) in self.sums.items():
+            kind, name = key.split(" ", 1)
+            if denominator:
+                row[f"{name}_loss" if kind == "loss" else name] = numerator / denominator
+        return row
+
+    def total_loss(self, row: dict) -> float:
+        """The logged losses, weighted as the step's loss weighs them (for the progress bar)."""
+        return sum(w * row[f"{n}_loss"] for n, w in self.weights.items() if f"{n}_loss" in row)
+
+
 def pretrain(
-    model: BertPretraining,
+    model: Objective,
     tokenizer,
     train_data: PretrainingData,
     eval_data: PretrainingData | None,
@@ -182,8 +230,99 @@ def pretrain(
     resume: bool = False,
     device: str | None = None,
 ) -> dict:
-    # Data parallel under torchrun: every rank builds the same epochs and takes its slice of each global batch,
-    # so N processes x B/N sequences follow the trajectory of 1 x B. Only rank 0 writes files.
+    """Train `model` (any `Objective`) for `cfg.steps` optimizer steps; write OUT/model, metrics.jsonl, curves.png,
+    summary.json and checkpoints. Data parallel under torchrun: every rank builds the same epochs and takes its
+    slice of each global batch, so N processes x B/N sequences follow the trajectory of 1 x B. Only rank 0
+    writes files."""
+    run = start_run(model, train_data, cfg, resume, device)
+    main, out = run.rank == 0, run.out
+    # A fixed baseline to judge MLM accuracy by: always predict the corpus's most frequent token.
+    baseline_id = most_frequent_token(train_data)
+    # A checkpoint written at the end of a phase resumes in it: the switch below then runs as it would have.
+    held_out, batches = phase_data(train_data, eval_data, run.plan[run.phase], run.epoch, run.batch_index)
+    # The first batch before any output: a corpus that gives no instances is one error line, not a bar at 0%.
+    batches = itertools.chain([next(batches)], batches)
+    net = model
+    if run.world > 1:  # gradients averaged over the ranks; some heads' parameters may take no part (the pooler)
+        net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+    log = open(out / "metrics.jsonl", "a", encoding="utf-8") if main else None  # noqa: SIM115 - closed in `finally`
+    # On a terminal the bar redraws in place; in a log file it writes a line every 30 s.
+    bar = tqdm(
+        total=cfg.steps,
+        initial=run.step,
+        disable=not (cfg.progress and main),
+        unit="step",
+        dynamic_ncols=True,
+        mininterval=0.5 if sys.stderr.isatty() else 30,
+    )
+    window, last_eval, bad_steps = Window(run.step), {}, 0  # bad_steps: non-finite steps in a row
+    try:
+        while run.step < cfg.steps:
+            while run.step >= run.plan[run.phase].end_step:  # ---- the next phase of the length schedule
+                held_out, batches = next_phase(run, model, train_data, eval_data, cfg, bar)
+            # ---- one optimizer step over `grad_accum` micro-batches
+            micro = [next(batches) for _ in range(cfg.grad_accum)]
+            run.epoch, run.batch_index = micro[-1][0], micro[-1][1] + 1
+            loss, grad_norm = train_step(net, model, [b for _, _, b in micro], run, cfg, window)
+            if grad_norm is None or not torch.isfinite(grad_norm):
+                # A NaN or infinite loss (or gradient) would poison the weights and Adam's moments: skip the
+                # update, keep the schedule and data moving, and stop after several in a row.
+                bad_steps += 1
+                what = f"loss {loss.item()}" if grad_norm is None else f"gradient norm {float(grad_norm)}"
+                skip_bad_step(run, cfg, bar, bad_steps, what)
+                continue
+            bad_steps = 0
+            run.optimizer.step()
+            run.schedule.step()
+            run.optimizer.zero_grad(set_to_none=True)
+            run.step += 1
+            bar.update(1)
+            if run.step % cfg.log_every == 0 or run.step == cfg.steps:  # ---- log
+                write_row(run, window, grad_norm, log, bar)
+                window = Window(run.step)
+            if held_out is not None and (run.step % cfg.eval_every == 0 or run.step == cfg.steps) and main:
+                eval_start = time.perf_counter()  # ---- evaluate on held-out documents
+                last_eval = evaluate(model, held_out[0], cfg, run.device, run.use_bf16, baseline_id, held_out[1])
+                last_eval |= {"step": run.step, "max_seq_length": run.plan[run.phase].max_seq_length}
+                log.write(json.dumps({"eval": last_eval}) + "\n")
+                log.flush()
+                shown = ", ".join(f"{k} {v:.3f}" for k, v in last_eval.items() if k not in EVAL_NOT_SHOWN)
+                bar.write(f"step {run.step}: held-out {shown}")
+                plot_metrics(out / "metrics.jsonl", out / "curves.png")
+                window.t0 += time.perf_counter() - eval_start  # throughput counts training time only
+            if run.step % cfg.save_every == 0 and run.step < cfg.steps and main:  # ---- checkpoint
+                save_state(run, model, tokenizer, cfg)
+    finally:
+        bar.close()
+        if log is not None:
+            log.close()
+    return finish_run(run, model, tokenizer, last_eval)
+
+
+EVAL_NOT_SHOWN = {"step", "max_seq_length", "masked_tokens"}
+
+
+@dataclass
+class Run:
+    """What the loop carries from step to step; a checkpoint saves and restores it."""
+
+    out: Path
+    rank: int
+    world: int
+    device: torch.device
+    use_bf16: bool
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LambdaLR
+    plan: list[Phase]
+    step: int = 0
+    epoch: int = 0  # epoch and batch_index count within the length schedule's phase
+    batch_index: int = 0
+    phase: int = 0
+
+
+def start_run(model: Objective, train_data: PretrainingData, cfg: TrainConfig, resume: bool, device) -> Run:
+    """The output folder, device, precision, optimizer and schedule; with `resume`, the newest good checkpoint's
+    weights, optimizer and schedule, every RNG and the data position."""
     rank, world = distributed()
     main = rank == 0
     if main:  # the others would race with rank 0's first writes
@@ -208,279 +347,170 @@ def pretrain(
                 "processes; make --batch-size (and each phase's) a multiple of the process count"
             )
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: phase_schedule(s, plan, cfg.warmup))
-
-    # ---- resume: weights, optimizer, schedule, every RNG and the data position
-    step, epoch, batch_index, saved_phase = 0, 0, 0, 0
+    run = Run(out, rank, world, device, use_bf16, optimizer, schedule, plan)
     if resume:
-        state, folder, damaged = load_latest(out)
-        for warning in damaged if main else []:
-            print(f"warning: {warning}" + (f"; resuming from {folder} instead" if folder else ""), file=sys.stderr)
-        if state is not None:
-            try:
-                model.load_state_dict(state["model"])
-            except RuntimeError:
-                raise BertkitError(
-                    f"--resume: the checkpoint {folder} holds another model than these flags build (another "
-                    "--preset or size?); resume with the run's flags"
-                ) from None
-            optimizer.load_state_dict(state["optimizer"])
-            schedule.load_state_dict(state["schedule"])
-            set_rng_state(state["rng"])
-            step, epoch, batch_index = state["step"], state["epoch"], state["batch_index"]
-            saved_phase = state.get("phase", 0)
-            if main:
-                truncate_log(out / "metrics.jsonl", step)
-                print(f"resuming from {folder} (step {step})")
-        elif damaged or (out / "summary.json").exists() or (out / "model").exists():
-            raise BertkitError(f"--resume: {out} holds a run with no usable checkpoint; give another --out")
-        elif main:
-            print(f"no checkpoint in {out / 'checkpoints'} yet; starting from step 0 (the same seed, the same steps)")
-    if step == 0 and main:
+        resume_run(run, model)
+    if run.step == 0 and main:
         (out / "metrics.jsonl").unlink(missing_ok=True)
         atomic_write_text(out / "train_config.json", json.dumps(asdict(cfg), indent=2) + "\n")
+    return run
 
-    # A fixed baseline to judge MLM accuracy by: always predict the corpus's most frequent token.
-    baseline_id = most_frequent_token(train_data)
-    # A checkpoint written at the end of a phase resumes in it: the switch below then runs as it would have.
-    phase = saved_phase
 
-    def start_phase(i: int, epoch: int, batch_index: int):
-        """The phase's data at its length; the held-out epoch is seeded, so built once per phase."""
-        p = plan[i]
-        data = replace(train_data, max_seq_length=p.max_seq_length)
-        held_out = replace(eval_data, max_seq_length=p.max_seq_length) if eval_data is not None else None
-        return (
-            data,
-            held_out,
-            (held_out.epoch(0) if held_out is not None else None),
-            data.batches(p.batch_size, epoch, batch_index),
+def resume_run(run: Run, model: Objective) -> None:
+    main, out = run.rank == 0, run.out
+    state, folder, damaged = load_latest(out)
+    for warning in damaged if main else []:
+        print(f"warning: {warning}" + (f"; resuming from {folder} instead" if folder else ""), file=sys.stderr)
+    if state is not None:
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError:
+            raise BertkitError(
+                f"--resume: the checkpoint {folder} holds another model than these flags build (another "
+                "--preset or size?); resume with the run's flags"
+            ) from None
+        run.optimizer.load_state_dict(state["optimizer"])
+        run.schedule.load_state_dict(state["schedule"])
+        set_rng_state(state["rng"])
+        run.step, run.epoch, run.batch_index = state["step"], state["epoch"], state["batch_index"]
+        run.phase = state.get("phase", 0)
+        if main:
+            truncate_log(out / "metrics.jsonl", run.step)
+            print(f"resuming from {folder} (step {run.step})")
+    elif damaged or (out / "summary.json").exists() or (out / "model").exists():
+        raise BertkitError(f"--resume: {out} holds a run with no usable checkpoint; give another --out")
+    elif main:
+        print(f"no checkpoint in {out / 'checkpoints'} yet; starting from step 0 (the same seed, the same steps)")
+
+
+def phase_data(train_data: PretrainingData, eval_data: PretrainingData | None, p: Phase, epoch: int, start: int):
+    """A phase's held-out data and its epoch (seeded, so built once per phase), and its training batches from
+    (epoch, batch) on."""
+    data = replace(train_data, max_seq_length=p.max_seq_length)
+    held_out = replace(eval_data, max_seq_length=p.max_seq_length) if eval_data is not None else None
+    return (held_out, held_out.epoch(0)) if held_out is not None else None, data.batches(p.batch_size, epoch, start)
+
+
+def next_phase(run: Run, model: Objective, train_data, eval_data, cfg: TrainConfig, bar):
+    run.phase, run.epoch, run.batch_index = run.phase + 1, 0, 0
+    p = run.plan[run.phase]
+    trained = max(q.max_seq_length for q in run.plan[: run.phase])
+    if cfg.copy_positions and p.max_seq_length > trained:
+        copy_positions(model.encoder, trained, p.max_seq_length)
+    if run.rank == 0:
+        bar.write(
+            f"step {run.step}: phase {run.phase + 1} of {len(run.plan)}, {p.max_seq_length} tokens x "
+            f"{p.batch_size} sequences until step {p.end_step}"
         )
+    return phase_data(train_data, eval_data, p, 0, 0)
 
-    phase_data, phase_eval, eval_epoch, batches = start_phase(phase, epoch, batch_index)
-    # The first batch before any output: a corpus that gives no instances is one error line, not a bar at 0%.
-    batches = itertools.chain([next(batches)], batches)
-    net = model
-    if world > 1:  # gradients averaged over the ranks; some heads' parameters may take no part (the pooler)
-        net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
-    log = open(out / "metrics.jsonl", "a", encoding="utf-8") if main else None  # noqa: SIM115 - closed in `finally`
-    # On a terminal the bar redraws in place; in a log file it writes a line every 30 s.
-    bar = tqdm(
-        total=cfg.steps,
-        initial=step,
-        disable=not (cfg.progress and main),
-        unit="step",
-        dynamic_ncols=True,
-        mininterval=0.5 if sys.stderr.isatty() else 30,
-    )
-    window = {
-        "first_step": step,  # the window's rows average the steps after this one
-        "mlm_loss": 0.0,
-        "mlm_n": 0,
-        "mlm_correct": 0,
-        "nsp_loss": 0.0,
-        "nsp_n": 0,
-        "nsp_correct": 0,
-        "rtd_loss": 0.0,
-        "rtd_n": 0,
-        "rtd_correct": 0,
-        "rtd_replaced": 0,
-        "rtd_detected": 0,
-        "tokens": 0,
-        "t0": time.perf_counter(),
+
+def train_step(net, model: Objective, micro: list[dict], run: Run, cfg: TrainConfig, window: Window):
+    """Forward and backward over the step's micro-batches (each the whole global batch; this rank takes its
+    slice), then the clipped gradient norm. Returns (loss, grad_norm); grad_norm is None when a loss was not
+    finite on some rank, and then the step's gradients are incomplete and must not be used."""
+    step_units: dict[str, int] = {}
+    for batch in micro:  # every loss's units over the whole step, before any forward pass
+        for name, n in model.units(batch).items():
+            step_units[name] = step_units.get(name, 0) + n
+    for i, batch in enumerate(micro):
+        batch = model.prepare(batch, step_noise(cfg.seed, run.step, i))
+        batch = {k: v.to(run.device, non_blocking=True) for k, v in rank_slice(batch, run.rank, run.world).items()}
+        sync = run.world == 1 or i == len(micro) - 1  # DDP all-reduces the gradients once, at the last
+        with contextlib.nullcontext() if sync else net.no_sync():
+            with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.use_bf16):
+                res = net(batch)
+            # DDP averages over the ranks, so each rank's share of the step's sums is scaled by `world`.
+            loss = res.total(step_units)
+            if not all_reduce_sum([float(torch.isfinite(loss))], run.world, run.device)[0] == run.world:
+                return loss, None
+            (loss * run.world).backward()
+        window.add(res)
+        window.tokens += int(batch["attention_mask"].sum())
+        del res  # its logits would otherwise live on into the next micro-batch
+    return loss, torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+
+
+def skip_bad_step(run: Run, cfg: TrainConfig, bar, bad_steps: int, what: str) -> None:
+    skip_update(run.optimizer, run.schedule)
+    if run.rank == 0:
+        bar.write(f"warning: step {run.step + 1}: {what}; the update is skipped ({bad_steps} in a row)")
+    if bad_steps >= cfg.max_bad_steps:
+        kept = checkpoints(run.out)
+        raise BertkitError(
+            f"the loss was not finite for {bad_steps} steps in a row (up to step {run.step + 1}); "
+            f"the last good checkpoint is {kept[-1] if kept else 'none (no step was saved)'}: "
+            "lower --lr, or check the data, and --resume"
+        )
+    run.step += 1
+    bar.update(1)
+
+
+def write_row(run: Run, window: Window, grad_norm: torch.Tensor, log, bar) -> None:
+    seconds = time.perf_counter() - window.t0
+    window.reduce(run.world, run.device)
+    measured = window.row()
+    row = {
+        "step": run.step,
+        "epoch": run.epoch,
+        "lr": run.schedule.get_last_lr()[0],
+        **measured,
+        "grad_norm": float(grad_norm),
+        "tokens_per_s": window.tokens / seconds,
+        "seconds_per_step": seconds / max(1, run.step - window.first_step),
+        "max_seq_length": run.plan[run.phase].max_seq_length,
     }
-    last_eval: dict = {}
-    bad_steps = 0  # non-finite steps in a row
-    try:
-        while step < cfg.steps:
-            while step >= plan[phase].end_step:  # ---- the next phase of the length schedule
-                phase, epoch, batch_index = phase + 1, 0, 0
-                phase_data, phase_eval, eval_epoch, batches = start_phase(phase, 0, 0)
-                trained = max(p.max_seq_length for p in plan[:phase])
-                if cfg.copy_positions and plan[phase].max_seq_length > trained:
-                    copy_positions(model.encoder, trained, plan[phase].max_seq_length)
-                if main:
-                    bar.write(
-                        f"step {step}: phase {phase + 1} of {len(plan)}, {plan[phase].max_seq_length} tokens x "
-                        f"{plan[phase].batch_size} sequences until step {plan[phase].end_step}"
-                    )
-            # ---- one optimizer step over `grad_accum` micro-batches
-            micro = [next(batches) for _ in range(cfg.grad_accum)]
-            epoch, batch_index = micro[-1][0], micro[-1][1] + 1
-            masked_total = sum(int((b["labels"] != -100).sum()) for _, _, b in micro)
-            seqs_total = plan[phase].batch_size * cfg.grad_accum
-            tokens_total = sum(int(b["attention_mask"].sum()) for _, _, b in micro)  # ELECTRA averages over these
-            finite = True
-            for i, (_, _, batch) in enumerate(micro):
-                if getattr(model, "takes_sampling_u", False):  # ELECTRA: the generator's sampling noise
-                    batch = batch | {"sampling_u": sampling_noise(batch["input_ids"].shape, cfg.seed, step, i)}
-                batch = {k: v.to(device, non_blocking=True) for k, v in rank_slice(batch, rank, world).items()}
-                sync = world == 1 or i == len(micro) - 1  # DDP all-reduces the gradients once, at the last
-                with contextlib.nullcontext() if sync else net.no_sync():
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                        res = net(**batch)
-                    # Every masked token of the step weighs the same, whichever micro-batch or rank it fell in;
-                    # DDP averages over the ranks, so each rank's share of the sum is scaled by `world`.
-                    loss = res.mlm_loss_sum / max(1, masked_total) + res.nsp_loss_sum / seqs_total
-                    if res.rtd_loss_sum is not None:  # ELECTRA: L = L_mlm + λ · L_disc
-                        loss = loss + res.rtd_weight * res.rtd_loss_sum / tokens_total
-                    if not all_reduce_sum([float(torch.isfinite(loss))], world, device)[0] == world:
-                        finite = False
-                        break
-                    (loss * world).backward()
-                window["mlm_loss"] += res.mlm_loss_sum.item()
-                window["mlm_n"] += res.mlm_count
-                window["mlm_correct"] += res.mlm_correct
-                window["nsp_loss"] += res.nsp_loss_sum.item()
-                window["nsp_n"] += res.nsp_count
-                window["nsp_correct"] += res.nsp_correct
-                if res.rtd_loss_sum is not None:
-                    window["rtd_loss"] += res.rtd_loss_sum.item()
-                    for k in ("rtd_n", "rtd_correct", "rtd_replaced", "rtd_detected"):
-                        window[k] += getattr(res, k.replace("_n", "_count") if k == "rtd_n" else k)
-                window["tokens"] += int(batch["attention_mask"].sum())
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm) if finite else None
-            if not finite or not torch.isfinite(grad_norm):
-                # A NaN or infinite loss (or gradient) would poison the weights and Adam's moments: skip the
-                # update, keep the schedule and data moving, and stop after several in a row.
-                skip_update(optimizer, schedule)
-                bad_steps += 1
-                what = f"loss {loss.item()}" if not finite else f"gradient norm {float(grad_norm)}"
-                if main:
-                    bar.write(f"warning: step {step + 1}: {what}; the update is skipped ({bad_steps} in a row)")
-                if bad_steps >= cfg.max_bad_steps:
-                    kept = checkpoints(out)
-                    raise BertkitError(
-                        f"the loss was not finite for {bad_steps} steps in a row (up to step {step + 1}); "
-                        f"the last good checkpoint is {kept[-1] if kept else 'none (no step was saved)'}: "
-                        "lower --lr, or check the data, and --resume"
-                    )
-                step += 1
-                bar.update(1)
-                continue
-            bad_steps = 0
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            bar.update(1)
+    if log is not None:
+        log.write(json.dumps(row) + "\n")
+        log.flush()
+    shown = {"loss": f"{window.total_loss(measured):.3f}"}
+    shown |= {k: f"{v:.3f}" for k, v in measured.items() if k.endswith("_accuracy")}
+    bar.set_postfix(**shown, tok_s=f"{row['tokens_per_s']:.0f}", refresh=False)
 
-            # ---- log
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                seconds = time.perf_counter() - window["t0"]
-                keys = ("mlm_loss", "mlm_n", "mlm_correct", "nsp_loss", "nsp_n", "nsp_correct", "tokens", "rtd_loss")
-                keys += ("rtd_n", "rtd_correct", "rtd_replaced", "rtd_detected")
-                window |= dict(zip(keys, all_reduce_sum([window[k] for k in keys], world, device), strict=True))
-                row = {
-                    "step": step,
-                    "epoch": epoch,
-                    "lr": schedule.get_last_lr()[0],
-                    "mlm_loss": window["mlm_loss"] / max(1, window["mlm_n"]),
-                    "mlm_accuracy": window["mlm_correct"] / max(1, window["mlm_n"]),
-                    "grad_norm": float(grad_norm),
-                    "tokens_per_s": window["tokens"] / seconds,
-                    "seconds_per_step": seconds / max(1, step - window["first_step"]),
-                    "max_seq_length": plan[phase].max_seq_length,
-                }
-                if window["nsp_n"]:
-                    row["nsp_loss"] = window["nsp_loss"] / window["nsp_n"]
-                    row["nsp_accuracy"] = window["nsp_correct"] / window["nsp_n"]
-                if window["rtd_n"]:  # ELECTRA's discriminator
-                    row["rtd_loss"] = window["rtd_loss"] / window["rtd_n"]
-                    row["rtd_accuracy"] = window["rtd_correct"] / window["rtd_n"]
-                    row["rtd_recall"] = window["rtd_detected"] / max(1, window["rtd_replaced"])
-                    row["replaced_share"] = window["rtd_replaced"] / window["rtd_n"]
-                if main:
-                    log.write(json.dumps(row) + "\n")
-                    log.flush()
-                bar.set_postfix(
-                    loss=f"{row['mlm_loss'] + row.get('nsp_loss', 0) + 50 * row.get('rtd_loss', 0):.3f}",
-                    mlm_acc=f"{row['mlm_accuracy']:.3f}",
-                    tok_s=f"{row['tokens_per_s']:.0f}",
-                    refresh=False,
-                )
-                window = dict.fromkeys(window, 0) | {
-                    "first_step": step,
-                    "t0": time.perf_counter(),
-                    "mlm_loss": 0.0,
-                    "nsp_loss": 0.0,
-                    "rtd_loss": 0.0,
-                }
 
-            # ---- evaluate on held-out documents
-            if phase_eval is not None and (step % cfg.eval_every == 0 or step == cfg.steps) and main:
-                eval_start = time.perf_counter()
-                last_eval = evaluate(model, phase_eval, cfg, device, use_bf16, baseline_id, eval_epoch) | {
-                    "step": step,
-                    "max_seq_length": plan[phase].max_seq_length,
-                }
-                log.write(json.dumps({"eval": last_eval}) + "\n")
-                log.flush()
-                bar.write(
-                    f"step {step}: held-out MLM loss {last_eval['mlm_loss']:.3f}, accuracy at [MASK] "
-                    f"{last_eval['cloze_accuracy']:.3f} (unigram baseline {last_eval['unigram_accuracy']:.3f})"
-                    + (
-                        f", {phase_eval.objective.upper()} accuracy {last_eval['nsp_accuracy']:.3f}"
-                        if "nsp_accuracy" in last_eval
-                        else ""
-                    )
-                    + (
-                        f", replaced-token detection accuracy {last_eval['rtd_accuracy']:.3f} "
-                        f"recall {last_eval['rtd_recall']:.3f}"
-                        if "rtd_accuracy" in last_eval
-                        else ""
-                    )
-                )
-                plot_metrics(out / "metrics.jsonl", out / "curves.png")
-                window["t0"] += time.perf_counter() - eval_start  # throughput counts training time only
+def save_state(run: Run, model: Objective, tokenizer, cfg: TrainConfig) -> None:
+    """A checkpoint: written beside the others, renamed into place, the newest few kept."""
+    check_finite(model, f"at step {run.step}", last_good(run.out))
+    state = {
+        "model": model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "schedule": run.schedule.state_dict(),
+        "rng": rng_state(),
+        "step": run.step,
+        "epoch": run.epoch,
+        "batch_index": run.batch_index,
+        "phase": run.phase,  # of the length schedule; epoch and batch_index count within it
+    }
+    save = lambda d: save_pretrained(d, model.encoder, model.heads(), tokenizer)  # noqa: E731
+    save_checkpoint(run.out, run.step, save, state, cfg.keep_checkpoints)
 
-            # ---- checkpoint: written beside the others, renamed into place, the newest few kept
-            if step % cfg.save_every == 0 and step < cfg.steps and main:
-                check_finite(model, f"at step {step}", last_good(out))
-                state = {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "schedule": schedule.state_dict(),
-                    "rng": rng_state(),
-                    "step": step,
-                    "epoch": epoch,
-                    "batch_index": batch_index,
-                    "phase": phase,  # of the length schedule; epoch and batch_index count within it
-                }
-                save_checkpoint(
-                    out,
-                    step,
-                    lambda d: save_pretrained(d, model.encoder, model.heads(), tokenizer),
-                    state,
-                    cfg.keep_checkpoints,
-                )
-    finally:
-        bar.close()
-        if log is not None:
-            log.close()
 
+def finish_run(run: Run, model: Objective, tokenizer, last_eval: dict) -> dict:
+    """The model folders (OUT/model and any extra models, as ELECTRA's generator), the plot and summary.json."""
+    out = run.out
     summary = {
-        "steps": step,
-        "precision": "bf16" if use_bf16 else "fp32",
+        "steps": run.step,
+        "precision": "bf16" if run.use_bf16 else "fp32",
         "model": str(out / "model"),
         "eval": last_eval,
-        "phases": [asdict(p) for p in plan],
-        "processes": world,
+        "phases": [asdict(p) for p in run.plan],
+        "processes": run.world,
     }
-    check_finite(model, f"after step {step}", last_good(out))  # a diverged run is a failure, not a model
-    if main:
+    check_finite(model, f"after step {run.step}", last_good(out))  # a diverged run is a failure, not a model
+    if run.rank == 0:
         save_pretrained(out / "model", model.encoder, model.heads(), tokenizer)
-        for name, (encoder, heads) in model.extra_models().items():  # ELECTRA's generator
+        for name, (encoder, heads) in model.extra_models().items():
             save_pretrained(out / name, encoder, heads, tokenizer)
             summary[name] = str(out / name)
         plot_metrics(out / "metrics.jsonl", out / "curves.png")
         atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    barrier(world)  # the others wait until the model folder is whole
+    barrier(run.world)  # the others wait until the model folder is whole
     return summary
 
 
 @torch.no_grad()
 def evaluate(
-    model: BertPretraining,
+    model: Objective,
     data: PretrainingData,
     cfg: TrainConfig,
     device: torch.device,
@@ -488,8 +518,9 @@ def evaluate(
     baseline_id: int,
     epoch: Epoch | None = None,
 ) -> dict:
-    """Held-out MLM loss/accuracy (and NSP accuracy; ELECTRA: the generator's MLM, the discriminator's accuracy
-    over all real tokens and its recall of the replaced ones) on the first `eval_batches` batches of epoch 0.
+    """The objective's losses and metrics on the first `eval_batches` batches of the held-out epoch 0, with
+    `cloze_accuracy` (the batch field `is_mask` tells the objective which inputs were [MASK]) beside the
+    unigram baseline.
 
     `cloze_accuracy` counts only the positions the model sees as [MASK] — the fill-in-the-blank skill.
     `mlm_accuracy` also counts the 10% of chosen tokens left unchanged, which a model gets right by copying
@@ -498,48 +529,22 @@ def evaluate(
     """
     was_training = model.training
     model.eval()
-    sums = dict.fromkeys(
-        ("mlm_loss", "mlm_n", "mlm_correct", "nsp_n", "nsp_correct", "cloze_n", "cloze_correct", "baseline")
-        + ("rtd_n", "rtd_correct", "rtd_replaced", "rtd_detected"),
-        0,
-    )
+    window, baseline, cloze_n, masked_n = Window(), 0, 0, 0
     epoch = epoch if epoch is not None else data.epoch(0)
     bs = min(cfg.batch_size, len(epoch))
     for i in range(min(cfg.eval_batches, len(epoch) // bs)):
         batch = {k: v.to(device) for k, v in epoch.batch(np.arange(i * bs, (i + 1) * bs)).items()}
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            res = model(**batch, return_logits=True)
         chosen = batch["labels"] != -100
-        targets = batch["labels"][chosen]  # (N,) in the same order as res.mlm_logits
-        cloze = batch["input_ids"][chosen] == data.vocab.mask_id  # (N,)
-        sums["mlm_loss"] += res.mlm_loss_sum.item()
-        sums["mlm_n"] += res.mlm_count
-        sums["mlm_correct"] += res.mlm_correct
-        sums["nsp_n"] += res.nsp_count
-        sums["nsp_correct"] += res.nsp_correct
-        sums["cloze_n"] += int(cloze.sum())
-        sums["cloze_correct"] += int((res.mlm_logits.argmax(-1) == targets)[cloze].sum())
-        sums["baseline"] += int((targets[cloze] == baseline_id).sum())
-        sums["rtd_n"] += res.rtd_count
-        sums["rtd_correct"] += res.rtd_correct
-        sums["rtd_replaced"] += res.rtd_replaced
-        sums["rtd_detected"] += res.rtd_detected
+        batch["is_mask"] = batch["input_ids"] == data.vocab.mask_id
+        batch = model.prepare(batch, torch.Generator().manual_seed(i))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            window.add(model(batch))
+        cloze = batch["is_mask"] & chosen
+        baseline += int((batch["labels"][cloze] == baseline_id).sum())
+        cloze_n += int(cloze.sum())
+        masked_n += int(chosen.sum())
     model.train(was_training)
-    n, nc = max(1, sums["mlm_n"]), max(1, sums["cloze_n"])
-    result = {
-        "mlm_loss": sums["mlm_loss"] / n,
-        "mlm_accuracy": sums["mlm_correct"] / n,
-        "cloze_accuracy": sums["cloze_correct"] / nc,
-        "unigram_accuracy": sums["baseline"] / nc,
-        "masked_tokens": sums["mlm_n"],
-    }
-    if sums["nsp_n"]:
-        result["nsp_accuracy"] = sums["nsp_correct"] / sums["nsp_n"]
-    if sums["rtd_n"]:  # ELECTRA: the discriminator on the generator's replacements, and how many it caught
-        result["rtd_accuracy"] = sums["rtd_correct"] / sums["rtd_n"]
-        result["rtd_recall"] = sums["rtd_detected"] / max(1, sums["rtd_replaced"])
-        result["replaced_share"] = sums["rtd_replaced"] / sums["rtd_n"]
-    return result
+    return window.row() | {"unigram_accuracy": baseline / max(1, cloze_n), "masked_tokens": masked_n}
 
 
 def most_frequent_token(data: PretrainingData) -> int:

@@ -1,26 +1,45 @@
-"""Pretraining objectives: modules that wrap an encoder and its heads and return losses.
+"""Pretraining objectives: modules that wrap an encoder and its heads and report their losses as data.
 
-`BertPretraining(encoder, mlm, nsp)` is BERT's objective, `L = L_mlm + L_nsp` (the notes' 完形填空 and
-句子关系预测); with `nsp=None` it is MLM alone (RoBERTa, or a sentence-order head can be passed as `nsp`
-for ALBERT's SOP — the head is the same two-way linear layer on the pooled [CLS]).
+The protocol (`Objective`) is all the training loop knows of an objective. It calls `units(batch)` on every
+micro-batch of a step before any forward pass, `prepare(batch, noise)` once per micro-batch, then
+`objective(batch)`, which returns an `ObjectiveOutput`:
+
+- `losses`: `{name: Loss(sum, count, weight)}` — a loss summed over its units (masked tokens, sequences, real
+  tokens...), how many units this micro-batch had, and its weight in the step's loss. The step's loss is
+  `Σ weight · sum / step_units[name]`, where `step_units[name]` adds `units(batch)[name]` over the step's
+  micro-batches (and ranks): every masked token of a step weighs the same, however the tokens fall into
+  micro-batches, so gradient accumulation changes nothing.
+- `metrics`: `{name: Ratio(numerator, denominator)}` — what the log shows: numerators and denominators are
+  summed over the logging window (and the ranks) before dividing.
+- `tensors`: named tensors for tools and tests (the MLM logits, ELECTRA's replaced tokens); the loop ignores them.
+
+The loop logs `NAME_loss` for every loss and every metric by its name, sums and plots them, with no objective
+named inside it: a new objective (a span boundary loss, a distillation loss, an ERNIE 2.0 task) is a new module,
+not a new field in four places. Batches are dicts of named tensors, so an objective asks for the optional fields
+it needs (span boundaries, task ids) by name. `PretrainingObjective` gives the protocol's defaults.
+
+The objectives here:
+- `BertPretraining(encoder, mlm, nsp)` is BERT's, `L = L_mlm + L_nsp` (the notes' 完形填空 and 句子关系预测);
+  with `nsp=None` it is MLM alone (RoBERTa), or a sentence-order head can be passed as `nsp` for ALBERT's SOP
+  (the same two-way linear layer on the pooled [CLS]).
+- `ElectraPretraining` is ELECTRA's replaced-token detection (below, with the choice each line makes).
 
 Choices:
 - The MLM head runs only at the masked positions: gathering them first means the (N, V) vocabulary
   projection covers 15% of the tokens, not all of them. That projection is most of the work in a small
   model with a 21k vocabulary, so this is the largest single speed-up over a head run on every position.
-- `ElectraPretraining` is ELECTRA's replaced-token detection (below, with the choice each line makes).
 - The MLM loss is `vocab_cross_entropy`: the vocabulary softmax in row chunks that stay in cache, from the
   (bf16 under autocast) logits, its gradient computed straight into their dtype. On CPU that is ~3x less time
   than upcasting the (N, V) logits and running `F.cross_entropy` (measured at N = 614, V = 21,128: 100 ->
   34 ms forward + backward), and it never holds an (N, V) fp32 copy or log-softmax.
-- Losses come back as *sums* with their counts. The training loop divides by the number of masked tokens
-  (and sequences) in the whole optimizer step, so gradient accumulation weights every masked token
-  equally, however the tokens fall into micro-batches.
+- Accuracy at [MASK] (`cloze_accuracy`) needs to know which inputs were [MASK]: the evaluation passes that as
+  the batch field `is_mask`; in training it is not computed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -30,28 +49,101 @@ from bertkit.errors import ConfigError
 from bertkit.model import BertEncoder, MLMHead, NSPHead, RTDHead
 from bertkit.pretrain.masking import IGNORE_INDEX
 
+Batch = dict[str, torch.Tensor]
+
+
+class Loss(NamedTuple):
+    sum: torch.Tensor  # () summed over this micro-batch's units
+    count: int  # units in this micro-batch (the log divides the window's sums by the window's counts)
+    weight: float = 1.0  # the step's loss adds weight · sum / the step's units
+
+
+class Ratio(NamedTuple):
+    numerator: float
+    denominator: float
+
 
 @dataclass
-class PretrainingOutput:
-    mlm_loss_sum: torch.Tensor  # () summed cross-entropy over masked tokens
-    mlm_count: int  # masked tokens in the batch
-    mlm_correct: int  # masked tokens whose arg-max prediction is the original token
-    nsp_loss_sum: torch.Tensor  # () summed cross-entropy over sequences (0 without an NSP head)
-    nsp_count: int
-    nsp_correct: int
-    mlm_logits: torch.Tensor | None = None  # (N, V) at the masked positions, for fill-mask and tests
-    # ELECTRA's discriminator, over every real token (0 / None for the other objectives):
-    rtd_loss_sum: torch.Tensor | None = None  # () summed binary cross-entropy, before the weight λ
-    rtd_weight: float = 0.0  # λ: the step's loss adds λ · rtd_loss_sum / real tokens
-    rtd_count: int = 0  # real tokens scored
-    rtd_correct: int = 0  # tokens classified right (replaced or original)
-    rtd_replaced: int = 0  # tokens the generator's sample changed
-    rtd_detected: int = 0  # of those, how many the discriminator flagged
-    rtd_labels: torch.Tensor | None = None  # (B, T) bool, True where the input was replaced (tests)
-    rtd_input: torch.Tensor | None = None  # (B, T) the discriminator's input: the generator's samples filled in
+class ObjectiveOutput:
+    losses: dict[str, Loss]
+    metrics: dict[str, Ratio] = field(default_factory=dict)
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # for tools and tests; the loop ignores them
+
+    def total(self, step_units: dict[str, int]) -> torch.Tensor:
+        """The step's loss: `Σ weight · sum / step_units[name]`, summed in the order the objective gave its losses
+        (a weight of 1 multiplies nothing, so a single loss is exactly sum / units)."""
+        total = None
+        for name, loss in self.losses.items():
+            units = max(1, step_units[name])
+            term = loss.sum / units if loss.weight == 1 else loss.weight * loss.sum / units
+            total = term if total is None else total + term
+        if total is None:
+            raise ValueError("an objective returned no losses")
+        return total
 
 
-class BertPretraining(nn.Module):
+@runtime_checkable
+class Objective(Protocol):
+    """What the training loop needs of a pretraining objective (see the module docstring)."""
+
+    encoder: BertEncoder  # the model kept: saved as OUT/model with `heads()`
+
+    def heads(self) -> dict[str, nn.Module]:
+        """The heads saved with the encoder in OUT/model, by bertkit head name ("mlm", "nsp", "rtd", ...)."""
+        ...
+
+    def extra_models(self) -> dict[str, tuple[BertEncoder, dict[str, nn.Module]]]:
+        """Other models saved beside OUT/model, by folder name (ELECTRA's generator)."""
+        ...
+
+    def units(self, batch: Batch) -> dict[str, int]:
+        """For each loss, the units it is averaged over in this (whole, not per-rank) micro-batch; called before
+        any forward pass of the step, so the step's totals are known when its first loss is scaled."""
+        ...
+
+    def prepare(self, batch: Batch, noise: torch.Generator) -> Batch:
+        """The micro-batch with the fields the objective draws per step (ELECTRA's sampling uniforms), drawn
+        for the whole batch from `noise`, seeded by (seed, step, micro-batch) alone: the same whatever the
+        number of processes, and again after a resume."""
+        ...
+
+    def __call__(self, batch: Batch) -> ObjectiveOutput: ...
+
+
+class PretrainingObjective(nn.Module):
+    """The protocol's defaults: no extra models, nothing drawn per step."""
+
+    def extra_models(self) -> dict[str, tuple[BertEncoder, dict[str, nn.Module]]]:
+        return {}
+
+    def prepare(self, batch: Batch, noise: torch.Generator) -> Batch:
+        return batch
+
+
+def masked_lm(
+    mlm: MLMHead, encoder: BertEncoder, hidden: torch.Tensor, batch: Batch, label_smoothing: float
+) -> tuple[Loss, dict[str, Ratio], torch.Tensor]:
+    """The MLM loss at the masked positions (labels != -100), its accuracy, and the (N, V) logits; with the batch
+    field `is_mask` (evaluation) also the accuracy at the positions shown as [MASK]."""
+    labels = batch["labels"]
+    masked = labels != IGNORE_INDEX  # (B, T)
+    targets = labels[masked]  # (N,)
+    logits = mlm(hidden[masked], encoder.embeddings.word_embeddings.weight)  # (N, V)
+    loss, correct = vocab_cross_entropy(logits, targets, label_smoothing)
+    n = int(targets.numel())
+    metrics = {"mlm_accuracy": Ratio(correct, n)}
+    if "is_mask" in batch:
+        cloze = batch["is_mask"][masked]  # (N,)
+        right = (logits.argmax(-1) == targets)[cloze]
+        metrics["cloze_accuracy"] = Ratio(int(right.sum()), int(cloze.sum()))
+    return Loss(loss, n), metrics, logits
+
+
+def masked_count(batch: Batch) -> int:
+    return int((batch["labels"] != IGNORE_INDEX).sum())
+
+
+class BertPretraining(PretrainingObjective):
     def __init__(self, encoder: BertEncoder, mlm: MLMHead, nsp: NSPHead | None = None, label_smoothing: float = 0.0):
         super().__init__()
         if nsp is not None and encoder.pooler is None:
@@ -62,46 +154,30 @@ class BertPretraining(nn.Module):
     def heads(self) -> dict[str, nn.Module]:
         return {"mlm": self.mlm} | ({"nsp": self.nsp} if self.nsp is not None else {})
 
-    def extra_models(self) -> dict[str, tuple[BertEncoder, dict[str, nn.Module]]]:
-        """Models saved beside OUT/model, by folder name: none for BERT."""
-        return {}
+    def units(self, batch: Batch) -> dict[str, int]:
+        # MLM: per masked token of the step; NSP / SOP: per sequence
+        return {"mlm": masked_count(batch), "nsp": len(batch["input_ids"])}
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,  # (B, T) with masked tokens already replaced
-        labels: torch.Tensor,  # (B, T) original ids at masked positions, -100 elsewhere
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        next_sentence_label: torch.Tensor | None = None,  # (B,) 1 = B is a random sentence
-        return_logits: bool = False,
-        position_ids: torch.Tensor | None = None,  # (B, T); None: 0..T-1
-    ) -> PretrainingOutput:
-        out = self.encoder(input_ids, attention_mask, token_type_ids, position_ids=position_ids)
-        masked = labels != IGNORE_INDEX  # (B, T)
-        targets = labels[masked]  # (N,)
-        logits = self.mlm(out.last_hidden_state[masked], self.encoder.embeddings.word_embeddings.weight)  # (N, V)
-        mlm_loss, mlm_correct = vocab_cross_entropy(logits, targets, self.label_smoothing)
-        zero = mlm_loss.new_zeros(())
-        nsp_loss, nsp_count, nsp_correct = zero, 0, 0
-        if self.nsp is not None and next_sentence_label is not None:
+    def forward(self, batch: Batch) -> ObjectiveOutput:
+        """Reads input_ids (masked tokens already replaced), labels (original ids at masked positions, -100
+        elsewhere), and if present attention_mask, token_type_ids, position_ids and next_sentence_label
+        (1 = B is a random sentence, or the two segments are swapped for SOP)."""
+        out = self.encoder(
+            batch["input_ids"], batch.get("attention_mask"), batch.get("token_type_ids"),
+            position_ids=batch.get("position_ids"),
+        )  # fmt: skip
+        mlm, metrics, logits = masked_lm(self.mlm, self.encoder, out.last_hidden_state, batch, self.label_smoothing)
+        losses = {"mlm": mlm}
+        nsp_label = batch.get("next_sentence_label")
+        if self.nsp is not None and nsp_label is not None:
             nsp_logits = self.nsp(out.pooler_output).float()  # (B, 2)
-            nsp_loss = F.cross_entropy(
-                nsp_logits, next_sentence_label, reduction="sum", label_smoothing=self.label_smoothing
-            )
-            nsp_count = len(next_sentence_label)
-            nsp_correct = int((nsp_logits.argmax(-1) == next_sentence_label).sum())
-        return PretrainingOutput(
-            mlm_loss_sum=mlm_loss,
-            mlm_count=int(targets.numel()),
-            mlm_correct=mlm_correct,
-            nsp_loss_sum=nsp_loss,
-            nsp_count=nsp_count,
-            nsp_correct=nsp_correct,
-            mlm_logits=logits if return_logits else None,
-        )
+            nsp_loss = F.cross_entropy(nsp_logits, nsp_label, reduction="sum", label_smoothing=self.label_smoothing)
+            losses["nsp"] = Loss(nsp_loss, len(nsp_label))
+            metrics["nsp_accuracy"] = Ratio(int((nsp_logits.argmax(-1) == nsp_label).sum()), len(nsp_label))
+        return ObjectiveOutput(losses, metrics, {"mlm_logits": logits})
 
 
-class ElectraPretraining(nn.Module):
+class ElectraPretraining(PretrainingObjective):
     """ELECTRA (Clark et al. 2020; seed 002): a small MLM generator fills the masked positions with samples,
     and the discriminator — the model kept for fine-tuning — tells for every token whether it was replaced.
     `L = L_mlm + λ · L_disc`, λ = 50.
@@ -118,8 +194,8 @@ class ElectraPretraining(nn.Module):
     - Replacements are sampled from the generator's softmax at temperature 1 by inverse CDF (the first token
       whose cumulative probability passes a uniform u: an exact sample, as Gumbel-max is, from one number per
       position instead of one per vocabulary entry), under `no_grad`: no gradient flows from the
-      discriminator into the generator, which learns from its MLM loss alone. The loop passes u
-      (`sampling_u`, drawn per step from the seed for the whole global batch), so the samples do not depend
+      discriminator into the generator, which learns from its MLM loss alone. `prepare` draws u (the batch
+      field `sampling_u`) per step from the seed for the whole global batch, so the samples do not depend
       on how many processes share the batch, and a resumed run draws the same ones.
     - Every masked position is replaced by its sample, also the 15% left unmasked in the input (ELECTRA
       masks 85% / keeps 15%, no random tokens: `MaskingConfig(mask_token_prob=0.85, random_token_prob=0)`).
@@ -149,9 +225,6 @@ class ElectraPretraining(nn.Module):
         self.encoder, self.rtd = discriminator, rtd
         self.generator, self.mlm = generator, mlm
         self.disc_weight, self.label_smoothing = disc_weight, label_smoothing
-        self.nsp = None
-
-    takes_sampling_u = True  # the loop passes one uniform per position (see `forward`)
 
     def heads(self) -> dict[str, nn.Module]:
         return {"rtd": self.rtd}  # OUT/model is the discriminator, ElectraForPreTraining
@@ -159,25 +232,26 @@ class ElectraPretraining(nn.Module):
     def extra_models(self) -> dict[str, tuple[BertEncoder, dict[str, nn.Module]]]:
         return {"generator": (self.generator, {"mlm": self.mlm})}  # ElectraForMaskedLM, for fill-mask
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,  # (B, T) with masked tokens already replaced
-        labels: torch.Tensor,  # (B, T) original ids at masked positions, -100 elsewhere
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        next_sentence_label: torch.Tensor | None = None,  # unused: ELECTRA has no sentence-level task
-        return_logits: bool = False,
-        position_ids: torch.Tensor | None = None,
-        sampling_u: torch.Tensor | None = None,  # (B, T) uniforms in [0, 1): one per position; None: drawn here
-    ) -> PretrainingOutput:
+    def units(self, batch: Batch) -> dict[str, int]:
+        # the generator's MLM per masked token; the discriminator per real token
+        return {"mlm": masked_count(batch), "rtd": int(batch["attention_mask"].sum())}
+
+    def prepare(self, batch: Batch, noise: torch.Generator) -> Batch:
+        return batch | {"sampling_u": torch.rand(batch["input_ids"].shape, generator=noise)}
+
+    def forward(self, batch: Batch) -> ObjectiveOutput:
+        """Reads what `BertPretraining` reads (but no sentence labels) and `sampling_u`, (B, T) uniforms in
+        [0, 1), one per position; without it they are drawn here from torch's generator."""
+        input_ids, labels = batch["input_ids"], batch["labels"]
+        attention_mask, token_type_ids = batch.get("attention_mask"), batch.get("token_type_ids")
+        position_ids = batch.get("position_ids")
         masked = labels != IGNORE_INDEX  # (B, T)
-        targets = labels[masked]  # (N,)
         gen = self.generator(input_ids, attention_mask, token_type_ids, position_ids=position_ids)
-        logits = self.mlm(gen.last_hidden_state[masked], self.generator.embeddings.word_embeddings.weight)  # (N, V)
-        mlm_loss, mlm_correct = vocab_cross_entropy(logits, targets, self.label_smoothing)
+        mlm, metrics, logits = masked_lm(self.mlm, self.generator, gen.last_hidden_state, batch, self.label_smoothing)
 
         with torch.no_grad():  # the sample is data for the discriminator: no gradient into the generator
-            u = sampling_u if sampling_u is not None else torch.rand(masked.shape, device=logits.device)
+            u = batch.get("sampling_u")
+            u = u if u is not None else torch.rand(masked.shape, device=logits.device)
             sampled = sample_softmax(logits, u[masked])
             original = torch.where(masked, labels, input_ids)  # (B, T)
             corrupted = original.clone()
@@ -189,22 +263,16 @@ class ElectraPretraining(nn.Module):
         truth = replaced[real]
         rtd_loss = F.binary_cross_entropy_with_logits(rtd_logits, truth.float(), reduction="sum")
         flagged = rtd_logits > 0
-        return PretrainingOutput(
-            mlm_loss_sum=mlm_loss,
-            mlm_count=int(targets.numel()),
-            mlm_correct=mlm_correct,
-            nsp_loss_sum=mlm_loss.new_zeros(()),
-            nsp_count=0,
-            nsp_correct=0,
-            mlm_logits=logits if return_logits else None,
-            rtd_loss_sum=rtd_loss,
-            rtd_weight=self.disc_weight,
-            rtd_count=int(truth.numel()),
-            rtd_correct=int((flagged == truth).sum()),
-            rtd_replaced=int(truth.sum()),
-            rtd_detected=int((flagged & truth).sum()),
-            rtd_labels=replaced if return_logits else None,
-            rtd_input=corrupted if return_logits else None,
+        n, n_replaced = int(truth.numel()), int(truth.sum())
+        metrics |= {
+            "rtd_accuracy": Ratio(int((flagged == truth).sum()), n),  # replaced or original, told right
+            "rtd_recall": Ratio(int((flagged & truth).sum()), n_replaced),  # of the replaced, how many flagged
+            "replaced_share": Ratio(n_replaced, n),  # how many the generator's samples changed
+        }
+        return ObjectiveOutput(
+            {"mlm": mlm, "rtd": Loss(rtd_loss, n, self.disc_weight)},
+            metrics,
+            {"mlm_logits": logits, "rtd_labels": replaced, "rtd_input": corrupted},
         )
 
 

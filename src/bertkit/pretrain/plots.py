@@ -7,9 +7,15 @@ import json
 import os
 from pathlib import Path
 
+# Row keys that are not an objective's loss or metric: they get panels of their own, or none.
+NOT_METRICS = {"step", "epoch", "lr", "grad_norm", "tokens_per_s", "seconds_per_step", "max_seq_length"}
+HELD_OUT_ONLY = {"masked_tokens"}
 
-def plot_metrics(log_path: Path, png_path: Path) -> None:
-    """Loss, accuracy, throughput and learning rate against step, in one PNG."""
+
+def plot_metrics(log_path: Path, png_path: Path) -> list[str]:
+    """Loss, accuracy, throughput and learning rate against step, in one PNG; returns the labels of the loss and
+    accuracy panels' lines. Every loss (`NAME_loss`) and every metric an objective logs is drawn, by its name:
+    losses on a log scale (ELECTRA's per-token RTD loss sits far below the MLM loss), metrics (ratios) in [0, 1]."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -19,29 +25,23 @@ def plot_metrics(log_path: Path, png_path: Path) -> None:
     train = [r for r in rows if "eval" not in r]
     evals = [r["eval"] for r in rows if "eval" in r]
     if not train:
-        return
+        return []
     steps = [r["step"] for r in train]
+    names = list(dict.fromkeys(k for r in train for k in r if k not in NOT_METRICS))
+    held_out = list(dict.fromkeys(k for e in evals for k in e if k not in NOT_METRICS | HELD_OUT_ONLY))
     fig, ax = plt.subplots(2, 2, figsize=(11, 7))
-    ax[0, 0].plot(steps, [r["mlm_loss"] for r in train], label="train MLM")
-    if "nsp_loss" in train[0]:
-        ax[0, 0].plot(steps, [r["nsp_loss"] for r in train], label="train NSP")
-    if "rtd_loss" in train[0]:  # per token, before λ: on the MLM loss's scale it would be a flat line
-        ax[0, 0].plot(steps, [10 * r["rtd_loss"] for r in train], label="train RTD × 10")
-    if evals:
-        ax[0, 0].plot([e["step"] for e in evals], [e["mlm_loss"] for e in evals], "o-", label="held-out MLM")
-    ax[0, 0].set(title="loss", xlabel="step")
-    ax[0, 1].plot(steps, [r["mlm_accuracy"] for r in train], label="train MLM")
-    if evals:
-        cloze = [e["cloze_accuracy"] for e in evals]
-        ax[0, 1].plot([e["step"] for e in evals], cloze, "o-", label="held-out at [MASK]")
-        ax[0, 1].plot(
-            [e["step"] for e in evals], [e["unigram_accuracy"] for e in evals], "--", label="unigram baseline"
-        )
-        if "nsp_accuracy" in evals[0]:
-            ax[0, 1].plot([e["step"] for e in evals], [e["nsp_accuracy"] for e in evals], "s-", label="held-out NSP")
-        if "rtd_recall" in evals[0]:
-            ax[0, 1].plot([e["step"] for e in evals], [e["rtd_recall"] for e in evals], "^-", label="replaced found")
+    for name in names:
+        a = ax[0, 0] if name.endswith("_loss") else ax[0, 1]
+        points = [(r["step"], r[name]) for r in train if name in r]
+        a.plot(*zip(*points, strict=True), label=f"train {name.removesuffix('_loss')}")
+    for name in held_out:
+        a = ax[0, 0] if name.endswith("_loss") else ax[0, 1]
+        points = [(e["step"], e[name]) for e in evals if name in e]
+        style = "--" if name == "unigram_accuracy" else "o-"  # the baseline the cloze accuracy must beat
+        a.plot(*zip(*points, strict=True), style, label=f"held-out {name.removesuffix('_loss')}")
+    ax[0, 0].set(title="loss", xlabel="step", yscale="log")
     ax[0, 1].set(title="accuracy", xlabel="step", ylim=(0, 1))
+    labels = [line.get_label() for a in ax[0] for line in a.get_lines()]
     ax[1, 0].plot(steps, [r["tokens_per_s"] for r in train])
     ax[1, 0].set(title="throughput (real tokens / s)", xlabel="step")
     ax[1, 1].plot(steps, [r["lr"] for r in train])
@@ -60,3 +60,4 @@ def plot_metrics(log_path: Path, png_path: Path) -> None:
     fig.savefig(tmp, dpi=90)
     plt.close(fig)
     os.replace(tmp, png_path)
+    return labels
