@@ -115,3 +115,65 @@ def test_import_bertkit_loads_no_torch_and_the_api_resolves():
     assert set(bertkit.__all__) == {*bertkit._API, "__version__"}
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         bertkit.nope  # noqa: B018
+
+
+# The family is data (config.py's rows, hf.py's name maps): code elsewhere asks the config what it has, never
+# which family it is, so a new family is a new row and not a new branch in every module.
+FAMILY_MODULES = {"bertkit.config", "bertkit.hf"}
+# The loops read top to bottom: a function past this is the set-up, resume or evaluation wanting its own name.
+LOOP_MODULES = {"bertkit.pretrain.loop", "bertkit.finetune.loop"}
+MAX_LOOP_FUNCTION_LINES = 80
+
+
+def mentions_model_type(node: ast.AST) -> bool:
+    for n in ast.walk(node):
+        if isinstance(n, ast.Attribute) and n.attr == "model_type":
+            return True
+        if isinstance(n, ast.Name) and n.id == "model_type":
+            return True
+        if isinstance(n, ast.Constant) and n.value == "model_type":
+            return True
+    return False
+
+
+def model_type_comparisons(path: Path) -> list[int]:
+    """Lines that compare a model_type (==, !=, in, a match on it) with anything."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Compare) and any(mentions_model_type(x) for x in [node.left, *node.comparators]):
+            found.append(node.lineno)
+        elif isinstance(node, ast.Match) and mentions_model_type(node.subject):
+            found.append(node.lineno)
+    return found
+
+
+def test_the_structure_checks_see_what_they_look_for():
+    code = "if config.model_type == 'electra': pass\nx = c.get('model_type') in ('a',)\nok = config.model_type\n"
+    probe = Path(__file__).parent / "_probe_structure.py"
+    try:
+        probe.write_text(code)
+        assert model_type_comparisons(probe) == [1, 2]
+    finally:
+        probe.unlink()
+    assert any(len(long_functions(MODULES[m], 20)) for m in LOOP_MODULES)
+
+
+@pytest.mark.parametrize("name", sorted(set(MODULES) - FAMILY_MODULES))
+def test_no_module_but_the_family_rows_asks_which_family_a_model_is(name):
+    lines = model_type_comparisons(MODULES[name])
+    assert not lines, f"{MODULES[name]} compares model_type at lines {lines}; ask the config's family row instead"
+
+
+def long_functions(path: Path, limit: int) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [
+        f"{n.name} ({n.end_lineno - n.lineno + 1} lines)"
+        for n in ast.walk(tree)
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > limit
+    ]
+
+
+@pytest.mark.parametrize("name", sorted(LOOP_MODULES))
+def test_the_loops_read_in_one_sitting(name):
+    long = long_functions(MODULES[name], MAX_LOOP_FUNCTION_LINES)
+    assert not long, f"{MODULES[name]}: {', '.join(long)}; give the set-up, resume or evaluation its own function"

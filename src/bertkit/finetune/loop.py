@@ -44,9 +44,7 @@ from bertkit.finetune.model import (
 )
 from bertkit.finetune.predict import PREDICTIONS_FILE, evaluate, main_metric, write_predictions
 from bertkit.finetune.tasks import TaskData
-from bertkit.finetune.windows import (
-    QAOptions,
-)
+from bertkit.finetune.windows import QAOptions
 from bertkit.training import (
     all_reduce_gradients,
     all_reduce_sum,
@@ -214,6 +212,96 @@ def finetune(task: TaskData, init: str | Path, cfg: FinetuneConfig, random_init:
     loss is a mean over the global batch, so N processes follow the trajectory of one (within float summation
     order; with dropout each rank draws its own masks). Dev and test are scored in slices gathered in order.
     Only rank 0 writes files."""
+    run = start_finetune(task, init, cfg, random_init, device)
+    main, out, metric = run.rank == 0, run.out, main_metric(task.kind)
+    lengths = [feature_length(f) for f in run.train.features]
+    rng = random.Random(cfg.seed)
+    best, best_epoch, bad_epochs, history = -math.inf, 0, 0, []
+    log = open(out / "metrics.jsonl", "w", encoding="utf-8") if main else None  # noqa: SIM115 - closed in `finally`
+    bar = tqdm(total=run.total_steps, disable=not (cfg.progress and main), unit="step", dynamic_ncols=True)
+    run.say = bar.write if main else _quiet  # lines above the bar, not through it
+    try:
+        for epoch in range(1, cfg.epochs + 1):
+            batches = length_grouped_batches(lengths, cfg.batch_size, rng)
+            train_loss = train_epoch(run, cfg, task.kind, epoch, batches, log, bar)
+            # ---- evaluate on dev; keep the best model
+            ev = {"epoch": epoch, "step": run.step, "train_loss": train_loss}
+            if run.dev is not None:
+                ev |= evaluate(run.model, run.dev, run.pad_id, bf16=run.use_bf16, qa=run.qa, shared=True)
+            history.append(ev)
+            if main:
+                log.write(json.dumps({"eval": ev}) + "\n")
+                log.flush()
+            score = ev.get(metric, -math.inf if run.dev is not None else epoch)  # no dev set: the last epoch is best
+            score = broadcast_float(score, run.world, run.device)  # one decision for all ranks: rank 0's
+            run.say(
+                f"epoch {epoch}: train loss {ev['train_loss']:.4f}"
+                + (f", dev loss {ev['loss']:.4f}, dev {metric} {score:.4f}" if run.dev is not None else "")
+            )
+            if score > best:
+                best, best_epoch, bad_epochs = score, epoch, 0
+                check_finite(run.model, f"after epoch {epoch}", "the run failed and nothing was kept")
+                if main:
+                    save_task_model(out / "model", run.model, run.tokenizer)
+            else:
+                bad_epochs += 1
+                if cfg.patience and bad_epochs >= cfg.patience:
+                    run.say(f"early stop: no better dev {metric} for {bad_epochs} epochs")
+                    break
+    finally:
+        bar.close()
+        if log is not None:
+            log.close()
+    if main:
+        plot_curves(out / "metrics.jsonl", out / "curves.png", metric)
+
+    # ---- score the test set once, with the best model, read back from its folder as a user would
+    summary = {
+        "task": task.name,
+        "metric": metric,
+        "seed": cfg.seed,
+        "random_init": random_init,
+        "best_epoch": best_epoch,
+        "epochs_run": len(history),
+        "steps": run.step,
+        "precision": "bf16" if run.use_bf16 else "fp32",
+        "processes": run.world,
+        "model": str(out / "model"),
+        "dev": {k: v for k, v in history[best_epoch - 1].items() if k not in ("epoch", "step")} if run.dev else {},
+        "test": {},
+    }
+    if main:
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    if task.test:
+        score_test(summary, task, cfg, run.device)
+    return summary
+
+
+@dataclass
+class FinetuneRun:
+    """What the fine-tuning loop carries: where it writes, the model and data, the optimizer, the step."""
+
+    out: Path
+    rank: int
+    world: int
+    device: torch.device
+    use_bf16: bool
+    model: torch.nn.Module
+    tokenizer: object
+    pad_id: int
+    train: object  # the encoded training split (features.EncodedSplit)
+    dev: object | None
+    qa: QAOptions
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LambdaLR
+    total_steps: int
+    say: object = print  # `print` on rank 0 (the bar's `write` once it runs), silent elsewhere
+    step: int = 0
+    bad_steps: int = 0  # non-finite steps in a row
+
+
+def start_finetune(task: TaskData, init, cfg: FinetuneConfig, random_init: bool, device) -> FinetuneRun:
+    """The model (from `init`, or random weights of its shape), the encoded splits, the optimizer and schedule."""
     out = Path(cfg.out_dir)
     rank, world = distributed()
     main = rank == 0
@@ -240,7 +328,23 @@ def finetune(task: TaskData, init: str | Path, cfg: FinetuneConfig, random_init:
     if qa.null_threshold is not None and cfg.qa.null_threshold is None:
         say("unanswerable questions in the data (SQuAD 2.0): answers are empty when the null score wins")
     tokenizer.model_max_length = cfg.max_seq_length  # saved in tokenizer_config.json; predict reads it back
-    pad_id = tokenizer.pad_token_id
+    train, dev = encode_splits(model, tokenizer, task, cfg, say)
+    n_batches = math.ceil(len(train.features) / cfg.batch_size)
+    total_steps = math.ceil(n_batches / cfg.grad_accum) * cfg.epochs
+    warmup_steps = max(1, int(cfg.warmup * total_steps) if cfg.warmup < 1 else min(int(cfg.warmup), total_steps))
+    optimizer = torch.optim.AdamW(
+        layerwise_param_groups(model, cfg.lr, cfg.weight_decay, cfg.layer_decay), lr=cfg.lr, eps=1e-6, fused=True
+    )
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, warmup_steps, total_steps))
+    if main:
+        config = {"task": task.name, "init": str(init), "random_init": random_init, **asdict(cfg), "processes": world}
+        atomic_write_text(out / "finetune_config.json", json.dumps(config, indent=2) + "\n")
+    parts = (model, tokenizer, tokenizer.pad_token_id, train, dev, qa, optimizer, schedule, total_steps, say)
+    return FinetuneRun(out, rank, world, device, use_bf16, *parts)
+
+
+def encode_splits(model, tokenizer, task: TaskData, cfg: FinetuneConfig, say):
+    """The train and dev splits as features, saying what truncation and windowing did to them."""
 
     def encode(examples):
         return encode_split(model, tokenizer, examples, cfg.max_seq_length, cfg.stride, cfg.max_query_length)
@@ -256,144 +360,84 @@ def finetune(task: TaskData, init: str | Path, cfg: FinetuneConfig, random_init:
             say(f"{name}: {enc.truncated} of {len(examples)} texts truncated to {cfg.max_seq_length} tokens")
         if task.kind in ("tagging", "qa") and len(enc.features) > len(examples):
             say(f"{name}: {len(examples)} examples read in {len(enc.features)} windows of {cfg.max_seq_length}")
+    return train, dev
 
-    n_batches = math.ceil(len(train.features) / cfg.batch_size)
-    total_steps = math.ceil(n_batches / cfg.grad_accum) * cfg.epochs
-    warmup_steps = max(1, int(cfg.warmup * total_steps) if cfg.warmup < 1 else min(int(cfg.warmup), total_steps))
-    optimizer = torch.optim.AdamW(
-        layerwise_param_groups(model, cfg.lr, cfg.weight_decay, cfg.layer_decay), lr=cfg.lr, eps=1e-6, fused=True
-    )
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, warmup_steps, total_steps))
-    if main:
-        config = {"task": task.name, "init": str(init), "random_init": random_init, **asdict(cfg), "processes": world}
-        atomic_write_text(out / "finetune_config.json", json.dumps(config, indent=2) + "\n")
 
-    metric = main_metric(task.kind)
-    lengths = [feature_length(f) for f in train.features]
-    rng = random.Random(cfg.seed)
-    best, best_epoch, bad_epochs, bad_steps, step = -math.inf, 0, 0, 0, 0
-    history = []
-    params = [p for p in model.parameters() if p.requires_grad]
-    log = open(out / "metrics.jsonl", "w", encoding="utf-8") if main else None  # noqa: SIM115 - closed in `finally`
-    bar = tqdm(total=total_steps, disable=not (cfg.progress and main), unit="step", dynamic_ncols=True)
-    say = bar.write if main else _quiet  # lines above the bar, not through it
-    try:
-        for epoch in range(1, cfg.epochs + 1):
-            model.train()
-            epoch_loss, epoch_units = 0.0, 0
+def train_epoch(run: FinetuneRun, cfg: FinetuneConfig, kind: str, epoch: int, batches: list, log, bar) -> float:
+    """One epoch of optimizer steps, each over up to `grad_accum` micro-batches (fewer at the end of the epoch);
+    the mean training loss over its units."""
+    run.model.train()
+    epoch_loss, epoch_units = 0.0, 0
+    window = {"loss": 0.0, "units": 0, "sequences": 0, "t0": time.perf_counter()}
+    for first in range(0, len(batches), cfg.grad_accum):
+        micro = [
+            collate([run.train.features[i] for i in idx], run.pad_id) for idx in batches[first : first + cfg.grad_accum]
+        ]
+        window["sequences"] += sum(len(b["input_ids"]) for b in micro)
+        step_loss, units, grad_norm = finetune_step(run, cfg, kind, micro)
+        run.step += 1
+        bar.update(1)
+        if not (math.isfinite(step_loss) and torch.isfinite(grad_norm)):
+            skip_bad_step(run, step_loss)
+            continue
+        run.bad_steps = 0
+        run.optimizer.step()
+        run.schedule.step()
+        run.optimizer.zero_grad(set_to_none=True)
+        epoch_loss, epoch_units = epoch_loss + step_loss, epoch_units + units
+        window["loss"] += step_loss
+        window["units"] += units
+        if log is not None and (run.step % cfg.log_every == 0 or run.step == run.total_steps):  # ---- log
+            row = {
+                "step": run.step,
+                "epoch": epoch,
+                "lr": run.schedule.get_last_lr()[0],
+                "loss": window["loss"] / max(1, window["units"]),
+                "grad_norm": float(grad_norm),
+                "sequences_per_s": window["sequences"] / (time.perf_counter() - window["t0"]),
+            }
+            log.write(json.dumps(row) + "\n")
+            log.flush()
+            bar.set_postfix(loss=f"{row['loss']:.4f}", seq_s=f"{row['sequences_per_s']:.0f}")
             window = {"loss": 0.0, "units": 0, "sequences": 0, "t0": time.perf_counter()}
-            batches = length_grouped_batches(lengths, cfg.batch_size, rng)
-            for first in range(0, len(batches), cfg.grad_accum):
-                # ---- one optimizer step over up to `grad_accum` micro-batches (fewer at the end of an epoch)
-                group = batches[first : first + cfg.grad_accum]
-                micro = [collate([train.features[i] for i in idx], pad_id) for idx in group]
-                units = sum(loss_units(task.kind, b) for b in micro)  # what the step's loss is a mean over
-                step_loss = 0.0
-                for batch in micro:
-                    window["sequences"] += len(batch["input_ids"])
-                    batch = rows_of(batch, rank, world)
-                    if not len(batch["input_ids"]):  # this rank's slice of a short last batch is empty
-                        continue
-                    batch = {k: v.to(device) for k, v in batch.items()}
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                        logits = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-                    loss = model.loss_sum(logits, batch, cfg.label_smoothing)
-                    (loss / max(1, units)).backward()
-                    step_loss += loss.item()
-                step_loss = all_reduce_sum([step_loss], world, device)[0]
-                all_reduce_gradients(params, world)  # every rank then takes the same update
-                grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                step += 1
-                bar.update(1)
-                if not (math.isfinite(step_loss) and torch.isfinite(grad_norm)):
-                    # A NaN or infinite loss would poison the weights and Adam's moments: skip the update
-                    # (the schedule moves on), and stop after several in a row, as pretraining does.
-                    skip_update(optimizer, schedule)
-                    bad_steps += 1
-                    say(
-                        f"warning: step {step}: loss {step_loss}; the update is skipped ({bad_steps} in a row)",
-                        file=sys.stderr,
-                    )
-                    if bad_steps >= MAX_BAD_STEPS:
-                        raise BertkitError(
-                            f"the loss was not finite for {bad_steps} steps in a row (up to step {step}); the best "
-                            f"epoch so far is in {out / 'model'}: lower --lr, or check the data"
-                        )
-                    continue
-                bad_steps = 0
-                optimizer.step()
-                schedule.step()
-                optimizer.zero_grad(set_to_none=True)
-                epoch_loss, epoch_units = epoch_loss + step_loss, epoch_units + units
-                window["loss"] += step_loss
-                window["units"] += units
+    return epoch_loss / max(1, epoch_units)
 
-                # ---- log
-                if main and (step % cfg.log_every == 0 or step == total_steps):
-                    row = {
-                        "step": step,
-                        "epoch": epoch,
-                        "lr": schedule.get_last_lr()[0],
-                        "loss": window["loss"] / max(1, window["units"]),
-                        "grad_norm": float(grad_norm),
-                        "sequences_per_s": window["sequences"] / (time.perf_counter() - window["t0"]),
-                    }
-                    log.write(json.dumps(row) + "\n")
-                    log.flush()
-                    bar.set_postfix(loss=f"{row['loss']:.4f}", seq_s=f"{row['sequences_per_s']:.0f}")
-                    window = {"loss": 0.0, "units": 0, "sequences": 0, "t0": time.perf_counter()}
 
-            # ---- evaluate on dev; keep the best model
-            ev = {"epoch": epoch, "step": step, "train_loss": epoch_loss / max(1, epoch_units)}
-            if dev is not None:
-                ev |= evaluate(model, dev, pad_id, bf16=use_bf16, qa=qa, shared=True)
-            history.append(ev)
-            if main:
-                log.write(json.dumps({"eval": ev}) + "\n")
-                log.flush()
-            score = ev.get(metric, -math.inf if dev is not None else epoch)  # no dev set: the last epoch is best
-            score = broadcast_float(score, world, device)  # one decision for all ranks: rank 0's
-            say(
-                f"epoch {epoch}: train loss {ev['train_loss']:.4f}"
-                + (f", dev loss {ev['loss']:.4f}, dev {metric} {score:.4f}" if dev is not None else "")
-            )
-            if score > best:
-                best, best_epoch, bad_epochs = score, epoch, 0
-                check_finite(model, f"after epoch {epoch}", "the run failed and nothing was kept")
-                if main:
-                    save_task_model(out / "model", model, tokenizer)
-            else:
-                bad_epochs += 1
-                if cfg.patience and bad_epochs >= cfg.patience:
-                    say(f"early stop: no better dev {metric} for {bad_epochs} epochs")
-                    break
-    finally:
-        bar.close()
-        if log is not None:
-            log.close()
-    if main:
-        plot_curves(out / "metrics.jsonl", out / "curves.png", metric)
+def finetune_step(run: FinetuneRun, cfg: FinetuneConfig, kind: str, micro: list[dict]):
+    """Forward and backward over the step's micro-batches, the loss a mean over the units of the whole step
+    (sequences, or tokens for tagging); returns (summed loss over all ranks, units, clipped gradient norm)."""
+    units = sum(loss_units(kind, b) for b in micro)  # what the step's loss is a mean over
+    step_loss = 0.0
+    for batch in micro:
+        batch = rows_of(batch, run.rank, run.world)
+        if not len(batch["input_ids"]):  # this rank's slice of a short last batch is empty
+            continue
+        batch = {k: v.to(run.device) for k, v in batch.items()}
+        with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.use_bf16):
+            logits = run.model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+        loss = run.model.loss_sum(logits, batch, cfg.label_smoothing)
+        (loss / max(1, units)).backward()
+        step_loss += loss.item()
+    step_loss = all_reduce_sum([step_loss], run.world, run.device)[0]
+    params = [p for p in run.model.parameters() if p.requires_grad]
+    all_reduce_gradients(params, run.world)  # every rank then takes the same update
+    return step_loss, units, torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
 
-    # ---- score the test set once, with the best model, read back from its folder as a user would
-    summary = {
-        "task": task.name,
-        "metric": metric,
-        "seed": cfg.seed,
-        "random_init": random_init,
-        "best_epoch": best_epoch,
-        "epochs_run": len(history),
-        "steps": step,
-        "precision": "bf16" if use_bf16 else "fp32",
-        "processes": world,
-        "model": str(out / "model"),
-        "dev": {k: v for k, v in history[best_epoch - 1].items() if k not in ("epoch", "step")} if dev else {},
-        "test": {},
-    }
-    if main:
-        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    if task.test:
-        score_test(summary, task, cfg, device)
-    return summary
+
+def skip_bad_step(run: FinetuneRun, step_loss: float) -> None:
+    """A NaN or infinite loss would poison the weights and Adam's moments: skip the update (the schedule moves
+    on), and stop after several in a row, as pretraining does."""
+    skip_update(run.optimizer, run.schedule)
+    run.bad_steps += 1
+    run.say(
+        f"warning: step {run.step}: loss {step_loss}; the update is skipped ({run.bad_steps} in a row)",
+        file=sys.stderr,
+    )
+    if run.bad_steps >= MAX_BAD_STEPS:
+        raise BertkitError(
+            f"the loss was not finite for {run.bad_steps} steps in a row (up to step {run.step}); the best "
+            f"epoch so far is in {run.out / 'model'}: lower --lr, or check the data"
+        )
 
 
 def qa_options(task: TaskData, cfg: FinetuneConfig):

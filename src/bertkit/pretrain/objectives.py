@@ -162,10 +162,8 @@ class BertPretraining(PretrainingObjective):
         """Reads input_ids (masked tokens already replaced), labels (original ids at masked positions, -100
         elsewhere), and if present attention_mask, token_type_ids, position_ids and next_sentence_label
         (1 = B is a random sentence, or the two segments are swapped for SOP)."""
-        out = self.encoder(
-            batch["input_ids"], batch.get("attention_mask"), batch.get("token_type_ids"),
-            position_ids=batch.get("position_ids"),
-        )  # fmt: skip
+        ids, mask, types = batch["input_ids"], batch.get("attention_mask"), batch.get("token_type_ids")
+        out = self.encoder(ids, mask, types, position_ids=batch.get("position_ids"))
         mlm, metrics, logits = masked_lm(self.mlm, self.encoder, out.last_hidden_state, batch, self.label_smoothing)
         losses = {"mlm": mlm}
         nsp_label = batch.get("next_sentence_label")
