@@ -33,8 +33,9 @@ table: venv
 family: venv
 	$(PY) scripts/family_table.py $(ARGS)
 
+# every benchmark; `make bench ARGS=--write-docs` also rewrites the tables of docs/performance.md
 bench: venv
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/run_all.py $(ARGS)
 
 lint: venv
 	.venv/bin/ruff check src tests benchmarks

@@ -11,6 +11,7 @@ own process, measuring its peak RSS and the time until the first optimizer step 
 first chunk of instances must be built first: `PretrainingData.chunk_tokens`).
 
     .venv/bin/python benchmarks/bench_data.py --scale 20
+    .venv/bin/python benchmarks/bench_data.py --write-docs     # and rewrite its two tables in docs/performance.md
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import doc_tables  # noqa: E402
+
+TABLES = ("data-preparation", "data-through-training")  # their blocks in docs/performance.md
 
 
 def write_corpus(folder: Path, documents: list[list[str]], copies: int) -> None:
@@ -111,6 +117,7 @@ def main() -> None:
     parser.add_argument("--batch-docs", type=int, default=1000, help="documents per encode_batch call (default: 1000)")
     parser.add_argument("--child", nargs=3, metavar=("CORPUS", "TOKENIZER", "CACHE"), help=argparse.SUPPRESS)
     parser.add_argument("--train-child", nargs=4, help=argparse.SUPPRESS)
+    doc_tables.add_arguments(parser)
     args = parser.parse_args()
     if args.child:
         child(*args.child, batch_docs=args.batch_docs)
@@ -118,6 +125,9 @@ def main() -> None:
     if args.train_child:
         train_child(*args.train_child)
         return
+    page = args.docs_dir / "performance.md"
+    if args.write_docs:
+        doc_tables.exit_on_error(doc_tables.require_blocks, page, list(TABLES), doc_tables.command_line(__file__))
 
     from bertkit.pretrain.corpus import read_documents
     from bertkit.tokenizer import Tokenizer
@@ -172,6 +182,32 @@ def main() -> None:
         f"{big['train']['first_step_seconds']:.1f} s, peak RSS {small['train']['peak_rss_mb']:.0f} / "
         f"{big['train']['peak_rss_mb']:.0f} MB"
     )
+
+    if args.write_docs:
+        write_docs(page, results, args)
+
+
+def write_docs(page: Path, results: dict, args) -> None:
+    """The two tables of docs/performance.md: building shards, then the start of training on them."""
+    command = doc_tables.command_line(__file__)
+    header = ["copies of the corpus", "MB of text", "tokens", "seconds", "MB/s", "tokens/s", "peak RSS MB"]
+    rows = [
+        [f"×{scale}", f"{r['mb']:,.1f}", f"{r['tokens'] / 1e6:.1f}M", f"{r['seconds']:.1f}"]
+        + [f"{r['mb'] / r['seconds']:.2f}", f"{r['tokens'] / r['seconds'] / 1e6:.2f}M", f"{r['peak_rss_mb']:,.0f}"]
+        for scale, r in results.items()
+    ]
+    note = (
+        f"The built-in People's Daily corpus, copied; a WordPiece vocabulary of {args.vocab_size:,} trained on it; "
+        f"{args.batch_docs:,} documents per `encode_batch` call; peak RSS of the process that builds the shards."
+    )
+    doc_tables.exit_on_error(doc_tables.write_table, page, TABLES[0], header, rows, command, note)
+    header = ["copies of the corpus", "seconds to the first optimizer step", "peak RSS MB"]
+    rows = [
+        [f"×{scale}", f"{r['train']['first_step_seconds']:.1f}", f"{r['train']['peak_rss_mb']:,.0f}"]
+        for scale, r in results.items()
+    ]
+    note = "`bertkit pretrain`, BERT-Mini, 32 × 128, fp32, `--objective full`, on the shards already cached."
+    doc_tables.exit_on_error(doc_tables.write_table, page, TABLES[1], header, rows, command, note)
 
 
 if __name__ == "__main__":

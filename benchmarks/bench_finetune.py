@@ -6,6 +6,7 @@ reviews: 256 tokens). Timings alternate between the two in one process, so both 
 
     python benchmarks/bench_finetune.py                      # BERT-Mini shape (4 x 256), 32 x 256 and 32 x 64
     python benchmarks/bench_finetune.py --precision fp32 --seq 128
+    python benchmarks/bench_finetune.py --write-docs     # and rewrite the table of docs/performance.md
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import doc_tables  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+TABLE = "fine-tuning-speed"  # its block in docs/performance.md
 
 
 def build(impl: str, args, precision: str):
@@ -78,7 +82,11 @@ def main() -> None:
     p.add_argument("--seq", type=int, nargs="+", default=[256, 64])
     p.add_argument("--steps", type=int, default=6, help="timed steps per implementation")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "both"], default="auto")
+    doc_tables.add_arguments(p)
     args = p.parse_args()
+    page = args.docs_dir / "performance.md"
+    if args.write_docs:
+        doc_tables.exit_on_error(doc_tables.require_blocks, page, [TABLE], doc_tables.command_line(__file__))
     from bench_embed import precisions_to_run
 
     precisions = precisions_to_run(args.precision)
@@ -87,7 +95,7 @@ def main() -> None:
         f"{torch.backends.cpu.get_cpu_capability()}; classifier {args.layers} layers x {args.hidden} hidden, "
         f"vocab {args.vocab}, batch {args.batch}, dropout 0.1"
     )
-    summary = []
+    summary, table = [], []
     for precision in precisions:
         for seq in args.seq:
             rng = np.random.default_rng(0)
@@ -111,7 +119,19 @@ def main() -> None:
                 flush=True,
             )
             summary.append(f"{precision} x{seq} {ratio:.2f}x")
+            table.append(
+                [f"{precision}, {args.batch} × {seq}", f"{rate['bertkit']:,.1f}", f"{rate['transformers']:,.1f}"]
+                + [f"{ratio:.2f}×"]
+            )
     print("summary: " + ", ".join(summary))
+    if args.write_docs:
+        header = ["precision, batch × tokens", "bertkit sequences/s", "`BertForSequenceClassification`", "ratio"]
+        note = (
+            f"A classifier on {args.layers} layers × {args.hidden} hidden, vocab {args.vocab:,}, dropout 0.1, fused "
+            f"AdamW for both; median of {args.steps} steps each."
+        )
+        command = doc_tables.command_line(__file__)
+        doc_tables.exit_on_error(doc_tables.write_table, page, TABLE, header, table, command, note)
 
 
 if __name__ == "__main__":

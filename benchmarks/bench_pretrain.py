@@ -5,7 +5,11 @@ implementations in one process (so both see the same machine state); peak memory
 process per implementation, since a process's peak RSS only grows.
 
     python benchmarks/bench_pretrain.py                 # 4 layers, 256 hidden, 21,128 vocab, 32 x 128
-    python benchmarks/bench_pretrain.py --steps 20 --precision fp32
+    python benchmarks/bench_pretrain.py --steps 20 --precision fp32 --dropout 0.1
+    python benchmarks/bench_pretrain.py --write-docs    # and rewrite the table of docs/performance.md
+
+By default each precision runs with BERT's dropout 0.1 and with the 0 of bertkit's recipes (Cramming), the
+rows of the table in docs/performance.md.
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import doc_tables  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+TABLE = "pretraining-speed"  # its block in docs/performance.md
 
 
 def make_batch(vocab: int, batch: int, seq: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -75,9 +82,9 @@ def build(impl: str, args):
     if impl == "bertkit":
         model = ours
 
-        def loss_fn(b):
-            r = model(**b)
-            return r.mlm_loss_sum / r.mlm_count + r.nsp_loss_sum / r.nsp_count
+        def loss_fn(b):  # MLM mean over masked tokens + NSP mean over sequences, as the loop's step sums them
+            r = model(b)
+            return r.total({name: loss.count for name, loss in r.losses.items()})
     else:
         import transformers
 
@@ -128,7 +135,11 @@ def main() -> None:
     p.add_argument("--seq", type=int, default=128)
     p.add_argument("--steps", type=int, default=8, help="timed steps per implementation")
     p.add_argument(
-        "--dropout", type=float, default=0.1, help="BERT's 0.1 (default); bertkit's recipes pretrain with 0 (Cramming)"
+        "--dropout",
+        type=float,
+        nargs="+",
+        default=[0.1, 0.0],
+        help="one run per value: BERT's 0.1 and the 0 bertkit's recipes pretrain with (Cramming)",
     )
     p.add_argument(
         "--precision",
@@ -137,9 +148,14 @@ def main() -> None:
         help="auto: fp32, plus bf16 where the CPU has native bf16 (emulated bf16 is ~20x slower)",
     )
     p.add_argument("--child", choices=["bertkit", "transformers"], help=argparse.SUPPRESS)
+    doc_tables.add_arguments(p)
     args = p.parse_args()
     if args.child:
+        args.dropout = args.dropout[0]
         return child(args)
+    page = args.docs_dir / "performance.md"
+    if args.write_docs:
+        doc_tables.exit_on_error(doc_tables.require_blocks, page, [TABLE], doc_tables.command_line(__file__))
 
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
@@ -150,65 +166,98 @@ def main() -> None:
 
     precisions = precisions_to_run(args.precision)
     rows = []
+    dropouts = args.dropout
+    peaks = {}
     for precision in precisions:
-        args.precision = precision
-        batch = make_batch(21128, args.batch, args.seq)
-        steps = {impl: build(impl, args)[1] for impl in ("bertkit", "transformers")}
-        for s in steps.values():  # warm-up: allocator, oneDNN primitive caches
-            s(batch)
-        times = {impl: [] for impl in steps}
-        for _ in range(args.steps):
-            for impl, s in steps.items():  # alternate so both see the same machine state
-                t = time.perf_counter()
-                s(batch)
-                times[impl].append(time.perf_counter() - t)
-        tokens = args.batch * args.seq
-        tps = {impl: tokens / float(np.median(t)) for impl, t in times.items()}
-        from bench_embed import matmul_peak
-        from bench_gpu import pretraining_flops
-
-        config = model_config(args)
-        masked = int((batch["labels"] != -100).sum())
-        peak = matmul_peak(torch.float32 if precision == "fp32" else torch.bfloat16)
-        share = (
-            pretraining_flops(config, args.batch, args.seq, masked) / float(np.median(times["bertkit"])) / 1e9 / peak
-        )
-        mem = {}
-        for impl in steps:
-            cmd = [
-                sys.executable,
-                __file__,
-                "--child",
-                impl,
-                "--precision",
-                precision,
-                "--layers",
-                str(args.layers),
-                "--hidden",
-                str(args.hidden),
-                "--batch",
-                str(args.batch),
-                "--seq",
-                str(args.seq),
-                "--dropout",
-                str(args.dropout),
-            ]
-            mem[impl] = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)["peak_mb"]
-        rows.append((precision, tps, mem))
-        print(
-            f"{precision}: bertkit {tps['bertkit']:,.0f} tokens/s, transformers {tps['transformers']:,.0f} "
-            f"tokens/s -> {tps['bertkit'] / tps['transformers']:.2f}x; peak RSS bertkit {mem['bertkit']:,.0f} MB, "
-            f"transformers {mem['transformers']:,.0f} MB ({mem['bertkit'] / mem['transformers']:.2f}x); bertkit's "
-            f"useful FLOPs (3x forward, MLM head on masked positions) {share:.0%} of the {precision} matmul peak "
-            f"({peak:,.0f} GFLOP/s)"
-        )
+        for dropout in dropouts:
+            args.precision, args.dropout = precision, dropout
+            label = precision if len(dropouts) == 1 else f"{precision}, dropout {dropout:g}"
+            tps, mem, share, peaks[precision] = measure(args, label)
+            rows.append((label, f"{precision}, {dropout:g}", tps, mem, share))
     print(
         "summary: "
         + "; ".join(
             f"{p} {t['bertkit'] / t['transformers']:.2f}x tokens/s, {m['bertkit'] / m['transformers']:.2f}x peak memory"
-            for p, t, m in rows
+            for p, _, t, m, _ in rows
         )
     )
+    if args.write_docs:
+        header = ["precision, dropout", "bertkit tokens/s", "`BertForPreTraining` tokens/s", "ratio"]
+        header += ["peak memory vs it", "bertkit's useful FLOPs / matmul peak"]
+        table = [
+            [
+                row,
+                f"{t['bertkit']:,.0f}",
+                f"{t['transformers']:,.0f}",
+                f"{t['bertkit'] / t['transformers']:.2f}×",
+                f"{m['bertkit'] / m['transformers']:.2f}×",
+                f"{share:.0%}",
+            ]
+            for _, row, t, m, share in rows
+        ]
+        note = (
+            f"{args.layers} layers × {args.hidden} hidden, vocab 21,128, batch {args.batch} × {args.seq}, median of "
+            f"{args.steps} steps each, fused AdamW for both; peak memory is each one's peak RSS in a process of its "
+            "own. Matrix-multiply peak measured (2,048² `F.linear`): "
+            + ", ".join(f"{p} {v:,.0f} GFLOP/s" for p, v in peaks.items())
+            + "."
+        )
+        doc_tables.exit_on_error(
+            doc_tables.write_table, page, TABLE, header, table, doc_tables.command_line(__file__), note
+        )
+
+
+def measure(args, label: str):
+    """One precision and dropout, printed as `label`: tokens/s, peak RSS (MB), useful FLOPs / matmul peak, the peak."""
+    precision = args.precision
+    batch = make_batch(21128, args.batch, args.seq)
+    steps = {impl: build(impl, args)[1] for impl in ("bertkit", "transformers")}
+    for s in steps.values():  # warm-up: allocator, oneDNN primitive caches
+        s(batch)
+    times = {impl: [] for impl in steps}
+    for _ in range(args.steps):
+        for impl, s in steps.items():  # alternate so both see the same machine state
+            t = time.perf_counter()
+            s(batch)
+            times[impl].append(time.perf_counter() - t)
+    tokens = args.batch * args.seq
+    tps = {impl: tokens / float(np.median(t)) for impl, t in times.items()}
+    from bench_embed import matmul_peak
+    from bench_gpu import pretraining_flops
+
+    config = model_config(args)
+    masked = int((batch["labels"] != -100).sum())
+    peak = matmul_peak(torch.float32 if precision == "fp32" else torch.bfloat16)
+    share = pretraining_flops(config, args.batch, args.seq, masked) / float(np.median(times["bertkit"])) / 1e9 / peak
+    mem = {}
+    for impl in steps:
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            impl,
+            "--precision",
+            precision,
+            "--layers",
+            str(args.layers),
+            "--hidden",
+            str(args.hidden),
+            "--batch",
+            str(args.batch),
+            "--seq",
+            str(args.seq),
+            "--dropout",
+            str(args.dropout),
+        ]
+        mem[impl] = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)["peak_mb"]
+    print(
+        f"{label}: bertkit {tps['bertkit']:,.0f} tokens/s, transformers {tps['transformers']:,.0f} "
+        f"tokens/s -> {tps['bertkit'] / tps['transformers']:.2f}x; peak RSS bertkit {mem['bertkit']:,.0f} MB, "
+        f"transformers {mem['transformers']:,.0f} MB ({mem['bertkit'] / mem['transformers']:.2f}x); bertkit's "
+        f"useful FLOPs (3x forward, MLM head on masked positions) {share:.0%} of the {precision} matmul peak "
+        f"({peak:,.0f} GFLOP/s)"
+    )
+    return tps, mem, share, peak
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""`make bench`: every benchmark in turn, each printing its ratios against transformers and a summary line."""
+"""`make bench`: every benchmark in turn, each printing its ratios against transformers and a summary line.
+
+The arguments go to every benchmark (each ignores or rejects what is not its own): `make bench
+ARGS=--write-docs` makes each one rewrite its tables in docs/performance.md; bench_gpu.py takes it and ignores it.
+"""
 
 import subprocess
 import sys
