@@ -28,8 +28,9 @@ import sys
 import time
 from pathlib import Path
 
+from bertkit.pretrain.setup import RECIPES  # the rows: one table row each
+
 BK = str(Path(sys.executable).with_name("bertkit"))
-RECIPES = ("bert", "albert", "roberta", "electra")
 SIZE = ["--num-hidden-layers", "4", "--hidden-size", "256"]
 PRETRAIN = [
     "--corpus",
@@ -213,7 +214,7 @@ def main() -> None:
     for recipe, n, pre, sentiment, ner in table:
         ev = pre["eval"]
         rtd = f"{ev['rtd_accuracy']:.1%} / {ev['rtd_recall']:.1%}" if "rtd_accuracy" in ev else "—"
-        what = "generator's " if recipe == "electra" else ""
+        what = "generator's " if RECIPES[recipe].generator_size else ""  # RTD: the MLM is the generator's
         lines.append(
             f"| {recipe} | {n / 1e6:.1f}M | {pre['steps']} | {pre['tokens_per_s']:,.0f} | "
             f"{what}{ev['cloze_accuracy']:.1%} (unigram {ev['unigram_accuracy']:.1%}) | {rtd} | "

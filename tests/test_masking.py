@@ -412,3 +412,118 @@ def test_ngram_spans_are_whole_words_with_one_over_n_lengths():
     share = counts[1:] / counts.sum()
     # Spans cut short (by the budget, an earlier span or [SEP]) move a little mass to shorter n-grams.
     assert np.abs(share - np.array([6, 3, 2]) / 11).max() < 0.03, share
+
+
+# ---- segmenters: which characters whole-word masking takes together ------------------------------------
+
+
+def test_a_word_list_segmenter_takes_its_longest_words_and_changes_what_is_masked_together(tmp_path):
+    from bertkit.pretrain.masking import make_segmenter, sequence_word_ids
+
+    words = tmp_path / "words.txt"
+    words.write_text("北京天安门\n喜欢\n天安\n", encoding="utf-8")
+    seg = make_segmenter(f"words:{words}")
+    assert seg.cut("我喜欢北京天安门") == ["我", "喜欢", "北京天安门"]  # the longest listed word wins
+    assert seg.cut("天安好") == ["天安", "好"]  # an unlisted character is a word of its own
+    tokens = list("我喜欢北京天安门")
+    jieba_ids = sequence_word_ids(tokens, ())
+    listed = sequence_word_ids(tokens, (), seg.cut)
+    assert len(set(listed[3:])) == 1 and len(set(jieba_ids[3:])) > 1  # 北京天安门 one word only in the list
+    # Through whole-word masking: with 经济体制改革 listed, a chosen character of it brings the other five
+    # along; jieba cuts it into 经济 / 体制 / 改革, which are masked apart.
+    from dataclasses import replace
+
+    data, tok = _chinese_pretraining_data("word")
+    words.write_text("经济体制改革\n", encoding="utf-8")
+    target = np.array([tok.get_vocab()[c] for c in "经济体制改革"])
+    counts = {}
+    for name, segmenter in (("jieba", None), ("words", make_segmenter(f"words:{words}"))):
+        epochs = [replace(data, segmenter=segmenter).epoch(e) for e in range(5)]  # the 5 static versions
+        whole = partial = 0
+        for ids, labels in ((i, x) for epoch in epochs for i, x in zip(epoch.input_ids, epoch.labels, strict=True)):
+            original = np.where(labels != -100, labels, ids)
+            for start in range(len(original) - len(target) + 1):
+                if np.array_equal(original[start : start + len(target)], target):
+                    chosen = labels[start : start + len(target)] != -100
+                    whole += bool(chosen.all())
+                    partial += bool(chosen.any() and not chosen.all())
+        counts[name] = (whole, partial)
+    assert counts["words"][0] >= 3 and counts["words"][1] == 0
+    assert counts["jieba"][1] > 0
+
+
+def test_segmenter_mistakes_are_one_line_errors(tmp_path, capsys):
+    from bertkit.errors import BertkitError, DataError
+    from bertkit.pretrain.masking import make_segmenter
+
+    with pytest.raises(DataError, match=r"nope\.txt: no such file"):
+        make_segmenter(f"words:{tmp_path / 'nope.txt'}")
+    (tmp_path / "empty.txt").write_text("\n  \n", encoding="utf-8")
+    with pytest.raises(DataError, match="empty.txt: the word file has no words"):
+        make_segmenter(f"words:{tmp_path / 'empty.txt'}")
+    with pytest.raises(ConfigError, match="--segmenter 'pkuseg': choose one of jieba, words:FILE"):
+        make_segmenter("pkuseg")
+    with pytest.raises(ConfigError, match="words:FILE"):
+        make_segmenter("words")
+    with pytest.raises(BertkitError, match="jieba takes no argument"):
+        make_segmenter("jieba:x")
+    # from the CLI: one line, exit 2, before any corpus is read
+    from bertkit.cli import main
+
+    base = f"pretrain --out {tmp_path / 'run'} --cache-dir {tmp_path / 'cache'} --steps 1"
+    for flags, message in (
+        (f"--masking wwm --segmenter words:{tmp_path / 'empty.txt'}", "empty.txt: the word file has no words"),
+        ("--segmenter jieba", "--segmenter finds the words that --masking wwm, span and ngram take whole"),
+    ):
+        capsys.readouterr()
+        assert main(f"{base} {flags}".split()) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "cache").exists()
+
+
+# ---- a masking unit's own batch fields ---------------------------------------------------------------
+
+
+def test_a_masking_units_named_fields_ride_through_chunks_batches_and_resume():
+    """A unit may add fields (SpanBERT's span boundaries, say): here the chosen positions per token and their
+    count per sequence, which must stay beside their rows through shuffling, chunking, carrying and resuming."""
+    import itertools
+    from dataclasses import replace
+
+    from bertkit.pretrain.dataset import FIXED_FIELDS, Masked, PretrainingData, TokenMasking, Vocab
+
+    class Flagged(TokenMasking):
+        def __call__(self, tokens, lengths, word_ids, cfg, vocab, rng):
+            out = super().__call__(tokens, lengths, word_ids, cfg, vocab, rng)
+            chosen = out.labels != IGNORE_INDEX  # (N, L)
+            return Masked(out.input_ids, out.labels, {"chosen": chosen}, {"n_chosen": chosen.sum(1)})
+
+    rng = np.random.default_rng(0)
+    docs = [[rng.integers(10, 100, size=rng.integers(3, 12)) for _ in range(rng.integers(2, 6))] for _ in range(80)]
+
+    class Docs:
+        def __len__(self):
+            return len(docs)
+
+        def document(self, i):
+            return docs[i]
+
+    vocab = Vocab(size=100, pad_id=0, cls_id=2, sep_id=3, mask_id=4, special_ids=(0, 1, 2, 3, 4))
+    plain = PretrainingData(Docs(), vocab, np.arange(80), max_seq_length=24, chunk_tokens=300)
+    flagged = replace(plain, unit=Flagged())
+    assert len(list(plain.chunks(0))) > 3  # rows are carried across chunk boundaries
+    full = list(itertools.islice(flagged.batches(8), 40))  # past the end of epoch 0
+    for (_, _, mine), (_, _, theirs) in zip(full, itertools.islice(plain.batches(8), 40), strict=True):
+        assert set(theirs) == set(FIXED_FIELDS)  # the default batch is what it was
+        assert set(mine) == {*FIXED_FIELDS, "chosen", "n_chosen"}
+        for k in theirs:
+            assert torch.equal(mine[k], theirs[k])  # the unit draws what token masking draws
+        assert mine["chosen"].shape == mine["input_ids"].shape  # cut to the batch's length
+        assert torch.equal(mine["chosen"], mine["labels"] != IGNORE_INDEX)
+        assert torch.equal(mine["n_chosen"], (mine["labels"] != IGNORE_INDEX).sum(1))
+    resumed = list(itertools.islice(flagged.batches(8, start=13), 27))
+    for (_, _, a), (_, _, b) in zip(resumed, full[13:], strict=True):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    whole = flagged.epoch(0)  # the chunks concatenated keep the fields too
+    assert whole.token_fields["chosen"].shape == whole.input_ids.shape

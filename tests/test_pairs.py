@@ -6,6 +6,7 @@ its document, so any id says which document it came from and where.
 
 import numpy as np
 import pytest
+import torch
 
 from bertkit.errors import ConfigError
 from bertkit.pretrain.pairs import (
@@ -262,3 +263,41 @@ def test_full_sentences_cross_document_boundaries():
             following = documents[(doc + 1) % len(documents)]
             needed = 1 + len(following[0])
         assert len(last) + needed > 64
+
+
+def test_an_instance_builders_named_fields_reach_the_batches(monkeypatch):
+    """A builder may give each instance fields (ERNIE 2.0's task id): a 0-d value per sequence, a (T,) array per
+    token. They are padded, shuffled and batched beside their rows."""
+    import itertools
+
+    from bertkit.pretrain import dataset
+    from bertkit.pretrain.dataset import PretrainingData, Vocab
+
+    def tagged(docs, d, L, short, rng, cls, sep):
+        instances = create_sop_instances(docs, d, L, short, rng, cls, sep)
+        for inst in instances:
+            inst.fields = {"task_ids": np.int64(d % 3), "n": np.int64(len(inst.tokens)), "original": inst.tokens.copy()}
+        return instances
+
+    monkeypatch.setitem(dataset.INSTANCE_BUILDERS, "tagged", tagged)
+    documents, _ = make_corpus(np.random.default_rng(0), n_docs=30, sentences=(2, 8), lengths=(2, 9))
+    documents = [[s % 90 + 5 for s in doc] for doc in documents]  # ids below the vocabulary's size
+
+    class Docs:
+        def __len__(self):
+            return len(documents)
+
+        def document(self, i):
+            return documents[i]
+
+    vocab = Vocab(size=100, pad_id=0, cls_id=CLS, sep_id=SEP, mask_id=4, special_ids=(0, CLS, SEP, 3, 4))
+    data = PretrainingData(Docs(), vocab, np.arange(30), max_seq_length=32, objective="tagged", chunk_tokens=200)
+    for _, _, batch in itertools.islice(data.batches(4), 30):
+        assert batch["task_ids"].shape == (4,) and set(batch["task_ids"].tolist()) <= {0, 1, 2}
+        assert torch.equal(batch["n"], batch["attention_mask"].sum(1))  # each value beside its own row
+        assert batch["original"].shape == batch["input_ids"].shape  # cut to the batch's length
+        chosen = batch["labels"] != -100
+        real = batch["attention_mask"].bool()
+        assert torch.equal(batch["original"][~chosen & real], batch["input_ids"][~chosen & real])  # its own row
+        assert torch.equal(batch["original"][chosen], batch["labels"][chosen])
+        assert not batch["original"][~real].any()  # padded with 0

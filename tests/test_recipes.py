@@ -182,7 +182,10 @@ def test_each_recipe_trains_from_the_cli_on_the_built_in_corpus(tmp_path, recipe
 
 def test_family_mistakes_are_one_line_errors(tmp_path):
     base = ["pretrain", "--out", str(tmp_path / "run"), "--steps", "1", "--cache-dir", str(tmp_path / "cache")]
-    assert_user_error(run(*base, "--recipe", "albert", "--preset", "bert-mini-chinese"), "--recipe is albert")
+    assert_user_error(
+        run(*base, "--recipe", "electra", "--preset", "bert-mini-chinese"),
+        "--preset bert-mini-chinese: BERT has no replaced-token-detection (rtd) head",
+    )
     assert_user_error(run(*base, "--recipe", "roberta", "--objective", "nsp"), "--objective full")
     assert_user_error(run(*base, "--recipe", "electra", "--generator-size", "1"), "--generator-size 1")
     assert_user_error(run(*base, "--chunk-tokens", "-1"), "--chunk-tokens")
@@ -198,3 +201,93 @@ def test_family_mistakes_are_one_line_errors(tmp_path):
         json.dumps({t: i for i, t in enumerate(["<s>", "<pad>", "</s>", "<unk>", "<mask>"])})
     )
     assert_user_error(run("tokenize", "--model", str(roberta), "hello"), f"{roberta / 'merges.txt'}: missing")
+
+
+# ---- recipes are rows, named once ---------------------------------------------------------------------
+
+
+def test_recipes_are_complete_rows_that_the_cli_and_the_family_script_read():
+    import importlib.util
+    import typing
+    from pathlib import Path
+
+    from bertkit.cli.pretraining import pretrain_cmd
+    from bertkit.config import PRESETS
+    from bertkit.hf import FAMILIES
+    from bertkit.pretrain.setup import RECIPES, recipe_help
+
+    for name, row in RECIPES.items():
+        assert row.name == name and row.source and row.preset in PRESETS
+        family = PRESETS[row.preset].get("model_type", "bert")
+        assert set(row.heads) <= set(FAMILIES[family].heads), name  # its own preset can run it
+        cfg = row.masking_config()  # the shares and span parameters are a valid masking
+        assert cfg.exact_count == (not row.dynamic) and name in recipe_help()
+    electra = RECIPES["electra"].masking_config()
+    assert (electra.mask_token_prob, electra.random_token_prob, RECIPES["electra"].generator_size) == (0.85, 0, 0.25)
+    hint = typing.get_type_hints(pretrain_cmd, include_extras=True)["recipe"]
+    choices = typing.get_args(typing.get_args(typing.get_args(hint)[0])[0])
+    assert choices == tuple(RECIPES)
+    path = Path(__file__).parents[1] / "scripts" / "family_table.py"
+    spec = importlib.util.spec_from_file_location("family_table", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.RECIPES is RECIPES
+
+
+def test_the_docs_recipe_table_is_the_rows():
+    from pathlib import Path
+
+    from bertkit.pretrain.setup import recipe_table
+
+    page = (Path(__file__).parents[1] / "docs" / "pretraining.md").read_text(encoding="utf-8")
+    assert recipe_table() in page, "docs/pretraining.md: paste `python -m bertkit.pretrain.setup`'s table"
+
+
+def test_a_recipe_runs_on_any_family_with_its_heads():
+    from bertkit.errors import BertkitError
+    from bertkit.pretrain.setup import resolve_recipe
+
+    roberta_on_bert = resolve_recipe("roberta", "bert-mini-chinese")  # MLM alone on a BERT
+    assert (roberta_on_bert.preset, roberta_on_bert.objective, roberta_on_bert.beta2) == (
+        "bert-mini-chinese",
+        "full",
+        0.98,
+    )
+    assert resolve_recipe("albert", "bert-mini-chinese").objective == "sop"  # SOP through BERT's NSP head
+    assert resolve_recipe(preset="electra-small-chinese").name == "electra"  # a family's own recipe by default
+    assert resolve_recipe(preset="albert-tiny-chinese").name == "albert"
+    with pytest.raises(BertkitError, match="BERT has no replaced-token-detection"):
+        resolve_recipe("electra", "bert-mini-chinese")
+    with pytest.raises(BertkitError, match="ELECTRA has no sentence-pair"):
+        resolve_recipe("bert", "electra-small-chinese")
+    assert resolve_recipe("bert", "electra-small-chinese", objective="full").heads == ("mlm",)
+
+
+def test_albert_pieces_train_a_bert_and_continued_electra_needs_its_generator(tmp_path, capsys):
+    from bertkit.cli import main
+    from bertkit.hf import save_pretrained
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(
+        "".join(
+            f"第{i}天我们去北京。天气很好，大家都很高兴！\n今天学习了新的知识。明天还要继续努力。\n\n"
+            for i in range(40)
+        ),
+        encoding="utf-8",
+    )
+    common = f"--corpus {corpus} --cache-dir {tmp_path / 'cache'} --steps 2 --batch-size 4 --max-seq-length 32 "
+    common += "--eval-every 100 --vocab-size 200 --num-hidden-layers 1 --hidden-size 64 --precision fp32"
+    argv = f"pretrain --out {tmp_path / 'run'} --recipe albert --preset bert-mini-chinese {common}"
+    assert main(argv.split()) == 0
+    config = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    assert config["model_type"] == "bert" and config["architectures"] == ["BertForPreTraining"]  # SOP in NSP's head
+    folder = tmp_path / "electra"
+    disc = from_preset("electra-small", vocab_size=200, num_hidden_layers=1, hidden_size=64, num_attention_heads=1)
+    disc = type(disc)(**{**disc.__dict__, "intermediate_size": 128})
+    tok = __import__("bertkit.tokenizer", fromlist=["Tokenizer"]).Tokenizer.train(
+        iter(corpus.read_text(encoding="utf-8").split()), vocab_size=200, show_progress=False
+    )
+    save_pretrained(folder, BertEncoder(disc), {"rtd": RTDHead(disc)}, tok)
+    capsys.readouterr()
+    assert main(f"pretrain --out {tmp_path / 'again'} --init {folder} {common.split('--vocab-size')[0]}".split()) == 2
+    assert "continued ELECTRA pretraining needs its generator" in capsys.readouterr().err

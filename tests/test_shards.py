@@ -175,3 +175,26 @@ def test_word_starts_are_jieba_words_cached_and_carried_by_marked_documents(tmp_
     before = cached[0].stat().st_mtime_ns
     assert np.array_equal(word_starts(shards, vocab, progress=False), starts)
     assert cached[0].stat().st_mtime_ns == before
+
+
+def test_word_starts_are_cached_per_segmenter_and_word_file_content(tmp_path, mixed_tokenizer):
+    import jieba
+
+    from bertkit.pretrain.masking import make_segmenter
+
+    path, _ = corpus(tmp_path)
+    shards = build_shards(path, mixed_tokenizer, tmp_path / "cache", progress=False)
+    vocab = mixed_tokenizer.convert_ids_to_tokens(range(mixed_tokenizer.vocab_size))
+    by_jieba = word_starts(shards, vocab, progress=False)
+    assert (shards.folder / f"word_starts-jieba{jieba.__version__}.bin").is_file()  # jieba's name as before
+    words = tmp_path / "words.txt"
+    words.write_text("".join(f"{w}\n" for w in ("一二三四五六七八九十", "的了是")), encoding="utf-8")
+    listed = make_segmenter(f"words:{words}")
+    by_list = word_starts(shards, vocab, progress=False, segmenter=listed)
+    assert (shards.folder / f"word_starts-{listed.key}.bin").is_file()
+    assert not np.array_equal(by_jieba, by_list)  # the other cache was not read
+    words.write_text("的了\n", encoding="utf-8")  # the same file with other words: another key, another cache
+    relisted = make_segmenter(f"words:{words}")
+    assert relisted.key != listed.key and relisted.key.startswith("words-")
+    word_starts(shards, vocab, progress=False, segmenter=relisted)
+    assert len(list(shards.folder.glob("word_starts-*.bin"))) == 3

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from bertkit.cli.table import COUNT, FRACTION, NON_NEGATIVE, SEED, Range, command
 from bertkit.errors import BertkitError
+from bertkit.pretrain.setup import MASKING_UNITS, OBJECTIVES, RECIPES, recipe_help
 
 
 @command("pretrain")
@@ -16,8 +17,9 @@ def pretrain_cmd(
     out: Annotated[str, "run folder: model/, checkpoint/, metrics.jsonl, curves.png"],
     corpus: Annotated[list[str], "'peoples-daily' (built in) or text files / folders"] = ["peoples-daily"],  # noqa: B006
     recipe: Annotated[
-        Literal["bert", "albert", "roberta", "electra"] | None,
-        "the family's pretraining as its paper has it (default: the preset's family); each flag below overrides it",
+        Literal[tuple(RECIPES)] | None,
+        "a variant's pretraining as its paper has it (RECIPES in pretrain/setup.py; default: the first of the "
+        f"preset's family), each flag below overrides it; {recipe_help()}",
     ] = None,
     preset: Annotated[
         str | None, "model family and size for a new model (see `bertkit params`; default: the recipe's)"
@@ -45,24 +47,29 @@ def pretrain_cmd(
         "128:0.1; later phases keep the first one's tokens per step (batch x length)",
     ] = None,
     objective: Annotated[
-        Literal["nsp", "sop", "full"] | None,
+        Literal[OBJECTIVES] | None,
         "MLM plus NSP, plus SOP, or MLM on full sentences (default: the recipe's)",
     ] = None,
     masking: Annotated[
-        Literal["token", "wwm", "span", "ngram"] | None,
-        "what is masked: single tokens; whole words (Chinese words found by jieba, English by ##); SpanBERT "
+        Literal[tuple(MASKING_UNITS)] | None,
+        "what is masked: single tokens; whole words (Chinese words found by --segmenter, English by ##); SpanBERT "
         "spans; ALBERT n-grams of 1-3 words, p(n) ∝ 1/n (default: the recipe's)",
+    ] = None,
+    segmenter: Annotated[
+        str | None,
+        "what finds the Chinese words that wwm / span / ngram masking takes whole: jieba, or words:FILE (longest "
+        "match over a word list, one word per line) (default: the recipe's, jieba)",
     ] = None,
     dynamic: Annotated[
         bool | None, "fresh masks every epoch (RoBERTa) instead of dupe_factor static copies (default: the recipe's)"
     ] = None,
     generator_size: Annotated[
         float | None,
-        "ELECTRA: the generator's width as a fraction of the discriminator's (default 0.25)",
+        "ELECTRA: the generator's width as a fraction of the discriminator's (default: the recipe's, 0.25)",
         Range(0, 1, low_open=True),
     ] = None,
     dupe_factor: Annotated[
-        int | None, "static masking: versions of the data, cycled (default 5)", Range(1, 1000)
+        int | None, "static masking: versions of the data, cycled (default: the recipe's, 5)", Range(1, 1000)
     ] = None,
     chunk_tokens: Annotated[
         int,
@@ -96,6 +103,7 @@ def pretrain_cmd(
 
     from bertkit.pretrain.corpus import BUILTIN_CORPORA
     from bertkit.pretrain.loop import TrainConfig, pretrain
+    from bertkit.pretrain.masking import make_segmenter
     from bertkit.pretrain.runs import check_out_dir, check_resume
     from bertkit.pretrain.setup import build_pretraining, resolve_recipe
     from bertkit.training import barrier, distributed
@@ -109,14 +117,14 @@ def pretrain_cmd(
         init=init, tokenizer=tokenizer, preset=preset, vocab_size=vocab_size, num_hidden_layers=num_hidden_layers,
         hidden_size=hidden_size, dropout=dropout,
     )  # fmt: skip
-    settings = resolve_recipe(recipe, preset, init, objective, masking, dynamic)
-    preset, objective, masking, dynamic = (settings[k] for k in ("preset", "objective", "masking", "dynamic"))
-    if generator_size is not None and settings["recipe"] != "electra":
-        raise BertkitError(
-            f"--generator-size sizes ELECTRA's generator; this run's recipe is {settings['recipe']}, which has none"
-        )
-    if dupe_factor is not None and dynamic:
-        raise BertkitError("--dupe-factor counts static masked copies; this run masks afresh each epoch (dynamic)")
+    flags = dict(objective=objective, masking=masking, dynamic=dynamic, dupe_factor=dupe_factor)
+    flags |= dict(generator_size=generator_size, segmenter=segmenter)
+    row = resolve_recipe(recipe, preset, init, **flags)
+    words = None
+    if row.masking != "token":  # the word file is read now: a missing or empty one costs nothing
+        words = make_segmenter(row.segmenter).spec
+        if words.startswith("words:"):
+            words = "words:" + str(Path(words.removeprefix("words:")).resolve())
     rank, world = distributed()  # (0, 1) unless started by torchrun
 
     torch.manual_seed(seed)
@@ -130,10 +138,12 @@ def pretrain_cmd(
     if schedule and max_seq_length is not None:
         raise BertkitError("--max-seq-length and --phases both set the length; give one of them")
     max_seq_length = max(n for n, _ in schedule) if schedule else (max_seq_length or 128)
-    _check_model_fits(init, preset, vocab_size or 8000, overrides, max_seq_length, "--phases" if schedule else None)
+    _check_model_fits(init, row.preset, vocab_size or 8000, overrides, max_seq_length, "--phases" if schedule else None)
     run_settings = {  # what the run is: a --resume must give the same, or it would continue another run
         "corpus": [c if c in BUILTIN_CORPORA else str(Path(c).resolve()) for c in corpus],
-        **{k: settings[k] for k in ("recipe", "preset", "objective", "masking", "dynamic")},
+        "recipe": row.name,
+        **{k: getattr(row, k) for k in ("preset", "objective", "masking", "dynamic")},
+        "segmenter": words,
         "init": init and str(Path(init).resolve()),
         "tokenizer": tokenizer and str(Path(tokenizer).resolve()),
         "vocab_size": vocab_size,
@@ -167,7 +177,7 @@ def pretrain_cmd(
         log_every=log_every,
         save_every=save_every,
         keep_checkpoints=keep_checkpoints,
-        beta2=settings["beta2"],
+        beta2=row.beta2,
         progress=True,
         phases=schedule,
         copy_positions=init is None,  # a model of ours from scratch: its longer positions were never trained
@@ -177,20 +187,15 @@ def pretrain_cmd(
         barrier(world)  # rank 0 builds the token shards first; the others then find them in the cache
     model, tok, train_data, eval_data = build_pretraining(
         corpus,
-        preset=preset,
+        row,
         init=init,
         tokenizer_path=tokenizer,
         vocab_size=vocab_size or 8000,
         max_seq_length=max_seq_length,
-        objective=objective,
-        masking=masking,
-        dynamic=dynamic,
-        dupe_factor=dupe_factor or 5,
         label_smoothing=label_smoothing,
         seed=seed,
         cache_dir=cache_dir,
         progress=sys.stderr.isatty(),
-        generator_size=generator_size or 0.25,
         chunk_tokens=chunk_tokens,
         **overrides,
     )
@@ -200,9 +205,10 @@ def pretrain_cmd(
     say = print if rank == 0 else (lambda *a, **k: None)
     c = model.encoder.config
     say(
-        f"recipe {settings['recipe']}: {c.model_type} {c.num_hidden_layers} layers, hidden {c.hidden_size}, "
-        f"vocab {tok.vocab_size}, {n_params:,} parameters; objective {objective}, masking {masking}"
-        + (" (dynamic)" if dynamic else "")
+        f"recipe {row.name}: {c.model_type} {c.num_hidden_layers} layers, hidden {c.hidden_size}, "
+        f"vocab {tok.vocab_size}, {n_params:,} parameters; objective {row.objective}, masking {row.masking}"
+        + (f" ({row.segmenter} words)" if words else "")
+        + (" (dynamic)" if row.dynamic else "")
         + f"; {len(train_data.doc_ids)} training documents"
     )
     summary = pretrain(model, tok, train_data, eval_data, cfg, resume=resume)
@@ -212,7 +218,7 @@ def pretrain_cmd(
             f"held-out MLM accuracy at [MASK] {ev['cloze_accuracy']:.3f} "
             f"(unigram baseline {ev['unigram_accuracy']:.3f}), "
             f"loss {ev['mlm_loss']:.3f}"
-            + (f", {objective.upper()} accuracy {ev['nsp_accuracy']:.3f}" if "nsp_accuracy" in ev else "")
+            + (f", {row.objective.upper()} accuracy {ev['nsp_accuracy']:.3f}" if "nsp_accuracy" in ev else "")
             + (
                 f", replaced-token detection accuracy {ev['rtd_accuracy']:.3f}, recall {ev['rtd_recall']:.3f}"
                 if "rtd_accuracy" in ev

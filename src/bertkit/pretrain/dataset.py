@@ -18,10 +18,14 @@ Choices:
   dropped.
 - Documents are split into training and held-out sets by a seeded permutation, so evaluation never
   sees a training document.
-- `unit` picks what is masked: single tokens (BERT), whole words (`"word"`: Chinese BERT-wwm, with jieba
-  words; English words are a token and its `##` pieces) or SpanBERT spans of whole words. Words come from
-  `shards.MarkedDocuments` (segmented once per corpus, carried as a bit on the ids through pair building);
-  with plain documents each instance is segmented when its epoch is built, which is slow on large data.
+- `unit` picks what is masked, a `MaskingUnit` from `MASKING_UNITS`: single tokens (BERT), whole words
+  (`"word"`: Chinese BERT-wwm, with the segmenter's words; English words are a token and its `##` pieces),
+  SpanBERT spans or ALBERT n-grams of whole words. Words come from `shards.MarkedDocuments` (segmented once per
+  corpus, carried as a bit on the ids through pair building); with plain documents each instance is segmented
+  when its epoch is built, which is slow on large data. `objective` picks the instances (`INSTANCE_BUILDERS`).
+- A batch is a dict of named tensors: the fixed five (`FIXED_FIELDS`) and whatever optional fields the masking
+  unit (`Masked`) or the instance builder (`pairs.Instance.fields`) adds, per token or per sequence (`Epoch`).
+  They travel with their rows through shuffling, chunks, batches and resume; an objective asks for one by name.
 """
 
 from __future__ import annotations
@@ -37,10 +41,12 @@ from bertkit.errors import DataError
 from bertkit.pretrain.masking import (
     IGNORE_INDEX,
     MaskingConfig,
+    Segmenter,
     apply_mask,
     choose_spans,
     choose_word_positions,
     mask_batch,
+    segment_words,
     sequence_word_ids,
 )
 from bertkit.pretrain.pairs import create_full_sentence_instances, create_nsp_instances, create_sop_instances
@@ -77,6 +83,9 @@ class Vocab:
         )
 
 
+FIXED_FIELDS = ("input_ids", "labels", "token_type_ids", "attention_mask", "next_sentence_label")
+
+
 @dataclass
 class Epoch:
     input_ids: np.ndarray  # (N, L) int32 masked inputs, padded with [PAD]
@@ -84,9 +93,43 @@ class Epoch:
     token_type_ids: np.ndarray  # (N, L) int8
     lengths: np.ndarray  # (N,) real tokens per instance
     next_sentence_label: np.ndarray  # (N,) int64: 1 = B is random (NSP) or swapped (SOP)
+    # Optional named fields that a masking unit or an instance builder adds (span boundaries, task ids), one row
+    # per instance: per token (N, L, ...), cut to the batch's length as input_ids is, or per sequence (N, ...).
+    # They are shuffled, chunked, batched and resumed with the fixed ones, and reach the batch dict as stored.
+    token_fields: dict[str, np.ndarray] = field(default_factory=dict)
+    sequence_fields: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        names = [*self.token_fields, *self.sequence_fields]
+        clash = [n for n in names if n in FIXED_FIELDS or names.count(n) > 1]
+        if clash:
+            raise ValueError(f"batch field {clash[0]!r} is given twice (fixed fields: {', '.join(FIXED_FIELDS)})")
+        for name, x in {**self.token_fields, **self.sequence_fields}.items():
+            if len(x) != len(self.lengths):
+                raise ValueError(f"batch field {name!r} has {len(x)} rows, the epoch {len(self.lengths)} instances")
 
     def __len__(self) -> int:
         return len(self.lengths)
+
+    def take(self, index: np.ndarray) -> Epoch:
+        """The rows `index`, every field with them."""
+        return self._map(lambda x: x[index])
+
+    @classmethod
+    def concat(cls, parts: list[Epoch]) -> Epoch:
+        """The rows of `parts`, one after the other; the parts have the same fields."""
+        first = parts[0]
+        arrays = [np.concatenate([getattr(p, f) for p in parts]) for f in _ARRAYS]
+        tokens = {k: np.concatenate([p.token_fields[k] for p in parts]) for k in first.token_fields}
+        sequences = {k: np.concatenate([p.sequence_fields[k] for p in parts]) for k in first.sequence_fields}
+        return cls(*arrays, tokens, sequences)
+
+    def _map(self, fn) -> Epoch:
+        return Epoch(
+            *(fn(getattr(self, f)) for f in _ARRAYS),
+            {k: fn(v) for k, v in self.token_fields.items()},
+            {k: fn(v) for k, v in self.sequence_fields.items()},
+        )
 
     def batch(self, index: np.ndarray) -> dict[str, torch.Tensor]:
         T = int(self.lengths[index].max())  # pad to the longest instance in the batch, not to L
@@ -97,7 +140,114 @@ class Epoch:
             "token_type_ids": torch.from_numpy(self.token_type_ids[index, :T].astype(np.int64)),
             "attention_mask": (torch.arange(T)[None, :] < torch.from_numpy(self.lengths[index])[:, None]).long(),
             "next_sentence_label": torch.from_numpy(self.next_sentence_label[index]),
+            **{k: torch.from_numpy(np.ascontiguousarray(v[index, :T])) for k, v in self.token_fields.items()},
+            **{k: torch.from_numpy(np.ascontiguousarray(v[index])) for k, v in self.sequence_fields.items()},
         }
+
+
+_ARRAYS = ("input_ids", "labels", "token_type_ids", "lengths", "next_sentence_label")
+
+
+@dataclass
+class Masked:
+    """What a masking unit gives for a chunk: the inputs, the labels, and any fields it adds (as `Epoch`'s)."""
+
+    input_ids: np.ndarray  # (N, L) corrupted ids
+    labels: np.ndarray  # (N, L) original ids at the chosen positions, -100 elsewhere
+    token_fields: dict[str, np.ndarray] = field(default_factory=dict)
+    sequence_fields: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class MaskingUnit(Protocol):
+    """What is masked together: a chunk's padded ids in, `Masked` out. `words` says whether it reads word
+    boundaries (then `word_ids[row]` is that row's (n,) word ids, -1 at specials; else None)."""
+
+    words: bool
+
+    def __call__(
+        self,
+        tokens: np.ndarray,
+        lengths: np.ndarray,
+        word_ids: list[np.ndarray] | None,
+        cfg: MaskingConfig,
+        vocab: Vocab,
+        rng: np.random.Generator,
+    ) -> Masked: ...
+
+
+class TokenMasking:
+    """Single tokens (BERT, RoBERTa, ELECTRA's generator), the whole chunk in one vectorised draw."""
+
+    words = False
+
+    def __call__(self, tokens, lengths, word_ids, cfg, vocab, rng) -> Masked:
+        attention = np.arange(tokens.shape[1])[None, :] < lengths[:, None]
+        masked, labels = mask_batch(
+            tokens,
+            cfg,
+            rng,
+            mask_token_id=vocab.mask_id,
+            vocab_size=vocab.size,
+            special_ids=vocab.special_ids,
+            attention_mask=attention,
+        )
+        return Masked(masked, labels)
+
+
+@dataclass(frozen=True)
+class WordMasking:
+    """Whole words (BERT-wwm), SpanBERT spans of whole words, or ALBERT n-grams of words, one row at a time.
+
+    `span`: None for whole words; "geometric" for SpanBERT (lengths ~ Geometric(`cfg.span_p`) up to
+    `cfg.max_span`, one 80/10/10 decision per span, as SpanBERT makes it); "ngram" for ALBERT (n <= `cfg.max_ngram`
+    with p(n) ∝ 1/n, the 80/10/10 decision per token, as ALBERT's create_pretraining_data.py makes it)."""
+
+    span: Literal["geometric", "ngram"] | None = None
+    words = True
+
+    def __call__(self, tokens, lengths, word_ids, cfg, vocab, rng) -> Masked:
+        masked = tokens.copy()
+        labels = np.full(tokens.shape, IGNORE_INDEX, dtype=np.int64)
+        for row, w in enumerate(word_ids):
+            n = int(lengths[row])
+            groups = None
+            if self.span is None:
+                positions = choose_word_positions(w, cfg, rng)
+            else:
+                ngram = cfg.max_ngram if self.span == "ngram" else None
+                spans = choose_spans(w >= 0, cfg, rng, cfg.span_p, cfg.max_span, word_ids=w, max_ngram=ngram)  # (S, 2)
+                positions = np.concatenate([np.arange(s, e) for s, e in spans] or [np.zeros(0, np.int64)])
+                if self.span == "geometric":
+                    groups = np.repeat(np.arange(len(spans)), spans[:, 1] - spans[:, 0])
+            masked[row, :n], labels[row, :n] = apply_mask(
+                tokens[row, :n],
+                positions,
+                cfg,
+                rng,
+                mask_token_id=vocab.mask_id,
+                vocab_size=vocab.size,
+                special_ids=vocab.special_ids,
+                groups=groups,
+            )
+        return Masked(masked, labels)
+
+
+# `PretrainingData.unit` names one of these (or is a `MaskingUnit` itself); a new unit is a new entry.
+MASKING_UNITS: dict[str, MaskingUnit] = {
+    "token": TokenMasking(),
+    "word": WordMasking(),
+    "span": WordMasking("geometric"),
+    "ngram": WordMasking("ngram"),
+}
+
+# `PretrainingData.objective` names the instances: NSP pairs, SOP pairs, or full sentences across documents.
+INSTANCE_BUILDERS = {
+    "nsp": lambda docs, d, L, short, rng, cls, sep: create_nsp_instances(docs, d, L, short, rng, cls, sep),
+    "sop": lambda docs, d, L, short, rng, cls, sep: create_sop_instances(docs, d, L, short, rng, cls, sep),
+    "full": lambda docs, d, L, short, rng, cls, sep: create_full_sentence_instances(
+        docs, d, L, cls, sep, cross_documents=True
+    ),
+}
 
 
 @dataclass
@@ -106,21 +256,20 @@ class PretrainingData:
     vocab: Vocab
     doc_ids: np.ndarray  # which documents of `documents` this split uses
     max_seq_length: int = 128
-    objective: Literal["nsp", "sop", "full"] = "nsp"
+    objective: str = "nsp"  # a key of INSTANCE_BUILDERS: "nsp", "sop", "full"
     short_seq_prob: float = 0.1
     masking: MaskingConfig = field(default_factory=MaskingConfig)
-    unit: Literal["token", "word", "span", "ngram"] = "token"  # tokens, whole words (wwm), spans, ALBERT n-grams
+    unit: str | MaskingUnit = "token"  # a key of MASKING_UNITS: tokens, whole words (wwm), spans, ALBERT n-grams
     dynamic: bool = False
     dupe_factor: int = 5
     seed: int = 0
     chunk_tokens: int = 1_000_000  # tokens per streamed chunk (whole documents); 0: the whole epoch at once
+    segmenter: Segmenter | None = None  # finds the words of plain documents (jieba when None); see `_word_ids`
 
     def epoch(self, epoch: int) -> Epoch:
         """The whole epoch in memory (evaluation, tests); training streams it with `chunks`."""
         parts = list(self.chunks(epoch))
-        if len(parts) == 1:
-            return parts[0]
-        return Epoch(*(np.concatenate([getattr(p, f) for p in parts]) for f in Epoch.__dataclass_fields__))
+        return parts[0] if len(parts) == 1 else Epoch.concat(parts)
 
     def chunks(self, epoch: int) -> Iterator[Epoch]:
         """The epoch's chunks in order, each built when asked for (see the module docstring)."""
@@ -162,31 +311,28 @@ class PretrainingData:
                 n,
                 inst.is_random_next,
             )
-        if self.unit == "token":
-            attention = np.arange(L)[None, :] < lengths[:, None]
-            masked, labels = mask_batch(
-                tokens,
-                self.masking,
-                rng,
-                mask_token_id=self.vocab.mask_id,
-                vocab_size=self.vocab.size,
-                special_ids=self.vocab.special_ids,
-                attention_mask=attention,
-            )
-        else:
-            starts = None
-            if isinstance(self.documents, MarkedDocuments):  # word starts travel as a bit on the ids
-                starts = (tokens & WORD_START_BIT) != 0
-                tokens &= WORD_START_BIT - 1
-            masked, labels = self._mask_words(tokens, lengths, rng, starts)
-        return Epoch(masked.astype(np.int32), labels.astype(np.int32), types, lengths, nsp)
+        token_fields, sequence_fields = _instance_fields([instances[k] for k in order], L)
+        starts = None
+        if isinstance(self.documents, MarkedDocuments):  # word starts travel as a bit on the ids
+            starts = (tokens & WORD_START_BIT) != 0
+            tokens &= WORD_START_BIT - 1
+        unit = MASKING_UNITS[self.unit] if isinstance(self.unit, str) else self.unit
+        word_ids = self._word_ids(tokens, lengths, starts) if unit.words else None
+        out = unit(tokens, lengths, word_ids, self.masking, self.vocab, rng)
+        return Epoch(
+            out.input_ids.astype(np.int32),
+            out.labels.astype(np.int32),
+            types,
+            lengths,
+            nsp,
+            token_fields | out.token_fields,
+            sequence_fields | out.sequence_fields,
+        )
 
-    def _mask_words(
-        self, tokens: np.ndarray, lengths: np.ndarray, rng: np.random.Generator, starts: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Whole-word (Chinese words by jieba, English words by `##`), SpanBERT span or ALBERT n-gram masking.
+    def _word_ids(self, tokens: np.ndarray, lengths: np.ndarray, starts: np.ndarray | None) -> list[np.ndarray]:
+        """Each row's (n,) word ids, -1 at specials: Chinese words by the segmenter, English words by `##`.
 
-        `starts` (N, L) bool marks each word's first token (from `data.word_starts`, segmented once per
+        `starts` (N, L) bool marks each word's first token (from `shards.word_starts`, segmented once per
         corpus); without it, words are found here by segmenting every instance (slow: for small data).
         """
         v = self.vocab
@@ -194,70 +340,63 @@ class PretrainingData:
             raise DataError(f"--masking {self.unit}: the vocabulary's token strings are needed to find words")
         specials = [v.tokens[i] for i in v.special_ids] if v.tokens else []
         special_ids = np.asarray(v.special_ids)
-        masked = tokens.copy()
-        labels = np.full(tokens.shape, IGNORE_INDEX, dtype=np.int64)
+        segment = self.segmenter.cut if self.segmenter is not None else segment_words
+        found = []
         for row in range(len(tokens)):
-            n = int(lengths[row])
-            ids = tokens[row, :n]
+            ids = tokens[row, : int(lengths[row])]
             if starts is None:
-                word_ids = sequence_word_ids([v.tokens[i] for i in ids], specials)  # (n,) -1 at specials
-            else:
-                special = np.isin(ids, special_ids)  # (n,)
-                begins = starts[row, :n].copy()
-                begins[0] = True
-                begins[1:] |= special[:-1]  # a word never continues across [SEP] (or a trimmed edge)
-                word_ids = np.where(special, -1, np.cumsum(begins) - 1)
-            groups = None
-            if self.unit == "word":
-                positions = choose_word_positions(word_ids, self.masking, rng)
-            else:
-                ngram = 3 if self.unit == "ngram" else None
-                spans = choose_spans(word_ids >= 0, self.masking, rng, word_ids=word_ids, max_ngram=ngram)  # (S, 2)
-                positions = np.concatenate([np.arange(s, e) for s, e in spans] or [np.zeros(0, np.int64)])
-                if self.unit == "span":  # SpanBERT: one 80/10/10 decision per span; ALBERT: per token
-                    groups = np.repeat(np.arange(len(spans)), spans[:, 1] - spans[:, 0])
-            masked[row, :n], labels[row, :n] = apply_mask(
-                ids,
-                positions,
-                self.masking,
-                rng,
-                mask_token_id=v.mask_id,
-                vocab_size=v.size,
-                special_ids=v.special_ids,
-                groups=groups,
-            )
-        return masked, labels
+                found.append(sequence_word_ids([v.tokens[i] for i in ids], specials, segment))  # (n,)
+                continue
+            special = np.isin(ids, special_ids)  # (n,)
+            begins = starts[row, : len(ids)].copy()
+            begins[0] = True
+            begins[1:] |= special[:-1]  # a word never continues across [SEP] (or a trimmed edge)
+            found.append(np.where(special, -1, np.cumsum(begins) - 1))
+        return found
 
     def _instances(self, docs: _DocView, d: int, rng: np.random.Generator) -> list:
-        v, L = self.vocab, self.max_seq_length
-        if self.objective == "nsp":
-            return create_nsp_instances(docs, d, L, self.short_seq_prob, rng, v.cls_id, v.sep_id)
-        if self.objective == "sop":
-            return create_sop_instances(docs, d, L, self.short_seq_prob, rng, v.cls_id, v.sep_id)
-        return create_full_sentence_instances(docs, d, L, v.cls_id, v.sep_id, cross_documents=True)
+        if self.objective not in INSTANCE_BUILDERS:
+            raise DataError(f"objective {self.objective!r}: choose one of {', '.join(INSTANCE_BUILDERS)}")
+        v, build = self.vocab, INSTANCE_BUILDERS[self.objective]
+        return build(docs, d, self.max_seq_length, self.short_seq_prob, rng, v.cls_id, v.sep_id)
 
     def batches(self, batch_size: int, epoch: int = 0, start: int = 0) -> Iterator[tuple[int, int, dict]]:
         """Endless stream of (epoch, index_in_epoch, batch), starting at batch `start` of `epoch`.
 
         Chunks are consumed in order; the rows left over at the end of a chunk start the next batch, and
         only the epoch's ragged last batch is dropped (every step sees `batch_size`)."""
-        fields = list(Epoch.__dataclass_fields__)
         while True:
             i, seen, carry = 0, 0, None
             for chunk in self.chunks(epoch):
                 seen += len(chunk)
                 if carry is not None:
-                    chunk = Epoch(*(np.concatenate([getattr(carry, f), getattr(chunk, f)]) for f in fields))
+                    chunk = Epoch.concat([carry, chunk])
                 n_batches = len(chunk) // batch_size
                 for b in range(n_batches):
                     if i >= start:
                         yield epoch, i, chunk.batch(np.arange(b * batch_size, (b + 1) * batch_size))
                     i += 1
                 rest = np.arange(n_batches * batch_size, len(chunk))
-                carry = Epoch(*(getattr(chunk, f)[rest] for f in fields)) if len(rest) else None
+                carry = chunk.take(rest) if len(rest) else None
             if i == 0:
                 raise DataError(f"an epoch has {seen} instances, fewer than one batch of {batch_size}")
             epoch, start = epoch + 1, 0
+
+
+def _instance_fields(instances: list, L: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The instances' own fields (`pairs.Instance.fields`), stacked in row order: a (T,) value per token padded
+    with 0 to (N, L), a 0-d value per sequence to (N,)."""
+    token_fields, sequence_fields = {}, {}
+    for name, first in instances[0].fields.items() if instances else ():
+        values = [np.asarray(inst.fields[name]) for inst in instances]
+        if np.ndim(first) == 0:
+            sequence_fields[name] = np.stack(values)
+        else:
+            padded = np.zeros((len(values), L, *values[0].shape[1:]), dtype=values[0].dtype)
+            for row, x in enumerate(values):
+                padded[row, : len(x)] = x
+            token_fields[name] = padded
+    return token_fields, sequence_fields
 
 
 class _DocView:

@@ -29,19 +29,23 @@ Choices:
 - Spans follow SpanBERT: length in words ~ Geometric(p) restricted to 1..max_span (renormalised, mean 3.8
   for p=0.2, max_span=10), the start drawn uniformly over the candidate tokens not yet chosen, until the
   budget is reached; `apply_mask(groups=...)` makes the 80/10/10 decision once per span, as SpanBERT does.
+- Chinese words come from a `Segmenter` (`make_segmenter`, `--segmenter`): jieba by default, or the longest
+  match over a user's word list (`words:FILE`).
 - All randomness comes from a `numpy.random.Generator` passed in; nothing touches global RNG state.
 """
 
 from __future__ import annotations
 
+import hashlib
 import unicodedata
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bertkit.errors import ConfigError
+from bertkit.errors import ConfigError, DataError, require_file
 
 IGNORE_INDEX = -100  # label at positions that are not predicted; cross_entropy's default ignore_index
 
@@ -53,6 +57,9 @@ class MaskingConfig:
     random_token_prob: float = 0.1  # of chosen: replaced by a random non-special token; the rest unchanged
     max_predictions_per_seq: int | None = 20  # Google's cap; None = no cap
     exact_count: bool = True  # True: Google's fixed count per sequence; False: Bernoulli(p) per token
+    span_p: float = 0.2  # SpanBERT: span lengths in words ~ Geometric(span_p) ...
+    max_span: int = 10  # ... restricted to 1..max_span (mean 3.8 for 0.2 and 10)
+    max_ngram: int = 3  # ALBERT: n-grams of 1..max_ngram words, p(n) ∝ 1/n
 
     def __post_init__(self) -> None:
         for name in ("mlm_probability", "mask_token_prob", "random_token_prob"):
@@ -64,6 +71,11 @@ class MaskingConfig:
                 "MaskingConfig.mask_token_prob + random_token_prob must be <= 1, got "
                 f"{self.mask_token_prob} + {self.random_token_prob}"
             )
+        if not 0.0 < self.span_p <= 1.0:
+            raise ConfigError(f"MaskingConfig.span_p must be in (0, 1], got {self.span_p}")
+        for name in ("max_span", "max_ngram"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ConfigError(f"MaskingConfig.{name} must be an int >= 1, got {getattr(self, name)!r}")
         cap = self.max_predictions_per_seq
         if cap is not None and (not isinstance(cap, int) or cap < 1):
             raise ConfigError(f"MaskingConfig.max_predictions_per_seq must be None or an int >= 1, got {cap!r}")
@@ -391,6 +403,70 @@ def segment_words(text: str) -> list[str]:
     return list(jieba.cut(text))
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Segmenters: which characters whole-word masking takes together
+
+
+@dataclass(frozen=True)
+class Segmenter:
+    """A word segmenter, picked by name from `SEGMENTERS` (`--segmenter NAME` or `NAME:ARGUMENT`).
+
+    `key` names what decides its words (jieba's version; the word file's content hash): the cached word starts
+    beside the shards are keyed by it, so another segmenter, or the same file with other words, never reads a
+    cache that a different one wrote.
+    """
+
+    spec: str  # as given: "jieba", "words:FILE"
+    key: str  # "jieba0.42.1", "words-<sha256 of the file, 16 hex>"
+    cut: Callable[[str], list[str]] = field(repr=False, compare=False)
+
+
+def _jieba(argument: str | None) -> Segmenter:
+    import jieba
+
+    if argument is not None:
+        raise ConfigError(f"--segmenter jieba:{argument}: jieba takes no argument; give --segmenter jieba")
+    return Segmenter("jieba", f"jieba{jieba.__version__}", segment_words)
+
+
+def _word_list(argument: str | None) -> Segmenter:
+    """Longest match over the user's words: a domain's terms (drug names, statutes) kept whole where jieba's
+    general dictionary splits them. Forward maximum matching is the simplest segmenter a word list defines,
+    and what a list of terms without frequencies allows; a character that starts no listed word is a word."""
+    if not argument:
+        raise ConfigError("--segmenter words needs its word file: --segmenter words:FILE (one word per line)")
+    require_file(argument, "word file (one word per line)")
+    data = Path(argument).read_bytes()
+    try:
+        words = {w.strip() for w in data.decode("utf-8-sig").splitlines()} - {""}
+    except UnicodeDecodeError as e:
+        raise DataError(f"{argument}: not UTF-8 ({e.reason} at byte {e.start}); convert the word file to UTF-8") from e
+    if not words:
+        raise DataError(f"{argument}: the word file has no words; give one word per line")
+    longest = max(map(len, words))
+
+    def cut(text: str) -> list[str]:
+        out, i = [], 0
+        while i < len(text):
+            n = next((n for n in range(min(longest, len(text) - i), 1, -1) if text[i : i + n] in words), 1)
+            out.append(text[i : i + n])
+            i += n
+        return out
+
+    return Segmenter(f"words:{argument}", f"words-{hashlib.sha256(data).hexdigest()[:16]}", cut)
+
+
+SEGMENTERS: dict[str, Callable[[str | None], Segmenter]] = {"jieba": _jieba, "words": _word_list}
+
+
+def make_segmenter(spec: str) -> Segmenter:
+    """The segmenter `spec` names: "NAME" or "NAME:ARGUMENT" (`words:FILE`), from `SEGMENTERS`."""
+    name, colon, argument = spec.partition(":")
+    if name not in SEGMENTERS:
+        raise ConfigError(f"--segmenter {spec!r}: choose one of jieba, words:FILE (a word list, one word per line)")
+    return SEGMENTERS[name](argument if colon else None)
+
+
 def _normalise(text: str) -> str:
     """What BERT's basic tokenizer does to characters (uncased): lower-case, drop accents and whitespace."""
     if all("\u4e00" <= c <= "\u9fff" for c in text):  # common CJK: nothing to do (the fast path)
@@ -452,14 +528,17 @@ def _is_cjk_char(token: str) -> bool:
 
 
 def sequence_word_ids(
-    tokens: Sequence[str], special_tokens: Sequence[str] = ("[CLS]", "[SEP]", "[PAD]", "[MASK]")
+    tokens: Sequence[str],
+    special_tokens: Sequence[str] = ("[CLS]", "[SEP]", "[PAD]", "[MASK]"),
+    segment: Callable[[str], list[str]] = segment_words,
 ) -> np.ndarray:
-    """(T,) word ids for one model input of WordPiece tokens, Chinese words found by jieba; specials get -1.
+    """(T,) word ids for one model input of WordPiece tokens, Chinese words found by `segment` (jieba unless a
+    `Segmenter`'s `cut` is passed); specials get -1.
 
     What Chinese whole-word masking needs from a sequence that is already tokenised (pretraining shards hold
     ids, not text): each run of tokens between special tokens is turned back into text — CJK characters
     joined directly, other tokens separated by a space, `##` pieces glued to the previous token — segmented
-    with `segment_words`, and matched back with `chinese_word_ids`. So 中华人民共和国 is one word of seven
+    with `segment`, and matched back with `chinese_word_ids`. So 中华人民共和国 is one word of seven
     tokens, `play ##ing` one word of two (as Google's English wwm), and words never cross a [SEP].
     """
     specials = set(special_tokens)
@@ -482,7 +561,7 @@ def sequence_word_ids(
                 parts.append(" " + token)
             else:
                 parts.append(token)
-        ids = chinese_word_ids(run, segment_words("".join(parts)), special_tokens)
+        ids = chinese_word_ids(run, segment("".join(parts)), special_tokens)
         word_ids[i:j] = ids + offset
         offset += int(ids.max(initial=-1)) + 1
         i = j

@@ -42,7 +42,7 @@ whole sentences packed into `[CLS] ... [SEP]` up to `max_seq_length`, one segmen
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -57,6 +57,9 @@ class Instance:
     tokens: np.ndarray  # (T,) int64 token ids: [CLS] A [SEP] B [SEP], or [CLS] A [SEP]
     token_type_ids: np.ndarray  # (T,) int64: 0 for [CLS] A [SEP], 1 for B [SEP]
     is_random_next: bool  # NSP: B comes from another document; SOP: A and B are swapped; else False
+    # Optional named fields an instance builder adds (ERNIE 2.0's task id): a 0-d value per instance, or a (T,)
+    # array per token; they reach the batch under their names (dataset.Epoch).
+    fields: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------------------

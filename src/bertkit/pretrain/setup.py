@@ -1,212 +1,386 @@
 """Everything a pretraining run needs, from a corpus: the tokenizer (trained, given, or the `--init` model's),
 the token shards, the model with its heads, and the training and held-out data.
 
-Recipes (`RECIPES`): each family's pretraining as its paper describes it, as defaults that any flag overrides.
-The family comes from `--recipe`, else from the preset's (or the `--init` model's) `model_type`.
+Recipes (`RECIPES`) are complete rows: each variant's pretraining as its paper describes it (the model it
+builds, objective, masking unit and shares, static or dynamic data, tokenizer, segmenter, Adam β2), with the
+paper each value comes from. A flag overrides a value of the row; `build_pretraining` reads the row and names
+no family. `recipe_table()` prints the table that docs/pretraining.md shows (a test holds the two equal).
 
-| recipe  | objective                         | masking                       | tokenizer      | Adam β2 |
-| ------- | --------------------------------- | ----------------------------- | -------------- | ------- |
-| bert    | MLM + NSP                         | tokens, 80/10/10, static      | WordPiece      | 0.999   |
-| albert  | MLM + SOP                         | n-grams (n ≤ 3, p ∝ 1/n)      | WordPiece      | 0.999   |
-| roberta | MLM on FULL-SENTENCES             | tokens, dynamic               | byte-level BPE | 0.98    |
-| electra | MLM generator + RTD discriminator | tokens, 85% [MASK] / 15% kept | WordPiece      | 0.999   |
-
-ALBERT's paper trained with LAMB at batch 4,096; bertkit uses AdamW for every recipe (the batch sizes a CPU
-takes do not need LAMB's layer-wise trust ratio). ALBERT's sentencepiece vocabulary is replaced by the
-WordPiece one (albert_zh did the same for Chinese).
+Choices:
+- A recipe runs on any family whose transformers classes have the heads it trains (`Recipe.heads` against
+  `hf.FAMILIES[model_type].heads`): RoBERTa's recipe (MLM alone) on a BERT, ALBERT's SOP through a BERT's NSP
+  head; ELECTRA's replaced-token detection only on an ELECTRA, the one family with an RTD head. Without
+  `--recipe` a model gets the first row whose preset is of its family (the table lists each family's own first).
+- ALBERT's paper trained with LAMB at batch 4,096; bertkit uses AdamW for every recipe (the batch sizes a CPU
+  takes do not need LAMB's layer-wise trust ratio). ALBERT's sentencepiece vocabulary is replaced by the
+  WordPiece one (albert_zh did the same for Chinese).
+- This module imports neither torch nor numpy until a run is built: the CLI reads the rows for its choices.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from bertkit.errors import BertkitError
-from bertkit.pretrain.dataset import PretrainingData
-from bertkit.pretrain.objectives import BertPretraining
 
+if TYPE_CHECKING:
+    from bertkit.pretrain.dataset import PretrainingData
+    from bertkit.pretrain.masking import MaskingConfig
+    from bertkit.pretrain.objectives import PretrainingObjective
+
+# `--masking` names -> the masking units of `dataset.MASKING_UNITS`
+MASKING_UNITS = {"token": "token", "wwm": "word", "span": "span", "ngram": "ngram"}
+OBJECTIVES = ("nsp", "sop", "full")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One row: a variant's pretraining, every value a default that the flag of the same name overrides."""
+
+    name: str
+    preset: str  # the model built when neither --preset nor --init is given; its family is the recipe's
+    objective: Literal["nsp", "sop", "full"]  # MLM plus NSP, plus SOP, or MLM alone on full sentences
+    masking: str  # what is chosen: a key of MASKING_UNITS (token, wwm, span, ngram)
+    dynamic: bool  # fresh masks every epoch, else `dupe_factor` static copies cycled
+    beta2: float  # Adam's β2 (AdamW, weight decay 0.01, ε 1e-6 for every recipe)
+    source: str  # the paper (and code) the row's values come from
+    generator_size: float | None = None  # ELECTRA's replaced-token detection: the MLM generator's width fraction
+    tokenizer: Literal["wordpiece", "bpe"] = "wordpiece"  # the vocabulary a new model trains on the corpus
+    segmenter: str = "jieba"  # finds the words that wwm / span / n-gram masking takes whole (`--segmenter`)
+    dupe_factor: int = 5  # static masking: versions of the data
+    mlm_probability: float = 0.15  # of the maskable tokens, chosen for prediction
+    mask_share: float = 0.8  # of the chosen: [MASK]
+    random_share: float = 0.1  # of the chosen: a random token; the rest is kept unchanged
+    span_p: float = 0.2  # span masking: lengths in words ~ Geometric(span_p) up to max_span (SpanBERT)
+    max_span: int = 10
+    max_ngram: int = 3  # n-gram masking: n <= max_ngram words, p(n) ∝ 1/n (ALBERT)
+    sources: dict[str, str] = field(default_factory=dict, compare=False)  # a value's source where it differs
+
+    @property
+    def heads(self) -> tuple[str, ...]:
+        """The heads the model's family must have (`hf.FAMILIES[...].heads`) for this recipe's objectives."""
+        return ("mlm",) + (("nsp",) if self.objective != "full" else ()) + (("rtd",) if self.generator_size else ())
+
+    def masking_config(self) -> MaskingConfig:
+        from bertkit.pretrain.masking import MaskingConfig
+
+        return MaskingConfig(
+            mlm_probability=self.mlm_probability,
+            mask_token_prob=self.mask_share,
+            random_token_prob=self.random_share,
+            exact_count=not self.dynamic,  # Google's fixed count for static copies, Bernoulli(p) when dynamic
+            span_p=self.span_p,
+            max_span=self.max_span,
+            max_ngram=self.max_ngram,
+        )
+
+    def describe(self) -> dict[str, str]:
+        """The row in words: the columns of `recipe_table` (and of `bertkit pretrain --help`)."""
+        pairs = {"nsp": "MLM + NSP", "sop": "MLM + SOP", "full": "MLM on full sentences"}
+        objective = pairs[self.objective]
+        if self.generator_size:
+            objective = f"RTD + MLM generator ({self.generator_size:g} wide), full sentences"
+        unit = {
+            "token": "tokens",
+            "wwm": "whole words",
+            "span": f"spans (geometric p={self.span_p:g}, ≤ {self.max_span} words)",
+            "ngram": f"n-grams (n ≤ {self.max_ngram}, p ∝ 1/n)",
+        }[self.masking]
+        keep = 1 - self.mask_share - self.random_share
+        shares = f"{self.mask_share:.0%} [MASK] / {self.random_share:.0%} random / {keep:.0%} kept"
+        return {
+            "recipe": self.name,
+            "preset": self.preset,
+            "objective": objective,
+            "masking": f"{unit}, {shares}",
+            "data": "dynamic" if self.dynamic else f"static × {self.dupe_factor}",
+            "tokenizer": {"wordpiece": "WordPiece", "bpe": "byte-level BPE"}[self.tokenizer],
+            "segmenter": self.segmenter,
+            "Adam β2": f"{self.beta2:g}",
+            "source": self.source + "".join(f"; {k}: {v}" for k, v in self.sources.items()),
+        }
+
+
+GOOGLE_BERT = "Devlin et al. 2019 (BERT), google-research/bert create_pretraining_data.py"
 RECIPES = {
-    "bert": dict(preset="bert-mini-chinese", objective="nsp", masking="token", dynamic=False, beta2=0.999),
-    "albert": dict(preset="albert-tiny-chinese", objective="sop", masking="ngram", dynamic=False, beta2=0.999),
-    "roberta": dict(preset="roberta-mini-chinese", objective="full", masking="token", dynamic=True, beta2=0.98),
-    "electra": dict(preset="electra-small-chinese", objective="full", masking="token", dynamic=True, beta2=0.999),
+    r.name: r
+    for r in (
+        Recipe("bert", "bert-mini-chinese", "nsp", "token", dynamic=False, beta2=0.999, source=GOOGLE_BERT),
+        Recipe(
+            "albert",
+            "albert-tiny-chinese",
+            "sop",
+            "ngram",
+            dynamic=False,
+            beta2=0.999,
+            source="Lan et al. 2020 (ALBERT), google-research/albert",
+            sources={"tokenizer": "albert_zh (WordPiece, not sentencepiece)", "optimizer": "AdamW, not LAMB"},
+        ),
+        Recipe(
+            "roberta",
+            "roberta-mini-chinese",
+            "full",
+            "token",
+            dynamic=True,
+            beta2=0.98,
+            tokenizer="bpe",
+            source="Liu et al. 2019 (RoBERTa): FULL-SENTENCES, dynamic masking, β2 0.98, byte-level BPE",
+        ),
+        Recipe(
+            "electra",
+            "electra-small-chinese",
+            "full",
+            "token",
+            dynamic=True,
+            beta2=0.999,
+            generator_size=0.25,
+            mask_share=0.85,
+            random_share=0.0,
+            source="Clark et al. 2020 (ELECTRA), google-research/electra: 85% [MASK] / 15% kept, generator 1/4",
+        ),
+    )
 }
+
+
+def recipe_table() -> str:
+    """The recipes as a Markdown table, one row each (docs/pretraining.md holds this text)."""
+    rows = [r.describe() for r in RECIPES.values()]
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    lines += ["| " + " | ".join(row.values()) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def recipe_help() -> str:
+    """The recipes in one line for `bertkit pretrain --help`."""
+    rows = (r.describe() | {"unit": r.masking} for r in RECIPES.values())
+    return "; ".join(f"{d['recipe']}: {d['objective']}, {d['unit']} masking, {d['data']}, {d['preset']}" for d in rows)
+
+
+def preset_family(preset: str) -> str:
+    from bertkit.config import PRESETS
+
+    if preset not in PRESETS:
+        raise BertkitError(f"--preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    return PRESETS[preset].get("model_type", "bert")
 
 
 def resolve_recipe(
     recipe: str | None = None,
     preset: str | None = None,
     init: str | None = None,
-    objective: str | None = None,
-    masking: str | None = None,
-    dynamic: bool | None = None,
-) -> dict:
-    """The settings of a run: the recipe's defaults, then whatever was given. The recipe must match the model's
-    family: an ALBERT recipe on a BERT preset would build one thing and train another."""
-    from bertkit.config import FAMILY_NAMES, PRESETS, BertConfig
+    **flags,
+) -> Recipe:
+    """The run's recipe: the named row (else the first row of the model's family), with the flags given (not None)
+    put in: objective, masking, dynamic, dupe_factor, generator_size, segmenter. The model's family must have the
+    heads the result trains; a flag the recipe would ignore is refused."""
+    from bertkit.config import FAMILY_NAMES, BertConfig
+    from bertkit.hf import FAMILIES
 
+    if recipe is not None and recipe not in RECIPES:
+        raise BertkitError(f"--recipe {recipe!r}: choose one of {', '.join(RECIPES)}")
     family = None
     if init is not None:
         family = BertConfig.from_json(Path(init) / "config.json").model_type
     elif preset is not None:
-        if preset not in PRESETS:
-            raise BertkitError(f"--preset {preset!r}: choose one of {', '.join(PRESETS)}")
-        family = PRESETS[preset].get("model_type", "bert")
-    if recipe is not None and recipe not in RECIPES:
-        raise BertkitError(f"--recipe {recipe!r}: choose one of {', '.join(RECIPES)}")
-    if recipe is not None and family is not None and recipe != family:
-        what = f"--init {init}" if init else f"--preset {preset}"
+        family = preset_family(preset)
+    if recipe is None:
+        recipe = next((r.name for r in RECIPES.values() if family in (None, preset_family(r.preset))), "bert")
+    given = {k: v for k, v in flags.items() if v is not None}
+    if "generator_size" in given and not RECIPES[recipe].generator_size:
+        raise BertkitError(f"--generator-size sizes ELECTRA's generator; this run's recipe is {recipe}, which has none")
+    row = replace(RECIPES[recipe], **given, **({"preset": preset} if preset is not None else {}))
+    if row.objective not in OBJECTIVES:
+        raise BertkitError(f"--objective {row.objective!r}: choose one of {', '.join(OBJECTIVES)}")
+    if row.masking not in MASKING_UNITS:
+        raise BertkitError(f"--masking {row.masking!r}: choose one of {', '.join(MASKING_UNITS)}")
+    if "dupe_factor" in given and row.dynamic:
+        raise BertkitError("--dupe-factor counts static masked copies; this run masks afresh each epoch (dynamic)")
+    if "segmenter" in given and row.masking == "token":
         raise BertkitError(
-            f"{what} is a {FAMILY_NAMES[family]} model but --recipe is {recipe}; give a {recipe} preset "
-            f"(e.g. {RECIPES[recipe]['preset']}) or leave --recipe out"
+            "--segmenter finds the words that --masking wwm, span and ngram take whole; this run masks single tokens"
         )
-    recipe = recipe or family or "bert"
-    settings = dict(RECIPES[recipe], recipe=recipe)
-    if preset is not None:
-        settings["preset"] = preset
-    for name, value in (("objective", objective), ("masking", masking), ("dynamic", dynamic)):
-        if value is not None:
-            settings[name] = value
-    if recipe in ("roberta", "electra") and settings["objective"] != "full":
+    family = family or preset_family(row.preset)
+    missing = [h for h in row.heads if h not in FAMILIES[family].heads]
+    if missing:
+        head = missing[0]
+        what = f"--init {init}" if init else f"--preset {row.preset}"
+        having = " or ".join(FAMILY_NAMES[f] for f, fam in FAMILIES.items() if head in fam.heads)
+        trains = f"--objective {row.objective}" if head == "nsp" else f"--recipe {row.name}"
+        instead = "give --objective full (MLM alone)" if head == "nsp" else "give another --recipe"
+        other = "a model folder" if init else "a preset"
         raise BertkitError(
-            f"--objective {settings['objective']}: {FAMILY_NAMES[recipe]} has no sentence-pair head in "
-            "transformers; it pretrains with --objective full"
+            f"{what}: {FAMILY_NAMES[family]} has no {HEAD_NAMES.get(head, head)} head in transformers, and "
+            f"{trains} trains one; {instead}, or {other} of {having}"
         )
-    return settings
+    return row
+
+
+HEAD_NAMES = {"nsp": "sentence-pair (NSP / SOP)", "rtd": "replaced-token-detection (rtd)", "mlm": "masked-LM (mlm)"}
 
 
 def build_pretraining(
     corpus: list[str],
-    preset: str = "bert-mini-chinese",
+    recipe: Recipe | str = "bert",
     init: str | None = None,
     tokenizer_path: str | None = None,
     vocab_size: int = 8000,
     max_seq_length: int = 128,
-    objective: Literal["nsp", "sop", "full"] = "nsp",
-    masking: str = "token",
-    dynamic: bool = False,
-    dupe_factor: int = 5,
     eval_fraction: float = 0.02,
     label_smoothing: float = 0.0,
     seed: int = 0,
     cache_dir: str | None = None,
     progress: bool = True,
-    generator_size: float = 0.25,
     chunk_tokens: int = 1_000_000,
     **config_overrides,
-) -> tuple[BertPretraining, object, PretrainingData, PretrainingData | None]:
-    """Everything `pretrain` needs, from a corpus: tokenizer, token shards, model, train/held-out data.
+) -> tuple[PretrainingObjective, object, PretrainingData, PretrainingData | None]:
+    """Everything `pretrain` needs, from a corpus and a recipe (a row of `RECIPES` or its name; `resolve_recipe`
+    gives one with the flags put in): tokenizer, token shards, model with its objective, train/held-out data.
 
     The tokenizer comes from `init` (continued pretraining of that model), else `tokenizer_path`, else a
-    new vocabulary of `vocab_size` trained on the corpus and saved with the model: WordPiece, or byte-level
-    BPE for a RoBERTa preset. An ELECTRA preset builds the generator (`generator_size` of its width) and the
-    discriminator (`ElectraPretraining`).
+    new vocabulary of `vocab_size` trained on the corpus and saved with the model, of the recipe's kind
+    (WordPiece or byte-level BPE). A recipe with replaced-token detection builds ELECTRA's generator
+    (`generator_size` of the width) and discriminator (`ElectraPretraining`).
     """
-    from bertkit.config import PRESETS, from_preset
-    from bertkit.hf import check_vocab_fits, load_pretrained
-    from bertkit.model import BertEncoder, MLMHead, NSPHead, RTDHead
-    from bertkit.pretrain.corpus import read_documents, resolve_corpus
-    from bertkit.pretrain.dataset import Vocab, split_documents
-    from bertkit.pretrain.masking import MaskingConfig
-    from bertkit.pretrain.objectives import ElectraPretraining, electra_generator_config
-    from bertkit.pretrain.shards import MarkedDocuments, build_shards, word_starts
-    from bertkit.tokenizer import Tokenizer
+    from bertkit.hf import check_vocab_fits
+    from bertkit.pretrain.corpus import resolve_corpus
+    from bertkit.pretrain.dataset import PretrainingData
 
+    recipe = RECIPES[recipe] if isinstance(recipe, str) else recipe
     if chunk_tokens < 0:
         raise BertkitError(f"--chunk-tokens must be 0 (the whole epoch at once) or more, got {chunk_tokens}")
-    if dupe_factor < 1:
-        raise BertkitError(f"--dupe-factor must be at least 1 (versions of the masked data), got {dupe_factor}")
-    units = {"token": "token", "wwm": "word", "span": "span", "ngram": "ngram"}
-    if masking not in units:
-        raise BertkitError(f"--masking {masking!r}: choose one of {', '.join(units)}")
+    if recipe.dupe_factor < 1:
+        raise BertkitError(f"--dupe-factor must be at least 1 (versions of the masked data), got {recipe.dupe_factor}")
+    if recipe.masking not in MASKING_UNITS:
+        raise BertkitError(f"--masking {recipe.masking!r}: choose one of {', '.join(MASKING_UNITS)}")
+    if not 0.0 <= label_smoothing < 1.0:
+        raise BertkitError(f"--label-smoothing must be in [0, 1), got {label_smoothing}")
     source = resolve_corpus(corpus)
     if init is not None:
-        ckpt = load_pretrained(init)
-        if ckpt.tokenizer is None:
-            raise BertkitError(f"{init}: the model folder has no vocab.txt or tokenizer.json")
-        tokenizer, encoder, config = ckpt.tokenizer, ckpt.encoder, ckpt.config
-        heads = ckpt.heads
-        if config.model_type == "electra":
-            raise BertkitError(
-                f"{init}: continued ELECTRA pretraining needs its generator too, which --init does not read yet; "
-                "fine-tune the discriminator, or pretrain an ELECTRA from scratch"
-            )
-        if encoder.pooler is None and objective != "full":
-            # An MLM-only model (BertForMaskedLM has no pooler) gets a fresh one for NSP / SOP, initialised as
-            # a new model's would be, just as its NSP head starts fresh.
-            import torch.nn as nn
-
-            from bertkit.model import init_weights
-
-            encoder.pooler = nn.Linear(config.hidden_size, config.hidden_size)
-            init_weights(encoder.pooler, config.initializer_range)
-            print(f"{init}: the model has no pooler; --objective {objective} trains a new one")
+        tokenizer, encoder, heads = _continued_model(init, recipe)
     else:
-        family = PRESETS.get(preset, {}).get("model_type", "bert")
-        if tokenizer_path is not None:
-            from bertkit.vocab import load_tokenizer
-
-            tokenizer = load_tokenizer(tokenizer_path)
-        else:
-            sentences = (s for doc in read_documents(source) for s in doc)
-            if family == "roberta":
-                from bertkit.bpe import ByteLevelBPETokenizer
-
-                tokenizer = ByteLevelBPETokenizer.train(sentences, vocab_size=vocab_size)
-            else:
-                tokenizer = Tokenizer.train(sentences, vocab_size=vocab_size, show_progress=False)
-        config = from_preset(
-            preset, vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_token_id, **config_overrides
-        )
-        # A pooler only where a sentence-level head reads it: BertForMaskedLM & co. have none.
-        encoder, heads = BertEncoder(config, add_pooler=objective != "full"), {}
+        tokenizer, encoder, heads = _new_model(source, recipe, tokenizer_path, vocab_size, config_overrides)
+    config = encoder.config
     check_vocab_fits(tokenizer, config, init or "the model")
     if max_seq_length > config.max_length:
         raise BertkitError(
             f"--max-seq-length {max_seq_length} is more than the model's max_position_embeddings ({config.max_length})"
         )
     cache = Path(cache_dir or os.environ.get("BERTKIT_CACHE", Path.home() / ".cache" / "bertkit"))
-    shards = build_shards(source, tokenizer, cache / "shards", progress=progress)
-    train_ids, eval_ids = split_documents(len(shards), eval_fraction, seed)
-    vocab = Vocab.of(tokenizer)
-    documents = shards
-    if units[masking] != "token":  # find the words once per corpus; they then ride along on the token ids
-        documents = MarkedDocuments(shards, word_starts(shards, vocab.tokens, progress=progress))
-    if not 0.0 <= label_smoothing < 1.0:
-        raise BertkitError(f"--label-smoothing must be in [0, 1), got {label_smoothing}")
-    masking_config = MaskingConfig(exact_count=not dynamic)
-    if config.model_type == "electra":
-        from bertkit.errors import ConfigError
-
-        try:
-            gen_config = electra_generator_config(config, generator_size)
-        except ConfigError as e:
-            raise BertkitError(str(e)) from None
-        model = ElectraPretraining(
-            BertEncoder(gen_config, add_pooler=False),
-            MLMHead(gen_config),
-            encoder,
-            RTDHead(config),
-            label_smoothing=label_smoothing,
-        )
-        # ELECTRA's masking: 85% [MASK], 15% kept, no random tokens (the generator supplies the replacements).
-        masking_config = MaskingConfig(mask_token_prob=0.85, random_token_prob=0.0, exact_count=not dynamic)
-    else:
-        mlm = heads.get("mlm") or MLMHead(config)
-        nsp = None if objective == "full" else (heads.get("nsp") or NSPHead(config))
-        model = BertPretraining(encoder, mlm, nsp, label_smoothing=label_smoothing)
-    common = dict(
-        documents=documents,
-        vocab=vocab,
-        max_seq_length=max_seq_length,
-        objective=objective,
-        masking=masking_config,
-        unit=units[masking],
-        seed=seed,
-    )
+    common = _data(source, tokenizer, recipe, cache, max_seq_length, eval_fraction, seed, progress)
+    model = _objective(recipe, encoder, heads, label_smoothing)
+    train_ids, eval_ids = common.pop("split")
     train_data = PretrainingData(
-        doc_ids=train_ids, dynamic=dynamic, dupe_factor=dupe_factor, chunk_tokens=chunk_tokens, **common
+        doc_ids=train_ids, dynamic=recipe.dynamic, dupe_factor=recipe.dupe_factor, chunk_tokens=chunk_tokens, **common
     )
     eval_data = PretrainingData(doc_ids=eval_ids, **common) if len(eval_ids) else None
     return model, tokenizer, train_data, eval_data
+
+
+def _continued_model(init: str, recipe: Recipe) -> tuple:
+    """(tokenizer, encoder, heads) of the `--init` folder, continued as it is."""
+    from bertkit.hf import load_pretrained
+
+    ckpt = load_pretrained(init)
+    if ckpt.tokenizer is None:
+        raise BertkitError(f"{init}: the model folder has no vocab.txt or tokenizer.json")
+    if recipe.generator_size:
+        raise BertkitError(
+            f"{init}: continued ELECTRA pretraining needs its generator too, which --init does not read yet; "
+            "fine-tune the discriminator, or pretrain an ELECTRA from scratch"
+        )
+    encoder = ckpt.encoder
+    if encoder.pooler is None and recipe.objective != "full":
+        # An MLM-only model (BertForMaskedLM has no pooler) gets a fresh one for NSP / SOP, initialised as a new
+        # model's would be, just as its NSP head starts fresh.
+        import torch.nn as nn
+
+        from bertkit.model import init_weights
+
+        encoder.pooler = nn.Linear(ckpt.config.hidden_size, ckpt.config.hidden_size)
+        init_weights(encoder.pooler, ckpt.config.initializer_range)
+        print(f"{init}: the model has no pooler; --objective {recipe.objective} trains a new one")
+    return ckpt.tokenizer, encoder, ckpt.heads
+
+
+def _new_model(source, recipe: Recipe, tokenizer_path: str | None, vocab_size: int, overrides: dict) -> tuple:
+    """(tokenizer, encoder, no heads) of a new model: the recipe's preset and tokenizer kind, or the given one."""
+    from bertkit.config import from_preset
+    from bertkit.model import BertEncoder
+    from bertkit.pretrain.corpus import read_documents
+
+    if tokenizer_path is not None:
+        from bertkit.vocab import load_tokenizer
+
+        tokenizer = load_tokenizer(tokenizer_path)
+    else:
+        sentences = (s for doc in read_documents(source) for s in doc)
+        if recipe.tokenizer == "bpe":
+            from bertkit.bpe import ByteLevelBPETokenizer
+
+            tokenizer = ByteLevelBPETokenizer.train(sentences, vocab_size=vocab_size)
+        else:
+            from bertkit.tokenizer import Tokenizer
+
+            tokenizer = Tokenizer.train(sentences, vocab_size=vocab_size, show_progress=False)
+    config = from_preset(
+        recipe.preset, vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_token_id, **overrides
+    )
+    # A pooler only where a sentence-level head reads it: BertForMaskedLM & co. have none.
+    return tokenizer, BertEncoder(config, add_pooler=recipe.objective != "full"), {}
+
+
+def _objective(recipe: Recipe, encoder, heads: dict, label_smoothing: float) -> PretrainingObjective:
+    """The recipe's objective over the encoder: ELECTRA's generator and discriminator when it detects replaced
+    tokens, else MLM with an NSP / SOP head unless it trains on full sentences alone."""
+    from bertkit.errors import ConfigError
+    from bertkit.model import BertEncoder, MLMHead, NSPHead, RTDHead
+    from bertkit.pretrain.objectives import BertPretraining, ElectraPretraining, electra_generator_config
+
+    config = encoder.config
+    if recipe.generator_size:
+        try:
+            gen_config = electra_generator_config(config, recipe.generator_size)
+        except ConfigError as e:
+            raise BertkitError(str(e)) from None
+        generator = BertEncoder(gen_config, add_pooler=False)
+        return ElectraPretraining(
+            generator, MLMHead(gen_config), encoder, RTDHead(config), label_smoothing=label_smoothing
+        )
+    mlm = heads.get("mlm") or MLMHead(config)
+    nsp = None if recipe.objective == "full" else (heads.get("nsp") or NSPHead(config))
+    return BertPretraining(encoder, mlm, nsp, label_smoothing=label_smoothing)
+
+
+def _data(
+    source, tokenizer, recipe: Recipe, cache: Path, max_seq_length: int, eval_fraction: float, seed: int, progress: bool
+) -> dict:
+    """The token shards (word starts on them when the masking takes words whole) and what both splits share."""
+    from bertkit.pretrain.dataset import Vocab, split_documents
+    from bertkit.pretrain.masking import make_segmenter
+    from bertkit.pretrain.shards import MarkedDocuments, build_shards, word_starts
+
+    shards = build_shards(source, tokenizer, cache / "shards", progress=progress)
+    vocab = Vocab.of(tokenizer)
+    unit = MASKING_UNITS[recipe.masking]
+    documents, segmenter = shards, None
+    if unit != "token":  # find the words once per corpus and segmenter; they then ride along on the token ids
+        segmenter = make_segmenter(recipe.segmenter)
+        documents = MarkedDocuments(shards, word_starts(shards, vocab.tokens, progress, segmenter))
+    return dict(
+        split=split_documents(len(shards), eval_fraction, seed),
+        documents=documents,
+        vocab=vocab,
+        max_seq_length=max_seq_length,
+        objective=recipe.objective,
+        masking=recipe.masking_config(),
+        unit=unit,
+        seed=seed,
+        segmenter=segmenter,
+    )
+
+
+if __name__ == "__main__":  # `python -m bertkit.pretrain.setup`: the table docs/pretraining.md shows
+    print(recipe_table())

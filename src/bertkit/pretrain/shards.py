@@ -52,6 +52,7 @@ from bertkit.pretrain.corpus import (
     iter_documents,
     resolve_corpus,
 )
+from bertkit.pretrain.masking import Segmenter, make_segmenter, sequence_word_ids
 from bertkit.tokenizer import Tokenizer
 
 FORMAT_VERSION = 1
@@ -286,19 +287,19 @@ def _encode_into(tokens_file: BinaryIO, tokenizer: Tokenizer, sentences: list[st
 WORD_START_BIT = 1 << 24  # set on a token id that begins a word (see MarkedDocuments); ids are < 2**24
 
 
-def word_starts(shards: TokenShards, tokens: Sequence[str], progress: bool = True) -> np.ndarray:
-    """(num_tokens,) uint8 memory map: 1 where a token begins a word, cached as `word_starts.bin` in the shards.
+def word_starts(
+    shards: TokenShards, tokens: Sequence[str], progress: bool = True, segmenter: Segmenter | None = None
+) -> np.ndarray:
+    """(num_tokens,) uint8 memory map: 1 where a token begins a word, cached as `word_starts-KEY.bin` in the shards.
 
-    Words are what `masking.sequence_word_ids` finds in each sentence: jieba words for Chinese, `##`-joined
-    word pieces otherwise. Segmenting is the slow part of whole-word masking (jieba manages ~100k characters a
-    second), and a sentence's words never change, so it is done once per corpus and tokenizer, like the
-    shards themselves, and written atomically (temp file, then rename).
+    Words are what `masking.sequence_word_ids` finds in each sentence with `segmenter` (jieba when None) for
+    Chinese, `##`-joined word pieces otherwise. Segmenting is the slow part of whole-word masking (jieba manages
+    ~100k characters a second), and a sentence's words never change, so it is done once per corpus, tokenizer
+    and segmenter, like the shards themselves, and written atomically (temp file, then rename). KEY is the
+    segmenter's `key` (jieba's version, a word file's content hash): another segmenter never reads this cache.
     """
-    import jieba
-
-    from bertkit.pretrain.masking import sequence_word_ids
-
-    path = shards.folder / f"word_starts-jieba{jieba.__version__}.bin"
+    segmenter = segmenter or make_segmenter("jieba")
+    path = shards.folder / f"word_starts-{segmenter.key}.bin"
     n = shards.num_tokens
     if path.is_file() and path.stat().st_size == n:
         return np.memmap(path, dtype=np.uint8, mode="r", shape=(n,))
@@ -308,13 +309,13 @@ def word_starts(shards: TokenShards, tokens: Sequence[str], progress: bool = Tru
         with open(tmp, "wb") as f:
             for s in tqdm(
                 range(len(offsets) - 1),
-                desc="finding words (jieba)",
+                desc=f"finding words ({segmenter.spec})",
                 unit="sent",
                 disable=not progress,
                 mininterval=0.5 if sys.stderr.isatty() else 30,
             ):
                 ids = shards.tokens[offsets[s] : offsets[s + 1]]
-                w = sequence_word_ids([tokens[i] for i in ids], special_tokens=("[UNK]",))  # (n,)
+                w = sequence_word_ids([tokens[i] for i in ids], ("[UNK]",), segmenter.cut)  # (n,)
                 starts = np.ones(len(w), dtype=np.uint8)
                 starts[1:] = w[1:] != w[:-1]
                 f.write(starts.tobytes())
