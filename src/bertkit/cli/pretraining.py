@@ -213,14 +213,14 @@ def pretrain_cmd(
     )
     summary = pretrain(model, tok, train_data, eval_data, cfg, resume=resume)
     ev = summary["eval"]
-    if ev:
+    if "cloze_accuracy" in ev:  # the objective's other held-out figures are in metrics.jsonl
         say(
             f"held-out MLM accuracy at [MASK] {ev['cloze_accuracy']:.3f} "
             f"(unigram baseline {ev['unigram_accuracy']:.3f}), "
             f"loss {ev['mlm_loss']:.3f}"
             + (f", {row.objective.upper()} accuracy {ev['nsp_accuracy']:.3f}" if "nsp_accuracy" in ev else "")
             + (
-                f", replaced-token detection accuracy {ev['rtd_accuracy']:.3f}, recall {ev['rtd_recall']:.3f}"
+                f", replaced-token detection accuracy {ev['rtd_accuracy']:.3f}, recall {ev.get('rtd_recall', 0):.3f}"
                 if "rtd_accuracy" in ev
                 else ""
             )
