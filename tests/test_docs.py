@@ -1,5 +1,6 @@
 """The docs say what the code does: every `bertkit` command shown in README.md and docs/*.md parses with the CLI's
-own parser, the README stays short, and no page or module tells history (work periods or ticket numbers).
+own parser and, cut to a few steps of a tiny model, runs (the smoke section below), the README stays short, and
+no page or module tells history (work periods or ticket numbers).
 
 A command is a line of a fenced code block that runs `bertkit ...` (after an optional `$ ` prompt and `NAME=value`
 assignments), `torchrun ... -m bertkit.cli ...` or `python -m bertkit.cli ...`, also after a pipe. Lines ending in
@@ -7,11 +8,19 @@ assignments), `torchrun ... -m bertkit.cli ...` or `python -m bertkit.cli ...`, 
 redirection.
 """
 
+import csv
+import dataclasses
+import functools
+import glob
+import io
+import itertools
 import re
 import shlex
+import sys
 from pathlib import Path
 
 import pytest
+from helpers import one_thread  # noqa: F401  (tiny models: one thread)
 
 import bertkit.cli  # noqa: F401  (importing registers the commands)
 from bertkit.cli.table import build_parser
@@ -136,3 +145,136 @@ def test_no_history_in_docs_or_code():
             if HISTORY.search(line):
                 told.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert not told, "history belongs in the git log, not in docs or code:\n" + "\n".join(told)
+
+
+# ---- smoke: the documented commands run ----------------------------------------------------------------------
+# Each distinct documented command runs in-process in one shared working folder, so that the `runs/pd/model` one
+# command writes is the model the next one reads (producers run first), with its sizes cut by the tables below
+# and the built-in corpora cut to their first SMOKE_DOCUMENTS documents. All of it takes about a minute on 2 cores.
+
+TINY = "<tiny>"  # the model the `smoke_folder` fixture pretrains once
+# Placeholders in the docs -> what the smoke run gives them: TINY, or a path in the working folder.
+SUBSTITUTE = {
+    "path/to/bert-base-chinese": TINY,
+    "path/to/all-MiniLM-L6-v2": TINY,  # tests/test_embed.py and test_export.py run the real one
+    "path/to/any/hf-bert-folder": TINY,
+    "M": TINY,
+    "runs/pretrain-zh/model": TINY,  # results.md's model comes from `make pretrain-zh`, not a documented line
+    "/shared/corpus": "corpus",  # the user's text folder (the fixture writes corpus/, my-texts/, legal/)
+    "/shared/runs/base": "runs/shared-base",
+}
+# Flags forced on every run of a command (replacing the documented value): a few steps, short sequences. A run
+# ends at step 3 with its step-2 checkpoint kept, as if interrupted, so that the documented --resume has one.
+SHRINK = {
+    "pretrain": {"--steps": "3", "--batch-size": "4", "--eval-every": "3", "--save-every": "2"},
+    "finetune": {"--epochs": "1", "--max-train-examples": "32", "--max-eval-examples": "16", "--max-seq-length": "32"},
+    "baseline": {"--max-train-examples": "32", "--max-eval-examples": "16"},  # `compare` needs finetune's test set
+    "evaluate": {"--max-eval-examples": "16"},
+}
+NEW_MODEL = {"--hidden-size": "64", "--num-hidden-layers": "2", "--vocab-size": "1000"}  # pretrain without --init
+SHORT = {"--max-seq-length": "32"}  # pretrain without --phases (which sets its own lengths)
+SMOKE_DOCUMENTS = 200
+# Documented commands that are only parsed, one reason each (keyed by command, or by --task).
+PARSE_ONLY = {
+    "serve": "a server runs until stopped; tests/test_serve.py starts the real process",
+    "qa": "needs the user's SQuAD / CMRC files; tests/test_qa.py runs the task on its own fixture",
+    "multiple-choice": "needs the user's multiple-choice file; tests/test_finetune_loop.py runs the task",
+}
+STAGE = {"pretrain": 0, "tokenizer": 0, "baseline": 1, "finetune": 1}  # producers before the readers of their runs
+
+
+def shrunk(args: list[str]) -> list[str]:
+    """`args` with placeholders substituted and sizes cut (SUBSTITUTE, SHRINK, NEW_MODEL, SHORT)."""
+    args = [SUBSTITUTE.get(a, a) for a in args]
+    forced = dict(SHRINK.get(args[0], {}))
+    if args[0] == "pretrain":
+        forced |= {} if "--init" in args else NEW_MODEL
+        forced |= {} if "--phases" in args else SHORT
+        if "--tokenizer" in args:
+            forced.pop("--vocab-size", None)
+    for flag, value in forced.items():
+        if flag in args:
+            args[args.index(flag) + 1] = value
+        else:
+            args += [flag, value]
+    return args
+
+
+def smoke_plan() -> list[tuple[str, list[str], str | None]]:
+    """(name, shrunk args, why it is only parsed or None) for each distinct documented command, producers first.
+
+    Each page is a session of its own: a run that another page already wrote to the same --out (README's and
+    fine-tuning.md's `runs/sent`) gets `-<page>` added, unless the command says --overwrite or --resume."""
+    plan, seen, written, parsed_only = [], set(), set(), {}
+    for name, args in sorted(COMMANDS, key=lambda c: STAGE.get(c[1][0] if c[1] else "", 2)):
+        run = shrunk(args)
+        if "--help" in args or tuple(run) in seen:
+            continue
+        seen.add(tuple(run))
+        task = run[run.index("--task") + 1] if "--task" in run[:-1] else ""
+        reason = PARSE_ONLY.get(run[0]) or PARSE_ONLY.get(task)
+        read = [a for a in run if a in parsed_only]
+        if read and not reason:
+            reason = f"reads {read[0]}, which only a parse-only command ({parsed_only[read[0]]}) writes"
+        if "--out" in run[:-1]:
+            at = run.index("--out") + 1
+            if run[at] in written and not {"--overwrite", "--resume"} & set(run):
+                run[at] += "-" + Path(name.split(":")[0]).stem
+            written.add(run[at])
+            if reason:
+                parsed_only |= {run[at]: name, f"{run[at]}/model": name}
+        plan.append((name, run, reason))
+    return plan
+
+
+SMOKE = smoke_plan()
+
+
+@pytest.fixture(scope="module")
+def smoke_folder(tmp_path_factory):
+    """The shared working folder with the user's files the docs name, the built-in corpora cut short, and the
+    tiny model pretrained once."""
+    from bertkit.builtin import peoples_daily_lines, sentiment_reviews
+    from bertkit.cli import main
+    from bertkit.pretrain.corpus import BUILTIN_CORPORA
+
+    root = tmp_path_factory.mktemp("docs-smoke")
+    lines = ["".join(w for w, _ in line) for line in itertools.islice(peoples_daily_lines(), 300)]
+    for folder in ("corpus", "my-texts", "legal"):
+        (root / folder).mkdir()
+        (root / folder / "part.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (root / "texts.txt").write_text("\n".join(lines[:4]) + "\n", encoding="utf-8")
+    (root / "terms.txt").write_text("北京\n人民日报\n", encoding="utf-8")
+    with open(root / "train.csv", "w", encoding="utf-8", newline="") as f:  # fine-tuning.md's column names
+        rows = csv.writer(f)
+        rows.writerow(["review", "stars", "a", "b", "score"])
+        for i, (text, label) in enumerate(sentiment_reviews()[0][:48]):
+            rows.writerow([text, label, text[:9], text[-9:], i % 5])
+    (root / "dev.csv").write_bytes((root / "train.csv").read_bytes())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BERTKIT_CACHE", str(root / "cache"))
+        for name, corpus in BUILTIN_CORPORA.items():
+            cut = functools.partial(_first_documents, corpus.reader)
+            mp.setitem(BUILTIN_CORPORA, name, dataclasses.replace(corpus, reader=cut))
+        tiny = ["pretrain", "--out", str(root / "tiny"), "--corpus", str(root / "corpus")]
+        assert main(shrunk(tiny)) == 0
+        yield root
+
+
+def _first_documents(reader, path, counter):
+    return itertools.islice(reader(path, counter), SMOKE_DOCUMENTS)
+
+
+@pytest.mark.parametrize("name,args,reason", SMOKE, ids=[name for name, _, _ in SMOKE])
+def test_documented_command_runs(name, args, reason, smoke_folder, monkeypatch, capsys):
+    from bertkit.cli import main
+
+    if reason:
+        pytest.skip(reason)
+    monkeypatch.chdir(smoke_folder)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("我喜欢吃苹果\nhello\n".encode())))  # embed's '-'
+    args = [str(smoke_folder / "tiny" / "model") if a == TINY else a for a in args]
+    args = [b for a in args for b in (sorted(glob.glob(a)) if "*" in a else [a]) or [a]]  # as the shell expands
+    code = main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 0, f"`bertkit {shlex.join(args)}` exited {code}: {err[-1:]}"

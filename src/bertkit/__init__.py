@@ -4,7 +4,7 @@ The top-level names are for the habits of people who come from `transformers` an
 
     import bertkit
     ckpt = bertkit.load("path/to/bert-folder")            # a Checkpoint: config, encoder, heads, tokenizer
-    tok = bertkit.Tokenizer.from_folder("path/to/bert-folder")
+    tok = bertkit.Tokenizer.from_folder("path/to/bert-folder")   # any family: WordPiece or RoBERTa BPE
     emb = bertkit.load_embedder("path/to/all-MiniLM-L6-v2")
     vectors = emb.encode(["我喜欢吃苹果", "hello"])
 
@@ -28,7 +28,7 @@ _API = {
     "BertConfig": ("bertkit.config", "BertConfig"),
     "from_preset": ("bertkit.config", "from_preset"),
     "BertEncoder": ("bertkit.model", "BertEncoder"),
-    "Tokenizer": ("bertkit.tokenizer", "Tokenizer"),
+    "Tokenizer": ("bertkit.vocab", "Tokenizer"),  # through vocab: it imports every family (BPE too)
     "Embedder": ("bertkit.use.embed", "Embedder"),
     "load_embedder": ("bertkit.use.embed", "load_embedder"),
     "fill_mask": ("bertkit.use.fill_mask", "fill_mask"),
@@ -56,9 +56,9 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time the names resolv
     from bertkit.hf import load_pretrained as load
     from bertkit.hf import save_pretrained as save
     from bertkit.model import BertEncoder
-    from bertkit.tokenizer import Tokenizer
     from bertkit.use.embed import Embedder, load_embedder
     from bertkit.use.fill_mask import fill_mask
+    from bertkit.vocab import Tokenizer
 
 
 def __getattr__(name: str):

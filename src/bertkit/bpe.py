@@ -61,6 +61,20 @@ class ByteLevelBPETokenizer(Tokenizer):
     # ---- loading ------------------------------------------------------------------------------------------
 
     @classmethod
+    def recognises(cls, path: Path) -> bool:
+        """A folder or tokenizer.json holds byte-level BPE when its tokenizer.json model is BPE, or (no
+        tokenizer.json) when it has vocab.json and no vocab.txt; `Tokenizer.from_folder` asks this."""
+        path = Path(path)
+        tokenizer_json = path if path.is_file() else path / "tokenizer.json"
+        if tokenizer_json.is_file():
+            try:
+                model = json.loads(tokenizer_json.read_text(encoding="utf-8")).get("model") or {}
+            except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+                return False  # the WordPiece loader reports the broken file
+            return isinstance(model, dict) and model.get("type") == "BPE"
+        return path.is_dir() and (path / "vocab.json").is_file() and not (path / "vocab.txt").is_file()
+
+    @classmethod
     def from_files(cls, vocab_json: str | Path, merges_txt: str | Path, **kwargs) -> ByteLevelBPETokenizer:
         vocab_json, merges_txt = Path(vocab_json), Path(merges_txt)
         for path in (vocab_json, merges_txt):

@@ -15,6 +15,12 @@ Choices:
   ids 0..4 in the order of `Tokenizer.special_tokens`.
 - Every user mistake (a missing file, a broken vocabulary, a `max_length` with no room for a token of each
   text beside the special tokens) is a `BertkitError` naming the file or argument.
+- One entry point for every family: `Tokenizer.from_folder` (and `from_file`) called on `Tokenizer` itself
+  reads any folder as `AutoTokenizer` does, returning RoBERTa's `ByteLevelBPETokenizer` for a BPE one. Other
+  families subclass `Tokenizer` in their own modules, so this one cannot import them (test_structure refuses
+  the circle, lazy imports too): a subclass defining `recognises(path)` joins `Tokenizer.families` on import.
+  `bertkit.Tokenizer` resolves through `bertkit.vocab`, which imports every family, so the public name always
+  knows them all; this module alone knows WordPiece, and names any other model it meets.
 """
 
 from __future__ import annotations
@@ -56,6 +62,18 @@ class Encoding:
 class Tokenizer:
     special_tokens = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
     pair_special_count = 3  # [CLS] A [SEP] B [SEP]
+    families: list[type[Tokenizer]] = []  # the non-WordPiece kinds from_folder may return, in import order
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "recognises" in vars(cls):  # a family with its own file format, not a WordPiece variant
+            Tokenizer.families.append(cls)
+
+    @classmethod
+    def family_of(cls, path: Path) -> type[Tokenizer]:
+        """The class that reads `path` (a folder or a tokenizer.json): the first family that recognises it,
+        else WordPiece, whose loader names what is missing."""
+        return next((f for f in Tokenizer.families if f.recognises(path)), Tokenizer)
 
     def __init__(self, backend: tokenizers.Tokenizer, lowercase: bool = True, model_max_length: int = 512):
         """Take over `backend` (it is modified in place) and give it BERT's template and decoder."""
@@ -123,21 +141,27 @@ class Tokenizer:
 
     @classmethod
     def from_file(cls, tokenizer_json: str | Path) -> Tokenizer:
-        """A `tokenizer.json`; any padding or truncation stored in it is switched off."""
+        """A `tokenizer.json`; any padding or truncation stored in it is switched off. On `Tokenizer` itself,
+        a file of another family (a BPE model) gives that family's tokenizer."""
+        if cls is Tokenizer and (family := cls.family_of(Path(tokenizer_json))) is not Tokenizer:
+            return family.from_file(tokenizer_json)
         return cls._from_json(Path(tokenizer_json), {})
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> Tokenizer:
-        """A Hugging Face / sentence-transformers model folder: `tokenizer.json`, else `vocab.txt`.
+        """Any family's tokenizer folder, as `AutoTokenizer` reads it: on `Tokenizer` itself, a RoBERTa folder
+        (byte-level BPE) gives a `ByteLevelBPETokenizer`, anything else is read as WordPiece (BERT, ALBERT_zh,
+        ELECTRA): `tokenizer.json`, else `vocab.txt`.
 
         `tokenizer_config.json`, when present, sets do_lower_case / strip_accents / tokenize_chinese_chars /
         model_max_length; like `transformers`, its normalizer settings win over those in `tokenizer.json`.
         """
         folder = Path(folder)
+        if cls is Tokenizer and (family := cls.family_of(folder)) is not Tokenizer:
+            return family.from_folder(folder)
         json_file, vocab_file = folder / "tokenizer.json", folder / "vocab.txt"
         if not (json_file.is_file() or vocab_file.is_file()):
-            what = "holds neither" if folder.is_dir() else "does not exist; expected a folder with"
-            raise BertkitError(f"{folder}: {what} tokenizer.json or vocab.txt; pass a model folder that has one")
+            raise BertkitError(_no_tokenizer(folder))
         config_file = folder / "tokenizer_config.json"
         config = _read_json(config_file) if config_file.is_file() else {}
         if json_file.is_file():
@@ -160,6 +184,12 @@ class Tokenizer:
             backend = tokenizers.Tokenizer.from_file(str(path))
         except Exception as e:  # the Rust loader raises a bare Exception with serde's message
             raise BertkitError(f"{path}: not a valid tokenizer.json ({e})") from e
+        if not isinstance(backend.model, models.WordPiece):
+            kind = type(backend.model).__name__
+            fix = "import bertkit.vocab first (bertkit.Tokenizer does): it adds RoBERTa's byte-level BPE"
+            if kind != "BPE" or Tokenizer.families:
+                fix = "bertkit reads WordPiece (BERT, ELECTRA) and byte-level BPE (RoBERTa): use a model with one"
+            raise BertkitError(f"{path}: a {kind} tokenizer, which {cls.__name__} does not read; {fix}")
         _require_special_tokens(backend.get_vocab(), path)
         old = backend.normalizer
         if isinstance(old, normalizers.BertNormalizer):
@@ -478,6 +508,22 @@ def _read_vocab(path: Path) -> dict[str, int]:
         vocab[token] = i
     _require_special_tokens(vocab, path)
     return vocab
+
+
+def _no_tokenizer(folder: Path) -> str:
+    """The one-line error for a folder with no tokenizer bertkit reads, naming what it does hold."""
+    if not folder.is_dir():
+        return f"{folder}: does not exist; expected a model folder with tokenizer.json, vocab.txt or vocab.json"
+    sentencepiece = [n for n in ("spiece.model", "sentencepiece.bpe.model") if (folder / n).is_file()]
+    if sentencepiece:
+        return (
+            f"{folder}: holds {sentencepiece[0]}, a SentencePiece tokenizer (ALBERT, XLNet, XLM-R), which bertkit "
+            "does not read; use a model with a WordPiece vocab.txt or a byte-level BPE vocab.json + merges.txt"
+        )
+    return (
+        f"{folder}: holds neither tokenizer.json nor vocab.txt (BERT) nor vocab.json + merges.txt (RoBERTa); "
+        "pass the folder that save_pretrained wrote, or train one with `bertkit tokenizer train`"
+    )
 
 
 def _require_special_tokens(vocab: dict[str, int], path: Path) -> None:
