@@ -68,3 +68,37 @@ def test_unknown_key_is_an_error(tmp_path):
 def test_unknown_preset():
     with pytest.raises(ConfigError, match="unknown preset"):
         from_preset("bert-huge")
+
+
+def test_key_renames_read_and_write_a_family_s_own_names(tmp_path, monkeypatch):
+    """DistilBERT's config.json names three sizes its own way; a row's `key_renames` maps them both ways."""
+    from bertkit.config import FAMILY_SPECS, FamilySpec
+
+    renames = {"dim": "hidden_size", "n_layers": "num_hidden_layers", "hidden_dim": "intermediate_size"}
+    row = FamilySpec("DistilBERT", key_renames=renames, defaults={"type_vocab_size": 0})
+    monkeypatch.setitem(FAMILY_SPECS, "distilbert", row)
+    sizes = {"vocab_size": 50, "dim": 64, "n_layers": 3, "num_attention_heads": 4, "hidden_dim": 96}
+    config = BertConfig.from_dict({"model_type": "distilbert", **sizes})
+    assert (config.hidden_size, config.num_hidden_layers, config.intermediate_size) == (64, 3, 96)
+    assert config.type_vocab_size == 0  # the row's default when the file has no such key
+    data = config.to_dict()
+    assert {k: data[k] for k in sizes} == sizes and not set(renames.values()) & set(data)
+    config.save(tmp_path / "config.json")
+    assert BertConfig.from_json(tmp_path / "config.json") == config
+    with pytest.raises(ConfigError, match="both 'dim' and 'hidden_size'"):
+        BertConfig.from_dict({"model_type": "distilbert", **sizes, "hidden_size": 64})
+    # ALBERT's classifier_dropout_prob is the first row entry of the mechanism, with AlbertConfig's default.
+    albert = BertConfig.from_dict({"model_type": "albert", "classifier_dropout_prob": 0.3})
+    assert albert.classifier_dropout == 0.3 and "classifier_dropout" not in albert.to_dict()
+    assert BertConfig.from_dict({"model_type": "albert"}).classifier_dropout == 0.1
+
+
+def test_bertkit_only_fields_are_written_only_when_they_change_something(tmp_path):
+    plain = from_preset("bert-mini")
+    assert "norm_position" not in plain.to_dict() and "extra_embeddings" not in plain.to_dict()
+    config = from_preset("bert-mini", norm_position="pre", extra_embeddings={"task_type": 3}, type_vocab_size=0)
+    config.save(tmp_path / "config.json")
+    data = json.loads((tmp_path / "config.json").read_text())
+    assert data["norm_position"] == "pre" and data["extra_embeddings"] == {"task_type": 3}
+    assert data["type_vocab_size"] == 0
+    assert BertConfig.from_json(tmp_path / "config.json") == config

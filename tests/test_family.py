@@ -263,3 +263,14 @@ def test_family_folders_export_to_onnx_and_match(tmp_path, family):
     exported = export_onnx(tmp_path / "m", tmp_path / "m.onnx", verbose=False)
     assert exported.max_diff <= 1e-4
     assert ("token_type_ids" in exported.inputs) == (family != "roberta")
+
+
+def test_a_family_without_a_multiple_choice_head_is_refused_by_name(tmp_path):
+    from bertkit.finetune.model import build_model
+    from bertkit.tokenizer import Tokenizer
+
+    tok = Tokenizer.train(iter(["北京欢迎你。", "a b c d"] * 10), vocab_size=60)
+    config = from_preset("electra-small", **{**SMALL, "vocab_size": tok.vocab_size})
+    save_pretrained(tmp_path, BertEncoder(config), {}, tok)
+    with pytest.raises(BertkitError, match="ELECTRA's multiple-choice head.*BERT, ALBERT, RoBERTa"):
+        build_model(tmp_path, "multiple_choice", ["0"], random_init=True)

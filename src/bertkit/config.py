@@ -8,14 +8,22 @@ Choices:
   without effect (`pooler_fc_size`, `directionality`, ...) are listed in `IGNORED_KEYS` and skipped.
 - Presets are data: `PRESETS` names each model with the paper or release it comes from.
 - One config for the family (STYLE: one encoder, small deltas): `model_type` is "bert", "albert",
-  "roberta" or "electra", and each delta is a field or a property derived from it:
+  "roberta" or "electra" and picks one row of `FAMILY_SPECS` (`config.family`, a `FamilySpec`); the code
+  asks that row what the family has (a shared layer, a position offset, a first-token classifier, ...) and
+  never which family it is, so a new family is a new row:
   * ALBERT: `embedding_size` E < H (embeddings E wide, projected to H), one layer's weights applied
     `num_hidden_layers` times (`shares_layers`); `num_hidden_groups` / `inner_group_num` other than 1 are
     refused (no released ALBERT uses them, and building a different sharing silently would be wrong).
   * RoBERTa: position ids start at `pad_token_id + 1` (`position_offset`), one token type, LayerNorm eps 1e-5.
   * ELECTRA: `embedding_size` may differ from H (a projection E → H), no pooler.
-  Which keys config.json may carry depends on `model_type` (`FAMILY_KEYS`); each family's file is written
-  with the keys its `transformers` class reads.
+  Which keys config.json may carry depends on the row (`FamilySpec.fields`, `key_renames`, `dropped_keys`);
+  each family's file is written with the keys its `transformers` class reads, under the names it reads them.
+- Deltas no `transformers` class of today's families has are bertkit's own fields: `type_vocab_size = 0`
+  (no token-type table), `norm_position` ("pre": GPT-2's layout) and `extra_embeddings` (ERNIE 2.0's task
+  table). config.json carries `norm_position` / `extra_embeddings` only when they differ from the family
+  row's default, so every file of today's families is written byte for byte as before and loads in
+  `transformers` unchanged; a model whose family's `transformers` classes cannot hold such a delta is refused
+  when saved as a Hugging Face folder (hf.py), never written as a file `transformers` would misread.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import os
 import tempfile
 import types
 import typing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from bertkit.errors import ConfigError
@@ -70,20 +78,71 @@ IGNORED_KEYS = frozenset(
 )
 # Keys that are accepted only with the value the BERT encoder implements.
 FIXED_KEYS = {"position_embedding_type": "absolute", "is_encoder_decoder": False}
-MODEL_TYPES = ("bert", "albert", "roberta", "electra")
 # The keys that size the model: every config.json of the family has them, so one without them is another file.
 ARCHITECTURE_KEYS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
-FAMILY_NAMES = {"bert": "BERT", "albert": "ALBERT", "roberta": "RoBERTa", "electra": "ELECTRA"}
-# Keys only some families have. ELECTRA's summary_* configure its multiple-choice head (SequenceSummary),
-# which bertkit does not build, so they are read and dropped.
-FAMILY_KEYS = {
-    "bert": frozenset(),
-    "albert": frozenset({"embedding_size", "num_hidden_groups", "inner_group_num", "classifier_dropout_prob"}),
-    "roberta": frozenset(),
-    "electra": frozenset(
-        {"embedding_size", "summary_type", "summary_use_proj", "summary_activation", "summary_last_dropout"}
+# Config fields only some families' config.json carry (FamilySpec.fields says which).
+FAMILY_FIELDS = ("embedding_size", "num_hidden_groups", "inner_group_num")
+# bertkit's own fields: written to config.json only when they differ from the family row's default.
+BERTKIT_FIELDS = ("norm_position", "extra_embeddings")
+NORM_POSITIONS = ("post", "pre")
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """One family's deltas on the one encoder, as data: model.py, hf.py and the heads read these fields (never
+    `model_type`), so a family is added by adding a row to `FAMILY_SPECS` (and its name map to hf.FAMILIES).
+    The defaults are BERT's."""
+
+    name: str  # for messages: "ALBERT"
+    fields: frozenset[str] = frozenset()  # the FAMILY_FIELDS its config.json carries
+    key_renames: dict[str, str] = field(default_factory=dict)  # config.json key -> BertConfig field
+    dropped_keys: frozenset[str] = frozenset()  # config.json keys read and ignored (they size no tensor we build)
+    defaults: dict[str, object] = field(default_factory=dict)  # field values when config.json omits the key
+    shares_layers: bool = False  # one layer's weights applied at every depth
+    always_projects: bool = False  # an E -> H projection even when E == H; otherwise one only when E != H
+    positions_after_pad: bool = False  # position ids start at pad_token_id + 1, counted over real tokens
+    position_padding_row: bool = False  # the position table's row pad_token_id is a padding row (fairseq)
+    pooler: bool = True  # the base model's default
+    mlm_act: str | None = None  # the MLM head's activation whatever hidden_act says; None: hidden_act
+    classifier_reads_first_token: bool = False  # sequence classifier: dense + act on token 0, not the pooler
+    classifier_act: str = "tanh"  # that first-token classifier's activation
+    multiple_choice: bool = True  # bertkit builds the family's multiple-choice head
+
+
+# Sources: the transformers configuration and modelling classes of each family (AlbertConfig's
+# classifier_dropout_prob 0.1; RobertaLMHead and ElectraGeneratorPredictions use exact GELU; ELECTRA's
+# classifier uses GELU, RoBERTa's tanh; ELECTRA's multiple choice is a SequenceSummary, whose summary_* keys
+# configure it, which bertkit does not build).
+FAMILY_SPECS: dict[str, FamilySpec] = {
+    "bert": FamilySpec("BERT"),
+    "albert": FamilySpec(
+        "ALBERT",
+        fields=frozenset(FAMILY_FIELDS),
+        key_renames={"classifier_dropout_prob": "classifier_dropout"},
+        defaults={"classifier_dropout": 0.1},
+        shares_layers=True,
+        always_projects=True,
+    ),
+    "roberta": FamilySpec(
+        "RoBERTa",
+        positions_after_pad=True,
+        position_padding_row=True,
+        mlm_act="gelu",
+        classifier_reads_first_token=True,
+        classifier_act="tanh",
+    ),
+    "electra": FamilySpec(
+        "ELECTRA",
+        fields=frozenset({"embedding_size"}),
+        dropped_keys=frozenset({"summary_type", "summary_use_proj", "summary_activation", "summary_last_dropout"}),
+        pooler=False,
+        mlm_act="gelu",
+        classifier_reads_first_token=True,
+        classifier_act="gelu",
+        multiple_choice=False,
     ),
 }
+FAMILY_NAMES = {model_type: spec.name for model_type, spec in FAMILY_SPECS.items()}
 
 
 @dataclass
@@ -108,15 +167,21 @@ class BertConfig:
     inner_group_num: int = 1
     # Task heads: label names in id order (HF's id2label / label2id are derived from this).
     id2label: dict[int, str] = field(default_factory=dict)
+    # bertkit's own (BERTKIT_FIELDS). "pre": LayerNorm before each sub-layer, a final LayerNorm after the last
+    # layer and none on the embeddings (GPT-2's layout; the first layer's LayerNorm normalises them).
+    norm_position: str = "post"
+    # More embedding tables added like token types, {name: rows} (ERNIE 2.0's {"task_type": 3}).
+    extra_embeddings: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.model_type not in MODEL_TYPES:
+        if self.model_type not in FAMILY_SPECS:
             raise ConfigError(
-                f"config field 'model_type' is {self.model_type!r}; bertkit builds {', '.join(MODEL_TYPES)}"
+                f"config field 'model_type' is {self.model_type!r}; bertkit builds {', '.join(FAMILY_SPECS)}"
             )
         if self.embedding_size is not None:
-            if self.model_type not in ("albert", "electra"):
-                raise ConfigError(f"config field 'embedding_size' is for ALBERT and ELECTRA, not {self.model_type}")
+            if "embedding_size" not in self.family.fields:
+                having = " and ".join(s.name for s in FAMILY_SPECS.values() if "embedding_size" in s.fields)
+                raise ConfigError(f"config field 'embedding_size' is for {having}, not {self.model_type}")
             if (
                 not isinstance(self.embedding_size, int)
                 or isinstance(self.embedding_size, bool)
@@ -138,12 +203,19 @@ class BertConfig:
             "num_attention_heads",
             "intermediate_size",
             "max_position_embeddings",
-            "type_vocab_size",
         )
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"config field '{name}' must be a positive integer, got {value!r}")
+        value = self.type_vocab_size
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ConfigError(f"config field 'type_vocab_size' must be 0 (no token types) or more, got {value!r}")
+        if self.norm_position not in NORM_POSITIONS:
+            raise ConfigError(
+                f"config field 'norm_position' is {self.norm_position!r}; choose {' or '.join(NORM_POSITIONS)}"
+            )
+        self._check_extra_embeddings()
         if self.hidden_size % self.num_attention_heads:
             raise ConfigError(
                 f"config field 'hidden_size' ({self.hidden_size}) must be divisible by "
@@ -169,12 +241,33 @@ class BertConfig:
         if self.max_position_embeddings <= self.position_offset:
             raise ConfigError(
                 f"config field 'max_position_embeddings' ({self.max_position_embeddings}) leaves no position after "
-                f"RoBERTa's offset of pad_token_id + 1 = {self.position_offset}"
+                f"{self.family.name}'s offset of pad_token_id + 1 = {self.position_offset}"
             )
         # JSON object keys are strings; labels are kept with int keys in id order.
         self.id2label = {int(k): str(v) for k, v in sorted(self.id2label.items(), key=lambda kv: int(kv[0]))}
         if list(self.id2label) != list(range(len(self.id2label))):
             raise ConfigError("config field 'id2label' must map 0..N-1 to label names")
+
+    def _check_extra_embeddings(self) -> None:
+        if not isinstance(self.extra_embeddings, dict):
+            raise ConfigError(
+                f"config field 'extra_embeddings' should be an object {{name: rows}}, got {self.extra_embeddings!r}"
+            )
+        for name, rows in self.extra_embeddings.items():
+            if not (isinstance(name, str) and name.isidentifier()) or name in ("word", "position", "token_type"):
+                raise ConfigError(
+                    f"config field 'extra_embeddings' names a table {name!r}; use a Python identifier other than "
+                    "word, position and token_type (those tables exist already)"
+                )
+            if not isinstance(rows, int) or isinstance(rows, bool) or rows <= 0:
+                raise ConfigError(
+                    f"config field 'extra_embeddings' gives table {name!r} {rows!r} rows; give a positive integer"
+                )
+
+    @property
+    def family(self) -> FamilySpec:
+        """This config's row of FAMILY_SPECS: what its family changes on the one encoder."""
+        return FAMILY_SPECS[self.model_type]
 
     @property
     def head_dim(self) -> int:
@@ -192,19 +285,17 @@ class BertConfig:
     @property
     def shares_layers(self) -> bool:
         """ALBERT: one layer's weights applied num_hidden_layers times."""
-        return self.model_type == "albert"
+        return self.family.shares_layers
 
     @property
     def projects_embeddings(self) -> bool:
         """An E → H linear layer after the embeddings: ALBERT always has one, ELECTRA when E != H."""
-        return self.model_type == "albert" or (
-            self.model_type == "electra" and self.embedding_width != self.hidden_size
-        )
+        return self.family.always_projects or self.embedding_width != self.hidden_size
 
     @property
     def position_offset(self) -> int:
         """The first position id: RoBERTa numbers real tokens from pad_token_id + 1 (fairseq's convention)."""
-        return self.pad_token_id + 1 if self.model_type == "roberta" else 0
+        return self.pad_token_id + 1 if self.family.positions_after_pad else 0
 
     @property
     def max_length(self) -> int:
@@ -214,19 +305,24 @@ class BertConfig:
     @classmethod
     def from_dict(cls, data: dict, source: str = "config") -> BertConfig:
         model_type = data.get("model_type", "bert")
-        if model_type not in MODEL_TYPES:
+        if model_type not in FAMILY_SPECS:
             raise ConfigError(
-                f"{source}: model_type is {model_type!r}; bertkit reads {', '.join(MODEL_TYPES)} folders "
+                f"{source}: model_type is {model_type!r}; bertkit reads {', '.join(FAMILY_SPECS)} folders "
                 "(convert the model, or fix the field)"
             )
-        family = FAMILY_KEYS[model_type]
-        known = {f.name for f in fields(cls)} - (FAMILY_KEYS["albert"] | FAMILY_KEYS["electra"]) | family
-        known.add("model_type")
-        kwargs = {"classifier_dropout": 0.1} if model_type == "albert" else {}  # AlbertConfig's default
+        spec = FAMILY_SPECS[model_type]
+        known = {f.name for f in fields(cls)} - (set(FAMILY_FIELDS) - spec.fields) | {"model_type"}
+        kwargs = dict(spec.defaults)  # e.g. AlbertConfig's classifier_dropout_prob 0.1 when the file omits it
         for key, value in data.items():
-            if key == "classifier_dropout_prob" and key in family:  # ALBERT's name for classifier_dropout
-                kwargs["classifier_dropout"] = value
-            elif key.startswith("summary_") and key in family:
+            if key in spec.key_renames:  # the family's name for a field (ALBERT's classifier_dropout_prob)
+                name = spec.key_renames[key]
+                if name in data:
+                    raise ConfigError(
+                        f"{source}: has both '{key}' and '{name}', one setting under two names; {spec.name} "
+                        f"files name it '{key}': remove '{name}'"
+                    )
+                kwargs[name] = value
+            elif key in spec.dropped_keys:
                 continue
             elif key in known:
                 kwargs[key] = value
@@ -254,18 +350,22 @@ class BertConfig:
             raise ConfigError(f"{source}: {e}") from None
 
     def to_dict(self) -> dict:
+        spec = self.family
         data = asdict(self)
         id2label = data.pop("id2label")
-        if self.model_type == "albert":  # ALBERT's name; its transformers default is 0.1, bertkit's preset too
-            data["classifier_dropout_prob"] = data.pop("classifier_dropout")
-        if data.get("classifier_dropout", 0) is None or data.get("classifier_dropout_prob", 0) is None:
-            data.pop("classifier_dropout", None)
-            data.pop("classifier_dropout_prob", None)
-        for key in ("embedding_size", "num_hidden_groups", "inner_group_num"):
-            if key not in FAMILY_KEYS[self.model_type]:
+        for name in BERTKIT_FIELDS:  # only a delta the family row does not already imply is written
+            if data[name] == spec.defaults.get(name, _field_default(name)):
+                data.pop(name)
+        if data["classifier_dropout"] is None:
+            data.pop("classifier_dropout")
+        for key in FAMILY_FIELDS:
+            if key not in spec.fields:
                 data.pop(key)
-        if self.model_type in ("albert", "electra"):
+        if "embedding_size" in data:
             data["embedding_size"] = self.embedding_width
+        for key, name in spec.key_renames.items():  # under the name the family's transformers class reads
+            if name in data:
+                data[key] = data.pop(name)
         data.update(position_embedding_type="absolute")
         if id2label:
             data["id2label"] = {str(i): name for i, name in id2label.items()}
@@ -284,7 +384,8 @@ class BertConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a JSON object")
         config = cls.from_dict(data, source=str(path))
-        missing = [k for k in ARCHITECTURE_KEYS if k not in data]
+        in_file = {name: key for key, name in config.family.key_renames.items()}  # under the family's names
+        missing = [in_file.get(k, k) for k in ARCHITECTURE_KEYS if in_file.get(k, k) not in data]
         if missing:  # the defaults are bert-base's: building that from `{}` would only end in 160 missing tensors
             shown = ["model_type"] * ("model_type" not in data and len(missing) == len(ARCHITECTURE_KEYS)) + missing
             raise ConfigError(
@@ -298,6 +399,11 @@ class BertConfig:
         if architectures:
             data = {"architectures": architectures, **data}
         atomic_write_text(Path(path), json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def _field_default(name: str) -> object:
+    f = next(f for f in fields(BertConfig) if f.name == name)
+    return f.default_factory() if f.default_factory is not MISSING else f.default
 
 
 MAX_LABELS = 100_000  # more classes than any labelled data set has; a head that wide is a mistake in the file

@@ -1,14 +1,21 @@
-"""Hugging Face BERT folders in and out, through one explicit name map used in both directions.
+"""Hugging Face folders (`config.json`, `model.safetensors` or `pytorch_model.bin`, `vocab.txt` / `tokenizer.json`)
+in and out, through one explicit name map per family used in both directions: `load_pretrained` reads what
+`transformers` (or Google's converted checkpoints) wrote, heads included; `save_pretrained` writes what
+`transformers` loads with identical outputs (AutoModel, BertForPreTraining, AutoModelForMaskedLM and the
+AutoModelFor... class of each fine-tuning head).
 
-A folder is `config.json` + `model.safetensors` (or `pytorch_model.bin`) + `vocab.txt` / `tokenizer.json`.
-`load_pretrained` reads one that `transformers` (or Google's converted checkpoints) wrote, with the MLM, NSP
-and classification heads when present; `save_pretrained` writes one that `transformers` loads with
-identical outputs (AutoModel, AutoModelForMaskedLM, BertForPreTraining, AutoModelForSequenceClassification,
-AutoModelForTokenClassification, AutoModelForQuestionAnswering, AutoModelForMultipleChoice).
-
-Every tensor is accounted for: a tensor the map does not know, a tensor the model needs but the file lacks,
-or a shape that does not fit is a `CheckpointError` naming it. The only tensors read and not used are
-the ones each family's `redundant` set lists (buffers and tied copies), and tied copies are checked to be equal first.
+Choices:
+- A family's row (`FAMILIES`, a `FamilyMap`) lists every tensor the family may hold; the model built from the
+  config decides which it has (no pooler, no token-type table when `type_vocab_size` is 0). An entry for a
+  tensor the model lacks is left out (that tensor in a file is then "unexpected"); a model tensor no entry
+  names is an error both ways, so a model the family's `transformers` classes cannot hold is refused.
+- An entry may carry transforms (litgpt's convert_hf_checkpoint): `TRANSPOSE` (GPT-2's Conv1D stores
+  (in, out)), `Fuse(dim)` (our tensors in one: GPT-2's fused QKV), `Stack()`; they run in order on save and
+  are undone in reverse on load, and the shape a file must have is theirs applied to our shapes.
+- Every tensor is accounted for: one the map does not know, one the file lacks, a shape that does not fit, a
+  non-finite or integer value is a `CheckpointError` naming it; only each family's `redundant` tensors (buffers,
+  tied copies checked equal first) are read and not used. A transposed square matrix passes every shape check:
+  only a parity test catches it (tests/test_name_map.py shows one).
 """
 
 from __future__ import annotations
@@ -22,91 +29,166 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bertkit.config import FAMILY_NAMES, BertConfig
+from bertkit.config import BertConfig
 from bertkit.errors import CheckpointError, ConfigError
 from bertkit.model import BertEncoder, ClassifierHead, FirstTokenClassifierHead, MLMHead, NSPHead, RTDHead, span_head
 
-# (our name, Hugging Face name); "{i}" is a layer index. Encoder names get the family's prefix ("bert.",
-# "albert.", "roberta.", "electra.") in checkpoints that carry heads and none in a bare BertModel & co.
-ENCODER_MAP = [
-    ("embeddings.word_embeddings.weight", "embeddings.word_embeddings.weight"),
-    ("embeddings.position_embeddings.weight", "embeddings.position_embeddings.weight"),
-    ("embeddings.token_type_embeddings.weight", "embeddings.token_type_embeddings.weight"),
-    ("embeddings.norm.weight", "embeddings.LayerNorm.weight"),
-    ("embeddings.norm.bias", "embeddings.LayerNorm.bias"),
-]
-LAYER_MAP = [
-    ("attn.query", "attention.self.query"),
-    ("attn.key", "attention.self.key"),
-    ("attn.value", "attention.self.value"),
-    ("attn.out", "attention.output.dense"),
-    ("attn_norm", "attention.output.LayerNorm"),
-    ("ffn.up", "intermediate.dense"),
-    ("ffn.down", "output.dense"),
-    ("ffn_norm", "output.LayerNorm"),
-]
-# ALBERT's one shared layer (AlbertModel: group 0, layer 0 of that group).
-ALBERT_LAYER_MAP = [
-    ("attn.query", "attention.query"),
-    ("attn.key", "attention.key"),
-    ("attn.value", "attention.value"),
-    ("attn.out", "attention.dense"),
-    ("attn_norm", "attention.LayerNorm"),
-    ("ffn.up", "ffn"),
-    ("ffn.down", "ffn_output"),
-    ("ffn_norm", "full_layer_layer_norm"),
-]
-_CLASSIFIER = [("out.weight", "classifier.weight"), ("out.bias", "classifier.bias")]
-_FIRST_TOKEN_CLASSIFIER = [
-    ("dense.weight", "classifier.dense.weight"),
-    ("dense.bias", "classifier.dense.bias"),
-    ("out.weight", "classifier.out_proj.weight"),
-    ("out.bias", "classifier.out_proj.bias"),
-]
+Shapes = list[tuple[int, ...]]
 
 
-def _mlm(prefix: str, norm: str, bias: str) -> list[tuple[str, str]]:
-    return [
-        ("dense.weight", f"{prefix}dense.weight"),
-        ("dense.bias", f"{prefix}dense.bias"),
-        ("norm.weight", f"{prefix}{norm}.weight"),
-        ("norm.bias", f"{prefix}{norm}.bias"),
-        ("bias", bias),
-    ]
+class Transpose:
+    """A 2-D weight stored the other way round: GPT-2's Conv1D keeps (in, out) where nn.Linear has (out, in)."""
+
+    def shapes(self, shapes: Shapes) -> Shapes:
+        return [s[::-1] for s in shapes]
+
+    def to_hf(self, tensors: list[torch.Tensor], shapes: Shapes | None = None) -> list[torch.Tensor]:
+        return [t.t() for t in tensors]
+
+    from_hf = to_hf  # its own inverse
 
 
 @dataclass(frozen=True)
-class Family:
+class Fuse:
+    """Several of our tensors concatenated along `dim` into one (a fused QKV); split by our sizes on load."""
+
+    dim: int = 0
+
+    def shapes(self, shapes: Shapes) -> Shapes:
+        fused = list(shapes[0])
+        fused[self.dim] = sum(s[self.dim] for s in shapes)
+        return [tuple(fused)]
+
+    def to_hf(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [torch.cat(tensors, self.dim)]
+
+    def from_hf(self, tensors: list[torch.Tensor], shapes: Shapes) -> list[torch.Tensor]:
+        return list(tensors[0].split([s[self.dim] for s in shapes], self.dim))
+
+
+class Stack:
+    """Several same-shaped tensors of ours stacked along a new first axis into one."""
+
+    def shapes(self, shapes: Shapes) -> Shapes:
+        return [(len(shapes), *shapes[0])]
+
+    def to_hf(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [torch.stack(tensors)]
+
+    def from_hf(self, tensors: list[torch.Tensor], shapes: Shapes) -> list[torch.Tensor]:
+        return list(tensors[0].unbind(0))
+
+
+TRANSPOSE = Transpose()
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One Hugging Face tensor and the tensor(s) of ours it holds; `steps` turn ours into it, in order."""
+
+    ours: tuple[str, ...]
+    theirs: str
+    steps: tuple = ()
+
+    def hf_shape(self, shapes: Shapes) -> tuple[int, ...]:
+        for step in self.steps:
+            shapes = step.shapes(shapes)
+        assert len(shapes) == 1, f"the name map entry for {self.theirs!r} leaves {len(shapes)} tensors, not one"
+        return tuple(shapes[0])
+
+    def to_hf(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        for step in self.steps:
+            tensors = step.to_hf(tensors)
+        return tensors[0]
+
+    def from_hf(self, tensor: torch.Tensor, shapes: Shapes) -> list[torch.Tensor]:
+        taken = []  # the shapes each step takes on the way out, undone from the last step back
+        for step in self.steps:
+            taken.append(shapes)
+            shapes = step.shapes(shapes)
+        tensors = [tensor]
+        for step, step_shapes in zip(reversed(self.steps), reversed(taken), strict=True):
+            tensors = step.from_hf(tensors, step_shapes)
+        return tensors
+
+
+def _entries(items: list[tuple], ours_prefix: str = "", theirs_prefix: str = "") -> list[Entry]:
+    """A row's items, (ours, theirs, *steps) with ours one name or a tuple of names, as `Entry`s with the
+    prefixes put in front of the names."""
+    out = []
+    for ours, theirs, *steps in items:
+        ours = (ours,) if isinstance(ours, str) else ours
+        out.append(Entry(tuple(ours_prefix + o for o in ours), theirs_prefix + theirs, tuple(steps)))
+    return out
+
+
+def _params(modules: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(our module, their module) -> the weight and bias pairs of each."""
+    return [(f"{o}.{w}" if o else w, f"{t}.{w}") for o, t in modules for w in ("weight", "bias")]
+
+
+# (our name, Hugging Face name). Encoder names get the family's prefix ("bert.", "albert.", "roberta.",
+# "electra.") in checkpoints that carry heads and none in a bare BertModel & co.
+_EMBEDDINGS = [
+    ("embeddings.word_embeddings.weight", "embeddings.word_embeddings.weight"),
+    ("embeddings.position_embeddings.weight", "embeddings.position_embeddings.weight"),
+    ("embeddings.token_type_embeddings.weight", "embeddings.token_type_embeddings.weight"),
+    *_params([("embeddings.norm", "embeddings.LayerNorm")]),
+]
+# Each layer's modules: ours, BERT's (RoBERTa's, ELECTRA's), ALBERT's one shared layer (group 0, layer 0).
+_LAYER = [
+    ("attn.query", "attention.self.query", "attention.query"),
+    ("attn.key", "attention.self.key", "attention.key"),
+    ("attn.value", "attention.self.value", "attention.value"),
+    ("attn.out", "attention.output.dense", "attention.dense"),
+    ("attn_norm", "attention.output.LayerNorm", "attention.LayerNorm"),
+    ("ffn.up", "intermediate.dense", "ffn"),
+    ("ffn.down", "output.dense", "ffn_output"),
+    ("ffn_norm", "output.LayerNorm", "full_layer_layer_norm"),
+]
+LAYER_MAP = _params([(ours, bert) for ours, bert, _ in _LAYER])
+ALBERT_LAYER_MAP = _params([(ours, albert) for ours, _, albert in _LAYER])
+_CLASSIFIER = _params([("out", "classifier")])
+_FIRST_TOKEN_CLASSIFIER = _params([("dense", "classifier.dense"), ("out", "classifier.out_proj")])
+_QA = _params([("", "qa_outputs")])
+
+
+def _mlm(prefix: str, norm: str, bias: str) -> list[tuple[str, str]]:
+    return [*_params([("dense", f"{prefix}dense"), ("norm", f"{prefix}{norm}")]), ("bias", bias)]
+
+
+@dataclass(frozen=True)
+class FamilyMap:
     """How one `model_type` names its tensors and architectures in a Hugging Face folder."""
 
     prefix: str  # the encoder's prefix in checkpoints with heads
     arch: str  # "Bert" -> BertModel, BertForMaskedLM, ...
+    encoder: list  # the encoder's tensors outside its layers and pooler: embeddings, E -> H projection, ...
     layer: str  # the HF name of layer {i}'s block
-    layer_map: list[tuple[str, str]]
-    pooler: list[tuple[str, str]]
-    project: str | None  # the HF name of the E -> H projection
-    heads: dict[str, list[tuple[str, str]]]
+    layer_map: list
+    pooler: list
+    heads: dict[str, list]
     redundant: frozenset[str]  # tensors read and not loaded (buffers, tied copies checked equal)
-    tied: tuple[tuple[str, str], ...]  # (copy, original) pairs that must be equal
+    tied: tuple[tuple[str, str], ...] = field(default=())  # (copy, original) pairs that must be equal
 
 
 FAMILIES = {
-    "bert": Family(
+    "bert": FamilyMap(
         prefix="bert.",
         arch="Bert",
+        encoder=_EMBEDDINGS,
         layer="encoder.layer.{i}",
         layer_map=LAYER_MAP,
-        pooler=[("pooler.weight", "pooler.dense.weight"), ("pooler.bias", "pooler.dense.bias")],
-        project=None,
+        pooler=_params([("pooler", "pooler.dense")]),
         heads={
             "mlm": _mlm("cls.predictions.transform.", "LayerNorm", "cls.predictions.bias"),
-            "nsp": [("weight", "cls.seq_relationship.weight"), ("bias", "cls.seq_relationship.bias")],
+            "nsp": _params([("", "cls.seq_relationship")]),
             "classifier": _CLASSIFIER,
             # Per-token tagging and multiple choice (one score per choice, Linear(H, 1)) have the same tensor
             # names as sequence classification: only config.json's `architectures` tells them apart.
             "token_classifier": _CLASSIFIER,
             "multiple_choice": _CLASSIFIER,
-            "qa": [("weight", "qa_outputs.weight"), ("bias", "qa_outputs.bias")],
+            "qa": _QA,
         },
         redundant=frozenset(
             {"embeddings.position_ids", "cls.predictions.decoder.weight", "cls.predictions.decoder.bias"}
@@ -116,20 +198,20 @@ FAMILIES = {
             ("cls.predictions.decoder.bias", "cls.predictions.bias"),
         ),
     ),
-    "albert": Family(
+    "albert": FamilyMap(
         prefix="albert.",
         arch="Albert",
+        encoder=_EMBEDDINGS + _params([("project", "encoder.embedding_hidden_mapping_in")]),
         layer="encoder.albert_layer_groups.0.albert_layers.0",
         layer_map=ALBERT_LAYER_MAP,
-        pooler=[("pooler.weight", "pooler.weight"), ("pooler.bias", "pooler.bias")],
-        project="encoder.embedding_hidden_mapping_in",
+        pooler=_params([("pooler", "pooler")]),
         heads={
             "mlm": _mlm("predictions.", "LayerNorm", "predictions.bias"),
-            "nsp": [("weight", "sop_classifier.classifier.weight"), ("bias", "sop_classifier.classifier.bias")],
+            "nsp": _params([("", "sop_classifier.classifier")]),
             "classifier": _CLASSIFIER,
             "token_classifier": _CLASSIFIER,
             "multiple_choice": _CLASSIFIER,
-            "qa": [("weight", "qa_outputs.weight"), ("bias", "qa_outputs.bias")],
+            "qa": _QA,
         },
         redundant=frozenset({"embeddings.position_ids", "predictions.decoder.weight", "predictions.decoder.bias"}),
         tied=(
@@ -137,19 +219,19 @@ FAMILIES = {
             ("predictions.decoder.bias", "predictions.bias"),
         ),
     ),
-    "roberta": Family(
+    "roberta": FamilyMap(
         prefix="roberta.",
         arch="Roberta",
+        encoder=_EMBEDDINGS,
         layer="encoder.layer.{i}",
         layer_map=LAYER_MAP,
-        pooler=[("pooler.weight", "pooler.dense.weight"), ("pooler.bias", "pooler.dense.bias")],
-        project=None,
+        pooler=_params([("pooler", "pooler.dense")]),
         heads={
             "mlm": _mlm("lm_head.", "layer_norm", "lm_head.bias"),
             "classifier": _FIRST_TOKEN_CLASSIFIER,
             "token_classifier": _CLASSIFIER,
             "multiple_choice": _CLASSIFIER,
-            "qa": [("weight", "qa_outputs.weight"), ("bias", "qa_outputs.bias")],
+            "qa": _QA,
         },
         redundant=frozenset(
             {"embeddings.position_ids", "embeddings.token_type_ids", "lm_head.decoder.weight", "lm_head.decoder.bias"}
@@ -159,30 +241,32 @@ FAMILIES = {
             ("lm_head.decoder.bias", "lm_head.bias"),
         ),
     ),
-    "electra": Family(
+    "electra": FamilyMap(
         prefix="electra.",
         arch="Electra",
+        encoder=_EMBEDDINGS + _params([("project", "embeddings_project")]),
         layer="encoder.layer.{i}",
         layer_map=LAYER_MAP,
         pooler=[],  # ELECTRA has none
-        project="embeddings_project",
         heads={
             "mlm": _mlm("generator_predictions.", "LayerNorm", "generator_lm_head.bias"),
-            "rtd": [
-                ("dense.weight", "discriminator_predictions.dense.weight"),
-                ("dense.bias", "discriminator_predictions.dense.bias"),
-                ("prediction.weight", "discriminator_predictions.dense_prediction.weight"),
-                ("prediction.bias", "discriminator_predictions.dense_prediction.bias"),
-            ],
+            "rtd": _params(
+                [
+                    ("dense", "discriminator_predictions.dense"),
+                    ("prediction", "discriminator_predictions.dense_prediction"),
+                ]
+            ),
             "classifier": _FIRST_TOKEN_CLASSIFIER,
             "token_classifier": _CLASSIFIER,
-            "qa": [("weight", "qa_outputs.weight"), ("bias", "qa_outputs.bias")],
+            "qa": _QA,
         },
         redundant=frozenset({"embeddings.position_ids", "embeddings.token_type_ids", "generator_lm_head.weight"}),
         tied=(("generator_lm_head.weight", "embeddings.word_embeddings.weight"),),
     ),
 }
-# The architecture name (after the family's "Bert" / "Albert" / ...) by the set of heads present.
+# The architecture name (after the family's "Bert" / "Albert" / ...) by the set of heads saved: pretraining
+# saves {mlm, nsp}, {mlm} or {rtd} (ELECTRA's generator {mlm}), fine-tuning one task head. Any other set is
+# refused: transformers has no class that holds it, and a guessed one would load with heads dropped.
 ARCHITECTURE_SUFFIX = {
     frozenset(): "Model",
     frozenset({"mlm"}): "ForMaskedLM",
@@ -198,28 +282,45 @@ ARCHITECTURE_SUFFIX = {
 CLASSIFIER_SUFFIXES = {"ForTokenClassification": "token_classifier", "ForMultipleChoice": "multiple_choice"}
 
 
-def family(config: BertConfig) -> Family:
+def family(config: BertConfig) -> FamilyMap:
+    if config.model_type not in FAMILIES:
+        raise ConfigError(f"model_type {config.model_type!r} has no name map; add its row to bertkit.hf.FAMILIES")
     return FAMILIES[config.model_type]
 
 
-def name_map(config: BertConfig, heads: list[str], pooler: bool) -> dict[str, str]:
-    """Our parameter names -> Hugging Face names (encoder names without the family's prefix)."""
+def architecture(config: BertConfig, heads: list[str]) -> str:
+    """config.json's `architectures` entry for an encoder with these heads: "BertForPreTraining", ..."""
+    suffix = ARCHITECTURE_SUFFIX.get(frozenset(heads))
+    if suffix is None:
+        sets = "; ".join("{" + ", ".join(sorted(s)) + "}" for s in ARCHITECTURE_SUFFIX)
+        raise CheckpointError(
+            f"no transformers class holds the heads {{{', '.join(sorted(heads))}}} together; save one of: {sets}"
+        )
+    return family(config).arch + suffix
+
+
+def name_map(modules: dict[str, nn.Module]) -> list[Entry]:
+    """The entries for every tensor of `modules` ({"encoder": BertEncoder, head name: head}): encoder names
+    without the family's prefix. A model tensor no entry names is a `CheckpointError` (module docstring)."""
+    encoder = modules["encoder"]
+    config = encoder.config
     fam = family(config)
-    pairs = list(ENCODER_MAP)
-    if config.projects_embeddings:
-        pairs += [(f"project.{w}", f"{fam.project}.{w}") for w in ("weight", "bias")]
-    for i in range(1 if config.shares_layers else config.num_hidden_layers):
-        for ours, theirs in fam.layer_map:
-            for w in ("weight", "bias"):
-                pairs.append((f"layers.{i}.{ours}.{w}", f"{fam.layer.format(i=i)}.{theirs}.{w}"))
-    if pooler:
-        pairs += fam.pooler
-    names = {f"encoder.{ours}": theirs for ours, theirs in pairs}
-    for head in heads:
+    items = _entries(fam.encoder + fam.pooler, "encoder.")
+    for i in range(len(encoder.layers)):
+        items += _entries(fam.layer_map, f"encoder.layers.{i}.", fam.layer.format(i=i) + ".")
+    for head in [h for h in modules if h != "encoder"]:
         if head not in fam.heads:
-            raise ConfigError(f"{FAMILY_NAMES[config.model_type]} models have no '{head}' head in transformers")
-        names.update({f"{head}.{k}": v for k, v in fam.heads[head]})
-    return names
+            raise ConfigError(f"{config.family.name} models have no '{head}' head in transformers")
+        items += _entries(fam.heads[head], f"{head}.")
+    params = _flat_state(modules)
+    entries = [e for e in items if all(o in params for o in e.ours)]
+    leftover = set(params) - {o for e in entries for o in e.ours}
+    if leftover:  # a tensor we do not know how to name: refuse rather than drop it
+        raise CheckpointError(
+            f"no Hugging Face name for {_short(sorted(leftover))} in the {config.family.name} name map; "
+            f"transformers' {config.family.name} classes cannot hold this model"
+        )
+    return entries
 
 
 @dataclass
@@ -236,7 +337,7 @@ class Checkpoint:
 
 
 def build_heads(config: BertConfig, heads: list[str]) -> dict[str, nn.Module]:
-    first_token = config.model_type in ("roberta", "electra")  # no pooler: a two-layer head on <s> / [CLS]
+    first_token = config.family.classifier_reads_first_token  # no pooler: a two-layer head on <s> / [CLS]
     factories = {
         "mlm": MLMHead,
         "nsp": NSPHead,
@@ -253,15 +354,15 @@ def build_heads(config: BertConfig, heads: list[str]) -> dict[str, nn.Module]:
         raise ConfigError("a classifier head needs labels: set 'id2label' in the config")
     missing = [h for h in heads if h not in family(config).heads]
     if missing:
-        raise ConfigError(f"{FAMILY_NAMES[config.model_type]} models have no {', '.join(missing)} head in transformers")
+        raise ConfigError(f"{config.family.name} models have no {', '.join(missing)} head in transformers")
     return {h: factories[h](config) for h in heads}
 
 
-def _heads_in(state: dict[str, torch.Tensor], architectures: list[str], fam: Family) -> list[str]:
+def _heads_in(state: dict[str, torch.Tensor], architectures: list[str], fam: FamilyMap) -> list[str]:
     """The heads whose tensors are in `state`. `classifier.*` is a sequence classifier unless config.json's
     `architectures` names a token classifier or multiple choice (`CLASSIFIER_SUFFIXES`); for RoBERTa and
     ELECTRA, whose sequence classifier is `classifier.dense` + `classifier.out_proj`, the names alone decide."""
-    found = [h for h, m in fam.heads.items() if any(theirs in state for _, theirs in m)]
+    found = [h for h, m in fam.heads.items() if any(e.theirs in state for e in _entries(m))]
     same_names = [h for h in found if fam.heads[h] == _CLASSIFIER]  # heads stored as classifier.weight / .bias
     if len(same_names) > 1:
         named = [CLASSIFIER_SUFFIXES.get(a[len(fam.arch) :]) for a in architectures if a.startswith(fam.arch)]
@@ -366,9 +467,9 @@ def load_pretrained(folder: str | os.PathLike, tokenizer: bool = True) -> Checkp
     state = _normalise_hf_names(state, fam.prefix)
 
     heads = _heads_in(state, _architectures(folder), fam)
-    pooler = any(theirs in state for _, theirs in fam.pooler)
+    pooler = any(e.theirs in state for e in _entries(fam.pooler))
     ckpt = Checkpoint(config, BertEncoder(config, add_pooler=pooler), build_heads(config, heads))
-    _load_into(ckpt, state, source, pooler)
+    _load_into(ckpt, state, source)
     for module in ckpt.modules().values():
         module.eval()  # as transformers' from_pretrained: dropout off until a training loop says train()
     if tokenizer:
@@ -376,33 +477,33 @@ def load_pretrained(folder: str | os.PathLike, tokenizer: bool = True) -> Checkp
     return ckpt
 
 
-def _load_into(ckpt: Checkpoint, state: dict[str, torch.Tensor], source: Path, pooler: bool) -> None:
-    names = name_map(ckpt.config, list(ckpt.heads), pooler)
+def _load_into(ckpt: Checkpoint, state: dict[str, torch.Tensor], source: Path) -> None:
+    entries = name_map(ckpt.modules())
     fam = family(ckpt.config)
     ours = _flat_state(ckpt.modules())
-    missing = [theirs for our, theirs in names.items() if theirs not in state]
-    unexpected = [k for k in state if k not in set(names.values()) and k not in fam.redundant]
+    missing = [e.theirs for e in entries if e.theirs not in state]
+    known = {e.theirs for e in entries}
+    unexpected = [k for k in state if k not in known and k not in fam.redundant]
     if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing tensors {_short(missing)}")
-        if unexpected:
-            parts.append(f"unexpected tensors {_short(unexpected)}")
-        what = {"bert": "a BERT", "albert": "an ALBERT", "roberta": "a RoBERTa", "electra": "an ELECTRA"}[
-            ckpt.config.model_type
-        ]
+        found = {"missing": missing, "unexpected": unexpected}
+        parts = [f"{kind} tensors {_short(names)}" for kind, names in found.items() if names]
+        name = ckpt.config.family.name
+        what = f"{'an' if name[0] in 'AEIOU' else 'a'} {name}"
         raise CheckpointError(f"{source}: " + "; ".join(parts) + f" (config.json says this is {what} checkpoint)")
-    for our, theirs in names.items():
-        if state[theirs].shape != ours[our].shape:
+    shapes = {e.theirs: [tuple(ours[o].shape) for o in e.ours] for e in entries}
+    for e in entries:
+        implied = e.hf_shape(shapes[e.theirs])
+        if tuple(state[e.theirs].shape) != implied:
             raise CheckpointError(
-                f"{source}: tensor '{theirs}' has shape {tuple(state[theirs].shape)} but config.json "
-                f"implies {tuple(ours[our].shape)}"
+                f"{source}: tensor '{e.theirs}' has shape {tuple(state[e.theirs].shape)} but config.json "
+                f"implies {implied}"
             )
-    check_values(state, list(names.values()), source)
+    check_values(state, [e.theirs for e in entries], source)
     _check_tied(state, source, fam)
     with torch.no_grad():
-        for our, theirs in names.items():
-            ours[our].copy_(state[theirs])
+        for e in entries:
+            for o, tensor in zip(e.ours, e.from_hf(state[e.theirs], shapes[e.theirs]), strict=True):
+                ours[o].copy_(tensor)
 
 
 def _flat_state(modules: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
@@ -410,7 +511,7 @@ def _flat_state(modules: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
     return {f"{name}.{k}": v for name, m in modules.items() for k, v in m.state_dict().items()}
 
 
-def _check_tied(state: dict[str, torch.Tensor], source: Path, fam: Family) -> None:
+def _check_tied(state: dict[str, torch.Tensor], source: Path, fam: FamilyMap) -> None:
     """A decoder stored next to the embeddings must be the same matrix: bertkit always ties them."""
     for copy, original in fam.tied:
         if copy in state and original in state and not torch.equal(state[copy], state[original]):
@@ -435,11 +536,12 @@ def _load_tokenizer(folder: Path, config: BertConfig):
 
 
 def check_vocab_fits(tokenizer, config: BertConfig, where: object = "model") -> None:
-    if config.model_type == "roberta" and tokenizer.pad_token_id != config.pad_token_id:
+    if config.family.positions_after_pad and tokenizer.pad_token_id != config.pad_token_id:
         # RoBERTa numbers positions from the padding id: a mismatch would shift every position silently.
         raise CheckpointError(
             f"{where}: config.json has pad_token_id={config.pad_token_id} but the tokenizer pads with id "
-            f"{tokenizer.pad_token_id}; RoBERTa's positions are counted from the padding id, so they must agree"
+            f"{tokenizer.pad_token_id}; {config.family.name}'s positions are counted from the padding id, so they "
+            "must agree"
         )
     if tokenizer.vocab_size > config.vocab_size:
         raise CheckpointError(
@@ -470,21 +572,17 @@ def save_pretrained(
     config = encoder.config
     if tokenizer is not None:
         check_vocab_fits(tokenizer, config)
-    fam = family(config)
-    prefix = fam.prefix if heads else ""
-    names = name_map(config, list(heads), encoder.pooler is not None)
-    params = _flat_state({"encoder": encoder, **heads})
-    leftover = set(params) - set(names)
-    if leftover:  # a module we do not know how to name: refuse rather than drop it
-        raise CheckpointError(f"no Hugging Face name for {_short(sorted(leftover))}")
+    prefix = family(config).prefix if heads else ""
+    arch = architecture(config, list(heads))
+    modules = {"encoder": encoder, **heads}
+    params = _flat_state(modules)
     state = {}
-    for our, theirs in names.items():
-        is_encoder = our.startswith("encoder.")
-        state[(prefix if is_encoder else "") + theirs] = params[our].detach().to("cpu").contiguous()
+    for e in name_map(modules):
+        name = (prefix if e.ours[0].startswith("encoder.") else "") + e.theirs
+        state[name] = e.to_hf([params[o].detach().to("cpu") for o in e.ours]).contiguous()
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    arch = fam.arch + ARCHITECTURE_SUFFIX.get(frozenset(heads), "ForPreTraining")
     with tempfile.TemporaryDirectory(dir=folder, prefix=".saving-") as tmp:
         tmp = Path(tmp)
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})

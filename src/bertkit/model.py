@@ -18,12 +18,24 @@ Choices:
 - Heads are tiny modules that take hidden states; objectives (objectives.py) wrap an encoder and heads.
   The MLM decoder is tied to the word embeddings: the head receives that matrix instead of owning a copy.
 - Module names are our own and short; hf.py maps them to Hugging Face names in both directions.
-- The family is this one encoder with small deltas read from the config (config.py):
+- The family is this one encoder with small deltas read from the config's family row (`config.family`):
   ALBERT's factorised embedding (tables E wide, `project` E → H) and one shared layer (`layers` holds the
   distinct layers, `layer_at(i)` the one run at depth i; gradients from every use add up in the one set of
   weights); RoBERTa's position ids from `pad_token_id + 1`, counted over non-padding tokens as fairseq does;
   ELECTRA's projection when E != H and no pooler. The MLM head decodes in E against the E-wide word
   embeddings, so ALBERT and ELECTRA tie their decoders as BERT does.
+- The encoder is open for the families to come, each option off by default and the default path unchanged
+  (BERT's padding mask, SDPA or the CPU kernels of kernels.py):
+  * attention takes an explicit mask, boolean (True = may attend) or additive float, broadcastable to
+    (B, heads, T_q, T_k), and/or `is_causal` (GPT-2), merged with the padding mask;
+  * a second, query-only stream (XLNet's two-stream attention): the query stream g queries, the content
+    stream h gives keys and values, with its own mask, through the same layer weights;
+  * attention scores (the softmax's input, masked entries at the dtype's minimum: what TinyBERT matches)
+    and/or probabilities, computed by hand only when asked for;
+  * `type_vocab_size = 0`: no token-type table; `extra_embeddings`: more tables added like token types, by
+    name (ERNIE 2.0's task type);
+  * `norm_position = "pre"`: LayerNorm before each sub-layer and once after the last layer, none on the
+    embeddings (GPT-2's layout; Megatron's BERT too).
 """
 
 from __future__ import annotations
@@ -43,6 +55,7 @@ ACT2FN = {
     "gelu_new": nn.GELU(approximate="tanh"),
     "gelu_pytorch_tanh": nn.GELU(approximate="tanh"),
     "relu": nn.ReLU(),
+    "tanh": nn.Tanh(),  # RoBERTa's first-token classifier
 }
 
 
@@ -52,6 +65,8 @@ class EncoderOutput:
     pooler_output: torch.Tensor | None  # (B, H); None when the encoder has no pooler
     hidden_states: tuple[torch.Tensor, ...] | None = None  # N+1 × (B, T, H): embeddings, then each layer
     attentions: tuple[torch.Tensor, ...] | None = None  # N × (B, heads, T, T) attention probabilities
+    scores: tuple[torch.Tensor, ...] | None = None  # N × (B, heads, T, T) the softmax's inputs, masked
+    query_state: torch.Tensor | None = None  # (B, T, H) the query stream's last layer (two-stream attention)
 
 
 @dataclass
@@ -81,10 +96,18 @@ class Embeddings(nn.Module):
         E = config.embedding_width
         self.word_embeddings = nn.Embedding(config.vocab_size, E, padding_idx=config.pad_token_id)
         # RoBERTa's table has a (never used) row for the padding id, as fairseq's; BERT's has none.
-        pos_pad = config.pad_token_id if config.model_type == "roberta" else None
+        pos_pad = config.pad_token_id if config.family.position_padding_row else None
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, E, padding_idx=pos_pad)
-        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, E)
-        self.norm = LayerNorm(E, eps=config.layer_norm_eps)
+        # None when type_vocab_size = 0 (DistilBERT, GPT-2): token_type_ids given are then ignored, as a model
+        # with one type reads them all as type 0.
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, E) if config.type_vocab_size else None
+        self.extra_embeddings = (
+            nn.ModuleDict({name: nn.Embedding(rows, E) for name, rows in config.extra_embeddings.items()})
+            if config.extra_embeddings
+            else None
+        )
+        # Pre-LayerNorm stacks normalise at the first layer instead.
+        self.norm = LayerNorm(E, eps=config.layer_norm_eps) if config.norm_position == "post" else None
         self.dropout = Dropout(config.hidden_dropout_prob)
         self.pad_token_id = config.pad_token_id
         self.position_offset = config.position_offset
@@ -95,6 +118,7 @@ class Embeddings(nn.Module):
         input_ids: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,  # (B, T); None: 0..T-1 for every row
+        extra_ids: dict[str, torch.Tensor] | None = None,  # {table name: (B, T) ids}; a table not given: row 0
     ) -> torch.Tensor:
         T = input_ids.shape[1]
         x = self.word_embeddings(input_ids)  # (B, T, E)
@@ -106,11 +130,22 @@ class Embeddings(nn.Module):
             x = x + self.position_embeddings.weight[:T]  # (T, E) broadcast over the batch
         else:
             x = x + self.position_embeddings(position_ids)  # (B, T, E)
-        if token_type_ids is None or self.single_type:  # one token type (RoBERTa): every token is type 0
-            x = x + self.token_type_embeddings.weight[0]
-        else:
-            x = x + self.token_type_embeddings(token_type_ids)
-        return self.dropout(self.norm(x))
+        if self.token_type_embeddings is not None:
+            if token_type_ids is None or self.single_type:  # one token type (RoBERTa): every token is type 0
+                x = x + self.token_type_embeddings.weight[0]
+            else:
+                x = x + self.token_type_embeddings(token_type_ids)
+        if self.extra_embeddings is not None or extra_ids:
+            x = x + self._extra(extra_ids or {})
+        return self.dropout(x if self.norm is None else self.norm(x))
+
+    def _extra(self, extra_ids: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The extra tables' rows summed, (B, T, E) or (E,); like token types, a table without ids adds row 0."""
+        tables = self.extra_embeddings or {}
+        unknown = sorted(set(extra_ids) - set(tables))
+        if unknown:
+            raise ValueError(f"extra_ids names {unknown}; the config's extra_embeddings has {sorted(tables) or 'none'}")
+        return sum(t(extra_ids[n]) if n in extra_ids else t.weight[0] for n, t in tables.items())
 
 
 class SelfAttention(nn.Module):
@@ -128,35 +163,36 @@ class SelfAttention(nn.Module):
         mask: torch.Tensor | None,
         need_weights: bool = False,
         unpadding: Unpadding | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        qkv = self.qkv(x)  # (B, T, 3H), or (N, 3H) for unpadded tokens
-        if unpadding is not None:
-            qkv = unpadding.pad(qkv)  # attention needs each sequence as a row: (B, T, 3H)
-        B, T, H = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
-        # (B, T, 3H) -> 3 × (B, heads, T, d_k): each head attends in its own d_k = H / heads subspace.
-        q, k, v = qkv.view(B, T, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
-        dropout_p = self.dropout_p if self.training else 0.0
-        probs = None
-        if need_weights:
-            scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])  # (B, heads, T, T)
-            if mask is not None:
-                scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-            probs = scores.softmax(dim=-1)
-            y = dropout(probs, dropout_p, self.training) @ v
-        elif (
-            q.device.type == "cpu"
-            and (q.dtype == torch.bfloat16 or dropout_p)
-            and bmm_pays(self.training, B, self.num_heads, T)
-        ):
-            # fp32 with dropout too: SDPA with dropout on CPU measured slower than these matmuls with the faster
-            # mask (fp32, 32 x 4 x 128 x 64, forward + backward at p 0.1: 30 ms against 18)
-            y = bmm_attention(q, k, v, mask, dropout_p)
+        *,
+        is_causal: bool = False,
+        query: torch.Tensor | None = None,
+        need_scores: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """x: (B, T, H), or (N, H) with `unpadding`. `mask`: bool (True = may attend) or additive float,
+        broadcastable to (B, heads, T_q, T_k). `query`: (B, T_q, H), a second stream whose queries attend to
+        x's keys and values (two-stream attention); the output is then that stream's, (B, T_q, H).
+        Returns (output, scores or None, probabilities or None)."""
+        if query is None:
+            qkv = self.qkv(x)  # (B, T, 3H), or (N, 3H) for unpadded tokens
+            if unpadding is not None:
+                qkv = unpadding.pad(qkv)  # attention needs each sequence as a row: (B, T, 3H)
+            B, T, H = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
+            # (B, T, 3H) -> 3 × (B, heads, T, d_k): each head attends in its own d_k = H / heads subspace.
+            q, k, v = qkv.view(B, T, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+            if unpadding is not None:
+                raise ValueError("two-stream attention runs on padded (B, T, H) streams; call it without unpad")
+            B, T, H = query.shape
+            q, k, v = (self._split_heads(p(s)) for p, s in ((self.query, query), (self.key, x), (self.value, x)))
+        dropout_p = self.dropout_p if self.training else 0.0
+        y, scores, probs = attend(q, k, v, mask, dropout_p, self.training, is_causal, need_scores, need_weights)
         y = y.transpose(1, 2).reshape(B, T, H)  # heads concatenated back: (B, T, H)
         if unpadding is not None:
             y = unpadding.unpad(y)  # (N, H)
-        return self.out(y), probs
+        return self.out(y), scores, probs
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, H) -> (B, heads, T, d_k)
+        return x.view(x.shape[0], x.shape[1], self.num_heads, -1).transpose(1, 2)
 
     def qkv(self, x: torch.Tensor) -> torch.Tensor:
         """(..., H) -> (..., 3H): Q, K, V side by side, from one matrix multiply."""
@@ -166,6 +202,69 @@ class SelfAttention(nn.Module):
         weight = torch.cat([p.weight for p in projections])  # (3H, H); the copy costs far less than it saves
         bias = torch.cat([p.bias for p in projections])
         return F.linear(x, weight, bias)
+
+
+def attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None,
+    dropout_p: float,
+    training: bool,
+    is_causal: bool = False,
+    need_scores: bool = False,
+    need_probs: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """softmax(QKᵀ/√d_k + mask)V for (B, heads, T_q, d_k) queries and (B, heads, T_k, d_k) keys and values.
+
+    By hand when scores or probabilities are asked for (a boolean mask's masked entries set to the dtype's
+    minimum, as transformers' eager attention; an additive mask added); otherwise SDPA, or on CPU the batched
+    matrix multiplies of kernels.py where they were measured faster (a boolean or no mask, one stream)."""
+    if is_causal and (mask is not None or need_scores or need_probs):  # SDPA takes a mask or is_causal, not both
+        mask, is_causal = merge_masks(mask, causal_mask(q.shape[-2], k.shape[-2], q.device)), False
+    if need_scores or need_probs:
+        scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])  # (B, heads, T_q, T_k)
+        if mask is not None and mask.dtype == torch.bool:
+            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        elif mask is not None:
+            scores = scores + mask
+        probs = scores.softmax(dim=-1)
+        y = dropout(probs, dropout_p, training) @ v
+        return y, scores if need_scores else None, probs if need_probs else None
+    B, heads, T, _ = q.shape
+    if (
+        q.device.type == "cpu"
+        and (q.dtype == torch.bfloat16 or dropout_p)
+        and not is_causal
+        and (mask is None or mask.dtype == torch.bool)
+        and k.shape[-2] == T
+        and bmm_pays(training, B, heads, T)
+    ):
+        # fp32 with dropout too: SDPA with dropout on CPU measured slower than these matmuls with the faster
+        # mask (fp32, 32 x 4 x 128 x 64, forward + backward at p 0.1: 30 ms against 18)
+        y = bmm_attention(q, k, v, mask, dropout_p)
+    else:
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
+    return y, None, None
+
+
+def causal_mask(t_q: int, t_k: int, device: torch.device | None = None) -> torch.Tensor:
+    """(T_q, T_k) True where query i may attend key j <= i: left to right (GPT's language model)."""
+    return torch.ones(t_q, t_k, dtype=torch.bool, device=device).tril()
+
+
+def merge_masks(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+    """Both masks at once: boolean AND of two boolean masks, else the sum of their additive forms."""
+    if a is None or b is None:
+        return b if a is None else a
+    if a.dtype == torch.bool and b.dtype == torch.bool:
+        return a & b
+    dtype = a.dtype if a.is_floating_point() else b.dtype
+    additive = [
+        m if m.is_floating_point() else torch.zeros(m.shape, dtype=dtype, device=m.device).masked_fill_(~m, -math.inf)
+        for m in (a, b)
+    ]
+    return additive[0] + additive[1]
 
 
 class FeedForward(nn.Module):
@@ -187,6 +286,7 @@ class Layer(nn.Module):
         self.ffn = FeedForward(config)
         self.ffn_norm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = Dropout(config.hidden_dropout_prob)
+        self.pre_norm = config.norm_position == "pre"
 
     def forward(
         self,
@@ -194,20 +294,33 @@ class Layer(nn.Module):
         mask: torch.Tensor | None,
         need_weights: bool = False,
         unpadding: Unpadding | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        a, probs = self.attn(x, mask, need_weights, unpadding)
+        *,
+        is_causal: bool = False,
+        query: torch.Tensor | None = None,
+        need_scores: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """(hidden states, scores, probabilities); with `query` the hidden states are that stream's, its queries
+        attending to x (SelfAttention.forward)."""
+        stream = x if query is None else query  # what the residual adds to
+        options = dict(is_causal=is_causal, need_scores=need_scores)
+        if self.pre_norm:  # LayerNorm before each sub-layer; the residual stream itself is never normalised
+            q = None if query is None else self.attn_norm(query)
+            a, scores, probs = self.attn(self.attn_norm(x), mask, need_weights, unpadding, query=q, **options)
+            y = stream + self.dropout(a)
+            return y + self.dropout(self.ffn(self.ffn_norm(y))), scores, probs
+        a, scores, probs = self.attn(x, mask, need_weights, unpadding, query=query, **options)
         # Residual "add & norm": the sub-layer's output is added to its input, so nothing it lost is lost.
-        x = self.attn_norm(x + self.dropout(a))
+        x = self.attn_norm(stream + self.dropout(a))
         x = self.ffn_norm(x + self.dropout(self.ffn(x)))
-        return x, probs
+        return x, scores, probs
 
 
 class BertEncoder(nn.Module):
     def __init__(self, config: BertConfig, add_pooler: bool | None = None):
         super().__init__()
         self.config = config
-        if add_pooler is None:  # as each family's transformers base model: ELECTRA alone has no pooler
-            add_pooler = config.model_type != "electra"
+        if add_pooler is None:  # as each family's transformers base model: ELECTRA has no pooler
+            add_pooler = config.family.pooler
         self.embeddings = Embeddings(config)
         # ALBERT / ELECTRA: the E-wide embeddings are projected to the hidden size H.
         self.project = nn.Linear(config.embedding_width, config.hidden_size) if config.projects_embeddings else None
@@ -216,6 +329,9 @@ class BertEncoder(nn.Module):
             Layer(config) for _ in range(1 if config.shares_layers else config.num_hidden_layers)
         )
         self.pooler = nn.Linear(config.hidden_size, config.hidden_size) if add_pooler else None
+        # Pre-LayerNorm: the last layer's output is normalised once more (GPT-2's ln_f).
+        pre = config.norm_position == "pre"
+        self.final_norm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if pre else None
         self.apply(lambda m: init_weights(m, config.initializer_range))
 
     def layer_at(self, depth: int) -> Layer:
@@ -231,18 +347,33 @@ class BertEncoder(nn.Module):
         output_attentions: bool = False,
         unpad: bool = False,
         position_ids: torch.Tensor | None = None,
+        *,
+        attn_mask: torch.Tensor | None = None,
+        is_causal: bool = False,
+        output_scores: bool = False,
+        extra_ids: dict[str, torch.Tensor] | None = None,
+        query_stream: torch.Tensor | None = None,
+        query_mask: torch.Tensor | None = None,
     ) -> EncoderOutput:
         """`unpad=True` runs everything but attention on the real tokens only; outputs at padding are then zeros
         (and attention rows of padded queries differ from transformers'), so it is for callers that read only
-        real positions: embeddings, serving."""
+        real positions: embeddings, serving.
+
+        `attn_mask` (bool, True = may attend, or additive float; broadcastable to (B, heads, T, T)) and
+        `is_causal` restrict attention beyond the padding of `attention_mask`. `query_stream` (B, T, H) runs
+        a second, query-only stream through the same layers (XLNet's g): at each layer its queries attend to
+        the content stream's keys and values under `query_mask` (and the padding); its last layer comes back
+        as `query_state`. `extra_ids` gives ids for the config's `extra_embeddings` by name."""
         B, T = input_ids.shape
         if T > self.config.max_length:
             raise ValueError(
                 f"sequence length {T} exceeds the model's {self.config.max_length} positions "
                 f"(max_position_embeddings={self.config.max_position_embeddings})"
             )
+        if unpad and query_stream is not None:
+            raise ValueError("two-stream attention runs on padded (B, T, H) streams; call it without unpad")
         mask, unpadding = None, None
-        x = self.embeddings(input_ids, token_type_ids, position_ids)  # (B, T, E)
+        x = self.embeddings(input_ids, token_type_ids, position_ids, extra_ids)  # (B, T, E)
         if self.project is not None:
             x = self.project(x)  # (B, T, H)
         if attention_mask is not None and not bool(attention_mask.all()):
@@ -250,11 +381,19 @@ class BertEncoder(nn.Module):
             if unpad:
                 unpadding = Unpadding.from_mask(attention_mask)
                 x = unpadding.unpad(x)  # (N, H): the real tokens only
-        hidden_states, attentions = [x], []
+        g, g_mask, mask = query_stream, merge_masks(mask, query_mask), merge_masks(mask, attn_mask)
+        hidden_states, attentions, scores = [x], [], []
         for depth in range(self.config.num_hidden_layers):
-            x, probs = self.layer_at(depth)(x, mask, output_attentions, unpadding)
+            layer = self.layer_at(depth)
+            if g is not None:  # from the content stream of the layer below, as x is
+                g = layer(x, g_mask, query=g)[0]
+            x, s, probs = layer(x, mask, output_attentions, unpadding, is_causal=is_causal, need_scores=output_scores)
             hidden_states.append(x)
             attentions.append(probs)
+            scores.append(s)
+        if self.final_norm is not None:
+            x = hidden_states[-1] = self.final_norm(x)
+            g = None if g is None else self.final_norm(g)
         if unpadding is not None:
             x = unpadding.pad(x)
             hidden_states = [unpadding.pad(h) for h in hidden_states] if output_hidden_states else hidden_states
@@ -264,6 +403,8 @@ class BertEncoder(nn.Module):
             pooler_output=pooled,
             hidden_states=tuple(hidden_states) if output_hidden_states else None,
             attentions=tuple(attentions) if output_attentions else None,
+            scores=tuple(scores) if output_scores else None,
+            query_state=g,
         )
 
 
@@ -280,7 +421,7 @@ class MLMHead(nn.Module):
         super().__init__()
         E = config.embedding_width
         self.dense = nn.Linear(config.hidden_size, E)
-        self.act = ACT2FN["gelu" if config.model_type in ("roberta", "electra") else config.hidden_act]
+        self.act = ACT2FN[config.family.mlm_act or config.hidden_act]
         self.norm = LayerNorm(E, eps=config.layer_norm_eps)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
         self.apply(lambda m: init_weights(m, config.initializer_range))
@@ -324,7 +465,7 @@ class FirstTokenClassifierHead(nn.Module):
         p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
         self.dropout = Dropout(p)
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        self.act = nn.Tanh() if config.model_type == "roberta" else ACT2FN["gelu"]
+        self.act = ACT2FN[config.family.classifier_act]
         self.out = nn.Linear(config.hidden_size, num_labels or config.num_labels)
         self.apply(lambda m: init_weights(m, config.initializer_range))
 
@@ -384,6 +525,7 @@ def parameter_table(modules: dict[str, nn.Module]) -> list[tuple[str, int]]:
         "embeddings.position_embeddings": "embeddings: position (P × H)",
         "embeddings.token_type_embeddings": "embeddings: segment (2 × H)",
         "embeddings.norm": "embeddings: LayerNorm",
+        "final_norm": "final LayerNorm (pre-norm)",
         "project": "embeddings: projection E → H",
         "attn": "attention: Q, K, V, output",
         "attn_norm": "attention: LayerNorm",
@@ -401,6 +543,8 @@ def parameter_table(modules: dict[str, nn.Module]) -> list[tuple[str, int]]:
                 key = f"head: {module_name}"
             elif m := re.match(r"layers\.\d+\.(\w+)\.", pname):
                 key = f"{n_layers} × {names[m.group(1)]}{shared}"
+            elif pname.startswith("embeddings.extra_embeddings."):
+                key = f"embeddings: {pname.split('.')[2]} (n × H)"
             else:
                 key = pname.rsplit(".", 1)[0]
                 key = names[key] if key in names else names["pooler"]

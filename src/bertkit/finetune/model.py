@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bertkit.config import BertConfig, atomic_write_text
+from bertkit.config import FAMILY_SPECS, BertConfig, atomic_write_text
 from bertkit.errors import BertkitError, CheckpointError
 from bertkit.finetune.crf import CRF, CRF_FILE, compact
 from bertkit.finetune.tasks import BMES_LABELS
@@ -161,11 +161,12 @@ def build_model(folder: str | Path, kind: str, labels: list[str], random_init: b
     config = replace(config, id2label=dict(enumerate(labels)))
     # As each transformers class has it: BERT and ALBERT classify from the pooler; RoBERTa and ELECTRA from
     # the first token through a two-layer head (RoBERTa's multiple choice still reads its pooler).
-    first_token = config.model_type in ("roberta", "electra") and kind in ("classification", "regression")
-    if kind == "multiple_choice" and config.model_type == "electra":
+    first_token = config.family.classifier_reads_first_token and kind in ("classification", "regression")
+    if kind == "multiple_choice" and not config.family.multiple_choice:
+        having = ", ".join(s.name for s in FAMILY_SPECS.values() if s.multiple_choice)
         raise BertkitError(
-            f"{folder}: ELECTRA's multiple-choice head (SequenceSummary) is not built by bertkit; "
-            "use a BERT, ALBERT or RoBERTa model for this task"
+            f"{folder}: {config.family.name}'s multiple-choice head is not built by bertkit; "
+            f"use a model of {having} for this task"
         )
     pooled = kind in ("classification", "regression", "multiple_choice") and not first_token
     if encoder is None:
