@@ -124,8 +124,8 @@ def pretraining(device: torch.device, args) -> list[str]:
             return one_step
 
         def our_loss(m, data=data):
-            r = m(**data)
-            return r.mlm_loss_sum / r.mlm_count + r.nsp_loss_sum / r.nsp_count
+            r = m(data)  # MLM mean over masked tokens + NSP mean over sequences, as the loop's step sums them
+            return r.total({name: loss.count for name, loss in r.losses.items()})
 
         steps = {
             "bertkit": step_fn(ours, our_loss),
