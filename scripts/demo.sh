@@ -4,8 +4,8 @@
 # labels and with 500, People's Daily NER, word segmentation) next to the same model trained from random weights
 # and next to the classical baseline, each pair with its paired 95% interval on the test split. Everything lands
 # in runs/demo/. The full-size version of the table is scripts/finetune_table.sh (~45 minutes, lr grids).
-# Where the time goes (7 min 6 s in all, with other jobs on the same 2 cores, load average 0.8-2.0): pretraining
-# 187 s, fill-mask 2, sentiment 100 (baselines 15), NER and segmentation 128 (CRF baselines ~20), table 7.
+# Where the time goes (6 min 49 s in all on a quiet AMD EPYC with AVX-512 BF16, shards built in the run): pretraining
+# 174 s, fill-mask 1, sentiment 99 (baselines 15), NER and segmentation 125 (CRF baselines ~20), table 6.
 #
 # The recipe, and how each setting was chosen (AMD EPYC with AVX-512 BF16, 2 cores; settings on dev or on the
 # held-out pretraining documents, never on test; see docs/results.md and docs/pretraining.md):
