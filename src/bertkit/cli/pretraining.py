@@ -96,7 +96,7 @@ def pretrain_cmd(
         str | None, "where token shards are cached (default $BERTKIT_CACHE or ~/.cache/bertkit)"
     ] = None,
 ) -> None:
-    """Pretrain BERT, ALBERT, RoBERTa or ELECTRA on a corpus; writes a Hugging Face folder with the heads.
+    """Pretrain BERT, SpanBERT, ALBERT, RoBERTa or ELECTRA on a corpus; writes a Hugging Face folder with the heads.
 
     ELECTRA's run folder holds the discriminator in OUT/model and the generator in OUT/generator."""
     import torch

@@ -200,14 +200,25 @@ class WordMasking:
 
     `span`: None for whole words; "geometric" for SpanBERT (lengths ~ Geometric(`cfg.span_p`) up to
     `cfg.max_span`, one 80/10/10 decision per span, as SpanBERT makes it); "ngram" for ALBERT (n <= `cfg.max_ngram`
-    with p(n) ∝ 1/n, the 80/10/10 decision per token, as ALBERT's create_pretraining_data.py makes it)."""
+    with p(n) ∝ 1/n, the 80/10/10 decision per token, as ALBERT's create_pretraining_data.py makes it).
+
+    `boundaries` (geometric spans only) adds SpanBERT's span-boundary fields, per token, for the span boundary
+    objective (`spanbert.SpanBertPretraining`): for each token i of a span s..e (inclusive), `sbo_left` = s - 1 and
+    `sbo_right` = e + 1, the positions of the tokens just outside it, and `sbo_pos` = i - s + 1, its place in the
+    span from 1; -1, -1 and 0 at every other token. They are computed from the spans already drawn and draw
+    nothing, so the masks are the same with or without them."""
 
     span: Literal["geometric", "ngram"] | None = None
+    boundaries: bool = False
     words = True
 
     def __call__(self, tokens, lengths, word_ids, cfg, vocab, rng) -> Masked:
         masked = tokens.copy()
         labels = np.full(tokens.shape, IGNORE_INDEX, dtype=np.int64)
+        if self.boundaries and self.span != "geometric":
+            raise ValueError("span boundaries are SpanBERT's: WordMasking(boundaries=True) needs span='geometric'")
+        left, right = np.full(tokens.shape, -1, np.int32), np.full(tokens.shape, -1, np.int32)  # (N, L)
+        place = np.zeros(tokens.shape, np.int32)  # (N, L)
         for row, w in enumerate(word_ids):
             n = int(lengths[row])
             groups = None
@@ -219,6 +230,9 @@ class WordMasking:
                 positions = np.concatenate([np.arange(s, e) for s, e in spans] or [np.zeros(0, np.int64)])
                 if self.span == "geometric":
                     groups = np.repeat(np.arange(len(spans)), spans[:, 1] - spans[:, 0])
+                if self.boundaries:
+                    for s, e in spans:  # [s, e): the boundaries are s - 1 and e, both inside the row's [CLS] .. [SEP]
+                        left[row, s:e], right[row, s:e], place[row, s:e] = s - 1, e, np.arange(1, e - s + 1)
             masked[row, :n], labels[row, :n] = apply_mask(
                 tokens[row, :n],
                 positions,
@@ -229,7 +243,8 @@ class WordMasking:
                 special_ids=vocab.special_ids,
                 groups=groups,
             )
-        return Masked(masked, labels)
+        fields = {"sbo_left": left, "sbo_right": right, "sbo_pos": place} if self.boundaries else {}
+        return Masked(masked, labels, fields)
 
 
 # `PretrainingData.unit` names one of these (or is a `MaskingUnit` itself); a new unit is a new entry.
@@ -237,6 +252,7 @@ MASKING_UNITS: dict[str, MaskingUnit] = {
     "token": TokenMasking(),
     "word": WordMasking(),
     "span": WordMasking("geometric"),
+    "span_boundaries": WordMasking("geometric", boundaries=True),  # SpanBERT's spans and their boundaries (SBO)
     "ngram": WordMasking("ngram"),
 }
 
@@ -259,7 +275,9 @@ class PretrainingData:
     objective: str = "nsp"  # a key of INSTANCE_BUILDERS: "nsp", "sop", "full"
     short_seq_prob: float = 0.1
     masking: MaskingConfig = field(default_factory=MaskingConfig)
-    unit: str | MaskingUnit = "token"  # a key of MASKING_UNITS: tokens, whole words (wwm), spans, ALBERT n-grams
+    unit: str | MaskingUnit = (
+        "token"  # a key of MASKING_UNITS: tokens, whole words (wwm), spans (+ boundaries), n-grams
+    )
     dynamic: bool = False
     dupe_factor: int = 5
     seed: int = 0

@@ -481,7 +481,11 @@ def save_state(run: Run, model: Objective, tokenizer, cfg: TrainConfig) -> None:
         "batch_index": run.batch_index,
         "phase": run.phase,  # of the length schedule; epoch and batch_index count within it
     }
-    save = lambda d: save_pretrained(d, model.encoder, model.heads(), tokenizer)  # noqa: E731
+
+    def save(d):
+        save_pretrained(d, model.encoder, model.heads(), tokenizer)
+        model.save_extra(d)
+
     save_checkpoint(run.out, run.step, save, state, cfg.keep_checkpoints)
 
 
@@ -499,6 +503,7 @@ def finish_run(run: Run, model: Objective, tokenizer, last_eval: dict) -> dict:
     check_finite(model, f"after step {run.step}", last_good(out))  # a diverged run is a failure, not a model
     if run.rank == 0:
         save_pretrained(out / "model", model.encoder, model.heads(), tokenizer)
+        model.save_extra(out / "model")
         for name, (encoder, heads) in model.extra_models().items():
             save_pretrained(out / name, encoder, heads, tokenizer)
             summary[name] = str(out / name)

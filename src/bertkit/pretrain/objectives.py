@@ -23,6 +23,8 @@ The objectives here:
   with `nsp=None` it is MLM alone (RoBERTa), or a sentence-order head can be passed as `nsp` for ALBERT's SOP
   (the same two-way linear layer on the pooled [CLS]).
 - `ElectraPretraining` is ELECTRA's replaced-token detection (below, with the choice each line makes).
+- `spanbert.SpanBertPretraining` is SpanBERT's MLM plus span boundary objective; its head is not a transformers
+  head, so it writes its own file into the model folder (`save_extra`).
 
 Choices:
 - The MLM head runs only at the masked positions: gathering them first means the (N, V) vocabulary
@@ -39,6 +41,7 @@ Choices:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import NamedTuple, Protocol, runtime_checkable
 
 import torch
@@ -96,6 +99,11 @@ class Objective(Protocol):
         """Other models saved beside OUT/model, by folder name (ELECTRA's generator)."""
         ...
 
+    def save_extra(self, folder: Path) -> None:
+        """Write the files of heads that are not transformers heads (SpanBERT's span boundary head) into the model
+        folder `folder`, after `hf.save_pretrained` has written it: OUT/model and every checkpoint's model."""
+        ...
+
     def units(self, batch: Batch) -> dict[str, int]:
         """For each loss, the units it is averaged over in this (whole, not per-rank) micro-batch; called before
         any forward pass of the step, so the step's totals are known when its first loss is scaled."""
@@ -111,10 +119,13 @@ class Objective(Protocol):
 
 
 class PretrainingObjective(nn.Module):
-    """The protocol's defaults: no extra models, nothing drawn per step."""
+    """The protocol's defaults: no extra models, no extra files, nothing drawn per step."""
 
     def extra_models(self) -> dict[str, tuple[BertEncoder, dict[str, nn.Module]]]:
         return {}
+
+    def save_extra(self, folder: Path) -> None:
+        pass
 
     def prepare(self, batch: Batch, noise: torch.Generator) -> Batch:
         return batch

@@ -48,6 +48,7 @@ class Recipe:
     beta2: float  # Adam's β2 (AdamW, weight decay 0.01, ε 1e-6 for every recipe)
     source: str  # the paper (and code) the row's values come from
     generator_size: float | None = None  # ELECTRA's replaced-token detection: the MLM generator's width fraction
+    boundary_objective: bool = False  # SpanBERT's span boundary objective (SBO) beside the MLM; needs span masking
     tokenizer: Literal["wordpiece", "bpe"] = "wordpiece"  # the vocabulary a new model trains on the corpus
     segmenter: str = "jieba"  # finds the words that wwm / span / n-gram masking takes whole (`--segmenter`)
     dupe_factor: int = 5  # static masking: versions of the data
@@ -81,6 +82,8 @@ class Recipe:
         """The row in words: the columns of `recipe_table` (and of `bertkit pretrain --help`)."""
         pairs = {"nsp": "MLM + NSP", "sop": "MLM + SOP", "full": "MLM on full sentences"}
         objective = pairs[self.objective]
+        if self.boundary_objective:
+            objective = f"MLM + SBO (span boundaries, {self.max_span} positions), full sentences"
         if self.generator_size:
             objective = f"RTD + MLM generator ({self.generator_size:g} wide), full sentences"
         unit = {
@@ -109,6 +112,16 @@ RECIPES = {
     r.name: r
     for r in (
         Recipe("bert", "bert-mini-chinese", "nsp", "token", dynamic=False, beta2=0.999, source=GOOGLE_BERT),
+        Recipe(
+            "spanbert",
+            "bert-mini-chinese",
+            "full",
+            "span",
+            dynamic=True,
+            beta2=0.999,
+            boundary_objective=True,
+            source="Joshi et al. 2020 (SpanBERT), facebookresearch/SpanBERT: span masking + SBO, single segments",
+        ),
         Recipe(
             "albert",
             "albert-tiny-chinese",
@@ -198,6 +211,16 @@ def resolve_recipe(
         raise BertkitError(f"--masking {row.masking!r}: choose one of {', '.join(MASKING_UNITS)}")
     if "dupe_factor" in given and row.dynamic:
         raise BertkitError("--dupe-factor counts static masked copies; this run masks afresh each epoch (dynamic)")
+    if row.boundary_objective and row.objective != "full":
+        raise BertkitError(
+            f"--objective {row.objective}: recipe {row.name}'s span boundary objective trains on single segments; "
+            "give --objective full or another --recipe"
+        )
+    if row.boundary_objective and row.masking != "span":
+        raise BertkitError(
+            f"--masking {row.masking}: recipe {row.name}'s span boundary objective predicts masked spans; "
+            "give --masking span or another --recipe"
+        )
     if "segmenter" in given and row.masking == "token":
         raise BertkitError(
             "--segmenter finds the words that --masking wwm, span and ngram take whole; this run masks single tokens"
@@ -242,7 +265,8 @@ def build_pretraining(
     The tokenizer comes from `init` (continued pretraining of that model), else `tokenizer_path`, else a
     new vocabulary of `vocab_size` trained on the corpus and saved with the model, of the recipe's kind
     (WordPiece or byte-level BPE). A recipe with replaced-token detection builds ELECTRA's generator
-    (`generator_size` of the width) and discriminator (`ElectraPretraining`).
+    (`generator_size` of the width) and discriminator (`ElectraPretraining`); one with the span boundary objective
+    builds `spanbert.SpanBertPretraining`, with the `--init` folder's span boundary head when it has one.
     """
     from bertkit.hf import check_vocab_fits
     from bertkit.pretrain.corpus import resolve_corpus
@@ -302,7 +326,16 @@ def _continued_model(init: str, recipe: Recipe) -> tuple:
         encoder.pooler = nn.Linear(ckpt.config.hidden_size, ckpt.config.hidden_size)
         init_weights(encoder.pooler, ckpt.config.initializer_range)
         print(f"{init}: the model has no pooler; --objective {recipe.objective} trains a new one")
-    return ckpt.tokenizer, encoder, ckpt.heads
+    heads = dict(ckpt.heads)
+    if recipe.boundary_objective:
+        from bertkit.pretrain.spanbert import SBO_FILE, SpanBoundaryHead
+
+        if (Path(init) / SBO_FILE).exists():
+            heads["sbo"] = SpanBoundaryHead(ckpt.config, recipe.max_span)
+            heads["sbo"].load(init)
+        else:
+            print(f"{init}: the model has no {SBO_FILE}; the span boundary objective trains a new head")
+    return ckpt.tokenizer, encoder, heads
 
 
 def _new_model(source, recipe: Recipe, tokenizer_path: str | None, vocab_size: int, overrides: dict) -> tuple:
@@ -334,7 +367,8 @@ def _new_model(source, recipe: Recipe, tokenizer_path: str | None, vocab_size: i
 
 def _objective(recipe: Recipe, encoder, heads: dict, label_smoothing: float) -> PretrainingObjective:
     """The recipe's objective over the encoder: ELECTRA's generator and discriminator when it detects replaced
-    tokens, else MLM with an NSP / SOP head unless it trains on full sentences alone."""
+    tokens, MLM with SpanBERT's span boundary head when it has that objective, else MLM with an NSP / SOP head
+    unless it trains on full sentences alone."""
     from bertkit.errors import ConfigError
     from bertkit.model import BertEncoder, MLMHead, NSPHead, RTDHead
     from bertkit.pretrain.objectives import BertPretraining, ElectraPretraining, electra_generator_config
@@ -350,6 +384,11 @@ def _objective(recipe: Recipe, encoder, heads: dict, label_smoothing: float) -> 
             generator, MLMHead(gen_config), encoder, RTDHead(config), label_smoothing=label_smoothing
         )
     mlm = heads.get("mlm") or MLMHead(config)
+    if recipe.boundary_objective:
+        from bertkit.pretrain.spanbert import SpanBertPretraining, SpanBoundaryHead
+
+        sbo = heads.get("sbo") or SpanBoundaryHead(config, recipe.max_span)
+        return SpanBertPretraining(encoder, mlm, sbo, label_smoothing=label_smoothing)
     nsp = None if recipe.objective == "full" else (heads.get("nsp") or NSPHead(config))
     return BertPretraining(encoder, mlm, nsp, label_smoothing=label_smoothing)
 
@@ -364,7 +403,7 @@ def _data(
 
     shards = build_shards(source, tokenizer, cache / "shards", progress=progress)
     vocab = Vocab.of(tokenizer)
-    unit = MASKING_UNITS[recipe.masking]
+    unit = "span_boundaries" if recipe.boundary_objective else MASKING_UNITS[recipe.masking]
     documents, segmenter = shards, None
     if unit != "token":  # find the words once per corpus and segmenter; they then ride along on the token ids
         segmenter = make_segmenter(recipe.segmenter)
