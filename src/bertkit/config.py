@@ -7,23 +7,24 @@ Choices:
   describe the file (`architectures`, `transformers_version`, ...) or that Google's original configs carry
   without effect (`pooler_fc_size`, `directionality`, ...) are listed in `IGNORED_KEYS` and skipped.
 - Presets are data: `PRESETS` names each model with the paper or release it comes from.
-- One config for the family (STYLE: one encoder, small deltas): `model_type` is "bert", "albert",
-  "roberta" or "electra" and picks one row of `FAMILY_SPECS` (`config.family`, a `FamilySpec`); the code
-  asks that row what the family has (a shared layer, a position offset, a first-token classifier, ...) and
-  never which family it is, so a new family is a new row:
+- One config for the family (STYLE: one encoder, small deltas): `model_type` ("bert", "albert", "roberta",
+  "electra", "ernie") picks one row of `FAMILY_SPECS` (`config.family`, a `FamilySpec`); the code asks that row
+  what the family has (a shared layer, a position offset, ...) and never which family it is; a family is a row:
   * ALBERT: `embedding_size` E < H (embeddings E wide, projected to H), one layer's weights applied
     `num_hidden_layers` times (`shares_layers`); `num_hidden_groups` / `inner_group_num` other than 1 are
     refused (no released ALBERT uses them, and building a different sharing silently would be wrong).
   * RoBERTa: position ids start at `pad_token_id + 1` (`position_offset`), one token type, LayerNorm eps 1e-5.
   * ELECTRA: `embedding_size` may differ from H (a projection E → H), no pooler.
+  * ERNIE: BERT plus the task-type table `extra_embeddings["task_type"]` (`use_task_id`, `task_type_vocab_size`).
   Which keys config.json may carry depends on the row (`FamilySpec.fields`, `key_renames`, `dropped_keys`);
   each family's file is written with the keys its `transformers` class reads, under the names it reads them.
 - Deltas no `transformers` class of today's families has are bertkit's own fields: `type_vocab_size = 0`
-  (no token-type table), `norm_position` ("pre": GPT-2's layout) and `extra_embeddings` (ERNIE 2.0's task
-  table). config.json carries `norm_position` / `extra_embeddings` only when they differ from the family
-  row's default, so every file of today's families is written byte for byte as before and loads in
-  `transformers` unchanged; a model whose family's `transformers` classes cannot hold such a delta is refused
-  when saved as a Hugging Face folder (hf.py), never written as a file `transformers` would misread.
+  (no token-type table), `norm_position` ("pre": GPT-2's layout) and `extra_embeddings` (tables added like token
+  types; ERNIE's row writes its task table under ErnieConfig's keys). config.json carries `norm_position` /
+  `extra_embeddings` only when they differ from the family row's default, so every file of today's families is
+  written byte for byte as before and loads in `transformers` unchanged; a model whose family's `transformers`
+  classes cannot hold such a delta is refused when saved as a Hugging Face folder (hf.py), never written as a
+  file `transformers` would misread.
 """
 
 from __future__ import annotations
@@ -107,6 +108,8 @@ class FamilySpec:
     classifier_reads_first_token: bool = False  # sequence classifier: dense + act on token 0, not the pooler
     classifier_act: str = "tanh"  # that first-token classifier's activation
     multiple_choice: bool = True  # bertkit builds the family's multiple-choice head
+    # {extra table: (flag key, rows key, default rows)}: ERNIE's "task_type" is use_task_id + task_type_vocab_size.
+    switched_tables: dict[str, tuple[str, str, int]] = field(default_factory=dict)
 
 
 # Sources: the transformers configuration and modelling classes of each family (AlbertConfig's
@@ -141,6 +144,7 @@ FAMILY_SPECS: dict[str, FamilySpec] = {
         classifier_act="gelu",
         multiple_choice=False,
     ),
+    "ernie": FamilySpec("ERNIE", switched_tables={"task_type": ("use_task_id", "task_type_vocab_size", 3)}),
 }
 FAMILY_NAMES = {model_type: spec.name for model_type, spec in FAMILY_SPECS.items()}
 
@@ -313,6 +317,7 @@ class BertConfig:
         spec = FAMILY_SPECS[model_type]
         known = {f.name for f in fields(cls)} - (set(FAMILY_FIELDS) - spec.fields) | {"model_type"}
         kwargs = dict(spec.defaults)  # e.g. AlbertConfig's classifier_dropout_prob 0.1 when the file omits it
+        data, tables = _switched_tables(data, spec, source)
         for key, value in data.items():
             if key in spec.key_renames:  # the family's name for a field (ALBERT's classifier_dropout_prob)
                 name = spec.key_renames[key]
@@ -339,6 +344,8 @@ class BertConfig:
                     f"{source}: unknown key '{key}'; bertkit builds a BERT encoder from the keys of "
                     "transformers.BertConfig — remove the key or convert the model first"
                 )
+        if tables and isinstance(kwargs.get("extra_embeddings", {}), dict):
+            kwargs["extra_embeddings"] = {**kwargs.get("extra_embeddings", {}), **tables}
         _check_types(kwargs, source)
         if "id2label" in kwargs:
             kwargs["id2label"] = _id2label(kwargs["id2label"], source)
@@ -353,6 +360,9 @@ class BertConfig:
         spec = self.family
         data = asdict(self)
         id2label = data.pop("id2label")
+        for table, (flag, rows_key, default_rows) in spec.switched_tables.items():  # ERNIE's use_task_id & co.
+            rows = data["extra_embeddings"].pop(table, None)  # asdict's copy
+            data[flag], data[rows_key] = rows is not None, rows or default_rows
         for name in BERTKIT_FIELDS:  # only a delta the family row does not already imply is written
             if data[name] == spec.defaults.get(name, _field_default(name)):
                 data.pop(name)
@@ -399,6 +409,29 @@ class BertConfig:
         if architectures:
             data = {"architectures": architectures, **data}
         atomic_write_text(Path(path), json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def _switched_tables(data: dict, spec: FamilySpec, source: str) -> tuple[dict, dict[str, int]]:
+    """The file's keys less the family's table switches, and the extra_embeddings they turn on (ERNIE's use_task_id
+    + task_type_vocab_size -> {"task_type": rows}). A table switched off sizes nothing: its size is not kept."""
+    rest, tables = dict(data), {}
+    for table, (flag, rows_key, default_rows) in spec.switched_tables.items():
+        on, rows = rest.pop(flag, False), rest.pop(rows_key, default_rows)
+        if not isinstance(on, bool):
+            raise ConfigError(f"{source}: config field '{flag}' should be true or false, got {json.dumps(on)[:60]}")
+        if not on:
+            continue
+        if not isinstance(rows, int) or isinstance(rows, bool) or rows <= 0:
+            raise ConfigError(
+                f"{source}: config field '{rows_key}' must be a positive integer, got {json.dumps(rows)[:60]}"
+            )
+        if isinstance(extra := rest.get("extra_embeddings"), dict) and table in extra:
+            raise ConfigError(
+                f"{source}: has both '{flag}' and an 'extra_embeddings' table {table!r}, one table under two names; "
+                f"{spec.name} files name it '{flag}' / '{rows_key}': remove it from 'extra_embeddings'"
+            )
+        tables[table] = rows
+    return rest, tables
 
 
 def _field_default(name: str) -> object:
@@ -553,6 +586,10 @@ PRESETS.update(
         "electra-small": _electra(12, 256, 4, 128),
         "electra-base": _electra(12, 768, 12, 768),
         "electra-small-chinese": _electra(12, 256, 4, 128, CHINESE_VOCAB),
+        # ERNIE 2.0's task types: 3 as PaddleNLP's ernie-3.0-base-zh config (3.0 medium..nano: 16); BERT's vocabulary
+        "ernie-mini-chinese": dict(
+            _preset(4, 256, 4, CHINESE_VOCAB), model_type="ernie", extra_embeddings={"task_type": 3}
+        ),
     }
 )
 

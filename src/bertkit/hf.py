@@ -9,9 +9,8 @@ Choices:
   config decides which it has (no pooler, no token-type table when `type_vocab_size` is 0). An entry for a
   tensor the model lacks is left out (that tensor in a file is then "unexpected"); a model tensor no entry
   names is an error both ways, so a model the family's `transformers` classes cannot hold is refused.
-- An entry may carry transforms (litgpt's convert_hf_checkpoint): `TRANSPOSE` (GPT-2's Conv1D stores
-  (in, out)), `Fuse(dim)` (our tensors in one: GPT-2's fused QKV), `Stack()`; they run in order on save and
-  are undone in reverse on load, and the shape a file must have is theirs applied to our shapes.
+- The rows and the transforms an entry may carry (`TRANSPOSE`, `Fuse(dim)`, `Stack()`) live in hf_maps.py;
+  this module only walks them.
 - Every tensor is accounted for: one the map does not know, one the file lacks, a shape that does not fit, a
   non-finite or integer value is a `CheckpointError` naming it; only each family's `redundant` tensors (buffers,
   tied copies checked equal first) are read and not used. A transposed square matrix passes every shape check:
@@ -31,255 +30,21 @@ from torch import nn
 
 from bertkit.config import BertConfig
 from bertkit.errors import CheckpointError, ConfigError
+from bertkit.hf_maps import (  # noqa: F401 - the rows and transforms, importable from here as before
+    ARCHITECTURE_SUFFIX,
+    CLASSIFIER,
+    CLASSIFIER_SUFFIXES,
+    FAMILIES,
+    LAYER_MAP,
+    TRANSPOSE,
+    Entry,
+    FamilyMap,
+    Fuse,
+    Stack,
+    Transpose,
+    to_entries,
+)
 from bertkit.model import BertEncoder, ClassifierHead, FirstTokenClassifierHead, MLMHead, NSPHead, RTDHead, span_head
-
-Shapes = list[tuple[int, ...]]
-
-
-class Transpose:
-    """A 2-D weight stored the other way round: GPT-2's Conv1D keeps (in, out) where nn.Linear has (out, in)."""
-
-    def shapes(self, shapes: Shapes) -> Shapes:
-        return [s[::-1] for s in shapes]
-
-    def to_hf(self, tensors: list[torch.Tensor], shapes: Shapes | None = None) -> list[torch.Tensor]:
-        return [t.t() for t in tensors]
-
-    from_hf = to_hf  # its own inverse
-
-
-@dataclass(frozen=True)
-class Fuse:
-    """Several of our tensors concatenated along `dim` into one (a fused QKV); split by our sizes on load."""
-
-    dim: int = 0
-
-    def shapes(self, shapes: Shapes) -> Shapes:
-        fused = list(shapes[0])
-        fused[self.dim] = sum(s[self.dim] for s in shapes)
-        return [tuple(fused)]
-
-    def to_hf(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-        return [torch.cat(tensors, self.dim)]
-
-    def from_hf(self, tensors: list[torch.Tensor], shapes: Shapes) -> list[torch.Tensor]:
-        return list(tensors[0].split([s[self.dim] for s in shapes], self.dim))
-
-
-class Stack:
-    """Several same-shaped tensors of ours stacked along a new first axis into one."""
-
-    def shapes(self, shapes: Shapes) -> Shapes:
-        return [(len(shapes), *shapes[0])]
-
-    def to_hf(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-        return [torch.stack(tensors)]
-
-    def from_hf(self, tensors: list[torch.Tensor], shapes: Shapes) -> list[torch.Tensor]:
-        return list(tensors[0].unbind(0))
-
-
-TRANSPOSE = Transpose()
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One Hugging Face tensor and the tensor(s) of ours it holds; `steps` turn ours into it, in order."""
-
-    ours: tuple[str, ...]
-    theirs: str
-    steps: tuple = ()
-
-    def hf_shape(self, shapes: Shapes) -> tuple[int, ...]:
-        for step in self.steps:
-            shapes = step.shapes(shapes)
-        assert len(shapes) == 1, f"the name map entry for {self.theirs!r} leaves {len(shapes)} tensors, not one"
-        return tuple(shapes[0])
-
-    def to_hf(self, tensors: list[torch.Tensor]) -> torch.Tensor:
-        for step in self.steps:
-            tensors = step.to_hf(tensors)
-        return tensors[0]
-
-    def from_hf(self, tensor: torch.Tensor, shapes: Shapes) -> list[torch.Tensor]:
-        taken = []  # the shapes each step takes on the way out, undone from the last step back
-        for step in self.steps:
-            taken.append(shapes)
-            shapes = step.shapes(shapes)
-        tensors = [tensor]
-        for step, step_shapes in zip(reversed(self.steps), reversed(taken), strict=True):
-            tensors = step.from_hf(tensors, step_shapes)
-        return tensors
-
-
-def _entries(items: list[tuple], ours_prefix: str = "", theirs_prefix: str = "") -> list[Entry]:
-    """A row's items, (ours, theirs, *steps) with ours one name or a tuple of names, as `Entry`s with the
-    prefixes put in front of the names."""
-    out = []
-    for ours, theirs, *steps in items:
-        ours = (ours,) if isinstance(ours, str) else ours
-        out.append(Entry(tuple(ours_prefix + o for o in ours), theirs_prefix + theirs, tuple(steps)))
-    return out
-
-
-def _params(modules: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """(our module, their module) -> the weight and bias pairs of each."""
-    return [(f"{o}.{w}" if o else w, f"{t}.{w}") for o, t in modules for w in ("weight", "bias")]
-
-
-# (our name, Hugging Face name). Encoder names get the family's prefix ("bert.", "albert.", "roberta.",
-# "electra.") in checkpoints that carry heads and none in a bare BertModel & co.
-_EMBEDDINGS = [
-    ("embeddings.word_embeddings.weight", "embeddings.word_embeddings.weight"),
-    ("embeddings.position_embeddings.weight", "embeddings.position_embeddings.weight"),
-    ("embeddings.token_type_embeddings.weight", "embeddings.token_type_embeddings.weight"),
-    *_params([("embeddings.norm", "embeddings.LayerNorm")]),
-]
-# Each layer's modules: ours, BERT's (RoBERTa's, ELECTRA's), ALBERT's one shared layer (group 0, layer 0).
-_LAYER = [
-    ("attn.query", "attention.self.query", "attention.query"),
-    ("attn.key", "attention.self.key", "attention.key"),
-    ("attn.value", "attention.self.value", "attention.value"),
-    ("attn.out", "attention.output.dense", "attention.dense"),
-    ("attn_norm", "attention.output.LayerNorm", "attention.LayerNorm"),
-    ("ffn.up", "intermediate.dense", "ffn"),
-    ("ffn.down", "output.dense", "ffn_output"),
-    ("ffn_norm", "output.LayerNorm", "full_layer_layer_norm"),
-]
-LAYER_MAP = _params([(ours, bert) for ours, bert, _ in _LAYER])
-ALBERT_LAYER_MAP = _params([(ours, albert) for ours, _, albert in _LAYER])
-_CLASSIFIER = _params([("out", "classifier")])
-_FIRST_TOKEN_CLASSIFIER = _params([("dense", "classifier.dense"), ("out", "classifier.out_proj")])
-_QA = _params([("", "qa_outputs")])
-
-
-def _mlm(prefix: str, norm: str, bias: str) -> list[tuple[str, str]]:
-    return [*_params([("dense", f"{prefix}dense"), ("norm", f"{prefix}{norm}")]), ("bias", bias)]
-
-
-@dataclass(frozen=True)
-class FamilyMap:
-    """How one `model_type` names its tensors and architectures in a Hugging Face folder."""
-
-    prefix: str  # the encoder's prefix in checkpoints with heads
-    arch: str  # "Bert" -> BertModel, BertForMaskedLM, ...
-    encoder: list  # the encoder's tensors outside its layers and pooler: embeddings, E -> H projection, ...
-    layer: str  # the HF name of layer {i}'s block
-    layer_map: list
-    pooler: list
-    heads: dict[str, list]
-    redundant: frozenset[str]  # tensors read and not loaded (buffers, tied copies checked equal)
-    tied: tuple[tuple[str, str], ...] = field(default=())  # (copy, original) pairs that must be equal
-
-
-FAMILIES = {
-    "bert": FamilyMap(
-        prefix="bert.",
-        arch="Bert",
-        encoder=_EMBEDDINGS,
-        layer="encoder.layer.{i}",
-        layer_map=LAYER_MAP,
-        pooler=_params([("pooler", "pooler.dense")]),
-        heads={
-            "mlm": _mlm("cls.predictions.transform.", "LayerNorm", "cls.predictions.bias"),
-            "nsp": _params([("", "cls.seq_relationship")]),
-            "classifier": _CLASSIFIER,
-            # Per-token tagging and multiple choice (one score per choice, Linear(H, 1)) have the same tensor
-            # names as sequence classification: only config.json's `architectures` tells them apart.
-            "token_classifier": _CLASSIFIER,
-            "multiple_choice": _CLASSIFIER,
-            "qa": _QA,
-        },
-        redundant=frozenset(
-            {"embeddings.position_ids", "cls.predictions.decoder.weight", "cls.predictions.decoder.bias"}
-        ),
-        tied=(
-            ("cls.predictions.decoder.weight", "embeddings.word_embeddings.weight"),
-            ("cls.predictions.decoder.bias", "cls.predictions.bias"),
-        ),
-    ),
-    "albert": FamilyMap(
-        prefix="albert.",
-        arch="Albert",
-        encoder=_EMBEDDINGS + _params([("project", "encoder.embedding_hidden_mapping_in")]),
-        layer="encoder.albert_layer_groups.0.albert_layers.0",
-        layer_map=ALBERT_LAYER_MAP,
-        pooler=_params([("pooler", "pooler")]),
-        heads={
-            "mlm": _mlm("predictions.", "LayerNorm", "predictions.bias"),
-            "nsp": _params([("", "sop_classifier.classifier")]),
-            "classifier": _CLASSIFIER,
-            "token_classifier": _CLASSIFIER,
-            "multiple_choice": _CLASSIFIER,
-            "qa": _QA,
-        },
-        redundant=frozenset({"embeddings.position_ids", "predictions.decoder.weight", "predictions.decoder.bias"}),
-        tied=(
-            ("predictions.decoder.weight", "embeddings.word_embeddings.weight"),
-            ("predictions.decoder.bias", "predictions.bias"),
-        ),
-    ),
-    "roberta": FamilyMap(
-        prefix="roberta.",
-        arch="Roberta",
-        encoder=_EMBEDDINGS,
-        layer="encoder.layer.{i}",
-        layer_map=LAYER_MAP,
-        pooler=_params([("pooler", "pooler.dense")]),
-        heads={
-            "mlm": _mlm("lm_head.", "layer_norm", "lm_head.bias"),
-            "classifier": _FIRST_TOKEN_CLASSIFIER,
-            "token_classifier": _CLASSIFIER,
-            "multiple_choice": _CLASSIFIER,
-            "qa": _QA,
-        },
-        redundant=frozenset(
-            {"embeddings.position_ids", "embeddings.token_type_ids", "lm_head.decoder.weight", "lm_head.decoder.bias"}
-        ),
-        tied=(
-            ("lm_head.decoder.weight", "embeddings.word_embeddings.weight"),
-            ("lm_head.decoder.bias", "lm_head.bias"),
-        ),
-    ),
-    "electra": FamilyMap(
-        prefix="electra.",
-        arch="Electra",
-        encoder=_EMBEDDINGS + _params([("project", "embeddings_project")]),
-        layer="encoder.layer.{i}",
-        layer_map=LAYER_MAP,
-        pooler=[],  # ELECTRA has none
-        heads={
-            "mlm": _mlm("generator_predictions.", "LayerNorm", "generator_lm_head.bias"),
-            "rtd": _params(
-                [
-                    ("dense", "discriminator_predictions.dense"),
-                    ("prediction", "discriminator_predictions.dense_prediction"),
-                ]
-            ),
-            "classifier": _FIRST_TOKEN_CLASSIFIER,
-            "token_classifier": _CLASSIFIER,
-            "qa": _QA,
-        },
-        redundant=frozenset({"embeddings.position_ids", "embeddings.token_type_ids", "generator_lm_head.weight"}),
-        tied=(("generator_lm_head.weight", "embeddings.word_embeddings.weight"),),
-    ),
-}
-# The architecture name (after the family's "Bert" / "Albert" / ...) by the set of heads saved: pretraining
-# saves {mlm, nsp}, {mlm} or {rtd} (ELECTRA's generator {mlm}), fine-tuning one task head. Any other set is
-# refused: transformers has no class that holds it, and a guessed one would load with heads dropped.
-ARCHITECTURE_SUFFIX = {
-    frozenset(): "Model",
-    frozenset({"mlm"}): "ForMaskedLM",
-    frozenset({"mlm", "nsp"}): "ForPreTraining",
-    frozenset({"nsp"}): "ForNextSentencePrediction",
-    frozenset({"rtd"}): "ForPreTraining",
-    frozenset({"classifier"}): "ForSequenceClassification",
-    frozenset({"token_classifier"}): "ForTokenClassification",
-    frozenset({"multiple_choice"}): "ForMultipleChoice",
-    frozenset({"qa"}): "ForQuestionAnswering",
-}
-# The heads stored as `classifier.*` other than the sequence classifier, by config.json's architecture name.
-CLASSIFIER_SUFFIXES = {"ForTokenClassification": "token_classifier", "ForMultipleChoice": "multiple_choice"}
 
 
 def family(config: BertConfig) -> FamilyMap:
@@ -305,13 +70,13 @@ def name_map(modules: dict[str, nn.Module]) -> list[Entry]:
     encoder = modules["encoder"]
     config = encoder.config
     fam = family(config)
-    items = _entries(fam.encoder + fam.pooler, "encoder.")
+    items = to_entries(fam.encoder + fam.pooler, "encoder.")
     for i in range(len(encoder.layers)):
-        items += _entries(fam.layer_map, f"encoder.layers.{i}.", fam.layer.format(i=i) + ".")
+        items += to_entries(fam.layer_map, f"encoder.layers.{i}.", fam.layer.format(i=i) + ".")
     for head in [h for h in modules if h != "encoder"]:
         if head not in fam.heads:
             raise ConfigError(f"{config.family.name} models have no '{head}' head in transformers")
-        items += _entries(fam.heads[head], f"{head}.")
+        items += to_entries(fam.heads[head], f"{head}.")
     params = _flat_state(modules)
     entries = [e for e in items if all(o in params for o in e.ours)]
     leftover = set(params) - {o for e in entries for o in e.ours}
@@ -362,8 +127,8 @@ def _heads_in(state: dict[str, torch.Tensor], architectures: list[str], fam: Fam
     """The heads whose tensors are in `state`. `classifier.*` is a sequence classifier unless config.json's
     `architectures` names a token classifier or multiple choice (`CLASSIFIER_SUFFIXES`); for RoBERTa and
     ELECTRA, whose sequence classifier is `classifier.dense` + `classifier.out_proj`, the names alone decide."""
-    found = [h for h, m in fam.heads.items() if any(e.theirs in state for e in _entries(m))]
-    same_names = [h for h in found if fam.heads[h] == _CLASSIFIER]  # heads stored as classifier.weight / .bias
+    found = [h for h, m in fam.heads.items() if any(e.theirs in state for e in to_entries(m))]
+    same_names = [h for h in found if fam.heads[h] == CLASSIFIER]  # heads stored as classifier.weight / .bias
     if len(same_names) > 1:
         named = [CLASSIFIER_SUFFIXES.get(a[len(fam.arch) :]) for a in architectures if a.startswith(fam.arch)]
         named = [h for h in named if h in same_names]
@@ -467,7 +232,7 @@ def load_pretrained(folder: str | os.PathLike, tokenizer: bool = True) -> Checkp
     state = _normalise_hf_names(state, fam.prefix)
 
     heads = _heads_in(state, _architectures(folder), fam)
-    pooler = any(e.theirs in state for e in _entries(fam.pooler))
+    pooler = any(e.theirs in state for e in to_entries(fam.pooler))
     ckpt = Checkpoint(config, BertEncoder(config, add_pooler=pooler), build_heads(config, heads))
     _load_into(ckpt, state, source)
     for module in ckpt.modules().values():
