@@ -26,6 +26,7 @@ def folders(tmp_path_factory):
     (root / "texts.txt").write_text("我们很好\n今天一般\n", "utf-8")
     (root / "latin1.txt").write_bytes("好\n".encode() + "caf\xe9\n".encode("latin-1"))
     (root / "corpus.txt").write_text("我们今天在北京开会。\n大家都很好！\n" * 20, "utf-8")
+    (root / "entities-tab.txt").write_text("北京\tns\n", "utf-8")
     run = root / "old-run"
     run.mkdir()
     (run / "metrics.jsonl").write_text('{"step": 1, "mlm_loss": 9.0}\n', "utf-8")
@@ -447,6 +448,30 @@ CASES = [  # (class of case, what the user did, the command, what the one stderr
         "--resume on another corpus",
         "pretrain --out {r}/run5 --resume --steps 8 " + RUN.replace("docs.txt", "texts.txt"),
         "was started with --corpus",
+    ),
+    (
+        "a bad entity file",
+        "pretrain --entities FILE that is empty",
+        P + " --recipe ernie --entities {r}/empty.txt",
+        "the entity file has no entities",
+    ),
+    (
+        "a bad entity file",
+        "pretrain --entities FILE that is not UTF-8",
+        P + " --recipe ernie --entities {r}/latin1.txt",
+        "not UTF-8",
+    ),
+    (
+        "a bad entity file",
+        "pretrain --entities FILE with a second column",
+        P + " --masking ernie-entity --entities {r}/entities-tab.txt",
+        "tab-separated second column",
+    ),
+    (
+        "a flag combination that cannot work",
+        "pretrain --masking ernie-entity on a corpus without tags",
+        P + " --masking ernie-entity",
+        "--masking ernie-entity needs --entities FILE",
     ),
 ]
 

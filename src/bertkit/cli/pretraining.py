@@ -53,7 +53,13 @@ def pretrain_cmd(
     masking: Annotated[
         Literal[tuple(MASKING_UNITS)] | None,
         "what is masked: single tokens; whole words (Chinese words found by --segmenter, English by ##); SpanBERT "
-        "spans; ALBERT n-grams of 1-3 words, p(n) ∝ 1/n (default: the recipe's)",
+        "spans; ALBERT n-grams of 1-3 words, p(n) ∝ 1/n; ERNIE's phrases (segmenter words) or entities, each "
+        "masked as one (default: the recipe's; given, it replaces the ernie recipe's stages)",
+    ] = None,
+    entities: Annotated[
+        str | None,
+        "ernie-entity masking: a UTF-8 file of entities, one per line, matched longest-first in each sentence "
+        "(default: the built-in peoples-daily corpus's nr / ns / nt tags; other corpora need this file)",
     ] = None,
     segmenter: Annotated[
         str | None,
@@ -105,7 +111,7 @@ def pretrain_cmd(
     from bertkit.pretrain.loop import TrainConfig, pretrain
     from bertkit.pretrain.masking import make_segmenter
     from bertkit.pretrain.runs import check_out_dir, check_resume
-    from bertkit.pretrain.setup import build_pretraining, resolve_recipe
+    from bertkit.pretrain.setup import build_pretraining, entity_source, resolve_recipe
     from bertkit.training import barrier, distributed
 
     # Every flag, the run folder and the model's size are checked before the corpus is read: a mistake costs
@@ -118,13 +124,15 @@ def pretrain_cmd(
         hidden_size=hidden_size, dropout=dropout,
     )  # fmt: skip
     flags = dict(objective=objective, masking=masking, dynamic=dynamic, dupe_factor=dupe_factor)
-    flags |= dict(generator_size=generator_size, segmenter=segmenter)
+    flags |= dict(generator_size=generator_size, segmenter=segmenter, entities=entities)
     row = resolve_recipe(recipe, preset, init, **flags)
     words = None
-    if row.masking != "token":  # the word file is read now: a missing or empty one costs nothing
+    if row.units != ("token",):  # the word file is read now: a missing or empty one costs nothing
         words = make_segmenter(row.segmenter).spec
         if words.startswith("words:"):
             words = "words:" + str(Path(words.removeprefix("words:")).resolve())
+    if "ernie-entity" in row.units:  # so is the entity file (or the corpus found to have no tags)
+        entity_source(row.entities, corpus)
     rank, world = distributed()  # (0, 1) unless started by torchrun
 
     torch.manual_seed(seed)
@@ -139,10 +147,14 @@ def pretrain_cmd(
         raise BertkitError("--max-seq-length and --phases both set the length; give one of them")
     max_seq_length = max(n for n, _ in schedule) if schedule else (max_seq_length or 128)
     _check_model_fits(init, row.preset, vocab_size or 8000, overrides, max_seq_length, "--phases" if schedule else None)
+    if row.stages and not schedule:  # the recipe's masking stages: equal shares of the steps at one length
+        schedule = tuple((max_seq_length, 1 / len(row.stages)) for _ in row.stages)
     run_settings = {  # what the run is: a --resume must give the same, or it would continue another run
         "corpus": [c if c in BUILTIN_CORPORA else str(Path(c).resolve()) for c in corpus],
         "recipe": row.name,
         **{k: getattr(row, k) for k in ("preset", "objective", "masking", "dynamic")},
+        **({"stages": list(row.stages)} if row.stages else {}),
+        **({"entities": str(Path(row.entities).resolve())} if row.entities else {}),
         "segmenter": words,
         "init": init and str(Path(init).resolve()),
         "tokenizer": tokenizer and str(Path(tokenizer).resolve()),
@@ -180,6 +192,7 @@ def pretrain_cmd(
         beta2=row.beta2,
         progress=True,
         phases=schedule,
+        phase_units=tuple(MASKING_UNITS[s] for s in row.stages),
         copy_positions=init is None,  # a model of ours from scratch: its longer positions were never trained
         settings=run_settings,
     )
@@ -206,7 +219,8 @@ def pretrain_cmd(
     c = model.encoder.config
     say(
         f"recipe {row.name}: {c.model_type} {c.num_hidden_layers} layers, hidden {c.hidden_size}, "
-        f"vocab {tok.vocab_size}, {n_params:,} parameters; objective {row.objective}, masking {row.masking}"
+        f"vocab {tok.vocab_size}, {n_params:,} parameters; objective {row.objective}, masking "
+        + (" → ".join(row.stages) if row.stages else row.masking)
         + (f" ({row.segmenter} words)" if words else "")
         + (" (dynamic)" if row.dynamic else "")
         + f"; {len(train_data.doc_ids)} training documents"

@@ -20,9 +20,12 @@ Choices:
   sees a training document.
 - `unit` picks what is masked, a `MaskingUnit` from `MASKING_UNITS`: single tokens (BERT), whole words
   (`"word"`: Chinese BERT-wwm, with the segmenter's words; English words are a token and its `##` pieces),
-  SpanBERT spans or ALBERT n-grams of whole words. Words come from `shards.MarkedDocuments` (segmented once per
-  corpus, carried as a bit on the ids through pair building); with plain documents each instance is segmented
-  when its epoch is built, which is slow on large data. `objective` picks the instances (`INSTANCE_BUILDERS`).
+  SpanBERT spans or ALBERT n-grams of whole words, ERNIE's phrases (`"phrase"`: segmenter words) and entities
+  (`"entity"`: `PretrainingData.entities`' units, every other token alone), each taken whole with one 80/10/10
+  decision per unit (ERNIE masks a unit as one; Sun et al. 2019, section 3.2). Words come from
+  `shards.MarkedDocuments` (segmented once per corpus, carried as a bit on the ids through pair building; entity
+  starts as a second bit); with plain documents each instance is segmented when its epoch is built, which is
+  slow on large data. `objective` picks the instances (`INSTANCE_BUILDERS`).
 - A batch is a dict of named tensors: the fixed five (`FIXED_FIELDS`) and whatever optional fields the masking
   unit (`Masked`) or the instance builder (`pairs.Instance.fields`) adds, per token or per sequence (`Epoch`).
   They travel with their rows through shuffling, chunks, batches and resume; an objective asks for one by name.
@@ -50,7 +53,7 @@ from bertkit.pretrain.masking import (
     sequence_word_ids,
 )
 from bertkit.pretrain.pairs import create_full_sentence_instances, create_nsp_instances, create_sop_instances
-from bertkit.pretrain.shards import WORD_START_BIT, MarkedDocuments
+from bertkit.pretrain.shards import ENTITY_START_BIT, WORD_START_BIT, MarkedDocuments
 
 
 class Documents(Protocol):
@@ -160,7 +163,8 @@ class Masked:
 
 class MaskingUnit(Protocol):
     """What is masked together: a chunk's padded ids in, `Masked` out. `words` says whether it reads word
-    boundaries (then `word_ids[row]` is that row's (n,) word ids, -1 at specials; else None)."""
+    boundaries (then `word_ids[row]` is that row's (n,) word ids, -1 at specials; else None). A unit may say
+    `marks = "entities"` to get entity units as its words instead of the segmenter's (`WordMasking`)."""
 
     words: bool
 
@@ -206,10 +210,15 @@ class WordMasking:
     objective (`spanbert.SpanBertPretraining`): for each token i of a span s..e (inclusive), `sbo_left` = s - 1 and
     `sbo_right` = e + 1, the positions of the tokens just outside it, and `sbo_pos` = i - s + 1, its place in the
     span from 1; -1, -1 and 0 at every other token. They are computed from the spans already drawn and draw
-    nothing, so the masks are the same with or without them."""
+    nothing, so the masks are the same with or without them.
+
+    `per_unit` (ERNIE's phrases and entities, whole words only) makes one 80/10/10 decision per word instead of
+    per token; `marks` says which words: the segmenter's ("words") or entity units ("entities")."""
 
     span: Literal["geometric", "ngram"] | None = None
     boundaries: bool = False
+    per_unit: bool = False
+    marks: Literal["words", "entities"] = "words"
     words = True
 
     def __call__(self, tokens, lengths, word_ids, cfg, vocab, rng) -> Masked:
@@ -224,6 +233,8 @@ class WordMasking:
             groups = None
             if self.span is None:
                 positions = choose_word_positions(w, cfg, rng)
+                if self.per_unit:
+                    groups = w[positions]  # (N,) the unit of each chosen position: one decision per unit
             else:
                 ngram = cfg.max_ngram if self.span == "ngram" else None
                 spans = choose_spans(w >= 0, cfg, rng, cfg.span_p, cfg.max_span, word_ids=w, max_ngram=ngram)  # (S, 2)
@@ -254,6 +265,8 @@ MASKING_UNITS: dict[str, MaskingUnit] = {
     "span": WordMasking("geometric"),
     "span_boundaries": WordMasking("geometric", boundaries=True),  # SpanBERT's spans and their boundaries (SBO)
     "ngram": WordMasking("ngram"),
+    "phrase": WordMasking(per_unit=True),  # ERNIE's phrase-level masking: segmenter words, each masked as one
+    "entity": WordMasking(per_unit=True, marks="entities"),  # ERNIE's entity-level masking
 }
 
 # `PretrainingData.objective` names the instances: NSP pairs, SOP pairs, or full sentences across documents.
@@ -283,6 +296,7 @@ class PretrainingData:
     seed: int = 0
     chunk_tokens: int = 1_000_000  # tokens per streamed chunk (whole documents); 0: the whole epoch at once
     segmenter: Segmenter | None = None  # finds the words of plain documents (jieba when None); see `_word_ids`
+    entities: Segmenter | None = None  # finds the entity units of plain documents, for the "entity" unit
 
     def epoch(self, epoch: int) -> Epoch:
         """The whole epoch in memory (evaluation, tests); training streams it with `chunks`."""
@@ -330,12 +344,20 @@ class PretrainingData:
                 inst.is_random_next,
             )
         token_fields, sequence_fields = _instance_fields([instances[k] for k in order], L)
-        starts = None
-        if isinstance(self.documents, MarkedDocuments):  # word starts travel as a bit on the ids
+        starts = entity_starts = None
+        if isinstance(self.documents, MarkedDocuments):  # word (and entity) starts travel as bits on the ids
             starts = (tokens & WORD_START_BIT) != 0
+            if self.documents.entity_starts is not None:
+                entity_starts = (tokens & ENTITY_START_BIT) != 0
             tokens &= WORD_START_BIT - 1
         unit = MASKING_UNITS[self.unit] if isinstance(self.unit, str) else self.unit
-        word_ids = self._word_ids(tokens, lengths, starts) if unit.words else None
+        word_ids = None
+        if unit.words and getattr(unit, "marks", "words") == "entities":
+            if entity_starts is None and (isinstance(self.documents, MarkedDocuments) or self.entities is None):
+                raise DataError(f"--masking {self.unit}: no entities for this corpus; give --entities FILE")
+            word_ids = self._word_ids(tokens, lengths, entity_starts, self.entities)
+        elif unit.words:
+            word_ids = self._word_ids(tokens, lengths, starts, self.segmenter)
         out = unit(tokens, lengths, word_ids, self.masking, self.vocab, rng)
         return Epoch(
             out.input_ids.astype(np.int32),
@@ -347,7 +369,9 @@ class PretrainingData:
             sequence_fields | out.sequence_fields,
         )
 
-    def _word_ids(self, tokens: np.ndarray, lengths: np.ndarray, starts: np.ndarray | None) -> list[np.ndarray]:
+    def _word_ids(
+        self, tokens: np.ndarray, lengths: np.ndarray, starts: np.ndarray | None, segmenter: Segmenter | None
+    ) -> list[np.ndarray]:
         """Each row's (n,) word ids, -1 at specials: Chinese words by the segmenter, English words by `##`.
 
         `starts` (N, L) bool marks each word's first token (from `shards.word_starts`, segmented once per
@@ -358,7 +382,7 @@ class PretrainingData:
             raise DataError(f"--masking {self.unit}: the vocabulary's token strings are needed to find words")
         specials = [v.tokens[i] for i in v.special_ids] if v.tokens else []
         special_ids = np.asarray(v.special_ids)
-        segment = self.segmenter.cut if self.segmenter is not None else segment_words
+        segment = segmenter.cut if segmenter is not None else segment_words
         found = []
         for row in range(len(tokens)):
             ids = tokens[row, : int(lengths[row])]

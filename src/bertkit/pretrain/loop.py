@@ -78,6 +78,9 @@ class TrainConfig:
     # BERT's length schedule: (max_seq_length, fraction of the steps) in order, e.g. ((32, 0.9), (128, 0.1));
     # empty: one phase at the data's max_seq_length. See `phase_plan`.
     phases: tuple[tuple[int, float], ...] = ()
+    # The masking unit of each phase (keys of `dataset.MASKING_UNITS`), one per phase; empty: the data's own unit
+    # throughout. A recipe's stages (ERNIE's token, phrase, entity) run this way, as phases of one run.
+    phase_units: tuple[str, ...] = ()
     # A longer phase starts its new positions as copies of the trained ones (see `copy_positions`); only for a
     # model trained from scratch, whose positions past the earlier phases' length were never trained.
     copy_positions: bool = False
@@ -101,6 +104,11 @@ class TrainConfig:
         if self.phases and abs(sum(f for _, f in self.phases) - 1) > 1e-6:
             shown = " ".join(f"{n}:{f:g}" for n, f in self.phases)
             raise BertkitError(f"--phases {shown}: the fractions add up to {sum(f for _, f in self.phases):g}, not 1")
+        if self.phase_units and len(self.phase_units) != len(self.phases):
+            raise BertkitError(
+                f"--phases gives {len(self.phases)} phases and the recipe {len(self.phase_units)} masking stages; "
+                "give one phase per stage"
+            )
 
 
 @dataclass(frozen=True)
@@ -108,6 +116,7 @@ class Phase:
     max_seq_length: int
     batch_size: int  # sequences per micro-batch
     end_step: int  # the phase runs until this optimizer step
+    unit: str | None = None  # its masking unit (a key of `dataset.MASKING_UNITS`); None: the data's own
 
 
 def rank_slice(batch: dict[str, torch.Tensor], rank: int, world: int) -> dict[str, torch.Tensor]:
@@ -173,7 +182,8 @@ def phase_plan(cfg: TrainConfig, max_seq_length: int) -> list[Phase]:
     for i, (length, fraction) in enumerate(cfg.phases):
         done += fraction
         end = cfg.steps if i == len(cfg.phases) - 1 else round(done * cfg.steps)
-        plan.append(Phase(length, max(1, cfg.batch_size * first // length), end))
+        unit = cfg.phase_units[i] if cfg.phase_units else None
+        plan.append(Phase(length, max(1, cfg.batch_size * first // length), end, unit))
     return plan
 
 
@@ -386,8 +396,9 @@ def resume_run(run: Run, model: Objective) -> None:
 def phase_data(train_data: PretrainingData, eval_data: PretrainingData | None, p: Phase, epoch: int, start: int):
     """A phase's held-out data and its epoch (seeded, so built once per phase), and its training batches from
     (epoch, batch) on."""
-    data = replace(train_data, max_seq_length=p.max_seq_length)
-    held_out = replace(eval_data, max_seq_length=p.max_seq_length) if eval_data is not None else None
+    unit = {"unit": p.unit} if p.unit is not None else {}
+    data = replace(train_data, max_seq_length=p.max_seq_length, **unit)
+    held_out = replace(eval_data, max_seq_length=p.max_seq_length, **unit) if eval_data is not None else None
     return (held_out, held_out.epoch(0)) if held_out is not None else None, data.batches(p.batch_size, epoch, start)
 
 
@@ -497,7 +508,7 @@ def finish_run(run: Run, model: Objective, tokenizer, last_eval: dict) -> dict:
         "precision": "bf16" if run.use_bf16 else "fp32",
         "model": str(out / "model"),
         "eval": last_eval,
-        "phases": [asdict(p) for p in run.plan],
+        "phases": [{k: v for k, v in asdict(p).items() if v is not None} for p in run.plan],  # unit when set
         "processes": run.world,
     }
     check_finite(model, f"after step {run.step}", last_good(out))  # a diverged run is a failure, not a model

@@ -31,6 +31,13 @@ Choices:
   budget is reached; `apply_mask(groups=...)` makes the 80/10/10 decision once per span, as SpanBERT does.
 - Chinese words come from a `Segmenter` (`make_segmenter`, `--segmenter`): jieba by default, or the longest
   match over a user's word list (`words:FILE`).
+- ERNIE 1.0 (Sun et al. 2019) masks in three stages: tokens, then phrases, then entities, a unit masked whole
+  with one 80/10/10 decision (`apply_mask(groups=...)`), in the same token budget as whole words
+  (`choose_word_positions`). A phrase is a segmenter word: the paper finds Chinese phrases with a segmentation
+  tool, and jieba is ours. Entities are a `Segmenter` too (`shards.entity_file` for `--entities FILE`,
+  `shards.builtin_entities` for the People's Daily's nr / ns / nt tags): the entities found longest-first in a
+  sentence's text, every other character a word of its own, so their starts are cached and carried exactly as
+  word starts are (a second bit, `shards.ENTITY_START_BIT`).
 - All randomness comes from a `numpy.random.Generator` passed in; nothing touches global RNG state.
 """
 
@@ -443,6 +450,11 @@ def _word_list(argument: str | None) -> Segmenter:
         raise DataError(f"{argument}: not UTF-8 ({e.reason} at byte {e.start}); convert the word file to UTF-8") from e
     if not words:
         raise DataError(f"{argument}: the word file has no words; give one word per line")
+    return Segmenter(f"words:{argument}", f"words-{hashlib.sha256(data).hexdigest()[:16]}", _longest_match(words))
+
+
+def _longest_match(words: set[str]) -> Callable[[str], list[str]]:
+    """Forward maximum matching over `words`; a character that starts no listed word is a word of its own."""
     longest = max(map(len, words))
 
     def cut(text: str) -> list[str]:
@@ -453,7 +465,7 @@ def _word_list(argument: str | None) -> Segmenter:
             i += n
         return out
 
-    return Segmenter(f"words:{argument}", f"words-{hashlib.sha256(data).hexdigest()[:16]}", cut)
+    return cut
 
 
 SEGMENTERS: dict[str, Callable[[str | None], Segmenter]] = {"jieba": _jieba, "words": _word_list}

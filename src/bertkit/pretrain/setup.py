@@ -28,11 +28,19 @@ from bertkit.errors import BertkitError
 
 if TYPE_CHECKING:
     from bertkit.pretrain.dataset import PretrainingData
-    from bertkit.pretrain.masking import MaskingConfig
+    from bertkit.pretrain.masking import MaskingConfig, Segmenter
     from bertkit.pretrain.objectives import PretrainingObjective
 
 # `--masking` names -> the masking units of `dataset.MASKING_UNITS`
-MASKING_UNITS = {"token": "token", "wwm": "word", "span": "span", "ngram": "ngram"}
+# (ernie-phrase / ernie-entity: ERNIE 1.0's phrase- and entity-level masking, each unit masked as one)
+MASKING_UNITS = {
+    "token": "token",
+    "wwm": "word",
+    "span": "span",
+    "ngram": "ngram",
+    "ernie-phrase": "phrase",
+    "ernie-entity": "entity",
+}
 OBJECTIVES = ("nsp", "sop", "full")
 
 
@@ -58,7 +66,17 @@ class Recipe:
     span_p: float = 0.2  # span masking: lengths in words ~ Geometric(span_p) up to max_span (SpanBERT)
     max_span: int = 10
     max_ngram: int = 3  # n-gram masking: n <= max_ngram words, p(n) ∝ 1/n (ALBERT)
+    # Masking units run as stages, one after the other, each an equal share of the steps (ERNIE 1.0's token,
+    # phrase, entity); the CLI makes them the loop's phases (`TrainConfig.phase_units`, `loop.Phase.unit`), and
+    # the data starts with the first. `masking` is then the last stage. Empty: `masking` throughout.
+    stages: tuple[str, ...] = ()
+    entities: str | None = None  # ernie-entity: the entity file (`--entities`); None: the built-in corpus's tags
     sources: dict[str, str] = field(default_factory=dict, compare=False)  # a value's source where it differs
+
+    @property
+    def units(self) -> tuple[str, ...]:
+        """The `--masking` names this run masks with: its stages, else its one masking unit."""
+        return self.stages or (self.masking,)
 
     @property
     def heads(self) -> tuple[str, ...]:
@@ -91,7 +109,12 @@ class Recipe:
             "wwm": "whole words",
             "span": f"spans (geometric p={self.span_p:g}, ≤ {self.max_span} words)",
             "ngram": f"n-grams (n ≤ {self.max_ngram}, p ∝ 1/n)",
-        }[self.masking]
+            "ernie-phrase": "phrases (segmenter words, one 80/10/10 draw each)",
+            "ernie-entity": "entities (one 80/10/10 draw each)",
+        }
+        unit = (
+            " → ".join(unit[m].split(" (")[0] for m in self.stages) + " stages" if self.stages else unit[self.masking]
+        )
         keep = 1 - self.mask_share - self.random_share
         shares = f"{self.mask_share:.0%} [MASK] / {self.random_share:.0%} random / {keep:.0%} kept"
         return {
@@ -154,6 +177,17 @@ RECIPES = {
             random_share=0.0,
             source="Clark et al. 2020 (ELECTRA), google-research/electra: 85% [MASK] / 15% kept, generator 1/4",
         ),
+        Recipe(
+            "ernie",
+            "bert-mini-chinese",
+            "nsp",
+            "ernie-entity",
+            dynamic=False,
+            beta2=0.999,
+            stages=("token", "ernie-phrase", "ernie-entity"),
+            source="Sun et al. 2019 (ERNIE 1.0): basic, phrase-level, then entity-level masking, units masked whole",
+            sources={"stages": "a third of the steps each", "phrases": "segmenter words (the paper's Chinese tool)"},
+        ),
     )
 }
 
@@ -168,7 +202,7 @@ def recipe_table() -> str:
 
 def recipe_help() -> str:
     """The recipes in one line for `bertkit pretrain --help`."""
-    rows = (r.describe() | {"unit": r.masking} for r in RECIPES.values())
+    rows = (r.describe() | {"unit": " → ".join(r.units)} for r in RECIPES.values())
     return "; ".join(f"{d['recipe']}: {d['objective']}, {d['unit']} masking, {d['data']}, {d['preset']}" for d in rows)
 
 
@@ -209,6 +243,10 @@ def resolve_recipe(
         raise BertkitError(f"--objective {row.objective!r}: choose one of {', '.join(OBJECTIVES)}")
     if row.masking not in MASKING_UNITS:
         raise BertkitError(f"--masking {row.masking!r}: choose one of {', '.join(MASKING_UNITS)}")
+    if "masking" in given and row.stages:
+        row = replace(row, stages=())  # --masking replaces the recipe's stages with one unit throughout
+    if "entities" in given and "ernie-entity" not in row.units:
+        raise BertkitError("--entities gives the units of --masking ernie-entity; this run masks no entities")
     if "dupe_factor" in given and row.dynamic:
         raise BertkitError("--dupe-factor counts static masked copies; this run masks afresh each epoch (dynamic)")
     if row.boundary_objective and row.objective != "full":
@@ -221,7 +259,7 @@ def resolve_recipe(
             f"--masking {row.masking}: recipe {row.name}'s span boundary objective predicts masked spans; "
             "give --masking span or another --recipe"
         )
-    if "segmenter" in given and row.masking == "token":
+    if "segmenter" in given and row.units == ("token",):
         raise BertkitError(
             "--segmenter finds the words that --masking wwm, span and ngram take whole; this run masks single tokens"
         )
@@ -403,11 +441,15 @@ def _data(
 
     shards = build_shards(source, tokenizer, cache / "shards", progress=progress)
     vocab = Vocab.of(tokenizer)
-    unit = "span_boundaries" if recipe.boundary_objective else MASKING_UNITS[recipe.masking]
-    documents, segmenter = shards, None
-    if unit != "token":  # find the words once per corpus and segmenter; they then ride along on the token ids
+    unit = "span_boundaries" if recipe.boundary_objective else MASKING_UNITS[recipe.units[0]]
+    documents, segmenter, entities = shards, None, None
+    if recipe.units != ("token",):  # find the words once per corpus and segmenter; they ride along on the token ids
         segmenter = make_segmenter(recipe.segmenter)
-        documents = MarkedDocuments(shards, word_starts(shards, vocab.tokens, progress, segmenter))
+        entity_starts = None
+        if "ernie-entity" in recipe.units:  # entity units likewise, as a second bit
+            entities = entity_source(recipe.entities, source)
+            entity_starts = word_starts(shards, vocab.tokens, progress, entities)
+        documents = MarkedDocuments(shards, word_starts(shards, vocab.tokens, progress, segmenter), entity_starts)
     return dict(
         split=split_documents(len(shards), eval_fraction, seed),
         documents=documents,
@@ -418,7 +460,24 @@ def _data(
         unit=unit,
         seed=seed,
         segmenter=segmenter,
+        entities=entities,
     )
+
+
+def entity_source(entities: str | None, source) -> Segmenter:
+    """The entity units of ERNIE's entity masking: the `--entities` file, else the built-in People's Daily's
+    nr / ns / nt tags when that is the whole corpus; any other corpus has no tags, and that is an error."""
+    from bertkit.pretrain.corpus import BUILTIN_CORPORA, resolve_corpus
+    from bertkit.pretrain.shards import builtin_entities, entity_file
+
+    if entities is not None:
+        return entity_file(entities)
+    if resolve_corpus(source) != BUILTIN_CORPORA["peoples-daily"]:
+        raise BertkitError(
+            "--masking ernie-entity needs --entities FILE (one entity per line): only the built-in peoples-daily "
+            "corpus has entity tags"
+        )
+    return builtin_entities()
 
 
 if __name__ == "__main__":  # `python -m bertkit.pretrain.setup`: the table docs/pretraining.md shows

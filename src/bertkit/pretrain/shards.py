@@ -1,5 +1,6 @@
 """Pretraining data, second step: documents -> tokenised, memory-mapped shards; and the word starts that
-whole-word and span masking need.
+whole-word and span masking need (and ERNIE's entity masking, with entities as the words: `entity_file`,
+`builtin_entities`).
 
 Instance building reads the shards through `TokenShards.document(i)`.
 
@@ -30,8 +31,9 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -39,7 +41,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bertkit.config import atomic_write_text
-from bertkit.errors import BertkitError, DataError
+from bertkit.errors import BertkitError, DataError, require_file
 from bertkit.pretrain.corpus import (
     BuiltinCorpus,
     ByteCounter,
@@ -284,7 +286,94 @@ def _encode_into(tokens_file: BinaryIO, tokenizer: Tokenizer, sentences: list[st
 # ---- word boundaries for whole-word and span masking ----------------------------------------------------
 
 
+# ---- entity units for ERNIE's entity-level masking ----------------------------------------------------------
+
+
+ENTITY_TAGS = ("nr", "ns", "nt")  # PKU tags of named entities: person, place, organisation
+
+
+def entity_file(path: str) -> Segmenter:
+    """The entities of a user file (`--entities FILE`, one entity per line, UTF-8) as a segmenter whose words
+    are the entities, found longest first in each sentence's text (`_longest_first`); every other character is a
+    word of its own,
+    so entity masking takes an entity whole and anything else token by token. Its key is the file's hash."""
+    require_file(path, "entity file (one entity per line)")
+    data = Path(path).read_bytes()
+    try:
+        lines = data.decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 ({e.reason} at byte {e.start}); convert the entity file to UTF-8") from e
+    for n, line in enumerate(lines, 1):
+        if "\t" in line.strip():
+            raise DataError(
+                f"{path}: line {n} has a tab-separated second column; give one entity per line, nothing else"
+            )
+    entities = {e.strip() for e in lines} - {""}
+    if not entities:
+        raise DataError(f"{path}: the entity file has no entities; give one entity per line")
+    return Segmenter(f"entities:{path}", f"entities-{hashlib.sha256(data).hexdigest()[:16]}", _longest_first(entities))
+
+
+def _longest_first(entities: set[str]) -> Callable[[str], list[str]]:
+    """Entities found longest first over the whole text (then leftmost), each character in at most one; the
+    rest one character a word. Longest first, not left to right: in 部长孙家正 the person 孙家正 wins over 长孙,
+    which a left-to-right longest match would take first and so cut the person."""
+    lengths = sorted({len(e) for e in entities}, reverse=True)
+
+    def cut(text: str) -> list[str]:
+        taken = [0] * (len(text) + 1)  # taken[i]: length of the entity starting at i; -1 inside one
+        for n in lengths:
+            if n > len(text):
+                continue
+            for i in range(len(text) - n + 1):
+                if taken[i] == 0 and text[i : i + n] in entities and not any(taken[i : i + n]):
+                    taken[i] = n
+                    taken[i + 1 : i + n] = [-1] * (n - 1)
+        out, i = [], 0
+        while i < len(text):
+            n = max(taken[i], 1)
+            out.append(text[i : i + n])
+            i += n
+        return out
+
+    return cut
+
+
+def tagged_entities(lines: Iterable[Sequence[tuple[str, str]]]) -> set[str]:
+    """The named entities of (word, tag) lines (`builtin.peoples_daily_tagged`): words tagged nr / ns / nt, a
+    run of nr words joined (the corpus tags a surname and a given name apart: 江/nr 泽民/nr is one person)."""
+    entities: set[str] = set()
+    for line in lines:
+        person = ""
+        for word, tag in line:
+            tag = tag.split("]")[0]  # a bracketed compound's last word carries its own tag, then "]nt"
+            word = word.removeprefix("[")
+            if tag == "nr":
+                person += word
+                continue
+            if person:
+                entities.add(person)
+                person = ""
+            if tag in ENTITY_TAGS:
+                entities.add(word)
+        if person:
+            entities.add(person)
+    return {e for e in entities if len(e) > 1}  # one character is one token: masking it whole changes nothing
+
+
+@lru_cache(maxsize=1)
+def builtin_entities() -> Segmenter:
+    """The entities the built-in People's Daily tags (`tagged_entities`), matched like a user's entity file;
+    its key is the hash of the sorted entity list, so a change in how they are read never reads a stale cache."""
+    from bertkit.builtin import peoples_daily_tagged
+
+    entities = tagged_entities(peoples_daily_tagged())
+    digest = hashlib.sha256("\n".join(sorted(entities)).encode("utf-8")).hexdigest()[:16]
+    return Segmenter("entities:peoples-daily", f"entities-{digest}", _longest_first(entities))
+
+
 WORD_START_BIT = 1 << 24  # set on a token id that begins a word (see MarkedDocuments); ids are < 2**24
+ENTITY_START_BIT = 1 << 25  # set on a token id that begins an entity unit (ERNIE's entity masking), the same way
 
 
 def word_starts(
@@ -327,14 +416,17 @@ def word_starts(
 
 
 class MarkedDocuments:
-    """Documents whose token ids carry `WORD_START_BIT` on each word's first token.
+    """Documents whose token ids carry `WORD_START_BIT` on each word's first token, and with `entity_starts`
+    (ERNIE: `word_starts` with an entity segmenter, `masking.entity_file` / `builtin_entities`) also
+    `ENTITY_START_BIT` on each entity unit's first token: a second bit, so one corpus serves a run whose
+    stages mask phrases (segmenter words) and then entities.
 
     Instance building (pairs.py) only concatenates and trims sentence arrays, so a mark travels with its
-    token into the instance for free; `PretrainingData` strips the bit off and turns it into word ids there.
+    token into the instance for free; `PretrainingData` strips the bits off and turns them into word ids there.
     """
 
-    def __init__(self, shards: TokenShards, starts: np.ndarray):
-        self.shards, self.starts = shards, starts
+    def __init__(self, shards: TokenShards, starts: np.ndarray, entity_starts: np.ndarray | None = None):
+        self.shards, self.starts, self.entity_starts = shards, starts, entity_starts
 
     def __len__(self) -> int:
         return len(self.shards)
@@ -342,7 +434,11 @@ class MarkedDocuments:
     def document(self, i: int) -> list[np.ndarray]:
         first, last = self.shards.document_offsets[i], self.shards.document_offsets[i + 1]
         bounds = self.shards.sentence_offsets[first : last + 1].tolist()
-        return [
+        sentences = [
             self.shards.tokens[a:b].astype(np.int64) | (self.starts[a:b].astype(np.int64) * WORD_START_BIT)
             for a, b in itertools.pairwise(bounds)
         ]
+        if self.entity_starts is not None:
+            for s, (a, b) in zip(sentences, itertools.pairwise(bounds), strict=True):
+                s |= self.entity_starts[a:b].astype(np.int64) * ENTITY_START_BIT
+        return sentences
