@@ -130,3 +130,15 @@ def fuzz_settings(default: int, *health_checks):
         suppress_health_check=[HealthCheck.too_slow, *health_checks],
         database=None,
     )
+
+
+def assert_outputs_close(ours: dict, theirs: dict, mask) -> None:
+    """The same output names, each within 1e-5 of transformers'; per-token outputs compared at real tokens only."""
+    import torch
+
+    assert set(ours) == set(theirs)
+    for key, value in theirs.items():
+        a, b = ours[key], value
+        if a.dim() >= 2 and a.shape[:2] == mask.shape:  # per-token outputs: compare real tokens
+            a, b = a[mask.bool()], b[mask.bool()]
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5, msg=key)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from helpers import one_thread  # noqa: F401  (tiny models: one thread)
+from helpers import assert_outputs_close, one_thread  # noqa: F401  (tiny models: one thread)
 
 from bertkit.config import BertConfig, from_preset
 from bertkit.errors import ConfigError
@@ -99,15 +99,6 @@ def bertkit_outputs(ckpt: Checkpoint, batch) -> dict[str, torch.Tensor]:
     return got
 
 
-def assert_close(ours, theirs, mask):
-    assert set(ours) == set(theirs)
-    for key, value in theirs.items():
-        a, b = ours[key], value
-        if a.dim() >= 2 and a.shape[:2] == mask.shape:  # per-token outputs: compare real tokens
-            a, b = a[mask.bool()], b[mask.bool()]
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5, msg=key)
-
-
 def num_labels(cls_name: str) -> int:
     return 3 if "Classification" in cls_name else 2
 
@@ -125,7 +116,7 @@ def test_transformers_folder_loads_with_identical_outputs(tmp_path, cls_name, he
     assert ckpt.config.extra_embeddings == ({"task_type": 5} if use_task_id else {})
     assert (ckpt.encoder.pooler is not None) == pooler
     batch = inputs(cls_name, use_task_id)
-    assert_close(bertkit_outputs(ckpt, batch), hf_outputs(model, batch), batch["attention_mask"])
+    assert_outputs_close(bertkit_outputs(ckpt, batch), hf_outputs(model, batch), batch["attention_mask"])
 
 
 @pytest.mark.parametrize("cls_name,heads,pooler,use_task_id", CASES, ids=IDS)
@@ -146,7 +137,7 @@ def test_bertkit_folder_loads_in_transformers_with_identical_outputs(tmp_path, c
         m.eval()
     batch = inputs(cls_name, use_task_id)
     ours = bertkit_outputs(Checkpoint(config, encoder, built), batch)
-    assert_close(ours, hf_outputs(model, batch), batch["attention_mask"])
+    assert_outputs_close(ours, hf_outputs(model, batch), batch["attention_mask"])
 
 
 def test_no_task_ids_means_task_zero_as_in_transformers(tmp_path):

@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 import transformers
+from helpers import assert_outputs_close
 
 from bertkit.config import BertConfig, from_preset
 from bertkit.errors import BertkitError, ConfigError
@@ -98,15 +99,6 @@ def _bertkit_outputs(ckpt, ids, mask) -> dict[str, torch.Tensor]:
     return got
 
 
-def _assert_close(ours, theirs, mask):
-    assert set(ours) == set(theirs)
-    for key, value in theirs.items():
-        a, b = ours[key], value
-        if a.dim() >= 2 and a.shape[:2] == mask.shape:  # per-token outputs: compare real tokens
-            a, b = a[mask.bool()], b[mask.bool()]
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5, msg=key)
-
-
 @pytest.mark.parametrize("cls_name,heads,pooler", CLASSES, ids=[c[0] for c in CLASSES])
 def test_transformers_folder_loads_with_identical_outputs(tmp_path, cls_name, heads, pooler):
     fam = _family(cls_name)
@@ -121,7 +113,7 @@ def test_transformers_folder_loads_with_identical_outputs(tmp_path, cls_name, he
     assert sorted(ckpt.heads) == sorted(heads)
     assert (ckpt.encoder.pooler is not None) == pooler
     ids, mask = _inputs(ckpt.config.pad_token_id)
-    _assert_close(_bertkit_outputs(ckpt, ids, mask), _hf_outputs(model, ids, mask), mask)
+    assert_outputs_close(_bertkit_outputs(ckpt, ids, mask), _hf_outputs(model, ids, mask), mask)
 
 
 @pytest.mark.parametrize("cls_name,heads,pooler", CLASSES, ids=[c[0] for c in CLASSES])
@@ -147,7 +139,7 @@ def test_bertkit_folder_loads_in_transformers_with_identical_outputs(tmp_path, c
     for m in (encoder, *built.values()):
         m.eval()
     ours = _bertkit_outputs(Checkpoint(config, encoder, built), ids, mask)
-    _assert_close(ours, _hf_outputs(model, ids, mask), mask)
+    assert_outputs_close(ours, _hf_outputs(model, ids, mask), mask)
 
 
 def test_albert_layers_share_one_set_of_weights_and_sum_their_gradients():
