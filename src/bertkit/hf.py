@@ -165,6 +165,33 @@ def read_state_dict(folder: Path) -> tuple[dict[str, torch.Tensor], Path]:
     raise CheckpointError(f"{folder}: no model.safetensors or pytorch_model.bin")
 
 
+def save_side_tensors(path: Path, state: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """A head that is not a transformers head (the CRF, SpanBERT's SBO head) saved beside the weights as one
+    safetensors file, written to a temporary name and renamed: a crash never leaves half a file."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(state, str(tmp), metadata={"format": "pt", **(metadata or {})})
+    tmp.replace(path)
+
+
+def load_side_tensors(path: Path, names: list[str]) -> dict[str, torch.Tensor]:
+    """Such a file read back: exactly `names`, floating point and finite, or a CheckpointError naming what is
+    wrong. The caller checks the shapes, whose message knows what sizes them."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{path}: cannot read safetensors file ({e})") from None
+    if set(state) != set(names):
+        raise CheckpointError(f"{path}: expected tensors {', '.join(names)}, found {', '.join(sorted(state))}")
+    check_values(state, list(names), path)
+    return state
+
+
 def _load_failure(e: Exception) -> str:
     """torch.load's reason on one line: its weights-only message spans paragraphs around one useful line."""
     lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]

@@ -152,30 +152,16 @@ class CRF(nn.Module):
         return [row[: int(n)].tolist() for row, n in zip(tags, mask.sum(1), strict=True)]
 
     def save(self, folder: str | Path) -> None:
-        from safetensors.torch import save_file
+        from bertkit.hf import save_side_tensors
 
-        state = {name: getattr(self, name).detach().to("cpu").contiguous() for name in CRF_TENSORS}
-        tmp = Path(folder) / f".{CRF_FILE}.tmp"
-        save_file(state, str(tmp), metadata={"format": "pt"})
-        tmp.replace(Path(folder) / CRF_FILE)
+        save_side_tensors(Path(folder) / CRF_FILE, {name: getattr(self, name) for name in CRF_TENSORS})
 
     def load(self, folder: str | Path) -> None:
         """Read `crf.safetensors`; a missing, unknown or mis-shaped tensor is a CheckpointError naming it."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        from bertkit.hf import check_values
+        from bertkit.hf import load_side_tensors
 
         path = Path(folder) / CRF_FILE
-        try:
-            state = load_file(str(path))
-        except (SafetensorError, OSError) as e:
-            raise CheckpointError(f"{path}: cannot read safetensors file ({e})") from None
-        if set(state) != set(CRF_TENSORS):
-            raise CheckpointError(
-                f"{path}: expected tensors {', '.join(CRF_TENSORS)}, found {', '.join(sorted(state))}"
-            )
-        check_values(state, list(CRF_TENSORS), path)
+        state = load_side_tensors(path, list(CRF_TENSORS))
         with torch.no_grad():
             for name in CRF_TENSORS:
                 ours = getattr(self, name)

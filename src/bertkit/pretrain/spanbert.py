@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from bertkit.errors import CheckpointError
+from bertkit.hf import load_side_tensors, save_side_tensors
 from bertkit.model import ACT2FN, BertEncoder, LayerNorm, MLMHead, init_weights
 from bertkit.pretrain.masking import IGNORE_INDEX
 from bertkit.pretrain.objectives import (
@@ -72,27 +73,14 @@ class SpanBoundaryHead(nn.Module):
 
     def save(self, folder: str | Path) -> None:
         """Write `sbo.safetensors` into `folder`, with the sizes in its metadata."""
-        from safetensors.torch import save_file
-
-        state = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
         sizes = {"max_span": str(self.position_embeddings.num_embeddings), "position_size": str(SBO_POSITION_SIZE)}
-        tmp = Path(folder) / f".{SBO_FILE}.tmp"
-        save_file(state, str(tmp), metadata={"format": "pt", **sizes})
-        tmp.replace(Path(folder) / SBO_FILE)
+        save_side_tensors(Path(folder) / SBO_FILE, self.state_dict(), sizes)
 
     def load(self, folder: str | Path) -> None:
         """Read `sbo.safetensors`; a missing, unknown or mis-shaped tensor is a CheckpointError naming it."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         path = Path(folder) / SBO_FILE
-        try:
-            state = load_file(str(path))
-        except (SafetensorError, OSError) as e:
-            raise CheckpointError(f"{path}: cannot read safetensors file ({e})") from None
         ours = self.state_dict()
-        if set(state) != set(ours):
-            raise CheckpointError(f"{path}: expected tensors {', '.join(ours)}, found {', '.join(sorted(state))}")
+        state = load_side_tensors(path, list(ours))
         for name, x in state.items():
             if x.shape != ours[name].shape:
                 raise CheckpointError(
