@@ -473,6 +473,25 @@ CASES = [  # (class of case, what the user did, the command, what the one stderr
         P + " --masking ernie-entity",
         "--masking ernie-entity needs --entities FILE",
     ),
+    (
+        "a flag combination that cannot work",
+        "pretrain an ERNIE 2.0 stage naming an unknown task",
+        "pretrain --out {r}/p --corpus {r}/corpus.txt --cache-dir {r}/cache --recipe ernie-2.0 --steps 2 "
+        "--entities {r}/corpus.txt --tasks knowledge knowledge,tdr,order",
+        "--tasks: stage 2 names 'order'; a stage is tasks joined by commas from knowledge, tdr, reorder, distance",
+    ),
+    (
+        "a flag combination that cannot work",
+        "pretrain --tasks with a recipe that has no tasks",
+        P + " --tasks knowledge",
+        "--tasks names ERNIE 2.0's stages; this run's recipe is bert: give --recipe ernie-2.0",
+    ),
+    (
+        "a flag combination that cannot work",
+        "pretrain --recipe ernie-2.0 on a BERT",
+        P + " --recipe ernie-2.0",
+        "recipe ernie-2.0 trains a task embedding, which BERT models have no table for",
+    ),
 ]
 
 

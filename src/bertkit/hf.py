@@ -167,12 +167,16 @@ def read_state_dict(folder: Path) -> tuple[dict[str, torch.Tensor], Path]:
 
 def save_side_tensors(path: Path, state: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     """A head that is not a transformers head (the CRF, SpanBERT's SBO head) saved beside the weights as one
-    safetensors file, written to a temporary name and renamed: a crash never leaves half a file."""
+    safetensors file, written to a temporary name and renamed: a crash never leaves half a file. The metadata is
+    one JSON string with sorted keys: safetensors writes a metadata map in hash order, so two keys would make the
+    same weights give different bytes from run to run."""
+    import json
+
     from safetensors.torch import save_file
 
     state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     tmp = path.with_name(f".{path.name}.tmp")
-    save_file(state, str(tmp), metadata={"format": "pt", **(metadata or {})})
+    save_file(state, str(tmp), metadata={"bertkit": json.dumps({"format": "pt", **(metadata or {})}, sort_keys=True)})
     tmp.replace(path)
 
 

@@ -66,6 +66,12 @@ def pretrain_cmd(
         "what finds the Chinese words that wwm / span / ngram masking takes whole: jieba, or words:FILE (longest "
         "match over a word list, one word per line) (default: the recipe's, jieba)",
     ] = None,
+    tasks: Annotated[
+        list[str] | None,
+        "ERNIE 2.0's stages, each its tasks joined by commas from knowledge, tdr (token-document relation), reorder "
+        "(sentence reordering), distance (sentence distance); an equal share of the steps each (default: the "
+        "recipe's, knowledge knowledge,tdr knowledge,tdr,reorder knowledge,tdr,reorder,distance)",
+    ] = None,
     dynamic: Annotated[
         bool | None, "fresh masks every epoch (RoBERTa) instead of dupe_factor static copies (default: the recipe's)"
     ] = None,
@@ -102,7 +108,8 @@ def pretrain_cmd(
         str | None, "where token shards are cached (default $BERTKIT_CACHE or ~/.cache/bertkit)"
     ] = None,
 ) -> None:
-    """Pretrain BERT, SpanBERT, ALBERT, RoBERTa or ELECTRA on a corpus; writes a Hugging Face folder with the heads.
+    """Pretrain BERT, SpanBERT, ERNIE (1.0 and 2.0), ALBERT, RoBERTa or ELECTRA on a corpus; writes a Hugging Face
+    folder with the heads.
 
     ELECTRA's run folder holds the discriminator in OUT/model and the generator in OUT/generator."""
     import torch
@@ -125,6 +132,7 @@ def pretrain_cmd(
     )  # fmt: skip
     flags = dict(objective=objective, masking=masking, dynamic=dynamic, dupe_factor=dupe_factor)
     flags |= dict(generator_size=generator_size, segmenter=segmenter, entities=entities)
+    flags["tasks"] = tuple(tuple(t.strip() for t in stage.split(",")) for stage in tasks) if tasks else None
     row = resolve_recipe(recipe, preset, init, **flags)
     words = None
     if row.units != ("token",):  # the word file is read now: a missing or empty one costs nothing
@@ -147,13 +155,16 @@ def pretrain_cmd(
         raise BertkitError("--max-seq-length and --phases both set the length; give one of them")
     max_seq_length = max(n for n, _ in schedule) if schedule else (max_seq_length or 128)
     _check_model_fits(init, row.preset, vocab_size or 8000, overrides, max_seq_length, "--phases" if schedule else None)
-    if row.stages and not schedule:  # the recipe's masking stages: equal shares of the steps at one length
-        schedule = tuple((max_seq_length, 1 / len(row.stages)) for _ in row.stages)
+    # The recipe's stages (masking units or ERNIE 2.0's tasks) take equal shares of the steps, across the length
+    # schedule: a phase of the loop is a stretch at one length and one stage.
+    stages = row.stages or row.tasks
+    pieces = stage_phases(schedule or ((max_seq_length, 1.0),), len(stages)) if stages else ()
     run_settings = {  # what the run is: a --resume must give the same, or it would continue another run
         "corpus": [c if c in BUILTIN_CORPORA else str(Path(c).resolve()) for c in corpus],
         "recipe": row.name,
         **{k: getattr(row, k) for k in ("preset", "objective", "masking", "dynamic")},
         **({"stages": list(row.stages)} if row.stages else {}),
+        **({"tasks": [list(t) for t in row.tasks]} if row.tasks else {}),
         **({"entities": str(Path(row.entities).resolve())} if row.entities else {}),
         "segmenter": words,
         "init": init and str(Path(init).resolve()),
@@ -191,8 +202,9 @@ def pretrain_cmd(
         keep_checkpoints=keep_checkpoints,
         beta2=row.beta2,
         progress=True,
-        phases=schedule,
-        phase_units=tuple(MASKING_UNITS[s] for s in row.stages),
+        phases=tuple((n, f) for n, f, _ in pieces) or schedule,
+        phase_units=tuple(MASKING_UNITS[row.stages[k]] for _, _, k in pieces) if row.stages else (),
+        phase_tasks=tuple(row.tasks[k] for _, _, k in pieces) if row.tasks else (),
         copy_positions=init is None,  # a model of ours from scratch: its longer positions were never trained
         settings=run_settings,
     )
@@ -221,6 +233,7 @@ def pretrain_cmd(
         f"recipe {row.name}: {c.model_type} {c.num_hidden_layers} layers, hidden {c.hidden_size}, "
         f"vocab {tok.vocab_size}, {n_params:,} parameters; objective {row.objective}, masking "
         + (" → ".join(row.stages) if row.stages else row.masking)
+        + (f"; tasks {' → '.join('+'.join(t) for t in row.tasks)}" if row.tasks else "")
         + (f" ({row.segmenter} words)" if words else "")
         + (" (dynamic)" if row.dynamic else "")
         + f"; {len(train_data.doc_ids)} training documents"
@@ -244,6 +257,24 @@ def pretrain_cmd(
         + (f"  generator: {summary['generator']}" if "generator" in summary else "")
         + f"  curves: {out}/curves.png  log: {out}/metrics.jsonl"
     )
+
+
+def stage_phases(schedule: tuple[tuple[int, float], ...], n: int) -> tuple[tuple[int, float, int], ...]:
+    """(length, fraction, stage) stretches: the length schedule cut where `n` equal stages change, so a stretch
+    has one length and one stage (lengths 64:0.9 128:0.1 and 2 stages: 64 for 0.5 in stage 0, 64 for 0.4 and 128
+    for 0.1 in stage 1)."""
+    ends, done = [], 0.0
+    for _, f in schedule:
+        done += f
+        ends.append(done)
+    cuts = sorted({round(x, 9) for x in [k / n for k in range(1, n)] + ends[:-1]} | {1.0})
+    pieces, start = [], 0.0
+    for end in cuts:
+        mid = (start + end) / 2
+        length = next(length for (length, _), e in zip(schedule, ends, strict=True) if mid < e or e == ends[-1])
+        pieces.append((length, end - start, min(n - 1, int(mid * n))))
+        start = end
+    return tuple(pieces)
 
 
 def _parse_phases(phases: list[str]) -> tuple[tuple[int, float], ...]:

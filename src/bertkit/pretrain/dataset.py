@@ -54,6 +54,7 @@ from bertkit.pretrain.masking import (
 )
 from bertkit.pretrain.pairs import create_full_sentence_instances, create_nsp_instances, create_sop_instances
 from bertkit.pretrain.shards import ENTITY_START_BIT, WORD_START_BIT, MarkedDocuments
+from bertkit.pretrain.tasks import create_distance_instances, create_reorder_instances, create_token_document_instances
 
 
 class Documents(Protocol):
@@ -179,6 +180,15 @@ class MaskingUnit(Protocol):
     ) -> Masked: ...
 
 
+class NoMasking:
+    """Nothing masked: the inputs as they are, no MLM labels (ERNIE 2.0's structure tasks train on clean text)."""
+
+    words = False
+
+    def __call__(self, tokens, lengths, word_ids, cfg, vocab, rng) -> Masked:
+        return Masked(tokens.copy(), np.full(tokens.shape, IGNORE_INDEX, dtype=np.int64))
+
+
 class TokenMasking:
     """Single tokens (BERT, RoBERTa, ELECTRA's generator), the whole chunk in one vectorised draw."""
 
@@ -260,6 +270,7 @@ class WordMasking:
 
 # `PretrainingData.unit` names one of these (or is a `MaskingUnit` itself); a new unit is a new entry.
 MASKING_UNITS: dict[str, MaskingUnit] = {
+    "none": NoMasking(),
     "token": TokenMasking(),
     "word": WordMasking(),
     "span": WordMasking("geometric"),
@@ -269,13 +280,17 @@ MASKING_UNITS: dict[str, MaskingUnit] = {
     "entity": WordMasking(per_unit=True, marks="entities"),  # ERNIE's entity-level masking
 }
 
-# `PretrainingData.objective` names the instances: NSP pairs, SOP pairs, or full sentences across documents.
+# `PretrainingData.objective` names the instances: NSP pairs, SOP pairs, full sentences across documents, or the
+# instances of ERNIE 2.0's structure tasks (tasks.py: token-document relation, sentence reordering and distance).
 INSTANCE_BUILDERS = {
     "nsp": lambda docs, d, L, short, rng, cls, sep: create_nsp_instances(docs, d, L, short, rng, cls, sep),
     "sop": lambda docs, d, L, short, rng, cls, sep: create_sop_instances(docs, d, L, short, rng, cls, sep),
     "full": lambda docs, d, L, short, rng, cls, sep: create_full_sentence_instances(
         docs, d, L, cls, sep, cross_documents=True
     ),
+    "tdr": lambda docs, d, L, short, rng, cls, sep: create_token_document_instances(docs, d, L, rng, cls, sep),
+    "reorder": lambda docs, d, L, short, rng, cls, sep: create_reorder_instances(docs, d, L, rng, cls, sep),
+    "distance": lambda docs, d, L, short, rng, cls, sep: create_distance_instances(docs, d, L, rng, cls, sep),
 }
 
 

@@ -81,6 +81,9 @@ class TrainConfig:
     # The masking unit of each phase (keys of `dataset.MASKING_UNITS`), one per phase; empty: the data's own unit
     # throughout. A recipe's stages (ERNIE's token, phrase, entity) run this way, as phases of one run.
     phase_units: tuple[str, ...] = ()
+    # The tasks of each phase (ERNIE 2.0's stages, `ernie2.TASKS` names), one tuple per phase; the data is then an
+    # `ernie2.TaskMix`. Empty: the data's own instances throughout.
+    phase_tasks: tuple[tuple[str, ...], ...] = ()
     # A longer phase starts its new positions as copies of the trained ones (see `copy_positions`); only for a
     # model trained from scratch, whose positions past the earlier phases' length were never trained.
     copy_positions: bool = False
@@ -109,6 +112,11 @@ class TrainConfig:
                 f"--phases gives {len(self.phases)} phases and the recipe {len(self.phase_units)} masking stages; "
                 "give one phase per stage"
             )
+        if self.phase_tasks and len(self.phase_tasks) != len(self.phases):
+            raise BertkitError(
+                f"--phases gives {len(self.phases)} phases and --tasks {len(self.phase_tasks)} stages; "
+                "give one phase per stage"
+            )
 
 
 @dataclass(frozen=True)
@@ -117,6 +125,7 @@ class Phase:
     batch_size: int  # sequences per micro-batch
     end_step: int  # the phase runs until this optimizer step
     unit: str | None = None  # its masking unit (a key of `dataset.MASKING_UNITS`); None: the data's own
+    tasks: tuple[str, ...] | None = None  # its tasks (ERNIE 2.0's stage); None: the data's own
 
 
 def rank_slice(batch: dict[str, torch.Tensor], rank: int, world: int) -> dict[str, torch.Tensor]:
@@ -183,7 +192,8 @@ def phase_plan(cfg: TrainConfig, max_seq_length: int) -> list[Phase]:
         done += fraction
         end = cfg.steps if i == len(cfg.phases) - 1 else round(done * cfg.steps)
         unit = cfg.phase_units[i] if cfg.phase_units else None
-        plan.append(Phase(length, max(1, cfg.batch_size * first // length), end, unit))
+        tasks = cfg.phase_tasks[i] if cfg.phase_tasks else None
+        plan.append(Phase(length, max(1, cfg.batch_size * first // length), end, unit, tasks))
     return plan
 
 
@@ -396,9 +406,9 @@ def resume_run(run: Run, model: Objective) -> None:
 def phase_data(train_data: PretrainingData, eval_data: PretrainingData | None, p: Phase, epoch: int, start: int):
     """A phase's held-out data and its epoch (seeded, so built once per phase), and its training batches from
     (epoch, batch) on."""
-    unit = {"unit": p.unit} if p.unit is not None else {}
-    data = replace(train_data, max_seq_length=p.max_seq_length, **unit)
-    held_out = replace(eval_data, max_seq_length=p.max_seq_length, **unit) if eval_data is not None else None
+    stage = {k: v for k, v in (("unit", p.unit), ("tasks", p.tasks)) if v is not None}
+    data = replace(train_data, max_seq_length=p.max_seq_length, **stage)
+    held_out = replace(eval_data, max_seq_length=p.max_seq_length, **stage) if eval_data is not None else None
     return (held_out, held_out.epoch(0)) if held_out is not None else None, data.batches(p.batch_size, epoch, start)
 
 
@@ -412,6 +422,8 @@ def next_phase(run: Run, model: Objective, train_data, eval_data, cfg: TrainConf
         bar.write(
             f"step {run.step}: phase {run.phase + 1} of {len(run.plan)}, {p.max_seq_length} tokens x "
             f"{p.batch_size} sequences until step {p.end_step}"
+            + (f", masking {p.unit}" if p.unit else "")
+            + (f", tasks {', '.join(p.tasks)}" if p.tasks else "")
         )
     return phase_data(train_data, eval_data, p, 0, 0)
 

@@ -42,6 +42,9 @@ MASKING_UNITS = {
     "ernie-entity": "entity",
 }
 OBJECTIVES = ("nsp", "sop", "full")
+# ERNIE 2.0's tasks (ernie2.py), in the order of their task ids; the recipe's stage k trains the first k
+TASKS = ("knowledge", "tdr", "reorder", "distance")
+STAGES = tuple(TASKS[: k + 1] for k in range(len(TASKS)))
 
 
 @dataclass(frozen=True)
@@ -71,12 +74,20 @@ class Recipe:
     # the data starts with the first. `masking` is then the last stage. Empty: `masking` throughout.
     stages: tuple[str, ...] = ()
     entities: str | None = None  # ernie-entity: the entity file (`--entities`); None: the built-in corpus's tags
+    # ERNIE 2.0's continual multi-task stages (`ernie2.TASKS` names), each an equal share of the steps, the CLI's
+    # phases (`TrainConfig.phase_tasks`); knowledge masking masks with `masking`. Empty: one objective throughout.
+    tasks: tuple[tuple[str, ...], ...] = ()
     sources: dict[str, str] = field(default_factory=dict, compare=False)  # a value's source where it differs
 
     @property
     def units(self) -> tuple[str, ...]:
         """The `--masking` names this run masks with: its stages, else its one masking unit."""
         return self.stages or (self.masking,)
+
+    @property
+    def pooler(self) -> bool:
+        """Whether a sentence-level head reads the pooled [CLS] (BertForMaskedLM & co. have no pooler)."""
+        return self.objective != "full" or any(t in ("reorder", "distance") for stage in self.tasks for t in stage)
 
     @property
     def heads(self) -> tuple[str, ...]:
@@ -104,6 +115,8 @@ class Recipe:
             objective = f"MLM + SBO (span boundaries, {self.max_span} positions), full sentences"
         if self.generator_size:
             objective = f"RTD + MLM generator ({self.generator_size:g} wide), full sentences"
+        if self.tasks:
+            objective = " → ".join("+".join(stage) for stage in self.tasks) + " (stages; task embeddings)"
         unit = {
             "token": "tokens",
             "wwm": "whole words",
@@ -188,6 +201,20 @@ RECIPES = {
             source="Sun et al. 2019 (ERNIE 1.0): basic, phrase-level, then entity-level masking, units masked whole",
             sources={"stages": "a third of the steps each", "phrases": "segmenter words (the paper's Chinese tool)"},
         ),
+        Recipe(
+            "ernie-2.0",
+            "ernie-mini-chinese",
+            "full",
+            "ernie-entity",
+            dynamic=True,
+            beta2=0.999,
+            tasks=STAGES,
+            source="Sun et al. 2020 (ERNIE 2.0): continual multi-task pretraining, a task embedding per task",
+            sources={
+                "tasks": "knowledge masking, token-document relation, sentence reordering (9 classes), sentence "
+                "distance (3 classes); stage k trains tasks 1..k, a quarter of the steps each, batches in turn",
+            },
+        ),
     )
 }
 
@@ -223,7 +250,7 @@ def resolve_recipe(
     """The run's recipe: the named row (else the first row of the model's family), with the flags given (not None)
     put in: objective, masking, dynamic, dupe_factor, generator_size, segmenter. The model's family must have the
     heads the result trains; a flag the recipe would ignore is refused."""
-    from bertkit.config import FAMILY_NAMES, BertConfig
+    from bertkit.config import FAMILY_NAMES, FAMILY_SPECS, BertConfig
     from bertkit.hf import FAMILIES
 
     if recipe is not None and recipe not in RECIPES:
@@ -243,6 +270,12 @@ def resolve_recipe(
         raise BertkitError(f"--objective {row.objective!r}: choose one of {', '.join(OBJECTIVES)}")
     if row.masking not in MASKING_UNITS:
         raise BertkitError(f"--masking {row.masking!r}: choose one of {', '.join(MASKING_UNITS)}")
+    if row.tasks:
+        _check_tasks(row.tasks)
+    if "tasks" in given and not RECIPES[row.name].tasks:
+        raise BertkitError(
+            f"--tasks names ERNIE 2.0's stages; this run's recipe is {row.name}: give --recipe ernie-2.0"
+        )
     if "masking" in given and row.stages:
         row = replace(row, stages=())  # --masking replaces the recipe's stages with one unit throughout
     if "entities" in given and "ernie-entity" not in row.units:
@@ -264,6 +297,12 @@ def resolve_recipe(
             "--segmenter finds the words that --masking wwm, span and ngram take whole; this run masks single tokens"
         )
     family = family or preset_family(row.preset)
+    if row.tasks and "task_type" not in FAMILY_SPECS[family].switched_tables:
+        what = f"--init {init}" if init else f"--preset {row.preset}"
+        raise BertkitError(
+            f"{what}: recipe {row.name} trains a task embedding, which {FAMILY_NAMES[family]} models have no table "
+            "for; give an ERNIE model (--preset ernie-mini-chinese)"
+        )
     missing = [h for h in row.heads if h not in FAMILIES[family].heads]
     if missing:
         head = missing[0]
@@ -277,6 +316,16 @@ def resolve_recipe(
             f"{trains} trains one; {instead}, or {other} of {having}"
         )
     return row
+
+
+def _check_tasks(stages: tuple[tuple[str, ...], ...]) -> None:
+    for i, stage in enumerate(stages, 1):
+        unknown = [t for t in stage if t not in TASKS]
+        if unknown or not stage:
+            what = f"names {unknown[0]!r}" if unknown else "is empty"
+            raise BertkitError(f"--tasks: stage {i} {what}; a stage is tasks joined by commas from {', '.join(TASKS)}")
+        if len(set(stage)) < len(stage):
+            raise BertkitError(f"--tasks: stage {i} ({','.join(stage)}) names a task twice")
 
 
 HEAD_NAMES = {"nsp": "sentence-pair (NSP / SOP)", "rtd": "replaced-token-detection (rtd)", "mlm": "masked-LM (mlm)"}
@@ -338,6 +387,11 @@ def build_pretraining(
         doc_ids=train_ids, dynamic=recipe.dynamic, dupe_factor=recipe.dupe_factor, chunk_tokens=chunk_tokens, **common
     )
     eval_data = PretrainingData(doc_ids=eval_ids, **common) if len(eval_ids) else None
+    if recipe.tasks:  # ERNIE 2.0: each task's own instances and masking over the same documents
+        from bertkit.pretrain.ernie2 import task_mix
+
+        train_data = task_mix(train_data, recipe.tasks)
+        eval_data = task_mix(eval_data, recipe.tasks) if eval_data is not None else None
     return model, tokenizer, train_data, eval_data
 
 
@@ -354,7 +408,13 @@ def _continued_model(init: str, recipe: Recipe) -> tuple:
             "fine-tune the discriminator, or pretrain an ELECTRA from scratch"
         )
     encoder = ckpt.encoder
-    if encoder.pooler is None and recipe.objective != "full":
+    if recipe.tasks and ckpt.config.extra_embeddings.get("task_type", 0) < len(TASKS):
+        rows = ckpt.config.extra_embeddings.get("task_type", 0)
+        raise BertkitError(
+            f"{init}: recipe {recipe.name} needs a task_type table of {len(TASKS)} rows (one per task), the model has "
+            f"{rows} (task_type_vocab_size in config.json); continue it with another --recipe"
+        )
+    if encoder.pooler is None and recipe.pooler:
         # An MLM-only model (BertForMaskedLM has no pooler) gets a fresh one for NSP / SOP, initialised as a new
         # model's would be, just as its NSP head starts fresh.
         import torch.nn as nn
@@ -363,7 +423,8 @@ def _continued_model(init: str, recipe: Recipe) -> tuple:
 
         encoder.pooler = nn.Linear(ckpt.config.hidden_size, ckpt.config.hidden_size)
         init_weights(encoder.pooler, ckpt.config.initializer_range)
-        print(f"{init}: the model has no pooler; --objective {recipe.objective} trains a new one")
+        trains = "the sentence tasks train" if recipe.tasks else f"--objective {recipe.objective} trains"
+        print(f"{init}: the model has no pooler; {trains} a new one")
     heads = dict(ckpt.heads)
     if recipe.boundary_objective:
         from bertkit.pretrain.spanbert import SBO_FILE, SpanBoundaryHead
@@ -373,6 +434,14 @@ def _continued_model(init: str, recipe: Recipe) -> tuple:
             heads["sbo"].load(init)
         else:
             print(f"{init}: the model has no {SBO_FILE}; the span boundary objective trains a new head")
+    if recipe.tasks:
+        from bertkit.pretrain.ernie2 import HEADS_FILE, StructureHeads
+
+        heads["structure"] = StructureHeads(ckpt.config)
+        if (Path(init) / HEADS_FILE).exists():
+            heads["structure"].load(init)
+        else:
+            print(f"{init}: the model has no {HEADS_FILE}; ERNIE 2.0's structure tasks train new heads")
     return ckpt.tokenizer, encoder, heads
 
 
@@ -396,11 +465,13 @@ def _new_model(source, recipe: Recipe, tokenizer_path: str | None, vocab_size: i
             from bertkit.tokenizer import Tokenizer
 
             tokenizer = Tokenizer.train(sentences, vocab_size=vocab_size, show_progress=False)
+    if recipe.tasks:  # a task embedding per ERNIE 2.0 task
+        overrides = {"extra_embeddings": {"task_type": len(TASKS)}} | overrides
     config = from_preset(
         recipe.preset, vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_token_id, **overrides
     )
     # A pooler only where a sentence-level head reads it: BertForMaskedLM & co. have none.
-    return tokenizer, BertEncoder(config, add_pooler=recipe.objective != "full"), {}
+    return tokenizer, BertEncoder(config, add_pooler=recipe.pooler), {}
 
 
 def _objective(recipe: Recipe, encoder, heads: dict, label_smoothing: float) -> PretrainingObjective:
@@ -422,6 +493,10 @@ def _objective(recipe: Recipe, encoder, heads: dict, label_smoothing: float) -> 
             generator, MLMHead(gen_config), encoder, RTDHead(config), label_smoothing=label_smoothing
         )
     mlm = heads.get("mlm") or MLMHead(config)
+    if recipe.tasks:
+        from bertkit.pretrain.ernie2 import Ernie2Pretraining, StructureHeads
+
+        return Ernie2Pretraining(encoder, mlm, heads.get("structure") or StructureHeads(config), label_smoothing)
     if recipe.boundary_objective:
         from bertkit.pretrain.spanbert import SpanBertPretraining, SpanBoundaryHead
 
