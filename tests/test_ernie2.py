@@ -178,6 +178,15 @@ def test_every_task_head_fits_a_batch_through_the_encoder():
         assert last[name] < 0.3 * first[name], (name, first[name], last[name])
 
 
+def test_stages_cut_the_length_schedule_where_they_change():
+    from bertkit.cli.pretraining import stage_phases
+
+    pieces = stage_phases(((64, 0.9), (128, 0.1)), 2)
+    assert [(n, k) for n, _, k in pieces] == [(64, 0), (64, 1), (128, 1)]
+    np.testing.assert_allclose([f for _, f, _ in pieces], [0.5, 0.4, 0.1])
+    assert stage_phases(((64, 1.0),), 4) == tuple((64, 0.25, k) for k in range(4))
+
+
 E2 = (
     "pretrain --recipe ernie-2.0 --corpus {d}/corpus.txt --entities {d}/entities.txt --tokenizer {d}/tok "
     "--cache-dir {d}/cache --max-seq-length 64 --num-hidden-layers 2 --hidden-size 64 --batch-size 8 --lr 2e-3 "

@@ -49,12 +49,6 @@ from bertkit.pretrain.objectives import Batch, Loss, ObjectiveOutput, Pretrainin
 from bertkit.pretrain.setup import TASKS  # task id = place in TASKS
 from bertkit.pretrain.tasks import DISTANCE_CLASSES, REORDER_CLASSES
 
-TASK_NAMES = {
-    "knowledge": "knowledge masking",
-    "tdr": "token–document relation",
-    "reorder": "sentence reordering",
-    "distance": "sentence distance",
-}
 HEADS_FILE = "ernie2_heads.safetensors"
 # Per task: the instance builder (`dataset.INSTANCE_BUILDERS`) and masking unit of its data; knowledge masking's
 # are the recipe's (None here).
