@@ -70,17 +70,15 @@ def test_unknown_preset():
         from_preset("bert-huge")
 
 
-def test_key_renames_read_and_write_a_family_s_own_names(tmp_path, monkeypatch):
-    """DistilBERT's config.json names three sizes its own way; a row's `key_renames` maps them both ways."""
-    from bertkit.config import FAMILY_SPECS, FamilySpec
+def test_key_renames_read_and_write_a_family_s_own_names(tmp_path):
+    """DistilBERT's config.json names the sizes its own way; its row's `key_renames` maps them both ways."""
+    from bertkit.config import FAMILY_SPECS
 
-    renames = {"dim": "hidden_size", "n_layers": "num_hidden_layers", "hidden_dim": "intermediate_size"}
-    row = FamilySpec("DistilBERT", key_renames=renames, defaults={"type_vocab_size": 0})
-    monkeypatch.setitem(FAMILY_SPECS, "distilbert", row)
-    sizes = {"vocab_size": 50, "dim": 64, "n_layers": 3, "num_attention_heads": 4, "hidden_dim": 96}
+    renames = FAMILY_SPECS["distilbert"].key_renames
+    sizes = {"vocab_size": 50, "dim": 64, "n_layers": 3, "n_heads": 4, "hidden_dim": 96}
     config = BertConfig.from_dict({"model_type": "distilbert", **sizes})
     assert (config.hidden_size, config.num_hidden_layers, config.intermediate_size) == (64, 3, 96)
-    assert config.type_vocab_size == 0  # the row's default when the file has no such key
+    assert config.type_vocab_size == 0 and config.classifier_dropout == 0.2  # the row's values, not in the file
     data = config.to_dict()
     assert {k: data[k] for k in sizes} == sizes and not set(renames.values()) & set(data)
     config.save(tmp_path / "config.json")

@@ -15,8 +15,8 @@ from helpers import assert_outputs_close, one_thread  # noqa: F401 - module-wide
 from bertkit.cli import main
 from bertkit.pretrain.dataset import PretrainingData, Vocab
 from bertkit.pretrain.ernie2 import HEADS_FILE, TaskMix, task_mix
-from bertkit.pretrain.setup import STAGES, TASKS
 from bertkit.pretrain.shards import WORD_START_BIT
+from bertkit.pretrain.task_names import STAGES, TASKS
 from bertkit.pretrain.tasks import (
     REORDER_CLASSES,
     create_distance_instances,

@@ -168,7 +168,7 @@ def test_every_family_row_has_a_name_map_that_names_each_tensor_once(tmp_path, m
     spec, row = FAMILY_SPECS[model_type], hf.FAMILIES[model_type]
     assert ("multiple_choice" in row.heads) == spec.multiple_choice
     preset = {"bert": "bert-tiny", "albert": "albert-base", "roberta": "roberta-base", "electra": "electra-small"}
-    preset["ernie"] = "ernie-mini-chinese"
+    preset["ernie"], preset["distilbert"] = "ernie-mini-chinese", "distilbert-mini-chinese"
     config = from_preset(preset[model_type], **{**CONFIG, "vocab_size": 60}, id2label={0: "a", 1: "b"})
     encoder = BertEncoder(config)
     for head in [None, *row.heads]:

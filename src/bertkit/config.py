@@ -8,23 +8,18 @@ Choices:
   without effect (`pooler_fc_size`, `directionality`, ...) are listed in `IGNORED_KEYS` and skipped.
 - Presets are data: `PRESETS` names each model with the paper or release it comes from.
 - One config for the family (STYLE: one encoder, small deltas): `model_type` ("bert", "albert", "roberta",
-  "electra", "ernie") picks one row of `FAMILY_SPECS` (`config.family`, a `FamilySpec`); the code asks that row
-  what the family has (a shared layer, a position offset, ...) and never which family it is; a family is a row:
-  * ALBERT: `embedding_size` E < H (embeddings E wide, projected to H), one layer's weights applied
-    `num_hidden_layers` times (`shares_layers`); `num_hidden_groups` / `inner_group_num` other than 1 are
-    refused (no released ALBERT uses them, and building a different sharing silently would be wrong).
-  * RoBERTa: position ids start at `pad_token_id + 1` (`position_offset`), one token type, LayerNorm eps 1e-5.
-  * ELECTRA: `embedding_size` may differ from H (a projection E → H), no pooler.
-  * ERNIE: BERT plus the task-type table `extra_embeddings["task_type"]` (`use_task_id`, `task_type_vocab_size`).
-  Which keys config.json may carry depends on the row (`FamilySpec.fields`, `key_renames`, `dropped_keys`);
-  each family's file is written with the keys its `transformers` class reads, under the names it reads them.
+  "electra", "ernie", "distilbert") picks one row of `FAMILY_SPECS` (families.py, re-exported here; `config.family`,
+  a `FamilySpec`); the code asks that row what the family has (a shared layer, a position offset, ...) and never
+  which family it is. Which keys config.json may carry depends on the row (`FamilySpec.fields`, `key_renames`,
+  `dropped_keys`, `fixed_keys`); each family's file is written with the keys its `transformers` class reads, under
+  the names it reads them, and without the fields that class hard-codes (`fixed_fields`).
 - Deltas no `transformers` class of today's families has are bertkit's own fields: `type_vocab_size = 0`
-  (no token-type table), `norm_position` ("pre": GPT-2's layout) and `extra_embeddings` (tables added like token
-  types; ERNIE's row writes its task table under ErnieConfig's keys). config.json carries `norm_position` /
-  `extra_embeddings` only when they differ from the family row's default, so every file of today's families is
-  written byte for byte as before and loads in `transformers` unchanged; a model whose family's `transformers`
-  classes cannot hold such a delta is refused when saved as a Hugging Face folder (hf.py), never written as a
-  file `transformers` would misread.
+  (no token-type table; DistilBERT's fixed value), `norm_position` ("pre": GPT-2's layout) and `extra_embeddings`
+  (tables added like token types; ERNIE's row writes its task table under ErnieConfig's keys). config.json
+  carries `norm_position` / `extra_embeddings` only when they differ from the family row's default, so every file
+  of today's families is written byte for byte as before and loads in `transformers` unchanged; a model whose
+  family's `transformers` classes cannot hold such a delta is refused when saved as a Hugging Face folder (hf.py),
+  never written as a file `transformers` would misread.
 """
 
 from __future__ import annotations
@@ -38,6 +33,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from bertkit.errors import ConfigError
+from bertkit.families import FAMILY_FIELDS, FAMILY_NAMES, FAMILY_SPECS, FamilySpec  # noqa: F401 - importable here
 
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
 
@@ -81,72 +77,9 @@ IGNORED_KEYS = frozenset(
 FIXED_KEYS = {"position_embedding_type": "absolute", "is_encoder_decoder": False}
 # The keys that size the model: every config.json of the family has them, so one without them is another file.
 ARCHITECTURE_KEYS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
-# Config fields only some families' config.json carry (FamilySpec.fields says which).
-FAMILY_FIELDS = ("embedding_size", "num_hidden_groups", "inner_group_num")
 # bertkit's own fields: written to config.json only when they differ from the family row's default.
 BERTKIT_FIELDS = ("norm_position", "extra_embeddings")
 NORM_POSITIONS = ("post", "pre")
-
-
-@dataclass(frozen=True)
-class FamilySpec:
-    """One family's deltas on the one encoder, as data: model.py, hf.py and the heads read these fields (never
-    `model_type`), so a family is added by adding a row to `FAMILY_SPECS` (and its name map to hf.FAMILIES).
-    The defaults are BERT's."""
-
-    name: str  # for messages: "ALBERT"
-    fields: frozenset[str] = frozenset()  # the FAMILY_FIELDS its config.json carries
-    key_renames: dict[str, str] = field(default_factory=dict)  # config.json key -> BertConfig field
-    dropped_keys: frozenset[str] = frozenset()  # config.json keys read and ignored (they size no tensor we build)
-    defaults: dict[str, object] = field(default_factory=dict)  # field values when config.json omits the key
-    shares_layers: bool = False  # one layer's weights applied at every depth
-    always_projects: bool = False  # an E -> H projection even when E == H; otherwise one only when E != H
-    positions_after_pad: bool = False  # position ids start at pad_token_id + 1, counted over real tokens
-    position_padding_row: bool = False  # the position table's row pad_token_id is a padding row (fairseq)
-    pooler: bool = True  # the base model's default
-    mlm_act: str | None = None  # the MLM head's activation whatever hidden_act says; None: hidden_act
-    classifier_reads_first_token: bool = False  # sequence classifier: dense + act on token 0, not the pooler
-    classifier_act: str = "tanh"  # that first-token classifier's activation
-    multiple_choice: bool = True  # bertkit builds the family's multiple-choice head
-    # {extra table: (flag key, rows key, default rows)}: ERNIE's "task_type" is use_task_id + task_type_vocab_size.
-    switched_tables: dict[str, tuple[str, str, int]] = field(default_factory=dict)
-
-
-# Sources: the transformers configuration and modelling classes of each family (AlbertConfig's
-# classifier_dropout_prob 0.1; RobertaLMHead and ElectraGeneratorPredictions use exact GELU; ELECTRA's
-# classifier uses GELU, RoBERTa's tanh; ELECTRA's multiple choice is a SequenceSummary, whose summary_* keys
-# configure it, which bertkit does not build).
-FAMILY_SPECS: dict[str, FamilySpec] = {
-    "bert": FamilySpec("BERT"),
-    "albert": FamilySpec(
-        "ALBERT",
-        fields=frozenset(FAMILY_FIELDS),
-        key_renames={"classifier_dropout_prob": "classifier_dropout"},
-        defaults={"classifier_dropout": 0.1},
-        shares_layers=True,
-        always_projects=True,
-    ),
-    "roberta": FamilySpec(
-        "RoBERTa",
-        positions_after_pad=True,
-        position_padding_row=True,
-        mlm_act="gelu",
-        classifier_reads_first_token=True,
-        classifier_act="tanh",
-    ),
-    "electra": FamilySpec(
-        "ELECTRA",
-        fields=frozenset({"embedding_size"}),
-        dropped_keys=frozenset({"summary_type", "summary_use_proj", "summary_activation", "summary_last_dropout"}),
-        pooler=False,
-        mlm_act="gelu",
-        classifier_reads_first_token=True,
-        classifier_act="gelu",
-        multiple_choice=False,
-    ),
-    "ernie": FamilySpec("ERNIE", switched_tables={"task_type": ("use_task_id", "task_type_vocab_size", 3)}),
-}
-FAMILY_NAMES = {model_type: spec.name for model_type, spec in FAMILY_SPECS.items()}
 
 
 @dataclass
@@ -220,6 +153,12 @@ class BertConfig:
                 f"config field 'norm_position' is {self.norm_position!r}; choose {' or '.join(NORM_POSITIONS)}"
             )
         self._check_extra_embeddings()
+        for name, value in self.family.fixed_fields.items():
+            if getattr(self, name) != value:
+                raise ConfigError(
+                    f"config field '{name}' is {getattr(self, name)!r}; {self.family.name} models have {value!r} "
+                    "(its transformers classes hard-code it)"
+                )
         if self.hidden_size % self.num_attention_heads:
             raise ConfigError(
                 f"config field 'hidden_size' ({self.hidden_size}) must be divisible by "
@@ -316,7 +255,7 @@ class BertConfig:
             )
         spec = FAMILY_SPECS[model_type]
         known = {f.name for f in fields(cls)} - (set(FAMILY_FIELDS) - spec.fields) | {"model_type"}
-        kwargs = dict(spec.defaults)  # e.g. AlbertConfig's classifier_dropout_prob 0.1 when the file omits it
+        kwargs = {**spec.fixed_fields, **spec.defaults}  # e.g. AlbertConfig's classifier_dropout_prob 0.1
         data, tables = _switched_tables(data, spec, source)
         for key, value in data.items():
             if key in spec.key_renames:  # the family's name for a field (ALBERT's classifier_dropout_prob)
@@ -331,9 +270,12 @@ class BertConfig:
                 continue
             elif key in known:
                 kwargs[key] = value
-            elif key in FIXED_KEYS:
-                if value != FIXED_KEYS[key]:
-                    raise ConfigError(f"{source}: '{key}' = {value!r} is not supported (only {FIXED_KEYS[key]!r})")
+            elif key in (fixed := {**FIXED_KEYS, **spec.fixed_keys}):
+                if value != fixed[key]:
+                    raise ConfigError(
+                        f"{source}: '{key}' = {json.dumps(value)[:60]} is not supported by bertkit's {spec.name} "
+                        f"(only {json.dumps(fixed[key])})"
+                    )
             elif key == "label2id" or key in IGNORED_KEYS:
                 continue
             elif key == "num_labels":
@@ -368,15 +310,14 @@ class BertConfig:
                 data.pop(name)
         if data["classifier_dropout"] is None:
             data.pop("classifier_dropout")
-        for key in FAMILY_FIELDS:
-            if key not in spec.fields:
-                data.pop(key)
+        for key in (*(k for k in FAMILY_FIELDS if k not in spec.fields), *spec.fixed_fields):
+            data.pop(key)
         if "embedding_size" in data:
             data["embedding_size"] = self.embedding_width
         for key, name in spec.key_renames.items():  # under the name the family's transformers class reads
             if name in data:
                 data[key] = data.pop(name)
-        data.update(position_embedding_type="absolute")
+        data.update(spec.fixed_keys)
         if id2label:
             data["id2label"] = {str(i): name for i, name in id2label.items()}
             data["label2id"] = {name: i for i, name in id2label.items()}
@@ -547,7 +488,7 @@ for _name, (_l, _h, _a) in _SIZES.items():
 
 # The family (sources: ALBERT, Lan et al. 2019, google-research/albert configs; albert_zh's albert_tiny_zh
 # (brightmart): 4 × 312, E 128, 21,128 Chinese tokens; RoBERTa, Liu et al. 2019, fairseq / HF roberta-base;
-# ELECTRA, Clark et al. 2020 Table 6 and google-research/electra's configure_pretraining.py).
+# ELECTRA, Clark et al. 2020 Table 6 and google-research/electra's configure_pretraining.py; DistilBERT below).
 def _albert(layers: int, hidden: int, heads: int, vocab: int = 30000, embedding: int = 128) -> dict:
     return dict(
         _preset(layers, hidden, heads, vocab),
@@ -575,6 +516,12 @@ def _electra(layers: int, hidden: int, heads: int, embedding: int, vocab: int = 
     return dict(_preset(layers, hidden, heads, vocab), model_type="electra", embedding_size=embedding)
 
 
+def _distilbert(layers: int, hidden: int, heads: int, vocab: int = ENGLISH_VOCAB) -> dict:
+    return dict(
+        _preset(layers, hidden, heads, vocab), model_type="distilbert", type_vocab_size=0, classifier_dropout=0.2
+    )
+
+
 PRESETS.update(
     {
         "albert-base": _albert(12, 768, 12),
@@ -590,6 +537,10 @@ PRESETS.update(
         "ernie-mini-chinese": dict(
             _preset(4, 256, 4, CHINESE_VOCAB), model_type="ernie", extra_embeddings={"task_type": 3}
         ),
+        # DistilBERT (Sanh et al. 2019; HF distilbert-base-uncased): half the teacher's layers, BERT's width. The
+        # mini student halves bert-mini-chinese (4 -> 2 layers x 256), for tests and distillation from it.
+        "distilbert-base": _distilbert(6, 768, 12),
+        "distilbert-mini-chinese": _distilbert(2, 256, 4, CHINESE_VOCAB),
     }
 )
 

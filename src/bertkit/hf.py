@@ -103,13 +103,14 @@ class Checkpoint:
 
 def build_heads(config: BertConfig, heads: list[str]) -> dict[str, nn.Module]:
     first_token = config.family.classifier_reads_first_token  # no pooler: a two-layer head on <s> / [CLS]
+    choice_head = FirstTokenClassifierHead if config.family.choice_reads_first_token else ClassifierHead
     factories = {
         "mlm": MLMHead,
         "nsp": NSPHead,
         "rtd": RTDHead,
         "classifier": FirstTokenClassifierHead if first_token else ClassifierHead,
         "token_classifier": ClassifierHead,
-        "multiple_choice": lambda c: ClassifierHead(c, num_labels=1),
+        "multiple_choice": lambda c: choice_head(c, num_labels=1),
         "qa": span_head,
     }
     unknown = [h for h in heads if h not in factories]
@@ -124,16 +125,23 @@ def build_heads(config: BertConfig, heads: list[str]) -> dict[str, nn.Module]:
 
 
 def _heads_in(state: dict[str, torch.Tensor], architectures: list[str], fam: FamilyMap) -> list[str]:
-    """The heads whose tensors are in `state`. `classifier.*` is a sequence classifier unless config.json's
-    `architectures` names a token classifier or multiple choice (`CLASSIFIER_SUFFIXES`); for RoBERTa and
-    ELECTRA, whose sequence classifier is `classifier.dense` + `classifier.out_proj`, the names alone decide."""
-    found = [h for h, m in fam.heads.items() if any(e.theirs in state for e in to_entries(m))]
-    same_names = [h for h in found if fam.heads[h] == CLASSIFIER]  # heads stored as classifier.weight / .bias
-    if len(same_names) > 1:
-        named = [CLASSIFIER_SUFFIXES.get(a[len(fam.arch) :]) for a in architectures if a.startswith(fam.arch)]
-        named = [h for h in named if h in same_names]
-        chosen = named[0] if named else ("classifier" if "classifier" in same_names else same_names[0])
-        found = [h for h in found if h not in same_names or h == chosen]
+    """The heads whose tensors are in `state`; a head only partly there is kept, so its missing tensors are named.
+    Names shared between heads: a head whose names lie inside a complete head's, or one partly there that shares
+    names with a complete one, is that head (DistilBERT's token classifier `classifier.*` and its sequence
+    classifier `pre_classifier.*` + `classifier.*`); heads stored under the same names (BERT's `classifier.*`:
+    sequence, token classifier and multiple choice) are told apart by config.json's `architectures`
+    (`CLASSIFIER_SUFFIXES`), the sequence classifier when it names none."""
+    names = {h: {e.theirs for e in to_entries(m)} for h, m in fam.heads.items()}
+    complete = [h for h in names if names[h] <= state.keys()]
+    found = [h for h in names if names[h] & state.keys()]
+    inside = {h for h in found for c in complete if names[h] < names[c] or h not in complete and names[h] & names[c]}
+    found = [h for h in found if h not in inside]
+    named = [CLASSIFIER_SUFFIXES.get(a[len(fam.arch) :]) for a in architectures if a.startswith(fam.arch)]
+    for head in list(found):
+        same = [h for h in found if names[h] == names[head]]
+        if len(same) > 1:
+            chosen = next((h for h in named if h in same), "classifier" if "classifier" in same else same[0])
+            found = [h for h in found if h not in same or h == chosen]
     return found
 
 

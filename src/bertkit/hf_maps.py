@@ -110,7 +110,7 @@ def _params(modules: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 # (our name, Hugging Face name). Encoder names get the family's prefix ("bert.", "albert.", "roberta.",
-# "electra.") in checkpoints that carry heads and none in a bare BertModel & co.
+# "electra.", "distilbert.") in checkpoints that carry heads and none in a bare BertModel & co.
 _EMBEDDINGS = [
     ("embeddings.word_embeddings.weight", "embeddings.word_embeddings.weight"),
     ("embeddings.position_embeddings.weight", "embeddings.position_embeddings.weight"),
@@ -255,6 +255,39 @@ FAMILIES["ernie"] = replace(
     encoder=_EMBEDDINGS + [("embeddings.extra_embeddings.task_type.weight", "embeddings.task_type_embeddings.weight")],
     redundant=FAMILIES["bert"].redundant | {"embeddings.token_type_ids"},
 )
+# DistilBERT (transformers' DistilBert* classes): BERT's post-LayerNorm layer under its own names, no token types,
+# no pooler. Its heads sit at the top level (no "cls." / "lm_head."); the MLM decoder is `vocab_projector`, tied to
+# the word embeddings. Sequence classification and multiple choice read the first token: pre_classifier -> ReLU ->
+# classifier (to 1 for a choice), so the two share names and config.json's `architectures` tells them apart.
+_DISTILBERT_LAYER = [
+    ("attn.query", "attention.q_lin"),
+    ("attn.key", "attention.k_lin"),
+    ("attn.value", "attention.v_lin"),
+    ("attn.out", "attention.out_lin"),
+    ("attn_norm", "sa_layer_norm"),
+    ("ffn.up", "ffn.lin1"),
+    ("ffn.down", "ffn.lin2"),
+    ("ffn_norm", "output_layer_norm"),
+]
+_PRE_CLASSIFIER = _params([("dense", "pre_classifier"), ("out", "classifier")])
+_VOCAB = [*_params([("dense", "vocab_transform"), ("norm", "vocab_layer_norm")]), ("bias", "vocab_projector.bias")]
+FAMILIES["distilbert"] = FamilyMap(
+    prefix="distilbert.",
+    arch="DistilBert",
+    encoder=[e for e in _EMBEDDINGS if "token_type" not in e[0]],
+    layer="transformer.layer.{i}",
+    layer_map=_params(_DISTILBERT_LAYER),
+    pooler=[],
+    heads={
+        "mlm": _VOCAB,
+        "classifier": _PRE_CLASSIFIER,
+        "token_classifier": CLASSIFIER,
+        "multiple_choice": _PRE_CLASSIFIER,
+        "qa": _QA,
+    },
+    redundant=frozenset({"embeddings.position_ids", "vocab_projector.weight"}),
+    tied=(("vocab_projector.weight", "embeddings.word_embeddings.weight"),),
+)
 # The architecture name (after the family's "Bert" / "Albert" / ...) by the set of heads saved: pretraining
 # saves {mlm, nsp}, {mlm} or {rtd} (ELECTRA's generator {mlm}), fine-tuning one task head. Any other set is
 # refused: transformers has no class that holds it, and a guessed one would load with heads dropped.
@@ -269,5 +302,6 @@ ARCHITECTURE_SUFFIX = {
     frozenset({"multiple_choice"}): "ForMultipleChoice",
     frozenset({"qa"}): "ForQuestionAnswering",
 }
-# The heads stored as `classifier.*` other than the sequence classifier, by config.json's architecture name.
+# The heads stored under the sequence classifier's names (`classifier.*`; DistilBERT's `pre_classifier.*` +
+# `classifier.*`) by config.json's architecture name.
 CLASSIFIER_SUFFIXES = {"ForTokenClassification": "token_classifier", "ForMultipleChoice": "multiple_choice"}

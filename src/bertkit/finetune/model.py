@@ -8,7 +8,8 @@ Heads, each laid out as its `transformers` class so the folder loads there with 
   CRF (crf.py) scores whole tag sequences on top, saved beside the weights in `crf.safetensors`;
 - QA reads a start and an end logit at every token, without a pooler, as BertForQuestionAnswering;
 - multiple choice encodes each choice as its own pair and scores it from the pooler with Linear(H, 1), the
-  scores of one question's choices going through one softmax, as BertForMultipleChoice.
+  scores of one question's choices going through one softmax, as BertForMultipleChoice (DistilBERT has no
+  pooler: its first token goes through pre_classifier → ReLU → classifier, as DistilBertForMultipleChoice).
 
 Losses are sums over what they average (labelled tokens for tagging, examples or windows otherwise), divided
 by that count over the whole optimizer step: with gradient accumulation, every example weighs the same,
@@ -74,7 +75,10 @@ class TaskModel(nn.Module):
         if self.kind == "multiple_choice":  # every choice is a sequence of its own: (B, K, T) -> (B * K, T)
             B, K, T = input_ids.shape
             flat = [None if x is None else x.reshape(B * K, T) for x in (input_ids, attention_mask, token_type_ids)]
-            return self.head(self.encoder(*flat).pooler_output).view(B, K)  # (B, K)
+            out = self.encoder(*flat)
+            if getattr(self.head, "reads_first_token", False):  # DistilBERT: pre_classifier on the first token
+                return self.head(out.last_hidden_state[:, 0]).view(B, K)  # (B, K)
+            return self.head(out.pooler_output).view(B, K)  # (B, K)
         out = self.encoder(input_ids, attention_mask, token_type_ids)
         if self.kind in ("classification", "regression"):
             if getattr(self.head, "reads_first_token", False):  # RoBERTa / ELECTRA: no pooler, a 2-layer head
@@ -160,8 +164,9 @@ def build_model(folder: str | Path, kind: str, labels: list[str], random_init: b
             raise BertkitError(f"{folder}: no vocab.txt or tokenizer.json; fine-tuning needs the model's tokenizer")
     config = replace(config, id2label=dict(enumerate(labels)))
     # As each transformers class has it: BERT and ALBERT classify from the pooler; RoBERTa and ELECTRA from
-    # the first token through a two-layer head (RoBERTa's multiple choice still reads its pooler).
+    # the first token through a two-layer head (RoBERTa's multiple choice still reads its pooler; DistilBERT's not).
     first_token = config.family.classifier_reads_first_token and kind in ("classification", "regression")
+    first_token |= config.family.choice_reads_first_token and kind == "multiple_choice"
     if kind == "multiple_choice" and not config.family.multiple_choice:
         having = ", ".join(s.name for s in FAMILY_SPECS.values() if s.multiple_choice)
         raise BertkitError(
@@ -180,7 +185,7 @@ def build_model(folder: str | Path, kind: str, labels: list[str], random_init: b
     if kind == "qa":
         head = span_head(config)
     elif first_token:
-        head = FirstTokenClassifierHead(config, num_labels=1 if kind == "regression" else None)
+        head = FirstTokenClassifierHead(config, num_labels=1 if kind in ("regression", "multiple_choice") else None)
     else:
         head = ClassifierHead(config, num_labels=1 if kind in ("regression", "multiple_choice") else None)
     model = TaskModel(encoder, head, kind)
@@ -218,8 +223,8 @@ def task_model(ckpt: Checkpoint, folder: str | Path) -> TaskModel:
     head's problem_type (config.json) and a CRF (crf.safetensors)."""
     folder = Path(folder)
     heads = ckpt.heads
-    first_token = getattr(heads.get("classifier"), "reads_first_token", False)  # RoBERTa / ELECTRA
-    if ("classifier" in heads and not first_token or "multiple_choice" in heads) and ckpt.encoder.pooler is None:
+    first_token = any(getattr(h, "reads_first_token", False) for h in heads.values())  # RoBERTa / ELECTRA / ...
+    if ("classifier" in heads or "multiple_choice" in heads) and not first_token and ckpt.encoder.pooler is None:
         what = "a multiple-choice head" if "multiple_choice" in heads else "a sequence classifier"
         raise CheckpointError(f"{folder}: {what} without a pooler (bert.pooler.*) cannot run")
     if "classifier" in heads:

@@ -46,7 +46,7 @@ from bertkit.hf import load_side_tensors, save_side_tensors
 from bertkit.model import BertEncoder, MLMHead, init_weights
 from bertkit.pretrain.dataset import Epoch, PretrainingData
 from bertkit.pretrain.objectives import Batch, Loss, ObjectiveOutput, PretrainingObjective, Ratio, masked_lm
-from bertkit.pretrain.setup import TASKS  # task id = place in TASKS
+from bertkit.pretrain.task_names import TASKS  # task id = place in TASKS
 from bertkit.pretrain.tasks import DISTANCE_CLASSES, REORDER_CLASSES
 
 HEADS_FILE = "ernie2_heads.safetensors"

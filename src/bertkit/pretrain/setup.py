@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from bertkit.errors import BertkitError
+from bertkit.pretrain.task_names import STAGES, TASKS
 
 if TYPE_CHECKING:
     from bertkit.pretrain.dataset import PretrainingData
@@ -42,9 +43,6 @@ MASKING_UNITS = {
     "ernie-entity": "entity",
 }
 OBJECTIVES = ("nsp", "sop", "full")
-# ERNIE 2.0's tasks (ernie2.py), in the order of their task ids; the recipe's stage k trains the first k
-TASKS = ("knowledge", "tdr", "reorder", "distance")
-STAGES = tuple(TASKS[: k + 1] for k in range(len(TASKS)))
 
 
 @dataclass(frozen=True)

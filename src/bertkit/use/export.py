@@ -131,7 +131,7 @@ def export_onnx(
         module, tokenizer, do_lower_case = HiddenStates(ckpt.encoder), ckpt.tokenizer, False
         max_len = min(tokenizer.model_max_length, ckpt.config.max_length)
         inputs = ["input_ids", "attention_mask", "token_type_ids"]
-        if ckpt.config.type_vocab_size == 1:  # RoBERTa: one token type, so the graph has no such input
+        if ckpt.config.type_vocab_size <= 1:  # RoBERTa: one token type, DistilBERT none: the graph has no such input
             inputs = inputs[:2]
         outputs = ["last_hidden_state"] + (["pooler_output"] if ckpt.encoder.pooler is not None else [])
         H = ckpt.config.hidden_size
