@@ -54,6 +54,7 @@ def folders(tmp_path_factory):
 P = "pretrain --out {r}/p --corpus {r}/corpus.txt --cache-dir {r}/cache --preset bert-tiny-chinese --steps 2"
 INIT = "pretrain --out {r}/p --corpus {r}/corpus.txt --cache-dir {r}/cache --steps 2 --init {r}/plain"
 F = "finetune --task sentiment --model {r}/plain --out {r}/f"
+D = "distill --out {r}/d --corpus {r}/corpus.txt --cache-dir {r}/cache --steps 2"
 RUN = "--corpus {r}/docs.txt --cache-dir {r}/cache --preset bert-tiny-chinese --batch-size 4 --vocab-size 100 "
 RUN += "--save-every 2 --eval-every 100 --dropout 0"
 CASES = [  # (class of case, what the user did, the command, what the one stderr line says)
@@ -491,6 +492,24 @@ CASES = [  # (class of case, what the user did, the command, what the one stderr
         "pretrain --recipe ernie-2.0 on a BERT",
         P + " --recipe ernie-2.0",
         "recipe ernie-2.0 trains a task embedding, which BERT models have no table for",
+    ),
+    (
+        "a flag combination that cannot work",
+        "distill a student deeper than its teacher",
+        D + " --teacher {r}/mlm --student-layers 5",
+        "--student-layers 5: the teacher has 2 layers; give 1 to 2",
+    ),
+    (
+        "a flag combination that cannot work",
+        "distill a TinyBERT student wider than its teacher",
+        D + " --teacher {r}/mlm --method tinybert --student-hidden 64",
+        "--student-hidden 64: wider than the teacher (32)",
+    ),
+    (
+        "a model folder that is not the kind asked for",
+        "distill --method distilbert from a teacher without an MLM head",
+        D + " --teacher {r}/plain",
+        "--method distilbert distils the teacher's masked-LM predictions, and this folder has no MLM head",
     ),
 ]
 

@@ -160,6 +160,7 @@ SUBSTITUTE = {
     "path/to/any/hf-bert-folder": TINY,
     "M": TINY,
     "runs/pretrain-zh/model": TINY,  # results.md's model comes from `make pretrain-zh`, not a documented line
+    "runs/demo/pretrain/model": TINY,  # `make demo`'s model (distillation.md's teacher)
     "/shared/corpus": "corpus",  # the user's text folder (the fixture writes corpus/, my-texts/, legal/)
     "/shared/runs/base": "runs/shared-base",
 }
@@ -167,6 +168,13 @@ SUBSTITUTE = {
 # ends at step 3 with its step-2 checkpoint kept, as if interrupted, so that the documented --resume has one.
 SHRINK = {
     "pretrain": {"--steps": "3", "--batch-size": "4", "--eval-every": "3", "--save-every": "2"},
+    "distill": {
+        "--steps": "3",
+        "--batch-size": "4",
+        "--eval-every": "3",
+        "--save-every": "2",
+        "--max-seq-length": "32",
+    },
     "finetune": {"--epochs": "1", "--max-train-examples": "32", "--max-eval-examples": "16", "--max-seq-length": "32"},
     "baseline": {"--max-train-examples": "32", "--max-eval-examples": "16"},  # `compare` needs finetune's test set
     "evaluate": {"--max-eval-examples": "16"},
@@ -180,7 +188,13 @@ PARSE_ONLY = {
     "qa": "needs the user's SQuAD / CMRC files; tests/test_qa.py runs the task on its own fixture",
     "multiple-choice": "needs the user's multiple-choice file; tests/test_finetune_loop.py runs the task",
 }
-STAGE = {"pretrain": 0, "tokenizer": 0, "baseline": 1, "finetune": 1}  # producers before the readers of their runs
+STAGE = {
+    "pretrain": 0,
+    "tokenizer": 0,
+    "distill": 0.5,
+    "baseline": 1,
+    "finetune": 1,
+}  # producers before the readers of their runs
 
 
 def shrunk(args: list[str]) -> list[str]:

@@ -34,6 +34,10 @@ BASE = {
         "pretrain --out {o}/run --corpus {r}/docs.txt --cache-dir {c} --preset bert-tiny-chinese --steps 2 "
         "--batch-size 4 --vocab-size 100 --eval-every 100"
     ),
+    "distill": (
+        "distill --teacher {r}/mlm --out {o}/d --corpus {r}/docs.txt --cache-dir {c} --steps 2 --batch-size 4 "
+        "--max-seq-length 16 --eval-every 100"
+    ),
     "finetune": (
         "finetune --task classification --model {r}/plain --out {o}/ft --train {r}/train.csv --dev {r}/train.csv "
         "--epochs 1 --lr 1e-3 --max-seq-length 16"

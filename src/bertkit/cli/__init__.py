@@ -6,7 +6,7 @@ in the order `bertkit --help` lists them.
 """
 
 # isort: off
-from bertkit.cli import models, pretraining, finetuning, using  # noqa: F401  (importing registers the commands)
+from bertkit.cli import models, pretraining, distilling, finetuning, using  # noqa: F401  (importing registers the commands)
 
 # isort: on
 from bertkit.cli.table import main

@@ -1,0 +1,1 @@
+"""Knowledge distillation: DistilBERT and TinyBERT students of a teacher (seed 002, 004)."""
