@@ -227,8 +227,8 @@ def test_recipes_are_complete_rows_that_the_cli_and_the_family_script_read():
     hint = typing.get_type_hints(pretrain_cmd, include_extras=True)["recipe"]
     choices = typing.get_args(typing.get_args(typing.get_args(hint)[0])[0])
     assert choices == tuple(RECIPES)
-    path = Path(__file__).parents[1] / "scripts" / "family_table.py"
-    spec = importlib.util.spec_from_file_location("family_table", path)
+    path = Path(__file__).parents[1] / "scripts" / "compare_recipes.py"
+    spec = importlib.util.spec_from_file_location("compare_recipes_rows", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     assert script.RECIPES is RECIPES
