@@ -31,6 +31,7 @@ Choices:
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -90,8 +91,12 @@ class TaskMix:
         return next(iter(self.data.values()))
 
     def _data(self, name: str) -> PretrainingData:
+        """The task's data in this stage: its own epochs, seeded by the stage's tasks too, so a task met again in
+        a later stage reads other documents in another order with other masks, not its first stage's again."""
         unit = {"unit": self.unit} if self.unit is not None and name == "knowledge" else {}
-        return replace(self.data[name], max_seq_length=self.max_seq_length, **unit)
+        data = self.data[name]
+        stage = int.from_bytes(hashlib.sha256(",".join(self.tasks).encode()).digest()[:4], "little")
+        return replace(data, max_seq_length=self.max_seq_length, seed=data.seed * 1_000_003 + stage, **unit)
 
     def batches(self, batch_size: int, epoch: int = 0, start: int = 0) -> Iterator[tuple[int, int, dict]]:
         """Endless (0, i, batch): micro-batch i of the stage is from task `tasks[i % k]` (module docstring). `start`
