@@ -33,11 +33,13 @@ def plot_metrics(log_path: Path, png_path: Path) -> list[str]:
     for name in names:
         a = ax[0, 0] if name.endswith("_loss") else ax[0, 1]
         points = [(r["step"], r[name]) for r in train if name in r]
-        a.plot(*zip(*points, strict=True), label=f"train {name.removesuffix('_loss')}")
+        style = "--" if name.endswith("_base_rate_loss") else "-"  # a reference line (ELECTRA's H(p)), not trained
+        a.plot(*zip(*points, strict=True), style, label=f"train {name.removesuffix('_loss')}")
     for name in held_out:
         a = ax[0, 0] if name.endswith("_loss") else ax[0, 1]
         points = [(e["step"], e[name]) for e in evals if name in e]
-        style = "--" if name == "unigram_accuracy" else "o-"  # the baseline the cloze accuracy must beat
+        # the baselines the model must beat: the cloze accuracy's unigram guess, the RTD loss's base rate
+        style = "--" if name == "unigram_accuracy" or name.endswith("_base_rate_loss") else "o-"
         a.plot(*zip(*points, strict=True), style, label=f"held-out {name.removesuffix('_loss')}")
     ax[0, 0].set(title="loss", xlabel="step", yscale="log")
     ax[0, 1].set(title="accuracy", xlabel="step", ylim=(0, 1))
