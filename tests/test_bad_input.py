@@ -9,17 +9,19 @@ import math
 import shutil
 
 import pytest
-from helpers import model_folders, one_thread  # noqa: F401 - an autouse fixture
+from helpers import model_folders, one_thread, save_tiny_bert  # noqa: F401 - an autouse fixture
 
 from bertkit.cli import main
 from bertkit.config import BertConfig
 from bertkit.hf import load_pretrained, save_pretrained
+from bertkit.tokenizer import Tokenizer
 
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad-input")
     model_folders(root)
+    save_tiny_bert(root / "other-vocab", Tokenizer.train(iter(["另一个词表 other words"] * 5), 60, min_frequency=1))
     ckpt = load_pretrained(root / "plain")
     tok = ckpt.tokenizer
     (root / "empty.txt").write_text("", "utf-8")
@@ -510,6 +512,24 @@ CASES = [  # (class of case, what the user did, the command, what the one stderr
         "distill --method distilbert from a teacher without an MLM head",
         D + " --teacher {r}/plain",
         "--method distilbert distils the teacher's masked-LM predictions, and this folder has no MLM head",
+    ),
+    (
+        "a model folder that is not the kind asked for",
+        "distill --task with a teacher fine-tuned on other labels",
+        "distill --task peoples-daily-ner --teacher {r}/ner --out {r}/d",
+        "predicts labels O, B-LOC, I-LOC; --task peoples-daily-ner has O, B-LOC, I-LOC, B-ORG",
+    ),
+    (
+        "a model folder that is not the kind asked for",
+        "distill --task into a student of another vocabulary",
+        "distill --task sentiment --teacher {r}/clf --student {r}/other-vocab --out {r}/d",
+        "other-vocab: its vocabulary is not the teacher's",
+    ),
+    (
+        "a flag combination that cannot work",
+        "distill --task --method tinybert without a --student",
+        "distill --task sentiment --teacher {r}/clf --method tinybert --out {r}/d",
+        "--method tinybert with --task distils a general-distilled student: give --student DIR",
     ),
 ]
 

@@ -178,6 +178,7 @@ SHRINK = {
     "finetune": {"--epochs": "1", "--max-train-examples": "32", "--max-eval-examples": "16", "--max-seq-length": "32"},
     "baseline": {"--max-train-examples": "32", "--max-eval-examples": "16"},  # `compare` needs finetune's test set
     "evaluate": {"--max-eval-examples": "16"},
+    "distill --task": {"--epochs": "1", "--max-train-examples": "32", "--max-eval-examples": "16", "--batch-size": "4"},
 }
 NEW_MODEL = {"--hidden-size": "64", "--num-hidden-layers": "2", "--vocab-size": "1000"}  # pretrain without --init
 SHORT = {"--max-seq-length": "32"}  # pretrain without --phases (which sets its own lengths)
@@ -194,13 +195,19 @@ STAGE = {
     "distill": 0.5,
     "baseline": 1,
     "finetune": 1,
+    "distill --task": 1.5,  # reads a fine-tuned teacher
 }  # producers before the readers of their runs
+
+
+def command_of(args: list[str]) -> str:
+    """The row of SHRINK and STAGE: the subcommand, or `distill --task` (a fine-tuning run, not a pretraining one)."""
+    return "distill --task" if args[:1] == ["distill"] and "--task" in args else (args[0] if args else "")
 
 
 def shrunk(args: list[str]) -> list[str]:
     """`args` with placeholders substituted and sizes cut (SUBSTITUTE, SHRINK, NEW_MODEL, SHORT)."""
     args = [SUBSTITUTE.get(a, a) for a in args]
-    forced = dict(SHRINK.get(args[0], {}))
+    forced = dict(SHRINK.get(command_of(args), {}))
     if args[0] == "pretrain":
         forced |= {} if "--init" in args else NEW_MODEL
         forced |= {} if "--phases" in args else SHORT
@@ -220,7 +227,7 @@ def smoke_plan() -> list[tuple[str, list[str], str | None]]:
     Each page is a session of its own: a run that another page already wrote to the same --out (README's and
     fine-tuning.md's `runs/sent`) gets `-<page>` added, unless the command says --overwrite or --resume."""
     plan, seen, written, parsed_only = [], set(), set(), {}
-    for name, args in sorted(COMMANDS, key=lambda c: STAGE.get(c[1][0] if c[1] else "", 2)):
+    for name, args in sorted(COMMANDS, key=lambda c: STAGE.get(command_of(c[1]), 2)):
         run = shrunk(args)
         if "--help" in args or tuple(run) in seen:
             continue

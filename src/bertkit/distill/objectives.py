@@ -159,21 +159,29 @@ class TinyBertDistillation(Distillation):
         ids, mask = batch["input_ids"], batch.get("attention_mask")
         s = self.encoder(ids, mask, batch.get("token_type_ids"), output_hidden_states=True, output_scores=True)
         real = mask.bool() if mask is not None else torch.ones_like(ids, dtype=torch.bool)  # (B, T)
-        pairs = real[:, None, :, None] & real[:, None, None, :]  # (B, 1, T, T)
-
-        def mse(a, b):  # per token: the mean over the width of the squared difference, summed over tokens
-            return (self.project(a[real]).float() - b[real].float()).pow(2).mean(-1).sum()
-
-        embedding = mse(s.hidden_states[0], t.hidden_states[0])
-        hidden = sum(mse(s.hidden_states[m], t.hidden_states[g]) for m, g in enumerate(self.layer_map, 1))
-        heads = s.scores[0].shape[1]
-        attention = sum(  # `where`, not a product: a masked key's score may be -inf on both sides (NaN apart)
-            torch.where(pairs, s.scores[m - 1].float() - t.scores[g - 1].float(), 0.0).pow(2).sum() / heads
-            for m, g in enumerate(self.layer_map, 1)
-        )
+        embedding, hidden, attention = tinybert_sums(s, t, real, self.project, self.layer_map)
         losses = {
             "embedding": Loss(embedding, int(real.sum())),
             "hidden": Loss(hidden, int(real.sum())),
             "attention": Loss(attention, int((real.sum(1) ** 2).sum())),
         }
         return ObjectiveOutput(losses, {"teacher_seconds": Ratio(seconds, 1)})
+
+
+def tinybert_sums(s, t, real: torch.Tensor, project: nn.Module, layer_map: list[int]):
+    """TinyBERT's intermediate losses as sums, (embedding, hidden, attention), to be divided by the real tokens,
+    tokens and (query, key) pairs: `s` and `t` are the student's and teacher's encoder outputs with hidden states
+    and scores, `real` (B, T) the real tokens, `project` student width → teacher width, `layer_map` g (1-based)."""
+    pairs = real[:, None, :, None] & real[:, None, None, :]  # (B, 1, T, T)
+
+    def mse(a, b):  # per token: the mean over the width of the squared difference, summed over tokens
+        return (project(a[real]).float() - b[real].float()).pow(2).mean(-1).sum()
+
+    embedding = mse(s.hidden_states[0], t.hidden_states[0])
+    hidden = sum(mse(s.hidden_states[m], t.hidden_states[g]) for m, g in enumerate(layer_map, 1))
+    heads = s.scores[0].shape[1]
+    attention = sum(  # `where`, not a product: a masked key's score may be -inf on both sides (NaN apart)
+        torch.where(pairs, s.scores[m - 1].float() - t.scores[g - 1].float(), 0.0).pow(2).sum() / heads
+        for m, g in enumerate(layer_map, 1)
+    )
+    return embedding, hidden, attention

@@ -78,6 +78,15 @@ def distilbert_student(
     teacher: BertEncoder, teacher_mlm: MLMHead, layers: int
 ) -> tuple[BertEncoder, MLMHead, list[int]]:
     """A DistilBERT of `layers` of the teacher's layers (`distilbert_layers`), its embeddings and MLM head."""
+    student, chosen = distilbert_encoder(teacher, layers)
+    mlm = MLMHead(student.config)
+    mlm.load_state_dict(teacher_mlm.state_dict())
+    return student, mlm, chosen
+
+
+@torch.no_grad()
+def distilbert_encoder(teacher: BertEncoder, layers: int) -> tuple[BertEncoder, list[int]]:
+    """`distilbert_student` without a head: the encoder alone (a fine-tuned teacher has no MLM head to copy)."""
     tc = teacher.config
     check_teacher(tc, "DistilBERT")
     chosen = distilbert_layers(tc.num_hidden_layers, layers)
@@ -105,9 +114,7 @@ def distilbert_student(
     se.norm.load_state_dict(te.norm.state_dict())
     for i, j in enumerate(chosen):
         student.layers[i].load_state_dict(teacher.layers[j].state_dict())
-    mlm = MLMHead(config)
-    mlm.load_state_dict(teacher_mlm.state_dict())
-    return student, mlm, chosen
+    return student, chosen
 
 
 def tinybert_student(teacher_config, layers: int, hidden: int, intermediate: int | None = None) -> BertEncoder:

@@ -114,6 +114,7 @@ def check_qa_options(opts: QAOptions) -> None:
 
 MAX_BAD_STEPS = 5  # steps in a row with a NaN or infinite loss before the run stops
 RUN_FILES = ("metrics.jsonl", "summary.json", "finetune_config.json", "curves.png", "model", PREDICTIONS_FILE)
+RUN_FILES += ("intermediate",)  # distill --task's starting student: set aside and put back with the run
 
 
 ASIDE = ".replaced-run"  # inside OUT: an old run's files while a new one is made over it (--overwrite)
@@ -204,15 +205,17 @@ def _put_back(out: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- training
-def finetune(task: TaskData, init: str | Path, cfg: FinetuneConfig, random_init: bool = False, device=None) -> dict:
+def finetune(
+    task: TaskData, init: str | Path, cfg: FinetuneConfig, random_init: bool = False, device=None, distiller=None
+) -> dict:
     """Fine-tune `init` (a model folder) on `task`; writes OUT/model, metrics.jsonl, curves.png, summary.json.
 
     Under torchrun every rank encodes the same data and draws the same batches; rank r of N takes rows
     [r·n/N, (r+1)·n/N) of each micro-batch, the gradients are summed over the ranks before the update and every
     loss is a mean over the global batch, so N processes follow the trajectory of one (within float summation
     order; with dropout each rank draws its own masks). Dev and test are scored in slices gathered in order.
-    Only rank 0 writes files."""
-    run = start_finetune(task, init, cfg, random_init, device)
+    Only rank 0 writes files. `distiller` (distill/task.py) replaces the training loss: see `FinetuneRun`."""
+    run = start_finetune(task, init, cfg, random_init, device, distiller)
     main, out, metric = run.rank == 0, run.out, main_metric(task.kind)
     lengths = [feature_length(f) for f in run.train.features]
     rng = random.Random(cfg.seed)
@@ -298,9 +301,12 @@ class FinetuneRun:
     say: object = print  # `print` on rank 0 (the bar's `write` once it runs), silent elsewhere
     step: int = 0
     bad_steps: int = 0  # non-finite steps in a row
+    # The training loss: `model.loss_sum`, or a distiller's (`loss_sum(model, logits, batch, label_smoothing)`,
+    # summed over the same `loss_units`); its `start(model, device, use_bf16)` runs once the model is built.
+    distiller: object = None
 
 
-def start_finetune(task: TaskData, init, cfg: FinetuneConfig, random_init: bool, device) -> FinetuneRun:
+def start_finetune(task: TaskData, init, cfg: FinetuneConfig, random_init: bool, device, distiller=None) -> FinetuneRun:
     """The model (from `init`, or random weights of its shape), the encoded splits, the optimizer and schedule."""
     out = Path(cfg.out_dir)
     rank, world = distributed()
@@ -319,6 +325,8 @@ def start_finetune(task: TaskData, init, cfg: FinetuneConfig, random_init: bool,
     if cfg.dropout is not None:
         set_dropout(model, cfg.dropout)
     model.to(device)
+    if distiller is not None:
+        distiller.start(model, device, use_bf16)
     if cfg.max_seq_length > model.encoder.config.max_length:
         raise BertkitError(
             f"--max-seq-length {cfg.max_seq_length} is more than the model's max_position_embeddings "
@@ -340,7 +348,7 @@ def start_finetune(task: TaskData, init, cfg: FinetuneConfig, random_init: bool,
         config = {"task": task.name, "init": str(init), "random_init": random_init, **asdict(cfg), "processes": world}
         atomic_write_text(out / "finetune_config.json", json.dumps(config, indent=2) + "\n")
     parts = (model, tokenizer, tokenizer.pad_token_id, train, dev, qa, optimizer, schedule, total_steps, say)
-    return FinetuneRun(out, rank, world, device, use_bf16, *parts)
+    return FinetuneRun(out, rank, world, device, use_bf16, *parts, distiller=distiller)
 
 
 def encode_splits(model, tokenizer, task: TaskData, cfg: FinetuneConfig, say):
@@ -415,7 +423,10 @@ def finetune_step(run: FinetuneRun, cfg: FinetuneConfig, kind: str, micro: list[
         batch = {k: v.to(run.device) for k, v in batch.items()}
         with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.use_bf16):
             logits = run.model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-        loss = run.model.loss_sum(logits, batch, cfg.label_smoothing)
+        if run.distiller is None:
+            loss = run.model.loss_sum(logits, batch, cfg.label_smoothing)
+        else:
+            loss = run.distiller.loss_sum(run.model, logits, batch, cfg.label_smoothing)
         (loss / max(1, units)).backward()
         step_loss += loss.item()
     step_loss = all_reduce_sum([step_loss], run.world, run.device)[0]
