@@ -149,6 +149,31 @@ def test_two_processes_follow_one_and_resume_in_one(tmp_path, recipe):
 
 
 @pytest.mark.slow
+def test_distillation_in_two_processes_follows_one(tmp_path):
+    """General distillation runs the pretraining loop: the frozen teacher takes no part in the gradient
+    all-reduce, and 2 processes x B/2 follow 1 x B."""
+    exe, env, corpus, tok = _corpus_and_tokenizer(tmp_path)
+    common = ["--corpus", str(corpus), "--max-seq-length", "32", "--batch-size", "8", "--precision", "fp32"]
+    common += ["--lr", "1e-3", "--warmup", "2", "--cache-dir", str(tmp_path / "cache")]
+    teacher = [exe, "pretrain", "--out", str(tmp_path / "teacher"), "--tokenizer", str(tok), "--steps", "4"]
+    teacher += ["--preset", "bert-tiny-chinese", "--dropout", "0", *common]
+    assert subprocess.run(teacher, capture_output=True, env=env, timeout=600).returncode == 0
+
+    def args(out):
+        return ["distill", "--teacher", str(tmp_path / "teacher" / "model"), "--out", str(out), "--steps", "4", *common]
+
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    for name, launch in (("one", [exe]), ("two", [*torchrun, "-m", "bertkit.cli"])):
+        result = subprocess.run([*launch, *args(tmp_path / name)], capture_output=True, text=True, env=env, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+    one = load_file(str(tmp_path / "one" / "model" / "model.safetensors"))
+    two = load_file(str(tmp_path / "two" / "model" / "model.safetensors"))
+    assert one.keys() == two.keys()
+    assert max(float((one[k] - two[k]).abs().max()) for k in one) < 1e-4
+    assert json.loads((tmp_path / "two" / "summary.json").read_text())["processes"] == 2
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "task, extra",
     [
