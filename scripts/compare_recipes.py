@@ -165,6 +165,7 @@ class Settings:
     grid: list[str] = field(default_factory=lambda: list(GRID))
     tasks: dict[str, Task] = field(default_factory=lambda: dict(TASKS))
     timing_steps: int = TIMING_STEPS
+    seeds: tuple[int, ...] = SEEDS
 
 
 def smoke_settings(out: Path) -> Settings:
@@ -222,12 +223,12 @@ def read_rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def seconds_per_step(metrics: list[dict]) -> float:
+def seconds_per_step(metrics: list[dict], weights: dict[int, float] = PHASE_WEIGHTS) -> float:
     """The timed steps' median seconds per step at each length, weighted by the phases' shares (the first logged
     row of each length left out: it holds the start-up)."""
     train = [r for r in metrics if "eval" not in r]
     total = 0.0
-    for length, weight in PHASE_WEIGHTS.items():
+    for length, weight in weights.items():
         times = [r["seconds_per_step"] for r in train if r.get("max_seq_length") == length][1:]
         if not times:
             raise BertkitError(f"the timing run logged no steps at {length} tokens after its first row; rerun it")
@@ -300,7 +301,7 @@ def finetune(s: Settings, folder: Path, model: str, task: Task, random_init: boo
     log = s.out / "timings.jsonl"
     run_piece(folder / "seed-0", [*args, "--seeds", "0", "--lr", *s.grid], log)
     lr = json.loads((folder / "seed-0" / "summary.json").read_text(encoding="utf-8"))["lr"]
-    for seed in SEEDS[1:]:
+    for seed in s.seeds[1:]:
         run_piece(folder / f"seed-{seed}", [*args, "--seeds", str(seed), "--lr", f"{lr:g}"], log)
 
 
