@@ -188,6 +188,19 @@ def save_side_tensors(path: Path, state: dict[str, torch.Tensor], metadata: dict
     tmp.replace(path)
 
 
+def load_side_module(module: nn.Module, path: Path, why: str) -> None:
+    """A side file read into `module`, whose state-dict names it must hold exactly (`load_side_tensors`); a tensor
+    of another shape is a CheckpointError naming it, with `why` (what sizes the head)."""
+    ours = module.state_dict()
+    state = load_side_tensors(path, list(ours))
+    for name, x in state.items():
+        if x.shape != ours[name].shape:
+            raise CheckpointError(
+                f"{path}: tensor '{name}' has shape {tuple(x.shape)}, the head {tuple(ours[name].shape)} ({why})"
+            )
+    module.load_state_dict(state)
+
+
 def load_side_tensors(path: Path, names: list[str]) -> dict[str, torch.Tensor]:
     """Such a file read back: exactly `names`, floating point and finite, or a CheckpointError naming what is
     wrong. The caller checks the shapes, whose message knows what sizes them."""

@@ -42,8 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bertkit.errors import CheckpointError
-from bertkit.hf import load_side_tensors, save_side_tensors
+from bertkit.hf import load_side_module, save_side_tensors
 from bertkit.model import BertEncoder, MLMHead, init_weights
 from bertkit.pretrain.dataset import Epoch, PretrainingData
 from bertkit.pretrain.objectives import Batch, Loss, ObjectiveOutput, PretrainingObjective, Ratio, masked_lm
@@ -170,16 +169,7 @@ class StructureHeads(nn.Module):
 
     def load(self, folder: str | Path) -> None:
         """Read `ernie2_heads.safetensors`; a missing, unknown or mis-shaped tensor is a CheckpointError naming it."""
-        path = Path(folder) / HEADS_FILE
-        ours = self.state_dict()
-        state = load_side_tensors(path, list(ours))
-        for name, x in state.items():
-            if x.shape != ours[name].shape:
-                raise CheckpointError(
-                    f"{path}: tensor '{name}' has shape {tuple(x.shape)}, the head {tuple(ours[name].shape)} "
-                    "(a model of another width?)"
-                )
-        self.load_state_dict(state)
+        load_side_module(self, Path(folder) / HEADS_FILE, "a model of another width?")
 
 
 class Ernie2Pretraining(PretrainingObjective):

@@ -29,8 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bertkit.errors import CheckpointError
-from bertkit.hf import load_side_tensors, save_side_tensors
+from bertkit.hf import load_side_module, save_side_tensors
 from bertkit.model import ACT2FN, BertEncoder, LayerNorm, MLMHead, init_weights
 from bertkit.pretrain.masking import IGNORE_INDEX
 from bertkit.pretrain.objectives import (
@@ -78,16 +77,7 @@ class SpanBoundaryHead(nn.Module):
 
     def load(self, folder: str | Path) -> None:
         """Read `sbo.safetensors`; a missing, unknown or mis-shaped tensor is a CheckpointError naming it."""
-        path = Path(folder) / SBO_FILE
-        ours = self.state_dict()
-        state = load_side_tensors(path, list(ours))
-        for name, x in state.items():
-            if x.shape != ours[name].shape:
-                raise CheckpointError(
-                    f"{path}: tensor '{name}' has shape {tuple(x.shape)}, the head {tuple(ours[name].shape)} "
-                    "(the model's sizes or the recipe's max_span differ)"
-                )
-        self.load_state_dict(state)
+        load_side_module(self, Path(folder) / SBO_FILE, "the model's sizes or the recipe's max_span differ")
 
 
 def span_count(batch: Batch) -> int:
