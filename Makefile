@@ -16,6 +16,7 @@ venv: .venv/.installed
 	touch $@
 
 test: venv
+	bash scripts/ensure_browser.sh
 	$(PY) -m pytest -q
 
 demo: venv

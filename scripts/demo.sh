@@ -60,6 +60,10 @@ stamp "== 3. Fill in the blanks with the model it just trained"
 $BK fill-mask $RUN/pretrain/model "中国共产党第十五次全国代表大会在北[MASK]召开。" \
     "我们要继续深化经济体制[MASK]革。" "这家酒店的服务很[MASK]，下次还来。" "全国人民[MASK]结一致，开创新局面。"
 
+echo
+stamp "== 3b. Look inside: where each character of 今天天气很好 looks, every layer and head"
+$BK attention $RUN/pretrain/model 今天天气很好 --out $RUN/attention --head 2
+
 # One task: the classical baseline, then fine-tuning the pretrained model and the same model from random weights.
 # Arguments: run name, the task's flags (baseline and finetune), fine-tuning's own flags.
 task() {

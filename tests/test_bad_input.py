@@ -109,6 +109,42 @@ CASES = [  # (class of case, what the user did, the command, what the one stderr
         "text-a is empty",
     ),
     (
+        "a number the model cannot honour",
+        "attention --layer past the model's layers",
+        "attention {r}/plain 今天天气很好 --out {r}/att --layer 3",
+        "--layer 3: the model has 2 layers, numbered 1..2",
+    ),
+    (
+        "a number the model cannot honour",
+        "attention --head 0",
+        "attention {r}/plain 今天天气很好 --out {r}/att --head 0",
+        "--head 0: the model has 4 heads, numbered 1..4",
+    ),
+    (
+        "a number the model cannot honour",
+        "attention on a text longer than the model's positions",
+        "attention {r}/plain " + "好" * 70 + " --out {r}/att",
+        "the text is 72 tokens with [CLS]/[SEP] but",
+    ),
+    (
+        "a number the model cannot honour",
+        "attention --pad-to shorter than the text",
+        "attention {r}/plain 今天天气很好 --out {r}/att --pad-to 3",
+        "--pad-to 3: must be from the text's 8 tokens to the model's 64 positions",
+    ),
+    (
+        "an empty text",
+        "attention on an empty text",
+        "attention {r}/plain ' ' --out {r}/att",
+        "the text is empty",
+    ),
+    (
+        "an output path that would destroy something",
+        "attention --out naming a file",
+        "attention {r}/plain 今天 --out {r}/texts.txt",
+        "--out",
+    ),
+    (
         "a number out of range or not a number",
         "tokenizer train --vocab-size 0",
         "tokenizer train {r}/corpus.txt --out {r}/vocab0 --vocab-size 0",

@@ -1,4 +1,4 @@
-"""Commands that use a model: `fill-mask`, `embed`, `similarity`, `serve`, `export`."""
+"""Commands that use a model: `fill-mask`, `embed`, `similarity`, `attention`, `serve`, `export`."""
 
 from __future__ import annotations
 
@@ -144,6 +144,40 @@ def similarity_cmd(
     a, b = (embedder.word_vector(t, word, layers=layers) for t in (text_a, text_b))
     print(f"{word!r} in {text_a!r} vs in {text_b!r}: cosine {cosine(a, b):.4f} (contextual vectors)")
     print("a static word vector (word2vec, or BERT's own input embedding) would give 1.0000: one vector per word")
+
+
+@command("attention")
+def attention_cmd(
+    model: Annotated[str, "a model folder of any family bertkit loads"],
+    text: Annotated[str, "the text to look inside, e.g. 今天天气很好"],
+    *,
+    out: Annotated[str, "folder for the pictures, attention.json and attention.html (created; our files replaced)"],
+    pair: Annotated[str | None, "a second text, as a sentence pair ([SEP] between, token type 1)"] = None,
+    layer: Annotated[int | None, "one layer, from 1 (default: a grid of every layer's heads)"] = None,
+    head: Annotated[int | None, "one head, from 1: its heat map in each chosen layer (default: grids only)"] = None,
+    pad_to: Annotated[int | None, "pad to this many tokens, to see that padding gets no attention", COUNT] = None,
+) -> None:
+    """The attention of every layer and head for a text: a heat map per chosen head with the tokens on both
+    axes, a grid of each layer's heads, the probabilities as JSON, and one self-contained HTML page where you
+    pick a layer and head and hover a token to see where it looks and what looks at it."""
+    from pathlib import Path
+
+    from bertkit.fonts import MISSING_FONT_ADVICE
+    from bertkit.use.attention import attention_maps, check_choice, check_text, write_all
+
+    check_text(text)
+    if Path(out).exists() and not Path(out).is_dir():
+        raise BertkitError(f"--out {out} is a file; give a folder for the pictures and the page")
+    maps = attention_maps(model, text, pair, pad_to)
+    check_choice(layer, maps.num_layers, "--layer", "layers")
+    check_choice(head, maps.num_heads, "--head", "heads")
+    layers = [layer] if layer is not None else list(range(1, maps.num_layers + 1))
+    heads = [head] if head is not None else []
+    files, missing = write_all(maps, Path(out), layers, heads, (layers[-1], head or 1))
+    print(f"{len(maps.tokens)} tokens: {' '.join(maps.tokens)}")
+    print(f"wrote {len(files)} files to {out}: open {Path(out) / 'attention.html'} in a browser")
+    if missing:
+        print(f"warning: {MISSING_FONT_ADVICE}", file=sys.stderr)
 
 
 @command("serve")
