@@ -9,7 +9,14 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-BENCHES = ["bench_pretrain.py", "bench_finetune.py", "bench_embed.py", "bench_data.py", "bench_gpu.py"]
+BENCHES = [
+    "bench_pretrain.py",
+    "bench_finetune.py",
+    "bench_embed.py",
+    "bench_data.py",
+    "bench_word2vec.py",
+    "bench_gpu.py",
+]
 
 if __name__ == "__main__":
     failed = []
