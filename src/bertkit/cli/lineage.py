@@ -99,3 +99,80 @@ def word2vec_analogy_cmd(
     wv = WordVectors.load(vectors)
     shown = "  ".join(f"{w} {s:.3f}" for w, s in wv.most_similar([b, c], [a], topn=top))
     print(f"{a} : {b} :: {c} : {shown}")
+
+
+@command("elmo train")
+def elmo_train_cmd(
+    *,
+    out: Annotated[str, "run folder: model/, metrics.jsonl, curves.png, checkpoints/"],
+    corpus: Annotated[list[str], "'peoples-daily' / 'reviews' (built in) or text files / folders"] = ["peoples-daily"],  # noqa: B006
+    steps: Annotated[int, "optimizer steps", COUNT] = 2000,
+    hidden_size: Annotated[int, "LSTM units per direction and layer", Range(1, 8192)] = 256,
+    embedding_size: Annotated[int, "character embedding size", Range(1, 8192)] = 128,
+    num_layers: Annotated[int, "LSTM layers per direction", Range(1, 8)] = 2,
+    dropout: Annotated[float, "dropout between layers", FRACTION] = 0.1,
+    batch_size: Annotated[int, "sentences per step", Range(1, 65_536)] = 32,
+    max_chars: Annotated[int, "longer sentences are cut into pieces of this many characters", Range(1, 4096)] = 62,
+    lr: Annotated[float, "Adam's peak learning rate", Range(0, 10, low_open=True)] = 1e-3,
+    warmup: Annotated[int, "warm-up steps", Range(0)] = 100,
+    min_count: Annotated[int, "keep characters seen at least this often", COUNT] = 2,
+    seed: Annotated[int, "random seed", SEED] = 0,
+    eval_every: Annotated[int, "held-out loss every N steps", COUNT] = 200,
+    save_every: Annotated[int, "checkpoint every N steps", COUNT] = 200,
+    resume: Annotated[bool, "continue the run in --out from its newest checkpoint"] = False,
+    progress: Annotated[bool | None, "progress bar on stderr (default: when stderr is a terminal)"] = None,
+) -> None:
+    """Train ELMo's biLM: forward and backward LSTM language models over characters, sharing the character
+    embedding and the softmax, as the notes' formulas."""
+    from bertkit.lineage.elmo_run import train_elmo
+
+    config = {"hidden_size": hidden_size, "embedding_size": embedding_size, "num_layers": num_layers}
+    config["dropout"] = dropout
+    shown = sys.stderr.isatty() if progress is None else progress
+    summary = train_elmo(
+        out,
+        corpus,
+        config,
+        steps,
+        batch_size,
+        max_chars,
+        lr,
+        warmup,
+        min_count,
+        seed,
+        eval_every,
+        save_every,
+        resume=resume,
+        progress=shown,
+    )
+    held = summary["held_out"]
+    print(
+        f"held-out loss {held['loss']:.3f} (forward {held['forward_loss']:.3f}, backward {held['backward_loss']:.3f}, "
+        f"perplexity {held['perplexity']:.1f}); model: {out}/model"
+    )
+
+
+@command("elmo finetune")
+def elmo_finetune_cmd(
+    *,
+    model: Annotated[str, "the model folder `elmo train` wrote (OUT/model)"],
+    task: Annotated[
+        Literal["sentiment", "peoples-daily-ner", "peoples-daily-cws"], "a built-in classification or tagging task"
+    ],
+    out: Annotated[str, "folder for summary.json and test_predictions.jsonl"],
+    epochs: Annotated[int, "passes over the training split", Range(1, 1000)] = 3,
+    batch_size: Annotated[int, "examples per step", Range(1, 65_536)] = 32,
+    lr: Annotated[float, "Adam's learning rate for the mix and the head", Range(0, 10, low_open=True)] = 1e-3,
+    max_chars: Annotated[int, "characters read per example (the rest tagged O)", Range(1, 4096)] = 126,
+    max_train_examples: Annotated[int | None, "train on this many examples (drawn with the seed)", COUNT] = None,
+    seed: Annotated[int, "random seed", SEED] = 0,
+    progress: Annotated[bool | None, "progress bar on stderr (default: when stderr is a terminal)"] = None,
+) -> None:
+    """Fine-tune on the frozen biLM as the paper uses ELMo: a learned scalar mix of its layers (softmax weights and
+    a scale) and a small head; the best epoch on dev is scored once on test."""
+    from bertkit.lineage.elmo_run import finetune_elmo
+
+    shown = sys.stderr.isatty() if progress is None else progress
+    s = finetune_elmo(model, task, out, epochs, batch_size, lr, max_chars, seed, max_train_examples, shown)
+    weights = ", ".join(f"{w:.3f}" for w in s["epochs"][-1]["mix"])
+    print(f"{task}: dev {s['metric']} {s['dev']:.4f}, test {s['test']:.4f}; last layer weights (0..L): {weights}")
