@@ -8,12 +8,14 @@ import json
 import math
 import shutil
 
+import numpy as np
 import pytest
 from helpers import model_folders, one_thread, save_tiny_bert  # noqa: F401 - an autouse fixture
 
 from bertkit.cli import main
 from bertkit.config import BertConfig
 from bertkit.hf import load_pretrained, save_pretrained
+from bertkit.lineage.vectors import WordVectors
 from bertkit.tokenizer import Tokenizer
 
 
@@ -37,6 +39,12 @@ def folders(tmp_path_factory):
     old.mkdir()
     (old / "metrics.jsonl").write_text('{"step": 1, "loss": 0.5}\n', "utf-8")
     (old / "summary.json").write_text("{}\n", "utf-8")
+    (root / "w2v").mkdir()
+    WordVectors(["我们", "今天"], np.ones((2, 4), np.float32)).save(root / "w2v" / "vectors.bin", binary=True)
+    elmo = f"elmo train --out {root}/elmo --corpus {root}/corpus.txt --steps 1 --hidden-size 4 --embedding-size 4"
+    assert main(elmo.split()) == 0
+    (root / "elmo-ft").mkdir()
+    (root / "elmo-ft" / "summary.json").write_text("{}\n", "utf-8")
     docs = ["我们今天在北京开会。大家都很好！", "他们明天去上海。天气不错。", "新年快乐，朋友们。世界经济发展。"]
     (root / "docs.txt").write_text("\n\n".join(d.replace("。", "。\n") for d in docs * 8), "utf-8")
     for args in ("--out {r}/run5 --steps 5", "--out {r}/no-ckpt --steps 2 --save-every 100"):
@@ -106,7 +114,31 @@ CASES = [  # (class of case, what the user did, the command, what the one stderr
         "an empty text",
         "similarity of an empty text",
         "similarity {r}/plain '' hi",
-        "text-a is empty",
+        "text 1 is empty",
+    ),
+    (
+        "a word that is not there",
+        "similarity --word naming a word one text does not hold",
+        "similarity {r}/plain 我们今天开会 今天很好 --word 开会",
+        "'开会' does not occur in '今天很好'",
+    ),
+    (
+        "a word that is not there",
+        "word2vec neighbours of a word outside the vocabulary",
+        "word2vec neighbours {r}/w2v/vectors.bin 上海",
+        "'上海' is not in the vocabulary",
+    ),
+    (
+        "a number out of range or not a number",
+        "word2vec train --window 0",
+        "word2vec train --out {r}/w --corpus {r}/corpus.txt --window 0",
+        "--window must be at least 1, got 0",
+    ),
+    (
+        "an output folder that holds a run or a model",
+        "elmo finetune into a folder that holds a fine-tuned run",
+        "elmo finetune --model {r}/elmo/model --task sentiment --out {r}/elmo-ft",
+        "already holds a fine-tuned run",
     ),
     (
         "a number the model cannot honour",

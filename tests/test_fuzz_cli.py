@@ -49,6 +49,21 @@ BASE = {
     "fill-mask": "fill-mask {r}/mlm 北[MASK]",
     "embed": "embed {r}/plain --input {r}/texts.txt --output {o}/e.npy",
     "similarity": "similarity {r}/plain 我们 很好",
+    "attention": "attention {r}/plain 我们很好 --out {o}/att --layer 1 --head 1",
+    "word2vec train": (
+        "word2vec train --out {o}/w2v --corpus {r}/corpus.txt --unit char --min-count 1 --dim 8 --epochs 1 "
+        "--engine torch"
+    ),
+    "word2vec neighbours": "word2vec neighbours {r}/w2v/vectors.bin 我 --top 3",
+    "word2vec analogy": "word2vec analogy {r}/w2v/vectors.bin 我 们 今 --top 3",
+    "elmo train": (
+        "elmo train --out {o}/elmo --corpus {r}/corpus.txt --steps 2 --hidden-size 8 --embedding-size 4 "
+        "--batch-size 4 --eval-every 2"
+    ),
+    "elmo finetune": (
+        "elmo finetune --model {r}/elmo/model --task sentiment --out {o}/ef --epochs 1 --max-train-examples 20 "
+        "--max-chars 16"
+    ),
     "serve": "serve {r}/plain",
     "export": "export {r}/plain --onnx {o}/m.onnx",
 }
@@ -65,6 +80,10 @@ def root(tmp_path_factory):
     (root / "docs.txt").write_text("\n\n".join(d.replace("。", "。\n") for d in docs * 8), "utf-8")
     rows = [("我们很好", "pos"), ("今天很差", "neg"), ("很好很好", "pos"), ("差", "neg")] * 3
     (root / "train.csv").write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in rows), "utf-8")
+    w2v = f"word2vec train --out {root}/w2v --corpus {root}/corpus.txt --unit char --min-count 1 --dim 8 --epochs 1"
+    assert main([*w2v.split(), "--engine", "torch"]) == 0
+    elmo = f"elmo train --out {root}/elmo --corpus {root}/corpus.txt --steps 1 --hidden-size 8 --embedding-size 4"
+    assert main(elmo.split()) == 0
     for run in ("run-a", "run-b"):
         args = f"baseline --task classification --train {root}/train.csv --dev {root}/train.csv --test "
         assert main((args + f"{root}/train.csv --out {root}/{run}").split()) == 0
@@ -229,6 +248,12 @@ FILE_SLOTS = [
     ("embed", "plain/model.safetensors"),
     ("tokenize", "plain/vocab.txt"),
     ("params", "plain/config.json"),
+    ("attention", "plain/config.json"),
+    ("word2vec train", "corpus.txt"),
+    ("word2vec neighbours", "w2v/vectors.bin"),
+    ("elmo train", "corpus.txt"),
+    ("elmo finetune", "elmo/model/elmo_config.json"),
+    ("elmo finetune", "elmo/model/vocab.txt"),
 ]
 
 

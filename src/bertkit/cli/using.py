@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 from typing import Annotated, Literal
 
 from bertkit.cli.table import COUNT, Range, command
@@ -121,29 +123,110 @@ def embed_cmd(
 @command("similarity")
 def similarity_cmd(
     model: Annotated[str, "a sentence-transformers or BERT folder"],
-    text_a: Annotated[str, "the first text"],
-    text_b: Annotated[str, "the second text"],
-    word: Annotated[str | None, "compare this word's contextual vectors in the two texts instead"] = None,
+    texts: Annotated[list[str], "two texts, or more (a cosine matrix)"],
+    word: Annotated[str | None, "compare this word's contextual vectors in the texts instead"] = None,
+    senses: Annotated[
+        list[str] | None, "--word: the word's sense in each text (e.g. 水果 品牌 …): mean cosine within / across"
+    ] = None,
+    word2vec: Annotated[str | None, "--word: a word2vec vectors file, for the static vector's row"] = None,
+    elmo: Annotated[str | None, "--word: an ELMo model folder (`elmo train`'s OUT/model), for its layers"] = None,
+    out: Annotated[str | None, "--word: folder for polysemy.png, polysemy.md and polysemy.json"] = None,
     pooling: Annotated[
         Literal["cls", "mean", "max", "mean_sqrt_len"] | None, "default: the folder's Pooling module, else mean"
     ] = None,
     layers: Annotated[int | None, "average the last K hidden states (embedding output included)", COUNT] = None,
 ) -> None:
-    """Cosine similarity of two texts' sentence vectors, or (--word) of one word's vectors in two contexts,
-    e.g. 苹果 in 我喜欢吃苹果 and in 苹果和华为哪个牌子好: BERT gives the word a vector per context."""
+    """Cosine similarity of texts' sentence vectors, or (--word) of one word's vectors in several contexts, e.g.
+    苹果 in 我喜欢吃苹果 and in 苹果和华为哪个牌子好: BERT gives the word a vector per context. With --senses,
+    --word2vec, --elmo, --out or more than two texts, the notes' polysemy lesson: the cosine matrix at every
+    layer of the model (and of ELMo), beside word2vec's one vector."""
+    import numpy as np
+
     from bertkit.use.embed import cosine, load_embedder
 
-    for name, text in (("text_a", text_a), ("text_b", text_b)):
+    if len(texts) < 2:
+        raise BertkitError("give two or more texts to compare")
+    for i, text in enumerate(texts, 1):
         if not text.strip():
-            raise BertkitError(f"{name.replace('_', '-')} is empty; a cosine needs two texts")
+            raise BertkitError(f"text {i} is empty; a cosine needs two texts with words in them")
+    lesson = word is not None and (len(texts) > 2 or any(x is not None for x in (senses, word2vec, elmo, out)))
+    if word is None and any(x is not None for x in (senses, word2vec, elmo, out)):
+        raise BertkitError("--senses, --word2vec, --elmo and --out belong to the polysemy lesson: give --word too")
+    if senses is not None and len(senses) != len(texts):
+        raise BertkitError(f"--senses gives {len(senses)} senses for {len(texts)} texts: give one per text")
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise BertkitError(f"--out {out} is a file; give a folder")
     embedder = load_embedder(model, pooling=pooling)
     if word is None:
-        a, b = embedder.encode([text_a, text_b], layers=layers)
-        print(f"cosine {cosine(a, b):.4f}")
+        vectors = embedder.encode(texts, layers=layers)
+        if len(texts) == 2:
+            print(f"cosine {cosine(vectors[0], vectors[1]):.4f}")
+            return
+        from bertkit.use.polysemy import cosine_matrix
+
+        for i, row in enumerate(cosine_matrix(np.asarray(vectors)), 1):
+            print(f"{i}: " + " ".join(f"{c:.4f}" for c in row))
         return
-    a, b = (embedder.word_vector(t, word, layers=layers) for t in (text_a, text_b))
-    print(f"{word!r} in {text_a!r} vs in {text_b!r}: cosine {cosine(a, b):.4f} (contextual vectors)")
-    print("a static word vector (word2vec, or BERT's own input embedding) would give 1.0000: one vector per word")
+    if not lesson:
+        a, b = (embedder.word_vector(t, word, layers=layers) for t in texts)
+        print(f"{word!r} in {texts[0]!r} vs in {texts[1]!r}: cosine {cosine(a, b):.4f} (contextual vectors)")
+        print("a static word vector (word2vec, or BERT's own input embedding) would give 1.0000: one vector per word")
+        return
+    _polysemy_lesson(embedder, model, texts, word, senses, word2vec, elmo, out)
+
+
+def _polysemy_lesson(embedder, model, texts, word, senses, word2vec, elmo, out) -> None:
+    from bertkit.fonts import MISSING_FONT_ADVICE
+    from bertkit.use import polysemy
+
+    static = None
+    if word2vec is not None:
+        from bertkit.lineage.vectors import WordVectors
+
+        static = WordVectors.load(word2vec).vector(word)  # a word it does not know is refused before any work
+    bilm = None
+    if elmo is not None:
+        from bertkit.lineage.elmo import load_bilm
+
+        bilm = load_bilm(elmo)
+    per_text = [embedder.word_layers(t, word) for t in texts]
+    names = ["0 (embeddings)", *(str(j) for j in range(1, len(per_text[0])))]
+    rows = polysemy.rows_of("BERT", per_text, names)
+    if bilm is not None:
+        from bertkit.lineage.elmo import word_layers
+
+        per_text = [word_layers(*bilm, t, word).numpy() for t in texts]
+        rows += polysemy.rows_of("ELMo", per_text, ["0 (characters)", *(str(j) for j in range(1, len(per_text[0])))])
+    if static is not None:
+        rows += polysemy.rows_of("word2vec", [static[None, :] for _ in texts], ["(one vector)"])
+    header, body = polysemy.table(rows, texts, senses)
+    for i, t in enumerate(texts, 1):
+        print(f"{i}: {t}" + (f"  [{senses[i - 1]}]" if senses else ""))
+    widths = [max(len(h), *(len(r[k]) for r in body)) for k, h in enumerate(header)]
+    for line in (header, *body):
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)))
+    if out is None:
+        return
+    import json
+
+    from bertkit.config import atomic_write_text
+
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    missing = polysemy.draw(rows, texts, word, folder / "polysemy.png.tmp")
+    os.replace(folder / "polysemy.png.tmp", folder / "polysemy.png")
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + " --- |" * len(header),
+        *("| " + " | ".join(r) + " |" for r in body),
+    ]
+    atomic_write_text(folder / "polysemy.md", "\n".join(lines) + "\n")
+    data = {"model": model, "word": word, "texts": texts, "senses": senses}
+    data["rows"] = [{"model": r.model, "layer": r.layer, "cosines": r.cosines.round(6).tolist()} for r in rows]
+    atomic_write_text(folder / "polysemy.json", json.dumps(data, ensure_ascii=False, indent=1) + "\n")
+    print(f"wrote polysemy.png, polysemy.md and polysemy.json to {out}")
+    if missing:
+        print(f"warning: {MISSING_FONT_ADVICE}", file=sys.stderr)
 
 
 @command("attention")
@@ -160,8 +243,6 @@ def attention_cmd(
     """The attention of every layer and head for a text: a heat map per chosen head with the tokens on both
     axes, a grid of each layer's heads, the probabilities as JSON, and one self-contained HTML page where you
     pick a layer and head and hover a token to see where it looks and what looks at it."""
-    from pathlib import Path
-
     from bertkit.fonts import MISSING_FONT_ADVICE
     from bertkit.use.attention import attention_maps, check_choice, check_text, write_all
 

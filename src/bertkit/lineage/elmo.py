@@ -44,6 +44,14 @@ class ElmoConfig:
     num_layers: int = 2
     dropout: float = 0.1
 
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "embedding_size", "hidden_size", "num_layers"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise CheckpointError(f"ELMo config field '{name}' must be a whole number of at least 1, got {value!r}")
+        if not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise CheckpointError(f"ELMo config field 'dropout' must be in [0, 1), got {self.dropout!r}")
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -170,11 +178,39 @@ def load_bilm(folder: str | Path) -> tuple[BiLM, CharVocab]:
     for name in ("elmo_config.json", "elmo.safetensors", "vocab.txt"):
         if not (folder / name).is_file():
             raise CheckpointError(f"{folder}: no {name}; give the model folder `bertkit elmo train` wrote")
-    config = ElmoConfig(**json.loads((folder / "elmo_config.json").read_text(encoding="utf-8")))
-    tokens = (folder / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
+    try:
+        fields = json.loads((folder / "elmo_config.json").read_text(encoding="utf-8"))
+        config = ElmoConfig(**fields)
+    except (ValueError, TypeError) as e:  # not JSON, not an object, unknown or missing fields
+        raise CheckpointError(f"{folder}/elmo_config.json is not an ELMo config ({str(e)[:80]})") from None
+    try:
+        tokens = (folder / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{folder}/vocab.txt is not UTF-8 text") from None
     if tuple(tokens[:4]) != SPECIALS or len(tokens) != config.vocab_size:
         raise CheckpointError(f"{folder}/vocab.txt does not match elmo_config.json ({config.vocab_size} tokens)")
     model = BiLM(config)
-    model.load_state_dict(load_file(str(folder / "elmo.safetensors")))
+    try:
+        model.load_state_dict(load_file(str(folder / "elmo.safetensors")))
+    except Exception as e:  # a damaged file, or tensors of another shape than the config says
+        raise CheckpointError(
+            f"{folder}/elmo.safetensors does not hold this config's weights ({str(e)[:80]})"
+        ) from None
     vocab = CharVocab(tokens[4:])
     return model.eval(), vocab
+
+
+@torch.no_grad()
+def word_layers(model: BiLM, vocab: CharVocab, text: str, word: str) -> torch.Tensor:
+    """(L + 1, 2H): `word`'s vectors in `text` at every layer of the biLM (0: [x; x]), each the mean over its
+    characters (first occurrence; whitespace is not read)."""
+    from bertkit.errors import BertkitError
+
+    source, target = "".join(text.split()), "".join(word.split())
+    start = source.find(target) if target else -1
+    if start < 0:
+        raise BertkitError(f"{word!r} does not occur in {text!r}")
+    ids, lengths = batch(vocab, [source], max_chars=len(source))
+    layers = model.eval().layers(ids, lengths)
+    span = slice(start + 1, start + 1 + len(target))  # +1: <S> comes first
+    return torch.stack([h[0, span].mean(0) for h in layers])

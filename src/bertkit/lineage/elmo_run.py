@@ -83,6 +83,8 @@ def train_elmo(
     is_held = np.zeros(len(sentences), bool)
     is_held[held] = True
     train_idx = np.flatnonzero(~is_held)
+    if len(train_idx) == 0:
+        raise BertkitError(f"the corpus {' '.join(corpus)} has {len(sentences)} sentence(s): too few to train on")
     vocab = CharVocab.build([sentences[i] for i in train_idx], min_count)
     torch.manual_seed(seed)
     model = BiLM(ElmoConfig(vocab_size=len(vocab), **config))

@@ -77,9 +77,16 @@ class WordVectors:
             V, D = (int(x) for x in header.split())
         except ValueError:
             raise DataError(f"{path}: line 1 should be 'WORDS DIMENSIONS' (the word2vec format)") from None
-        if _looks_binary(body, D):
-            return cls._binary(path, body, V, D)
-        return cls._text(path, body, V, D)
+        if V < 1 or D < 1 or V * D > len(body):  # each value takes a byte at least: before any allocation
+            raise DataError(f"{path}: line 1 says {V} words of {D} values, which the file cannot hold")
+        try:
+            if _looks_binary(body, D):
+                return cls._binary(path, body, V, D)
+            return cls._text(path, body, V, D)
+        except UnicodeDecodeError as e:
+            raise DataError(f"{path}: not UTF-8 text at byte {e.start} (a word2vec text file is UTF-8)") from None
+        except ValueError as e:
+            raise DataError(f"{path}: a value is not a number ({str(e)[:60]})") from None
 
     @classmethod
     def _binary(cls, path: Path, body: bytes, V: int, D: int) -> WordVectors:

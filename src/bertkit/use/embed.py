@@ -305,6 +305,11 @@ class Embedder:
         The notes' example: 苹果 in 我喜欢吃苹果 (the fruit) and in 苹果和华为哪个牌子好 (the brand) get different
         vectors; a static embedding (word2vec, or BERT's own input embedding) gives both the same one.
         """
+        tokens = self.encode(text, output="token", layers=layers, precision=precision)
+        return tokens[self.word_positions(text, word)].mean(0)
+
+    def word_positions(self, text: str, word: str) -> list[int]:
+        """The token positions ([CLS] = 0) of the first occurrence of `word` in `text`, as `tokenize` reads it."""
         source, target = (text.lower(), word.lower()) if self.do_lower_case else (text, word)  # as `tokenize`
         start = source.find(target) if word else -1
         if start < 0:
@@ -320,8 +325,16 @@ class Embedder:
             raise BertkitError(
                 f"{word!r} in {text!r} falls after the first {self.max_seq_length} tokens (max_seq_length)"
             )
-        tokens = self.encode(text, output="token", layers=layers, precision=precision)
-        return tokens[positions].mean(0)
+        return positions
+
+    @torch.inference_mode()
+    def word_layers(self, text: str, word: str) -> np.ndarray:
+        """(layers + 1, H): `word`'s contextual vector in `text` at every hidden state (0: the embeddings' output),
+        each the mean of its tokens' vectors; the polysemy lesson's rows."""
+        positions = self.word_positions(text, word)
+        ids = torch.tensor(self.tokenize([text]), device=self.device)
+        out = self.encoder(ids, torch.ones_like(ids), output_hidden_states=True)
+        return torch.stack([h[0, positions].float().mean(0) for h in out.hidden_states]).cpu().numpy()
 
 
 def check_pooling(pooling: str) -> str:
