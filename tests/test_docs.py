@@ -179,6 +179,11 @@ SHRINK = {
     "baseline": {"--max-train-examples": "32", "--max-eval-examples": "16"},  # `compare` needs finetune's test set
     "evaluate": {"--max-eval-examples": "16"},
     "distill --task": {"--epochs": "1", "--max-train-examples": "32", "--max-eval-examples": "16", "--batch-size": "4"},
+    "attention": {"--head": "1"},  # the tiny model has one head
+    "word2vec train": {"--epochs": "1", "--dim": "16", "--min-count": "1"},
+    "elmo train": {"--steps": "3", "--hidden-size": "16", "--embedding-size": "8", "--batch-size": "4"}
+    | {"--eval-every": "3", "--save-every": "2"},
+    "elmo finetune": {"--epochs": "1", "--max-train-examples": "32", "--max-chars": "32"},
 }
 NEW_MODEL = {"--hidden-size": "64", "--num-hidden-layers": "2", "--vocab-size": "1000"}  # pretrain without --init
 SHORT = {"--max-seq-length": "32"}  # pretrain without --phases (which sets its own lengths)
@@ -196,12 +201,18 @@ STAGE = {
     "baseline": 1,
     "finetune": 1,
     "distill --task": 1.5,  # reads a fine-tuned teacher
+    "word2vec train": 0,
+    "elmo train": 0,
 }  # producers before the readers of their runs
 
 
 def command_of(args: list[str]) -> str:
     """The row of SHRINK and STAGE: the subcommand, or `distill --task` (a fine-tuning run, not a pretraining one)."""
-    return "distill --task" if args[:1] == ["distill"] and "--task" in args else (args[0] if args else "")
+    if args[:1] == ["distill"] and "--task" in args:
+        return "distill --task"
+    if args[:1] in (["word2vec"], ["elmo"]):  # a group: its subcommands have flags of their own
+        return " ".join(args[:2])
+    return args[0] if args else ""
 
 
 def shrunk(args: list[str]) -> list[str]:
