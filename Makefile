@@ -4,7 +4,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv test demo pretrain-zh table recipes distill bench lint clean
+.PHONY: venv test demo pretrain-zh table recipes distill see-inside bench lint clean
 
 venv: .venv/.installed
 
@@ -40,6 +40,11 @@ recipes: venv
 # resumable: rerun to continue); `make distill ARGS=--write-docs` fills the docs
 distill: venv
 	$(PY) scripts/distill_table.py $(ARGS)
+
+# seeing inside's figures (docs/seeing-inside.md): word2vec and ELMo on the recipes' corpus, then the polysemy lesson
+# with the recipes' BERT (about 12 min); `make see-inside ARGS=--write-docs` fills the docs
+see-inside: venv
+	$(PY) scripts/see_inside.py $(ARGS)
 
 # every benchmark; `make bench ARGS=--write-docs` also rewrites the tables of docs/performance.md
 bench: venv
