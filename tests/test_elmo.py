@@ -121,3 +121,17 @@ def test_a_task_model_leaves_the_bilm_frozen():
     assert trainable == {"mix.scalars", "mix.gamma", "head.weight", "head.bias"}
     ids, lengths = batch(CharVocab(list("今天好")), ["今天好", "好"], 10)
     assert task(ids, lengths).shape == (2, 3, 3)  # a tag per character, <S> and </S> dropped
+
+
+def test_the_loss_falls_on_the_built_in_corpus(tmp_path):
+    out = tmp_path / "pd"
+    argv = ["elmo", "train", "--out", str(out), "--corpus", "peoples-daily", "--steps", "100", "--eval-every", "25"]
+    assert main([*argv, "--hidden-size", "32", "--embedding-size", "16", "--lr", "1e-2", "--warmup", "10"]) == 0
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    evals = [r["eval"] for r in rows if "eval" in r]
+    vocab = json.loads((out / "summary.json").read_text())["vocab"]
+    losses = [e["loss"] for e in evals]
+    assert losses[-1] < math.log(vocab) - 1.5  # far below the uniform guess over its characters
+    assert all(b < a for a, b in zip(losses, losses[1:], strict=False))  # and falling at every evaluation
+    assert losses[-1] < losses[0] - 0.15
+    assert abs(evals[-1]["forward_loss"] - evals[-1]["backward_loss"]) < 1.0  # both directions learn
