@@ -113,6 +113,19 @@ def test_finetuning_learns_the_mix_on_a_built_in_task(corpus, tmp_path):
     assert 0 <= summary["test"] <= 1 and (out / "test_predictions.jsonl").is_file()
 
 
+def test_finetuning_tags_people_daily_entities(corpus, tmp_path):
+    model_dir = tmp_path / "bilm"
+    argv = ["elmo", "train", "--out", str(model_dir), "--corpus", str(corpus / "corpus.txt"), *ARGS, "--steps", "5"]
+    assert main(argv) == 0
+    out = tmp_path / "ner"
+    argv = ["elmo", "finetune", "--model", str(model_dir / "model"), "--task", "peoples-daily-ner", "--out", str(out)]
+    assert main([*argv, "--epochs", "1", "--max-train-examples", "200", "--max-chars", "24"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["metric"] == "f1" and 0 <= summary["test"] <= 1
+    lines = [json.loads(x) for x in (out / "test_predictions.jsonl").read_text("utf-8").splitlines()]
+    assert len(lines) == 1899 and all(len(x["gold"]) == len(x["predicted"]) for x in lines)  # a tag per character
+
+
 def test_a_task_model_leaves_the_bilm_frozen():
     torch.manual_seed(0)
     bilm = BiLM(CONFIG)
