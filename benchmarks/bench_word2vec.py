@@ -7,7 +7,7 @@ skip-gram and CBOW. Words/s is the corpus's in-vocabulary words × epochs over t
 neighbour lists (tests/test_word2vec.py), how many have an accepted word among the query's ten nearest.
 
     .venv/bin/python benchmarks/bench_word2vec.py
-    .venv/bin/python benchmarks/bench_word2vec.py --write-docs     # and rewrite its table in docs/seeing-inside.md
+    .venv/bin/python benchmarks/bench_word2vec.py --write-docs     # and rewrite its table in docs/performance.md
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import doc_tables  # noqa: E402
 
-TABLE = "word2vec-speed"  # its block in docs/seeing-inside.md
+TABLE = "word2vec-speed"  # its block in docs/performance.md
 
 
 def neighbours_found(vectors) -> int:
@@ -84,7 +84,7 @@ def main() -> int:
     doc_tables.add_arguments(p)
     args = p.parse_args()
     command = doc_tables.command_line(__file__)
-    page = args.docs_dir / "seeing-inside.md"
+    page = args.docs_dir / "performance.md"
     if args.write_docs:
         doc_tables.exit_on_error(doc_tables.require_blocks, page, [TABLE], command)
     from bertkit.lineage.w2v_run import read_units
