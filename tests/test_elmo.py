@@ -100,12 +100,18 @@ def test_the_bilm_learns_and_resumes_exactly(corpus, tmp_path):
     assert vocab.tokens[:4] == ["[PAD]", "[UNK]", "<S>", "</S>"] and "京" in vocab.index
 
 
-def test_finetuning_learns_the_mix_on_a_built_in_task(corpus, tmp_path):
-    model_dir = tmp_path / "bilm"
-    argv = ["elmo", "train", "--out", str(model_dir), "--corpus", str(corpus / "corpus.txt"), *ARGS, "--steps", "10"]
+@pytest.fixture(scope="module")
+def bilm(corpus):
+    """A biLM of 10 steps on the small corpus, shared by the fine-tuning tests."""
+    out = corpus / "bilm"
+    argv = ["elmo", "train", "--out", str(out), "--corpus", str(corpus / "corpus.txt"), *ARGS, "--steps", "10"]
     assert main(argv) == 0
+    return out / "model"
+
+
+def test_finetuning_learns_the_mix_on_a_built_in_task(bilm, tmp_path):
     out = tmp_path / "sentiment"
-    argv = ["elmo", "finetune", "--model", str(model_dir / "model"), "--task", "sentiment", "--out", str(out)]
+    argv = ["elmo", "finetune", "--model", str(bilm), "--task", "sentiment", "--out", str(out)]
     assert main([*argv, "--epochs", "2", "--max-train-examples", "300", "--max-chars", "40"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     mix = summary["epochs"][-1]["mix"]
@@ -113,12 +119,9 @@ def test_finetuning_learns_the_mix_on_a_built_in_task(corpus, tmp_path):
     assert 0 <= summary["test"] <= 1 and (out / "test_predictions.jsonl").is_file()
 
 
-def test_finetuning_tags_people_daily_entities(corpus, tmp_path):
-    model_dir = tmp_path / "bilm"
-    argv = ["elmo", "train", "--out", str(model_dir), "--corpus", str(corpus / "corpus.txt"), *ARGS, "--steps", "5"]
-    assert main(argv) == 0
+def test_finetuning_tags_people_daily_entities(bilm, tmp_path):
     out = tmp_path / "ner"
-    argv = ["elmo", "finetune", "--model", str(model_dir / "model"), "--task", "peoples-daily-ner", "--out", str(out)]
+    argv = ["elmo", "finetune", "--model", str(bilm), "--task", "peoples-daily-ner", "--out", str(out)]
     assert main([*argv, "--epochs", "1", "--max-train-examples", "200", "--max-chars", "24"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["metric"] == "f1" and 0 <= summary["test"] <= 1
