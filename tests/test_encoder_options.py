@@ -11,7 +11,8 @@ from helpers import one_thread  # noqa: F401  (tiny models: one thread)
 
 from bertkit.config import BertConfig
 from bertkit.errors import ConfigError
-from bertkit.model import BertEncoder, Layer, merge_masks, parameter_table
+from bertkit.model import BertEncoder, Layer, merge_masks
+from bertkit.sizes import parameter_table
 
 
 def config(**overrides) -> BertConfig:

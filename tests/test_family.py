@@ -11,7 +11,8 @@ from helpers import assert_outputs_close
 from bertkit.config import BertConfig, from_preset
 from bertkit.errors import BertkitError, ConfigError
 from bertkit.hf import build_heads, load_pretrained, save_pretrained
-from bertkit.model import BertEncoder, parameter_table
+from bertkit.model import BertEncoder
+from bertkit.sizes import parameter_table
 
 SMALL = dict(
     vocab_size=97,

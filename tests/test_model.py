@@ -3,7 +3,8 @@ import torch
 
 from bertkit.config import from_preset
 from bertkit.hf import build_heads
-from bertkit.model import BertEncoder, parameter_table
+from bertkit.model import BertEncoder
+from bertkit.sizes import parameter_table
 
 
 @pytest.mark.parametrize(

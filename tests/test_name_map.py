@@ -169,6 +169,7 @@ def test_every_family_row_has_a_name_map_that_names_each_tensor_once(tmp_path, m
     assert ("multiple_choice" in row.heads) == spec.multiple_choice
     preset = {"bert": "bert-tiny", "albert": "albert-base", "roberta": "roberta-base", "electra": "electra-small"}
     preset["ernie"], preset["distilbert"] = "ernie-mini-chinese", "distilbert-mini-chinese"
+    preset["gpt2"] = "gpt2-tiny-chinese"
     config = from_preset(preset[model_type], **{**CONFIG, "vocab_size": 60}, id2label={0: "a", 1: "b"})
     encoder = BertEncoder(config)
     for head in [None, *row.heads]:
@@ -180,9 +181,10 @@ def test_every_family_row_has_a_name_map_that_names_each_tensor_once(tmp_path, m
 
 def test_saved_config_of_every_family_is_as_transformers_writes_it(tmp_path):
     """bertkit's own fields (norm_position, extra_embeddings) are not in today's files; ALBERT's renamed key is."""
-    for name in ("bert-mini", "albert-base", "roberta-base", "electra-small"):
+    for name in ("bert-mini", "albert-base", "roberta-base", "electra-small", "gpt2"):
         config = from_preset(name)
         config.save(tmp_path / "config.json")
         data = json.loads((tmp_path / "config.json").read_text())
         assert "norm_position" not in data and "extra_embeddings" not in data
+        assert ("type_vocab_size" in data) == (config.model_type != "gpt2")  # GPT-2 has none
         assert ("classifier_dropout_prob" in data) == (config.model_type == "albert")

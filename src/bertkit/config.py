@@ -8,10 +8,10 @@ Choices:
   without effect (`pooler_fc_size`, `directionality`, ...) are listed in `IGNORED_KEYS` and skipped.
 - Presets are data: `PRESETS` names each model with the paper or release it comes from.
 - One config for the family (STYLE: one encoder, small deltas): `model_type` ("bert", "albert", "roberta",
-  "electra", "ernie", "distilbert") picks one row of `FAMILY_SPECS` (families.py, re-exported here; `config.family`,
-  a `FamilySpec`); the code asks that row what the family has (a shared layer, a position offset, ...) and never
-  which family it is. Which keys config.json may carry depends on the row (`FamilySpec.fields`, `key_renames`,
-  `dropped_keys`, `fixed_keys`); each family's file is written with the keys its `transformers` class reads, under
+  "electra", "ernie", "distilbert", "gpt2") picks one row of `FAMILY_SPECS` (families.py, re-exported here;
+  `config.family`, a `FamilySpec`); the code asks that row what the family has (a shared layer, a position
+  offset, ...) and never which family it is. Which keys config.json may carry depends on the row
+  (`FamilySpec.fields`, `key_renames`, `dropped_keys`, `fixed_keys`); each family's file is written with the keys its `transformers` class reads, under
   the names it reads them, and without the fields that class hard-codes (`fixed_fields`).
 - Deltas no `transformers` class of today's families has are bertkit's own fields: `type_vocab_size = 0`
   (no token-type table; DistilBERT's fixed value), `norm_position` ("pre": GPT-2's layout) and `extra_embeddings`
@@ -56,8 +56,6 @@ IGNORED_KEYS = frozenset(
         "return_dict",
         "problem_type",
         "tie_word_embeddings",
-        "bos_token_id",
-        "eos_token_id",
         "sep_token_id",
         "cls_token_id",
         "tokenizer_class",
@@ -96,8 +94,12 @@ class BertConfig:
     type_vocab_size: int = 2
     initializer_range: float = 0.02
     layer_norm_eps: float = 1e-12
-    pad_token_id: int = 0
+    pad_token_id: int | None = 0  # None (null): no padding token, for a family whose table has no padding row
     classifier_dropout: float | None = None
+    # The ids that open and end a text, as the file gives them (a generating model's; BERT files rarely have
+    # them); written back only when set.
+    bos_token_id: int | None = None
+    eos_token_id: int | None = None
     model_type: str = "bert"
     embedding_size: int | None = None  # ALBERT / ELECTRA: width E of the embeddings; None = hidden_size
     num_hidden_groups: int = 1  # ALBERT's sharing layout; only 1 (all layers share one) is built
@@ -179,7 +181,12 @@ class BertConfig:
             )
         if self.classifier_dropout is not None and not 0.0 <= self.classifier_dropout < 1.0:
             raise ConfigError(f"config field 'classifier_dropout' must be in [0, 1), got {self.classifier_dropout!r}")
-        if not 0 <= self.pad_token_id < self.vocab_size:
+        if self.pad_token_id is None and self.family.word_padding_row:
+            raise ConfigError(
+                f"config field 'pad_token_id' is null; {self.family.name} models pad with a token of their vocabulary "
+                "(BERT's [PAD] is 0)"
+            )
+        if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
             raise ConfigError(f"config field 'pad_token_id' ({self.pad_token_id}) is outside the vocabulary")
         if self.max_position_embeddings <= self.position_offset:
             raise ConfigError(
@@ -286,6 +293,10 @@ class BertConfig:
                     f"{source}: unknown key '{key}'; bertkit builds a BERT encoder from the keys of "
                     "transformers.BertConfig — remove the key or convert the model first"
                 )
+        for name, (other, factor) in spec.derived.items():  # GPT-2's n_inner null: 4 × n_embd
+            base = kwargs.get(other, _field_default(other))
+            if kwargs.get(name) is None and isinstance(base, int) and not isinstance(base, bool):
+                kwargs[name] = factor * base
         if tables and isinstance(kwargs.get("extra_embeddings", {}), dict):
             kwargs["extra_embeddings"] = {**kwargs.get("extra_embeddings", {}), **tables}
         _check_types(kwargs, source)
@@ -308,8 +319,9 @@ class BertConfig:
         for name in BERTKIT_FIELDS:  # only a delta the family row does not already imply is written
             if data[name] == spec.defaults.get(name, _field_default(name)):
                 data.pop(name)
-        if data["classifier_dropout"] is None:
-            data.pop("classifier_dropout")
+        for name in ("classifier_dropout", "bos_token_id", "eos_token_id"):
+            if data[name] is None:
+                data.pop(name)
         for key in (*(k for k in FAMILY_FIELDS if k not in spec.fields), *spec.fixed_fields):
             data.pop(key)
         if "embedding_size" in data:
@@ -336,9 +348,10 @@ class BertConfig:
             raise ConfigError(f"{path}: expected a JSON object")
         config = cls.from_dict(data, source=str(path))
         in_file = {name: key for key, name in config.family.key_renames.items()}  # under the family's names
-        missing = [in_file.get(k, k) for k in ARCHITECTURE_KEYS if in_file.get(k, k) not in data]
+        needed = [k for k in ARCHITECTURE_KEYS if k not in config.family.derived]
+        missing = [in_file.get(k, k) for k in needed if in_file.get(k, k) not in data]
         if missing:  # the defaults are bert-base's: building that from `{}` would only end in 160 missing tensors
-            shown = ["model_type"] * ("model_type" not in data and len(missing) == len(ARCHITECTURE_KEYS)) + missing
+            shown = ["model_type"] * ("model_type" not in data and len(missing) == len(needed)) + missing
             raise ConfigError(
                 f"{path}: has no {' / '.join(shown)}; it is not a BERT-family config (transformers and Google's "
                 "bert_config.json write every one of these)"
@@ -541,6 +554,31 @@ PRESETS.update(
         # mini student halves bert-mini-chinese (4 -> 2 layers x 256), for tests and distillation from it.
         "distilbert-base": _distilbert(6, 768, 12),
         "distilbert-mini-chinese": _distilbert(2, 256, 4, CHINESE_VOCAB),
+    }
+)
+
+
+# GPT-2 (Radford et al. 2019; OpenAI's gpt2 = HF gpt2): pre-LayerNorm, tanh GELU, 1,024 positions, byte-level BPE
+# of 50,257 tokens. The Chinese sizes take bert-base-chinese's WordPiece vocabulary, as UER's gpt2-chinese models
+# do ([CLS] opens a text, [SEP] ends it), at BERT-Tiny's and BERT-Mini's sizes with 512 positions.
+def _gpt2(layers: int, hidden: int, heads: int, vocab: int = 50257, positions: int = 1024) -> dict:
+    return dict(
+        _preset(layers, hidden, heads, vocab),
+        model_type="gpt2",
+        type_vocab_size=0,
+        norm_position="pre",
+        hidden_act="gelu_new",
+        layer_norm_eps=1e-5,
+        max_position_embeddings=positions,
+    )
+
+
+PRESETS.update(
+    {
+        "gpt2": _gpt2(12, 768, 12),
+        "gpt2-medium": _gpt2(24, 1024, 16),
+        "gpt2-tiny-chinese": _gpt2(2, 128, 2, CHINESE_VOCAB, 512),
+        "gpt2-mini-chinese": _gpt2(4, 256, 4, CHINESE_VOCAB, 512),
     }
 )
 

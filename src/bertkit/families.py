@@ -20,6 +20,16 @@ Choices:
     folder written back carries DistilBertConfig's default. Outputs are identical in eval mode; training keeps
     bertkit's dropout placement (also after attention and before the first-token head, as BERT and RoBERTa),
     where DistilBERT has none, and the tagger's dropout is `seq_classif_dropout`, DistilBERT's `dropout`.
+  * GPT-2: the same blocks read left to right (`causal`: every forward pass masks the future), pre-LayerNorm with
+    a final LayerNorm (`norm_position` "pre", fixed), no token types, no pooler, and a word table without a
+    padding row (GPT-2 has no padding token; a folder that pads with its end-of-text id must still train that
+    row). GPT2Config's names (`n_embd`, `n_layer`, `n_head`, `n_inner`, `n_positions`, `activation_function`,
+    `resid_pdrop`, `attn_pdrop`, `layer_norm_epsilon`); `n_inner` null means 4 × `n_embd` (`derived`).
+    `embd_pdrop` is read and not kept: bertkit drops out the embeddings at `resid_pdrop` (GPT2Config's defaults
+    are both 0.1), so a folder written back carries GPT2Config's default. The `summary_*` keys configure
+    GPT2DoubleHeadsModel's multiple-choice head, which bertkit does not build. `scale_attn_weights` true and
+    `scale_attn_by_inverse_layer_idx` false are what the one encoder computes (softmax(QKᵀ/√d)); any other
+    value is refused. `reorder_and_upcast_attn` changes only rounding and is read and ignored.
 """
 
 from __future__ import annotations
@@ -55,6 +65,11 @@ class FamilySpec:
     choice_reads_first_token: bool = False  # that head is the first-token classifier (to 1), not the pooler's
     # {extra table: (flag key, rows key, default rows)}: ERNIE's "task_type" is use_task_id + task_type_vocab_size.
     switched_tables: dict[str, tuple[str, str, int]] = field(default_factory=dict)
+    causal: bool = False  # every position attends only to itself and the positions before it (GPT-2)
+    word_padding_row: bool = True  # the word table's row pad_token_id is a padding row (zero, never trained)
+    # {field: (other field, factor)}: a field config.json omits or gives as null is factor × the other (GPT-2's
+    # n_inner null: 4 × n_embd)
+    derived: dict[str, tuple[str, int]] = field(default_factory=dict)
 
 
 # Sources: the transformers configuration and modelling classes of each family (AlbertConfig's
@@ -114,4 +129,44 @@ FAMILY_SPECS: dict[str, FamilySpec] = {
         choice_reads_first_token=True,
     ),
 }
+# GPT-2 (transformers' GPT2Config / GPT2Model): the defaults are GPT2Config's, the size of OpenAI's gpt2.
+FAMILY_SPECS["gpt2"] = FamilySpec(
+    "GPT-2",
+    key_renames={
+        "n_embd": "hidden_size",
+        "n_layer": "num_hidden_layers",
+        "n_head": "num_attention_heads",
+        "n_inner": "intermediate_size",
+        "n_positions": "max_position_embeddings",
+        "activation_function": "hidden_act",
+        "resid_pdrop": "hidden_dropout_prob",
+        "attn_pdrop": "attention_probs_dropout_prob",
+        "layer_norm_epsilon": "layer_norm_eps",
+    },
+    dropped_keys=frozenset(
+        {
+            "n_ctx",  # older files: the context size, n_positions again
+            "embd_pdrop",
+            "reorder_and_upcast_attn",
+            "summary_type",
+            "summary_use_proj",
+            "summary_activation",
+            "summary_proj_to_labels",
+            "summary_first_dropout",
+        }
+    ),
+    defaults={
+        "vocab_size": 50257,
+        "max_position_embeddings": 1024,
+        "hidden_act": "gelu_new",
+        "layer_norm_eps": 1e-5,
+    },
+    fixed_fields={"type_vocab_size": 0, "norm_position": "pre"},
+    fixed_keys={"scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False},
+    pooler=False,
+    multiple_choice=False,
+    causal=True,
+    word_padding_row=False,
+    derived={"intermediate_size": ("hidden_size", 4)},
+)
 FAMILY_NAMES = {model_type: spec.name for model_type, spec in FAMILY_SPECS.items()}

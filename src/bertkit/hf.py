@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +45,16 @@ from bertkit.hf_maps import (  # noqa: F401 - the rows and transforms, importabl
     Transpose,
     to_entries,
 )
-from bertkit.model import BertEncoder, ClassifierHead, FirstTokenClassifierHead, MLMHead, NSPHead, RTDHead, span_head
+from bertkit.model import (
+    BertEncoder,
+    ClassifierHead,
+    FirstTokenClassifierHead,
+    LMHead,
+    MLMHead,
+    NSPHead,
+    RTDHead,
+    span_head,
+)
 
 
 def family(config: BertConfig) -> FamilyMap:
@@ -106,6 +116,7 @@ def build_heads(config: BertConfig, heads: list[str]) -> dict[str, nn.Module]:
     choice_head = FirstTokenClassifierHead if config.family.choice_reads_first_token else ClassifierHead
     factories = {
         "mlm": MLMHead,
+        "lm": lambda c: LMHead(),
         "nsp": NSPHead,
         "rtd": RTDHead,
         "classifier": FirstTokenClassifierHead if first_token else ClassifierHead,
@@ -131,7 +142,7 @@ def _heads_in(state: dict[str, torch.Tensor], architectures: list[str], fam: Fam
     classifier `pre_classifier.*` + `classifier.*`); heads stored under the same names (BERT's `classifier.*`:
     sequence, token classifier and multiple choice) are told apart by config.json's `architectures`
     (`CLASSIFIER_SUFFIXES`), the sequence classifier when it names none."""
-    names = {h: {e.theirs for e in to_entries(m)} for h, m in fam.heads.items()}
+    names = {h: {e.theirs for e in to_entries(m)} for h, m in fam.heads.items() if m}
     complete = [h for h in names if names[h] <= state.keys()]
     found = [h for h in names if names[h] & state.keys()]
     inside = {h for h in found for c in complete if names[h] < names[c] or h not in complete and names[h] & names[c]}
@@ -142,6 +153,9 @@ def _heads_in(state: dict[str, torch.Tensor], architectures: list[str], fam: Fam
         if len(same) > 1:
             chosen = next((h for h in named if h in same), "classifier" if "classifier" in same else same[0])
             found = [h for h in found if h not in same or h == chosen]
+    for head, mark in fam.head_marks.items():  # a head with no tensors of its own (GPT-2's tied lm_head)
+        if mark in state or fam.arch + ARCHITECTURE_SUFFIX[frozenset({head})] in architectures:
+            found.append(head)
     return found
 
 
@@ -300,7 +314,7 @@ def _load_into(ckpt: Checkpoint, state: dict[str, torch.Tensor], source: Path) -
     ours = _flat_state(ckpt.modules())
     missing = [e.theirs for e in entries if e.theirs not in state]
     known = {e.theirs for e in entries}
-    unexpected = [k for k in state if k not in known and k not in fam.redundant]
+    unexpected = [k for k in state if k not in known and not _redundant(k, fam)]
     if missing or unexpected:
         found = {"missing": missing, "unexpected": unexpected}
         parts = [f"{kind} tensors {_short(names)}" for kind, names in found.items() if names]
@@ -321,6 +335,10 @@ def _load_into(ckpt: Checkpoint, state: dict[str, torch.Tensor], source: Path) -
         for e in entries:
             for o, tensor in zip(e.ours, e.from_hf(state[e.theirs], shapes[e.theirs]), strict=True):
                 ours[o].copy_(tensor)
+
+
+def _redundant(name: str, fam: FamilyMap) -> bool:
+    return name in fam.redundant or bool(fam.redundant_pattern and re.fullmatch(fam.redundant_pattern, name))
 
 
 def _flat_state(modules: dict[str, nn.Module]) -> dict[str, torch.Tensor]:

@@ -152,6 +152,10 @@ class FamilyMap:
     heads: dict[str, list]
     redundant: frozenset[str]  # tensors read and not loaded (buffers, tied copies checked equal)
     tied: tuple[tuple[str, str], ...] = field(default=())  # (copy, original) pairs that must be equal
+    redundant_pattern: str | None = None  # a regular expression for more of them (per-layer buffers)
+    # Heads with no tensors of their own (GPT-2's lm_head, tied to wte): found in a file by this tensor (the tied
+    # copy) or by config.json's architecture.
+    head_marks: dict[str, str] = field(default_factory=dict)
 
 
 FAMILIES = {
@@ -288,12 +292,45 @@ FAMILIES["distilbert"] = FamilyMap(
     redundant=frozenset({"embeddings.position_ids", "vocab_projector.weight"}),
     tied=(("vocab_projector.weight", "embeddings.word_embeddings.weight"),),
 )
+# GPT-2 (transformers' GPT2* classes): Conv1D weights stored (in, out), so every linear weight is transposed, and
+# Q, K and V fused into one c_attn (ours concatenated along the output rows, then transposed). The language-model
+# head has no tensors of its own: lm_head.weight is wte.weight (checked equal when a file has both). Older files
+# carry each layer's causal-mask buffers (h.{i}.attn.bias, h.{i}.attn.masked_bias): read and not used.
+_QKV = ("attn.query", "attn.key", "attn.value")
+FAMILIES["gpt2"] = FamilyMap(
+    prefix="transformer.",
+    arch="GPT2",
+    encoder=[
+        ("embeddings.word_embeddings.weight", "wte.weight"),
+        ("embeddings.position_embeddings.weight", "wpe.weight"),
+        *_params([("final_norm", "ln_f")]),
+    ],
+    layer="h.{i}",
+    layer_map=[
+        *_params([("attn_norm", "ln_1"), ("ffn_norm", "ln_2")]),
+        (tuple(f"{m}.weight" for m in _QKV), "attn.c_attn.weight", Fuse(0), TRANSPOSE),
+        (tuple(f"{m}.bias" for m in _QKV), "attn.c_attn.bias", Fuse(0)),
+        ("attn.out.weight", "attn.c_proj.weight", TRANSPOSE),
+        ("attn.out.bias", "attn.c_proj.bias"),
+        ("ffn.up.weight", "mlp.c_fc.weight", TRANSPOSE),
+        ("ffn.up.bias", "mlp.c_fc.bias"),
+        ("ffn.down.weight", "mlp.c_proj.weight", TRANSPOSE),
+        ("ffn.down.bias", "mlp.c_proj.bias"),
+    ],
+    pooler=[],
+    heads={"lm": []},
+    redundant=frozenset({"lm_head.weight"}),
+    tied=(("lm_head.weight", "wte.weight"),),
+    redundant_pattern=r"h\.\d+\.attn\.(masked_)?bias",
+    head_marks={"lm": "lm_head.weight"},
+)
 # The architecture name (after the family's "Bert" / "Albert" / ...) by the set of heads saved: pretraining
 # saves {mlm, nsp}, {mlm} or {rtd} (ELECTRA's generator {mlm}), fine-tuning one task head. Any other set is
 # refused: transformers has no class that holds it, and a guessed one would load with heads dropped.
 ARCHITECTURE_SUFFIX = {
     frozenset(): "Model",
     frozenset({"mlm"}): "ForMaskedLM",
+    frozenset({"lm"}): "LMHeadModel",
     frozenset({"mlm", "nsp"}): "ForPreTraining",
     frozenset({"nsp"}): "ForNextSentencePrediction",
     frozenset({"rtd"}): "ForPreTraining",

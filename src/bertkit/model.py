@@ -69,6 +69,30 @@ class EncoderOutput:
     query_state: torch.Tensor | None = None  # (B, T, H) the query stream's last layer (two-stream attention)
 
 
+class LayerCache:
+    """One layer's keys and values of the positions run so far, (B, heads, T_past, d_k) each."""
+
+    def __init__(self) -> None:
+        self.keys: torch.Tensor | None = None
+        self.values: torch.Tensor | None = None
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Add these positions' keys and values; returns all of them, the past first."""
+        if self.keys is not None:
+            k, v = torch.cat([self.keys, k], dim=2), torch.cat([self.values, v], dim=2)
+        self.keys, self.values = k, v
+        return k, v
+
+
+class KVCache:
+    """Every layer's `LayerCache` and how many positions they hold: a causal model's state between generation
+    steps, so each new token costs one position's work instead of the whole sequence's."""
+
+    def __init__(self, num_layers: int) -> None:
+        self.layers = [LayerCache() for _ in range(num_layers)]
+        self.length = 0
+
+
 @dataclass
 class Unpadding:
     """Where the real tokens of a padded (B, T) batch are, to move between (B, T, D) and (N, D)."""
@@ -94,7 +118,9 @@ class Embeddings(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         E = config.embedding_width
-        self.word_embeddings = nn.Embedding(config.vocab_size, E, padding_idx=config.pad_token_id)
+        # GPT-2 has no padding token: its table has no padding row (a folder padding with end-of-text trains it).
+        word_pad = config.pad_token_id if config.family.word_padding_row else None
+        self.word_embeddings = nn.Embedding(config.vocab_size, E, padding_idx=word_pad)
         # RoBERTa's table has a (never used) row for the padding id, as fairseq's; BERT's has none.
         pos_pad = config.pad_token_id if config.family.position_padding_row else None
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, E, padding_idx=pos_pad)
@@ -167,10 +193,12 @@ class SelfAttention(nn.Module):
         is_causal: bool = False,
         query: torch.Tensor | None = None,
         need_scores: bool = False,
+        cache: LayerCache | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """x: (B, T, H), or (N, H) with `unpadding`. `mask`: bool (True = may attend) or additive float,
         broadcastable to (B, heads, T_q, T_k). `query`: (B, T_q, H), a second stream whose queries attend to
-        x's keys and values (two-stream attention); the output is then that stream's, (B, T_q, H).
+        x's keys and values (two-stream attention); the output is then that stream's, (B, T_q, H). `cache`: the
+        keys and values of the positions before x (generation); x's are appended to it and attended with them.
         Returns (output, scores or None, probabilities or None)."""
         if query is None:
             qkv = self.qkv(x)  # (B, T, 3H), or (N, 3H) for unpadded tokens
@@ -179,6 +207,8 @@ class SelfAttention(nn.Module):
             B, T, H = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
             # (B, T, 3H) -> 3 × (B, heads, T, d_k): each head attends in its own d_k = H / heads subspace.
             q, k, v = qkv.view(B, T, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+            if cache is not None:
+                k, v = cache.append(k, v)  # (B, heads, T_past + T, d_k)
         else:
             if unpadding is not None:
                 raise ValueError("two-stream attention runs on padded (B, T, H) streams; call it without unpad")
@@ -220,7 +250,11 @@ def attend(
     By hand when scores or probabilities are asked for (a boolean mask's masked entries set to the dtype's
     minimum, as transformers' eager attention; an additive mask added); otherwise SDPA, or on CPU the batched
     matrix multiplies of kernels.py where they were measured faster (a boolean or no mask, one stream)."""
-    if is_causal and (mask is not None or need_scores or need_probs):  # SDPA takes a mask or is_causal, not both
+    if is_causal and q.shape[-2] == 1:  # one query after cached keys (generation): it is the last, sees them all
+        is_causal = False
+    # SDPA takes a mask or is_causal, not both, and its is_causal is aligned top-left: queries after cached keys
+    # (generation) need the mask aligned bottom-right
+    if is_causal and (mask is not None or need_scores or need_probs or q.shape[-2] != k.shape[-2]):
         mask, is_causal = merge_masks(mask, causal_mask(q.shape[-2], k.shape[-2], q.device)), False
     if need_scores or need_probs:
         scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])  # (B, heads, T_q, T_k)
@@ -249,8 +283,10 @@ def attend(
 
 
 def causal_mask(t_q: int, t_k: int, device: torch.device | None = None) -> torch.Tensor:
-    """(T_q, T_k) True where query i may attend key j <= i: left to right (GPT's language model)."""
-    return torch.ones(t_q, t_k, dtype=torch.bool, device=device).tril()
+    """(T_q, T_k) True where query i may attend key j <= i: left to right (GPT's language model). With fewer
+    queries than keys the queries are the last T_q positions (after cached keys): query i is position
+    T_k - T_q + i."""
+    return torch.ones(t_q, t_k, dtype=torch.bool, device=device).tril(t_k - t_q)
 
 
 def merge_masks(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
@@ -298,11 +334,12 @@ class Layer(nn.Module):
         is_causal: bool = False,
         query: torch.Tensor | None = None,
         need_scores: bool = False,
+        cache: LayerCache | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """(hidden states, scores, probabilities); with `query` the hidden states are that stream's, its queries
         attending to x (SelfAttention.forward)."""
         stream = x if query is None else query  # what the residual adds to
-        options = dict(is_causal=is_causal, need_scores=need_scores)
+        options = dict(is_causal=is_causal, need_scores=need_scores, cache=cache)
         if self.pre_norm:  # LayerNorm before each sub-layer; the residual stream itself is never normalised
             q = None if query is None else self.attn_norm(query)
             a, scores, probs = self.attn(self.attn_norm(x), mask, need_weights, unpadding, query=q, **options)
@@ -333,6 +370,11 @@ class BertEncoder(nn.Module):
         pre = config.norm_position == "pre"
         self.final_norm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if pre else None
         self.apply(lambda m: init_weights(m, config.initializer_range))
+        if pre:  # GPT-2: each residual branch's last projection at std / √(2 × layers), so the sum keeps its scale
+            std = config.initializer_range / math.sqrt(2 * config.num_hidden_layers)
+            for layer in self.layers:
+                for proj in (layer.attn.out, layer.ffn.down):
+                    nn.init.normal_(proj.weight, std=std)
 
     def layer_at(self, depth: int) -> Layer:
         """The layer run at `depth` (0-based): the one shared layer for ALBERT."""
@@ -354,6 +396,7 @@ class BertEncoder(nn.Module):
         extra_ids: dict[str, torch.Tensor] | None = None,
         query_stream: torch.Tensor | None = None,
         query_mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
     ) -> EncoderOutput:
         """`unpad=True` runs everything but attention on the real tokens only; outputs at padding are then zeros
         (and attention rows of padded queries differ from transformers'), so it is for callers that read only
@@ -363,13 +406,24 @@ class BertEncoder(nn.Module):
         `is_causal` restrict attention beyond the padding of `attention_mask`. `query_stream` (B, T, H) runs
         a second, query-only stream through the same layers (XLNet's g): at each layer its queries attend to
         the content stream's keys and values under `query_mask` (and the padding); its last layer comes back
-        as `query_state`. `extra_ids` gives ids for the config's `extra_embeddings` by name."""
+        as `query_state`. `extra_ids` gives ids for the config's `extra_embeddings` by name.
+
+        A causal family (GPT-2) is always causal. `cache` (generation, `KVCache`): the keys and values of the
+        positions already run; these T positions continue them (positions from `cache.length`) and are added.
+        Without padding only: a batch of prompts of one length."""
         B, T = input_ids.shape
-        if T > self.config.max_length:
+        past = cache.length if cache is not None else 0
+        if past + T > self.config.max_length:
             raise ValueError(
-                f"sequence length {T} exceeds the model's {self.config.max_length} positions "
+                f"sequence length {past + T} exceeds the model's {self.config.max_length} positions "
                 f"(max_position_embeddings={self.config.max_position_embeddings})"
             )
+        is_causal = is_causal or self.config.family.causal
+        if cache is not None:
+            if unpad or query_stream is not None or (attention_mask is not None and not bool(attention_mask.all())):
+                raise ValueError("a KV cache runs on unpadded prompts of one length, one stream")
+            if position_ids is None:
+                position_ids = torch.arange(past, past + T, device=input_ids.device).expand(B, T)
         if unpad and query_stream is not None:
             raise ValueError("two-stream attention runs on padded (B, T, H) streams; call it without unpad")
         mask, unpadding = None, None
@@ -387,10 +441,20 @@ class BertEncoder(nn.Module):
             layer = self.layer_at(depth)
             if g is not None:  # from the content stream of the layer below, as x is
                 g = layer(x, g_mask, query=g)[0]
-            x, s, probs = layer(x, mask, output_attentions, unpadding, is_causal=is_causal, need_scores=output_scores)
+            x, s, probs = layer(
+                x,
+                mask,
+                output_attentions,
+                unpadding,
+                is_causal=is_causal,
+                need_scores=output_scores,
+                cache=cache.layers[depth] if cache is not None else None,
+            )
             hidden_states.append(x)
             attentions.append(probs)
             scores.append(s)
+        if cache is not None:
+            cache.length += T
         if self.final_norm is not None:
             x = hidden_states[-1] = self.final_norm(x)
             g = None if g is None else self.final_norm(g)
@@ -430,6 +494,14 @@ class MLMHead(nn.Module):
         # hidden: (N, H) — callers pass only the masked positions, so the V-wide projection is done
         # for 15% of tokens instead of all of them. word_embeddings: (V, E). Returns (N, V) logits.
         return F.linear(self.norm(self.act(self.dense(hidden))), word_embeddings, self.bias)
+
+
+class LMHead(nn.Module):
+    """GPT-2's language-model head: the last hidden states against the word embeddings, no bias and no weights
+    of its own (lm_head is tied to wte). (N, H) hidden states -> (N, V) next-token logits."""
+
+    def forward(self, hidden: torch.Tensor, word_embeddings: torch.Tensor) -> torch.Tensor:
+        return F.linear(hidden, word_embeddings)
 
 
 class NSPHead(nn.Linear):
@@ -509,46 +581,3 @@ def init_weights(module: nn.Module, std: float) -> None:
     elif isinstance(module, nn.LayerNorm):
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)
-
-
-def parameter_table(modules: dict[str, nn.Module]) -> list[tuple[str, int]]:
-    """Parameter counts by component, the notes' exercise: [("embeddings: word", 23440896), ...].
-
-    Layers are identical, so each layer component is one row "N × ..." with the count for all N layers; an
-    ALBERT's one shared layer is "1 × ... (shared by N)" and counted once, as it is stored once.
-    The MLM decoder is tied to the word embeddings and so is not counted twice.
-    """
-    import re
-
-    names = {
-        "embeddings.word_embeddings": "embeddings: word (V × H)",
-        "embeddings.position_embeddings": "embeddings: position (P × H)",
-        "embeddings.token_type_embeddings": "embeddings: segment (2 × H)",
-        "embeddings.norm": "embeddings: LayerNorm",
-        "final_norm": "final LayerNorm (pre-norm)",
-        "project": "embeddings: projection E → H",
-        "attn": "attention: Q, K, V, output",
-        "attn_norm": "attention: LayerNorm",
-        "ffn": "FFN: H → 4H → H",
-        "ffn_norm": "FFN: LayerNorm",
-        "pooler": "pooler (tanh on [CLS])",
-    }
-    rows: dict[str, int] = {}
-    for module_name, module in modules.items():
-        n_layers = len(getattr(module, "layers", ()))
-        depth = getattr(getattr(module, "config", None), "num_hidden_layers", n_layers)
-        shared = f" (shared by {depth})" if n_layers != depth else ""
-        for pname, p in module.named_parameters():
-            if module_name != "encoder":
-                key = f"head: {module_name}"
-            elif m := re.match(r"layers\.\d+\.(\w+)\.", pname):
-                key = f"{n_layers} × {names[m.group(1)]}{shared}"
-            elif pname.startswith("embeddings.extra_embeddings."):
-                key = f"embeddings: {pname.split('.')[2]} (n × H)"
-            else:
-                key = pname.rsplit(".", 1)[0]
-                key = names[key] if key in names else names["pooler"]
-            if getattr(module, "project", None) is not None and key.startswith("embeddings: "):
-                key = key.replace("× H)", "× E)")  # factorised: the tables are E wide
-            rows[key] = rows.get(key, 0) + p.numel()
-    return list(rows.items())

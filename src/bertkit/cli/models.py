@@ -22,7 +22,8 @@ def params_cmd(
 
     from bertkit.config import MAX_LABELS, PRESETS, from_preset
     from bertkit.hf import build_heads, load_pretrained
-    from bertkit.model import BertEncoder, parameter_table
+    from bertkit.model import BertEncoder
+    from bertkit.sizes import parameter_table
 
     if num_labels is not None and (num_labels < 1 or "classifier" not in heads):
         raise BertkitError(

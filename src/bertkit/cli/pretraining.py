@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Annotated, Literal
@@ -135,7 +136,7 @@ def pretrain_cmd(
     flags["tasks"] = tuple(tuple(t.strip() for t in stage.split(",")) for stage in tasks) if tasks else None
     row = resolve_recipe(recipe, preset, init, **flags)
     words = None
-    if row.units != ("token",):  # the word file is read now: a missing or empty one costs nothing
+    if row.needs_words:  # the word file is read now: a missing or empty one costs nothing
         words = make_segmenter(row.segmenter).spec
         if words.startswith("words:"):
             words = "words:" + str(Path(words.removeprefix("words:")).resolve())
@@ -251,6 +252,11 @@ def pretrain_cmd(
                 if "rtd_accuracy" in ev
                 else ""
             )
+        )
+    if "lm_loss" in ev:
+        say(
+            f"held-out next-token accuracy {ev['lm_accuracy']:.3f}, loss {ev['lm_loss']:.3f} "
+            f"(perplexity {math.exp(min(ev['lm_loss'], 700)):,.1f})"
         )
     say(
         f"model: {summary['model']}"

@@ -307,3 +307,57 @@ def export_cmd(
     from bertkit.use.export import export_onnx
 
     export_onnx(model, onnx, opset=opset)
+
+
+@command("generate")
+def generate_cmd(
+    model: Annotated[str, "a GPT-2 folder (GPT2LMHeadModel: `bertkit pretrain --recipe gpt`)"],
+    prompts: Annotated[list[str], "texts to continue, e.g. 今天天气"],
+    max_new_tokens: Annotated[int, "tokens generated at most (fewer when the end-of-text token comes)", COUNT] = 50,
+    sample: Annotated[bool, "draw each token instead of taking the most likely (implied by the three below)"] = False,
+    temperature: Annotated[
+        float | None, "divide the logits by T before sampling (< 1: surer; default 1)", Range(0, None, low_open=True)
+    ] = None,
+    top_k: Annotated[int | None, "sample among the K most likely tokens only", COUNT] = None,
+    top_p: Annotated[
+        float | None,
+        "sample among the fewest most likely tokens whose probabilities reach P (nucleus sampling)",
+        Range(0, 1, low_open=True),
+    ] = None,
+    num_samples: Annotated[int, "continuations per prompt (seeds SEED, SEED+1, ...; needs sampling)", COUNT] = 1,
+    seed: Annotated[int, "random seed of the sampling", Range(0, 2**32 - 1)] = 0,
+    no_cache: Annotated[bool, "recompute the whole text for every token instead of keeping a KV cache"] = False,
+) -> None:
+    """Continue each prompt with a left-to-right language model: greedy by default, or sampled with temperature,
+    top-k and top-p. A KV cache keeps each layer's keys and values, so each token costs one position's work."""
+    from bertkit.hf import load_pretrained
+    from bertkit.use.generate import (
+        Sampling,
+        check_generator,
+        check_room,
+        decode,
+        end_token,
+        generate_ids,
+        prompt_ids,
+    )
+
+    sampling = Sampling(
+        sample=sample or any(v is not None for v in (temperature, top_k, top_p)),
+        temperature=1.0 if temperature is None else temperature,
+        top_k=top_k or 0,
+        top_p=1.0 if top_p is None else top_p,
+    )
+    if num_samples > 1 and not sampling.sample:
+        raise BertkitError(
+            f"--num-samples {num_samples}: greedy generation gives one text; add --sample (or --temperature, "
+            "--top-k, --top-p)"
+        )
+    ckpt = load_pretrained(model)
+    check_generator(ckpt, model)
+    inputs = [prompt_ids(ckpt, p) for p in prompts]  # every prompt checked before any runs
+    for prompt, ids in zip(prompts, inputs, strict=True):
+        check_room(ckpt, len(ids), max_new_tokens, f"prompt {prompt[:40]!r}")
+    for prompt, ids in zip(prompts, inputs, strict=True):
+        for k in range(num_samples):
+            new = generate_ids(ckpt, ids, max_new_tokens, sampling, seed + k, not no_cache, end_token(ckpt))
+            print(prompt + decode(ckpt, new))

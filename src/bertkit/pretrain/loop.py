@@ -572,6 +572,8 @@ def evaluate(
         cloze_n += int(cloze.sum())
         masked_n += int(chosen.sum())
     model.train(was_training)
+    if not masked_n:  # nothing masked (a left-to-right language model): no cloze, no baseline at [MASK]
+        return window.row()
     return window.row() | {"unigram_accuracy": baseline / max(1, cloze_n), "masked_tokens": masked_n}
 
 

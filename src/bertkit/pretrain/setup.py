@@ -41,6 +41,7 @@ MASKING_UNITS = {
     "ngram": "ngram",
     "ernie-phrase": "phrase",
     "ernie-entity": "entity",
+    "none": "none",  # the text as it is: a left-to-right language model (GPT) predicts every next token
 }
 OBJECTIVES = ("nsp", "sop", "full")
 
@@ -56,6 +57,7 @@ class Recipe:
     dynamic: bool  # fresh masks every epoch, else `dupe_factor` static copies cycled
     beta2: float  # Adam's β2 (AdamW, weight decay 0.01, ε 1e-6 for every recipe)
     source: str  # the paper (and code) the row's values come from
+    lm: Literal["masked", "causal"] = "masked"  # the language model: BERT's cloze, or GPT's next token
     generator_size: float | None = None  # ELECTRA's replaced-token detection: the MLM generator's width fraction
     boundary_objective: bool = False  # SpanBERT's span boundary objective (SBO) beside the MLM; needs span masking
     tokenizer: Literal["wordpiece", "bpe"] = "wordpiece"  # the vocabulary a new model trains on the corpus
@@ -83,6 +85,11 @@ class Recipe:
         return self.stages or (self.masking,)
 
     @property
+    def needs_words(self) -> bool:
+        """Whether a masking unit takes words whole (then the segmenter runs over the corpus)."""
+        return any(u not in ("token", "none") for u in self.units)
+
+    @property
     def pooler(self) -> bool:
         """Whether a sentence-level head reads the pooled [CLS] (BertForMaskedLM & co. have no pooler)."""
         return self.objective != "full" or any(t in ("reorder", "distance") for stage in self.tasks for t in stage)
@@ -90,6 +97,8 @@ class Recipe:
     @property
     def heads(self) -> tuple[str, ...]:
         """The heads the model's family must have (`hf.FAMILIES[...].heads`) for this recipe's objectives."""
+        if self.lm == "causal":
+            return ("lm",)
         return ("mlm",) + (("nsp",) if self.objective != "full" else ()) + (("rtd",) if self.generator_size else ())
 
     def masking_config(self) -> MaskingConfig:
@@ -115,6 +124,8 @@ class Recipe:
             objective = f"RTD + MLM generator ({self.generator_size:g} wide), full sentences"
         if self.tasks:
             objective = " → ".join("+".join(stage) for stage in self.tasks) + " (stages; task embeddings)"
+        if self.lm == "causal":
+            objective = "next token, left to right (causal LM), full sentences"
         unit = {
             "token": "tokens",
             "wwm": "whole words",
@@ -122,17 +133,19 @@ class Recipe:
             "ngram": f"n-grams (n ≤ {self.max_ngram}, p ∝ 1/n)",
             "ernie-phrase": "phrases (segmenter words, one 80/10/10 draw each)",
             "ernie-entity": "entities (one 80/10/10 draw each)",
+            "none": "nothing",
         }
         unit = (
             " → ".join(unit[m].split(" (")[0] for m in self.stages) + " stages" if self.stages else unit[self.masking]
         )
         keep = 1 - self.mask_share - self.random_share
         shares = f"{self.mask_share:.0%} [MASK] / {self.random_share:.0%} random / {keep:.0%} kept"
+        masking = f"{unit}, {shares}" if self.units != ("none",) else "none (the text as it is)"
         return {
             "recipe": self.name,
             "preset": self.preset,
             "objective": objective,
-            "masking": f"{unit}, {shares}",
+            "masking": masking,
             "data": "dynamic" if self.dynamic else f"static × {self.dupe_factor}",
             "tokenizer": {"wordpiece": "WordPiece", "bpe": "byte-level BPE"}[self.tokenizer],
             "segmenter": self.segmenter,
@@ -213,6 +226,17 @@ RECIPES = {
                 "distance (3 classes); stage k trains tasks 1..k, a quarter of the steps each, batches in turn",
             },
         ),
+        Recipe(
+            "gpt",
+            "gpt2-mini-chinese",
+            "full",
+            "none",
+            dynamic=True,
+            beta2=0.999,
+            lm="causal",
+            source="Radford et al. 2018 / 2019 (GPT, GPT-2): left-to-right LM, GPT-2's pre-LayerNorm blocks",
+            sources={"tokenizer": "WordPiece, as UER's gpt2-chinese ([CLS] opens a text, [SEP] ends it)"},
+        ),
     )
 }
 
@@ -290,7 +314,19 @@ def resolve_recipe(
             f"--masking {row.masking}: recipe {row.name}'s span boundary objective predicts masked spans; "
             "give --masking span or another --recipe"
         )
-    if "segmenter" in given and row.units == ("token",):
+    if (row.lm == "causal") != (row.masking == "none"):
+        raise BertkitError(
+            f"--masking {row.masking}: recipe {row.name} trains a left-to-right language model, which reads the text "
+            "as it is; give --masking none, or another --recipe"
+            if row.lm == "causal"
+            else f"--masking none masks nothing, and recipe {row.name} predicts masked tokens; give another --masking"
+        )
+    if row.lm == "causal" and "objective" in given and row.objective != "full":
+        raise BertkitError(
+            f"--objective {row.objective}: recipe {row.name} trains a left-to-right language model on full sentences "
+            "(it has no sentence-pair head); give --objective full or another --recipe"
+        )
+    if "segmenter" in given and not row.needs_words:
         raise BertkitError(
             "--segmenter finds the words that --masking wwm, span and ngram take whole; this run masks single tokens"
         )
@@ -326,7 +362,12 @@ def _check_tasks(stages: tuple[tuple[str, ...], ...]) -> None:
             raise BertkitError(f"--tasks: stage {i} ({','.join(stage)}) names a task twice")
 
 
-HEAD_NAMES = {"nsp": "sentence-pair (NSP / SOP)", "rtd": "replaced-token-detection (rtd)", "mlm": "masked-LM (mlm)"}
+HEAD_NAMES = {
+    "lm": "left-to-right language-model (lm)",
+    "nsp": "sentence-pair (NSP / SOP)",
+    "rtd": "replaced-token-detection (rtd)",
+    "mlm": "masked-LM (mlm)",
+}
 
 
 def build_pretraining(
@@ -465,6 +506,8 @@ def _new_model(source, recipe: Recipe, tokenizer_path: str | None, vocab_size: i
             tokenizer = Tokenizer.train(sentences, vocab_size=vocab_size, show_progress=False)
     if recipe.tasks:  # a task embedding per ERNIE 2.0 task
         overrides = {"extra_embeddings": {"task_type": len(TASKS)}} | overrides
+    if recipe.lm == "causal":  # a text opens with [CLS] (<s>) and ends with [SEP] (</s>): generation stops there
+        overrides = {"bos_token_id": tokenizer.cls_token_id, "eos_token_id": tokenizer.sep_token_id} | overrides
     config = from_preset(
         recipe.preset, vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_token_id, **overrides
     )
@@ -490,6 +533,11 @@ def _objective(recipe: Recipe, encoder, heads: dict, label_smoothing: float) -> 
         return ElectraPretraining(
             generator, MLMHead(gen_config), encoder, RTDHead(config), label_smoothing=label_smoothing
         )
+    if recipe.lm == "causal":
+        from bertkit.model import LMHead
+        from bertkit.pretrain.autoregressive import CausalLMPretraining
+
+        return CausalLMPretraining(encoder, heads.get("lm") or LMHead(), label_smoothing)
     mlm = heads.get("mlm") or MLMHead(config)
     if recipe.tasks:
         from bertkit.pretrain.ernie2 import Ernie2Pretraining, StructureHeads
@@ -516,7 +564,7 @@ def _data(
     vocab = Vocab.of(tokenizer)
     unit = "span_boundaries" if recipe.boundary_objective else MASKING_UNITS[recipe.units[0]]
     documents, segmenter, entities = shards, None, None
-    if recipe.units != ("token",):  # find the words once per corpus and segmenter; they ride along on the token ids
+    if recipe.needs_words:  # find the words once per corpus and segmenter; they ride along on the token ids
         segmenter = make_segmenter(recipe.segmenter)
         entity_starts = None
         if "ernie-entity" in recipe.units:  # entity units likewise, as a second bit
