@@ -9,10 +9,10 @@ Choices:
 - Presets are data: `PRESETS` names each model with the paper or release it comes from.
 - One config for the family (STYLE: one encoder, small deltas): `model_type` ("bert", "albert", "roberta",
   "electra", "ernie", "distilbert", "gpt2") picks one row of `FAMILY_SPECS` (families.py, re-exported here;
-  `config.family`, a `FamilySpec`); the code asks that row what the family has (a shared layer, a position
-  offset, ...) and never which family it is. Which keys config.json may carry depends on the row
-  (`FamilySpec.fields`, `key_renames`, `dropped_keys`, `fixed_keys`); each family's file is written with the keys its `transformers` class reads, under
-  the names it reads them, and without the fields that class hard-codes (`fixed_fields`).
+  `config.family`, a `FamilySpec`); the code asks that row what the family has (a shared layer, a position offset,
+  ...) and never which family it is. Which keys config.json may carry depends on the row (`FamilySpec.fields`,
+  `key_renames`, `dropped_keys`, `fixed_keys`); each family's file is written with the keys its `transformers` class
+  reads, under the names it reads them, and without the fields that class hard-codes (`fixed_fields`).
 - Deltas no `transformers` class of today's families has are bertkit's own fields: `type_vocab_size = 0`
   (no token-type table; DistilBERT's fixed value), `norm_position` ("pre": GPT-2's layout) and `extra_embeddings`
   (tables added like token types; ERNIE's row writes its task table under ErnieConfig's keys). config.json
