@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import pytest
 import torch
@@ -246,3 +247,41 @@ def test_recipes_and_families_that_do_not_fit_are_refused_naming_both(tmp_path, 
         assert main(f"pretrain --out {tmp_path}/x --corpus peoples-daily {argv}".split()) == 2
         assert message in capsys.readouterr().err, argv
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    "kind,cls",
+    [
+        ("classification", "ForSequenceClassification"),
+        ("tagging", "ForTokenClassification"),
+        ("qa", "ForQuestionAnswering"),
+    ],
+)
+def test_fine_tuning_heads_load_both_ways_with_the_same_outputs(tmp_path, kind, cls):
+    """Classification reads the last real token (padding on the right, found through the padding id as
+    transformers finds it); tagging and QA read every token."""
+    from bertkit.finetune.model import build_model, load_task_model, save_task_model
+    from bertkit.tokenizer import Tokenizer
+
+    tok = Tokenizer.train(iter(["今天天气很好", "明天下雨了吧"] * 5), vocab_size=99, min_frequency=1)
+    ckpt = ours()
+    config = replace(ckpt.config, vocab_size=tok.vocab_size, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(0)
+    save_pretrained(tmp_path / "lm", BertEncoder(config), build_heads(config, ["lm"]), tok)
+    labels = ["neg", "pos"] if kind == "classification" else ["O", "B-LOC", "I-LOC"]
+    model, _ = build_model(tmp_path / "lm", kind, labels if kind != "qa" else [])
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    save_task_model(tmp_path / "task", model, tok)
+    hf = getattr(transformers, "GPT2" + cls).from_pretrained(tmp_path / "task").eval()
+    batch = tok(["今天天气很好", "明天"])
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    again, _ = load_task_model(tmp_path / "task")
+    with torch.no_grad():
+        out = hf(input_ids=ids, attention_mask=mask)
+        theirs = out.logits if kind != "qa" else torch.stack([out.start_logits, out.end_logits], -1)
+        for m in (model.eval(), again):
+            got = m(ids, mask)
+            real = mask.bool() if kind != "classification" else slice(None)
+            torch.testing.assert_close(got[real], theirs[real], atol=1e-5, rtol=0)

@@ -29,7 +29,9 @@ Choices:
     are both 0.1), so a folder written back carries GPT2Config's default. The `summary_*` keys configure
     GPT2DoubleHeadsModel's multiple-choice head, which bertkit does not build. `scale_attn_weights` true and
     `scale_attn_by_inverse_layer_idx` false are what the one encoder computes (softmax(QKᵀ/√d)); any other
-    value is refused. `reorder_and_upcast_attn` changes only rounding and is read and ignored.
+    value is refused. `reorder_and_upcast_attn` changes only rounding and is read and ignored. Sequence
+    classification reads the last real token (GPT2ForSequenceClassification's `score`, no bias: in a causal model
+    only the last token has seen the whole text); tagging and QA are BERT's heads under the same names.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class FamilySpec:
     pooler: bool = True  # the base model's default
     mlm_act: str | None = None  # the MLM head's activation whatever hidden_act says; None: hidden_act
     classifier_reads_first_token: bool = False  # sequence classifier: dense + act on token 0, not the pooler
+    classifier_reads_last_token: bool = False  # sequence classifier: one bias-free linear layer on the last token
     classifier_act: str = "tanh"  # that first-token classifier's activation
     multiple_choice: bool = True  # bertkit builds the family's multiple-choice head
     choice_reads_first_token: bool = False  # that head is the first-token classifier (to 1), not the pooler's
@@ -164,6 +167,7 @@ FAMILY_SPECS["gpt2"] = FamilySpec(
     fixed_fields={"type_vocab_size": 0, "norm_position": "pre"},
     fixed_keys={"scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False},
     pooler=False,
+    classifier_reads_last_token=True,
     multiple_choice=False,
     causal=True,
     word_padding_row=False,

@@ -49,6 +49,7 @@ from bertkit.model import (
     BertEncoder,
     ClassifierHead,
     FirstTokenClassifierHead,
+    LastTokenClassifierHead,
     LMHead,
     MLMHead,
     NSPHead,
@@ -113,13 +114,16 @@ class Checkpoint:
 
 def build_heads(config: BertConfig, heads: list[str]) -> dict[str, nn.Module]:
     first_token = config.family.classifier_reads_first_token  # no pooler: a two-layer head on <s> / [CLS]
+    classifier = FirstTokenClassifierHead if first_token else ClassifierHead
+    if config.family.classifier_reads_last_token:  # GPT-2: on the last token
+        classifier = LastTokenClassifierHead
     choice_head = FirstTokenClassifierHead if config.family.choice_reads_first_token else ClassifierHead
     factories = {
         "mlm": MLMHead,
         "lm": lambda c: LMHead(),
         "nsp": NSPHead,
         "rtd": RTDHead,
-        "classifier": FirstTokenClassifierHead if first_token else ClassifierHead,
+        "classifier": classifier,
         "token_classifier": ClassifierHead,
         "multiple_choice": lambda c: choice_head(c, num_labels=1),
         "qa": span_head,

@@ -318,7 +318,7 @@ FAMILIES["gpt2"] = FamilyMap(
         ("ffn.down.bias", "mlp.c_proj.bias"),
     ],
     pooler=[],
-    heads={"lm": []},
+    heads={"lm": [], "classifier": [("out.weight", "score.weight")], "token_classifier": CLASSIFIER, "qa": _QA},
     redundant=frozenset({"lm_head.weight"}),
     tied=(("lm_head.weight", "wte.weight"),),
     redundant_pattern=r"h\.\d+\.attn\.(masked_)?bias",

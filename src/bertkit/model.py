@@ -545,6 +545,29 @@ class FirstTokenClassifierHead(nn.Module):
         return self.out(self.dropout(self.act(self.dense(self.dropout(first)))))
 
 
+class LastTokenClassifierHead(nn.Module):
+    """GPT-2's sequence classifier (`score`): a bias-free linear layer on the last real token, the one position of
+    a causal model that has seen the whole text (GPT-1's "extract" token)."""
+
+    reads_last_token = True
+
+    def __init__(self, config: BertConfig, num_labels: int | None = None):
+        super().__init__()
+        self.out = nn.Linear(config.hidden_size, num_labels or config.num_labels, bias=False)
+        init_weights(self.out, config.initializer_range)
+
+    def forward(self, last: torch.Tensor) -> torch.Tensor:  # (B, H) -> (B, C)
+        return self.out(last)
+
+
+def last_token(hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """(B, T, H) -> (B, H): each row's last real token (padding on the right)."""
+    if attention_mask is None:
+        return hidden[:, -1]
+    index = attention_mask.long().sum(1).clamp(min=1) - 1  # (B,)
+    return hidden[torch.arange(len(hidden), device=hidden.device), index]
+
+
 class RTDHead(nn.Module):
     """ELECTRA's discriminator: dense H → H, the config's activation, then one logit per token —
     "this token was replaced" (replaced-token detection)."""

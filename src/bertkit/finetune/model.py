@@ -34,7 +34,15 @@ from bertkit.errors import BertkitError, CheckpointError
 from bertkit.finetune.crf import CRF, CRF_FILE, compact
 from bertkit.finetune.tasks import BMES_LABELS
 from bertkit.hf import Checkpoint, check_vocab_fits, load_pretrained, save_pretrained
-from bertkit.model import BertEncoder, ClassifierHead, FirstTokenClassifierHead, init_weights, span_head
+from bertkit.model import (
+    BertEncoder,
+    ClassifierHead,
+    FirstTokenClassifierHead,
+    LastTokenClassifierHead,
+    init_weights,
+    last_token,
+    span_head,
+)
 
 # --------------------------------------------------------------------------------------------------- model
 
@@ -81,6 +89,8 @@ class TaskModel(nn.Module):
             return self.head(out.pooler_output).view(B, K)  # (B, K)
         out = self.encoder(input_ids, attention_mask, token_type_ids)
         if self.kind in ("classification", "regression"):
+            if getattr(self.head, "reads_last_token", False):  # GPT-2: the last real token has seen the whole text
+                return self.head(last_token(out.last_hidden_state, attention_mask))  # (B, C)
             if getattr(self.head, "reads_first_token", False):  # RoBERTa / ELECTRA: no pooler, a 2-layer head
                 return self.head(out.last_hidden_state[:, 0])  # (B, C)
             return self.head(out.pooler_output)  # (B, C)
@@ -167,13 +177,14 @@ def build_model(folder: str | Path, kind: str, labels: list[str], random_init: b
     # the first token through a two-layer head (RoBERTa's multiple choice still reads its pooler; DistilBERT's not).
     first_token = config.family.classifier_reads_first_token and kind in ("classification", "regression")
     first_token |= config.family.choice_reads_first_token and kind == "multiple_choice"
+    last = config.family.classifier_reads_last_token and kind in ("classification", "regression")
     if kind == "multiple_choice" and not config.family.multiple_choice:
         having = ", ".join(s.name for s in FAMILY_SPECS.values() if s.multiple_choice)
         raise BertkitError(
             f"{folder}: {config.family.name}'s multiple-choice head is not built by bertkit; "
             f"use a model of {having} for this task"
         )
-    pooled = kind in ("classification", "regression", "multiple_choice") and not first_token
+    pooled = kind in ("classification", "regression", "multiple_choice") and not first_token and not last
     if encoder is None:
         encoder = BertEncoder(config, add_pooler=pooled)
     encoder.config = config  # the labels travel with the encoder's config into config.json
@@ -184,6 +195,8 @@ def build_model(folder: str | Path, kind: str, labels: list[str], random_init: b
         encoder.pooler = None  # an unused pooler would get no gradient
     if kind == "qa":
         head = span_head(config)
+    elif last:
+        head = LastTokenClassifierHead(config, num_labels=1 if kind == "regression" else None)
     elif first_token:
         head = FirstTokenClassifierHead(config, num_labels=1 if kind in ("regression", "multiple_choice") else None)
     else:
@@ -223,7 +236,9 @@ def task_model(ckpt: Checkpoint, folder: str | Path) -> TaskModel:
     head's problem_type (config.json) and a CRF (crf.safetensors)."""
     folder = Path(folder)
     heads = ckpt.heads
-    first_token = any(getattr(h, "reads_first_token", False) for h in heads.values())  # RoBERTa / ELECTRA / ...
+    first_token = any(
+        getattr(h, "reads_first_token", False) or getattr(h, "reads_last_token", False) for h in heads.values()
+    )  # RoBERTa / ELECTRA / GPT-2 / ...: no pooler
     if ("classifier" in heads or "multiple_choice" in heads) and not first_token and ckpt.encoder.pooler is None:
         what = "a multiple-choice head" if "multiple_choice" in heads else "a sequence classifier"
         raise CheckpointError(f"{folder}: {what} without a pooler (bert.pooler.*) cannot run")
