@@ -42,6 +42,8 @@ RECIPES = {  # every recipe and masking the pretraining loop runs today
     "albert": "--recipe albert",
     "roberta": "--recipe roberta",
     "electra": "--recipe electra",
+    "gpt": "--recipe gpt",
+    "xlnet": "--recipe xlnet",
 }
 FINETUNE = "--epochs 1 --batch-size 8 --lr 1e-3 --warmup 2 --precision fp32 --dropout 0.1 --log-every 1 --seeds 0"
 TASKS = {  # every task kind fine-tuning runs today, a few steps each

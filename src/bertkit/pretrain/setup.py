@@ -57,7 +57,8 @@ class Recipe:
     dynamic: bool  # fresh masks every epoch, else `dupe_factor` static copies cycled
     beta2: float  # Adam's β2 (AdamW, weight decay 0.01, ε 1e-6 for every recipe)
     source: str  # the paper (and code) the row's values come from
-    lm: Literal["masked", "causal"] = "masked"  # the language model: BERT's cloze, or GPT's next token
+    # the language model: BERT's cloze, GPT's next token left to right, or XLNet's next token in a random order
+    lm: Literal["masked", "causal", "permuted"] = "masked"
     generator_size: float | None = None  # ELECTRA's replaced-token detection: the MLM generator's width fraction
     boundary_objective: bool = False  # SpanBERT's span boundary objective (SBO) beside the MLM; needs span masking
     tokenizer: Literal["wordpiece", "bpe"] = "wordpiece"  # the vocabulary a new model trains on the corpus
@@ -126,6 +127,8 @@ class Recipe:
             objective = " → ".join("+".join(stage) for stage in self.tasks) + " (stages; task embeddings)"
         if self.lm == "causal":
             objective = "next token, left to right (causal LM), full sentences"
+        if self.lm == "permuted":
+            objective = "next token in a random order (permutation LM, two streams, last 1/6), full sentences"
         unit = {
             "token": "tokens",
             "wwm": "whole words",
@@ -237,6 +240,17 @@ RECIPES = {
             source="Radford et al. 2018 / 2019 (GPT, GPT-2): left-to-right LM, GPT-2's pre-LayerNorm blocks",
             sources={"tokenizer": "WordPiece, as UER's gpt2-chinese ([CLS] opens a text, [SEP] ends it)"},
         ),
+        Recipe(
+            "xlnet",
+            "bert-mini-chinese",
+            "full",
+            "none",
+            dynamic=True,
+            beta2=0.999,
+            lm="permuted",
+            source="Yang et al. 2019 (XLNet): permutation LM, two-stream attention, partial prediction K = 6",
+            sources={"positions": "BERT's absolute positions, no Transformer-XL memory (a BERT folder)"},
+        ),
     )
 }
 
@@ -314,16 +328,16 @@ def resolve_recipe(
             f"--masking {row.masking}: recipe {row.name}'s span boundary objective predicts masked spans; "
             "give --masking span or another --recipe"
         )
-    if (row.lm == "causal") != (row.masking == "none"):
+    if (row.lm != "masked") != (row.masking == "none"):
         raise BertkitError(
-            f"--masking {row.masking}: recipe {row.name} trains a left-to-right language model, which reads the text "
-            "as it is; give --masking none, or another --recipe"
-            if row.lm == "causal"
+            f"--masking {row.masking}: recipe {row.name} trains a {row.lm} language model, which reads the text as it "
+            "is; give --masking none, or another --recipe"
+            if row.lm != "masked"
             else f"--masking none masks nothing, and recipe {row.name} predicts masked tokens; give another --masking"
         )
-    if row.lm == "causal" and "objective" in given and row.objective != "full":
+    if row.lm != "masked" and "objective" in given and row.objective != "full":
         raise BertkitError(
-            f"--objective {row.objective}: recipe {row.name} trains a left-to-right language model on full sentences "
+            f"--objective {row.objective}: recipe {row.name} trains a {row.lm} language model on full sentences "
             "(it has no sentence-pair head); give --objective full or another --recipe"
         )
     if "segmenter" in given and not row.needs_words:
@@ -420,7 +434,7 @@ def build_pretraining(
         )
     cache = Path(cache_dir or os.environ.get("BERTKIT_CACHE", Path.home() / ".cache" / "bertkit"))
     common = _data(source, tokenizer, recipe, cache, max_seq_length, eval_fraction, seed, progress)
-    model = _objective(recipe, encoder, heads, label_smoothing)
+    model = _objective(recipe, encoder, heads, label_smoothing, tokenizer)
     train_ids, eval_ids = common.pop("split")
     train_data = PretrainingData(
         doc_ids=train_ids, dynamic=recipe.dynamic, dupe_factor=recipe.dupe_factor, chunk_tokens=chunk_tokens, **common
@@ -515,7 +529,7 @@ def _new_model(source, recipe: Recipe, tokenizer_path: str | None, vocab_size: i
     return tokenizer, BertEncoder(config, add_pooler=recipe.pooler), {}
 
 
-def _objective(recipe: Recipe, encoder, heads: dict, label_smoothing: float) -> PretrainingObjective:
+def _objective(recipe: Recipe, encoder, heads: dict, label_smoothing: float, tokenizer) -> PretrainingObjective:
     """The recipe's objective over the encoder: ELECTRA's generator and discriminator when it detects replaced
     tokens, MLM with SpanBERT's span boundary head when it has that objective, else MLM with an NSP / SOP head
     unless it trains on full sentences alone."""
@@ -539,6 +553,11 @@ def _objective(recipe: Recipe, encoder, heads: dict, label_smoothing: float) -> 
 
         return CausalLMPretraining(encoder, heads.get("lm") or LMHead(), label_smoothing)
     mlm = heads.get("mlm") or MLMHead(config)
+    if recipe.lm == "permuted":
+        from bertkit.pretrain.autoregressive import PermutationLMPretraining
+
+        special = tuple(tokenizer.all_special_ids)
+        return PermutationLMPretraining(encoder, mlm, tokenizer.mask_token_id, special, label_smoothing=label_smoothing)
     if recipe.tasks:
         from bertkit.pretrain.ernie2 import Ernie2Pretraining, StructureHeads
 
