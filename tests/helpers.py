@@ -34,7 +34,11 @@ def save_tiny_bert(folder: Path, tokenizer, max_position_embeddings: int = 64, s
 
 def model_folders(root: Path) -> Path:
     """The bad-input tests' tiny folders under `root`: plain (encoder and pooler), mlm (with an MLM head), clf
-    (a neg/pos classifier) and ner (an O/B-LOC/I-LOC tagger), on one small mixed vocabulary. Returns plain."""
+    (a neg/pos classifier), ner (an O/B-LOC/I-LOC tagger) and gpt (a GPT-2 with its LM head), on one small mixed
+    vocabulary. Returns plain."""
+    from dataclasses import replace
+
+    from bertkit.config import from_preset
     from bertkit.finetune.model import build_model, save_task_model
     from bertkit.hf import build_heads, load_pretrained
     from bertkit.tokenizer import Tokenizer
@@ -47,6 +51,9 @@ def model_folders(root: Path) -> Path:
     for name, kind, labels in (("clf", "classification", ["neg", "pos"]), ("ner", "tagging", ["O", "B-LOC", "I-LOC"])):
         model, model_tok = build_model(plain, kind, labels)
         save_task_model(root / name, model, model_tok)
+    gpt = from_preset("gpt2-tiny-chinese", vocab_size=tok.vocab_size, hidden_size=32, max_position_embeddings=64)
+    gpt = replace(gpt, pad_token_id=tok.pad_token_id, num_attention_heads=4, intermediate_size=64)
+    save_pretrained(root / "gpt", BertEncoder(gpt), build_heads(gpt, ["lm"]), tok)
     return plain
 
 

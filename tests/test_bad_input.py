@@ -599,6 +599,44 @@ CASES = [  # (class of case, what the user did, the command, what the one stderr
         "distill --task sentiment --teacher {r}/clf --method tinybert --out {r}/d",
         "--method tinybert with --task distils a general-distilled student: give --student DIR",
     ),
+    ("an empty text", "generate from an empty prompt", "generate {r}/gpt ''", "the prompt is empty"),
+    (
+        "a number the model cannot honour",
+        "generate past the model's positions",
+        "generate {r}/gpt 今天 --max-new-tokens 100",
+        "its 3 tokens and --max-new-tokens 100 pass the model's 64 positions; give --max-new-tokens 61 or less",
+    ),
+    ("a number out of range or not a number", "generate --top-p 1.5", "generate {r}/gpt 今天 --top-p 1.5", "--top-p"),
+    (
+        "a number out of range or not a number",
+        "generate --temperature 0",
+        "generate {r}/gpt 今天 --temperature 0",
+        "--temperature must be more than 0",
+    ),
+    (
+        "a model folder that is not the kind asked for",
+        "generate from a BERT folder",
+        "generate {r}/mlm 今天",
+        "a masked-LM (BERT-style) model without a left-to-right language-model head",
+    ),
+    (
+        "a model folder that is not the kind asked for",
+        "fill-mask with a GPT-2 folder",
+        "fill-mask {r}/gpt 北[MASK]",
+        "reads left to right: `bertkit generate` continues a text",
+    ),
+    (
+        "a model folder that is not the kind asked for",
+        "distill a GPT-2 teacher",
+        D + " --teacher {r}/gpt --method tinybert",
+        "a GPT-2 teacher reads left to right",
+    ),
+    (
+        "a model folder that is not the kind asked for",
+        "pretrain a masked LM from a GPT-2 folder",
+        INIT.replace("{r}/plain", "{r}/gpt") + " --recipe bert",
+        "GPT-2 has no masked-LM (mlm) head",
+    ),
 ]
 
 

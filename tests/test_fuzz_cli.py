@@ -47,6 +47,7 @@ BASE = {
     "evaluate": "evaluate --model {r}/clf --task classification --data {r}/train.csv",
     "predict": "predict --model {r}/clf --input {r}/texts.txt --output {o}/p.jsonl",
     "fill-mask": "fill-mask {r}/mlm 北[MASK]",
+    "generate": "generate {r}/gpt 我们 --max-new-tokens 3 --top-k 5",
     "embed": "embed {r}/plain --input {r}/texts.txt --output {o}/e.npy",
     "similarity": "similarity {r}/plain 我们 很好",
     "attention": "attention {r}/plain 我们很好 --out {o}/att --layer 1 --head 1",
@@ -254,6 +255,8 @@ FILE_SLOTS = [
     ("elmo train", "corpus.txt"),
     ("elmo finetune", "elmo/model/elmo_config.json"),
     ("elmo finetune", "elmo/model/vocab.txt"),
+    ("generate", "gpt/config.json"),
+    ("generate", "gpt/model.safetensors"),
 ]
 
 

@@ -30,13 +30,13 @@ def load_teacher(folder: str, method: str):
     ckpt = load_pretrained(folder)
     if ckpt.tokenizer is None:
         raise BertkitError(f"--teacher {folder}: the model folder has no vocab.txt or tokenizer.json")
+    check_teacher(ckpt.config, method)
     if method == "distilbert" and "mlm" not in ckpt.heads:
         raise BertkitError(
             f"--teacher {folder}: --method distilbert distils the teacher's masked-LM predictions, and this folder "
             "has no MLM head (a ...ForMaskedLM or ...ForPreTraining folder has one); give such a teacher, or "
             "--method tinybert"
         )
-    check_teacher(ckpt.config, method)
     return ckpt
 
 

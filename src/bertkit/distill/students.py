@@ -64,6 +64,11 @@ def parse_layer_map(text: str, teacher_layers: int, student_layers: int) -> list
 def check_teacher(config, method: str) -> None:
     """A teacher the student can be made from and compared with, layer by layer."""
     fam = config.family
+    if fam.causal:
+        raise BertkitError(
+            f"--teacher: a {fam.name} teacher reads left to right; DistilBERT and TinyBERT students are bidirectional "
+            "BERT encoders matched to a bidirectional teacher: give a BERT, RoBERTa or ERNIE teacher"
+        )
     if fam.shares_layers or config.embedding_width != config.hidden_size:
         raise BertkitError(
             f"--teacher: a {fam.name} teacher (shared layers or embeddings of another width than its layers) has no "

@@ -26,6 +26,8 @@ def fill_mask(model: str | Checkpoint, text: str, top_k: int = 5) -> list[list[t
     ckpt = _load(str(model)) if not isinstance(model, Checkpoint) else model
     if "mlm" not in ckpt.heads:
         hint = " (an ELECTRA discriminator: use the generator folder beside it)" if "rtd" in ckpt.heads else ""
+        if ckpt.config.family.causal:
+            hint = f" (a {ckpt.config.family.name} model reads left to right: `bertkit generate` continues a text)"
         raise BertkitError(f"{model}: the model has no MLM head{hint}; fill-mask needs one")
     tok = ckpt.tokenizer
     mask_token = tok.id_to_token(tok.mask_token_id) if tok is not None else "[MASK]"
