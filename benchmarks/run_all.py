@@ -15,6 +15,7 @@ BENCHES = [
     "bench_embed.py",
     "bench_data.py",
     "bench_word2vec.py",
+    "bench_generate.py",
     "bench_gpu.py",
 ]
 

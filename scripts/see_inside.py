@@ -69,8 +69,9 @@ def main() -> int:
         bk("elmo", "train", "--out", str(out / "elmo"), *corpus, "--steps", str(args.steps), "--progress", *resume)
     texts, senses = zip(*CONTEXTS, strict=True)
     lesson = ["similarity", bert, *texts, "--word", "苹果", "--senses", *senses]
-    lesson += ["--word2vec", str(out / "w2v" / "vectors.bin"), "--elmo", str(out / "elmo" / "model")]
-    bk(*lesson, "--out", str(out / "polysemy"))
+    shown_out = Path(args.out)  # as given (runs/see-inside): the command in the docs names no machine's folders
+    lesson += ["--word2vec", str(shown_out / "w2v" / "vectors.bin"), "--elmo", str(shown_out / "elmo" / "model")]
+    bk(*lesson, "--out", str(shown_out / "polysemy"))
     if not args.write_docs:
         return 0
     rows = json.loads((out / "polysemy" / "polysemy.json").read_text(encoding="utf-8"))

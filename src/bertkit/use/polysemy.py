@@ -82,7 +82,9 @@ def draw(rows: list[LayerRow], texts: list[str], word: str, path: Path) -> list[
                     ax.text(j, i, f"{c:.2f}", ha="center", va="center", fontsize=7, color=colour)
             ax.set_xticks(range(N), [str(i + 1) for i in range(N)])
             ax.set_yticks(range(N), [str(i + 1) for i in range(N)])
-            ax.set_title(f"{r.model}, layer {r.layer}", fontsize=9)
+            ax.set_title(
+                f"{r.model} {r.layer}" if str(r.layer).startswith("(") else f"{r.model}, layer {r.layer}", fontsize=9
+            )
         for ax in list(axes.flat)[len(rows) :]:
             ax.axis("off")
         legend = "   ".join(f"{i + 1}: {t}" for i, t in enumerate(texts))
