@@ -294,3 +294,18 @@ def test_bad_extra_tables_are_named(value, fragment):
         config(extra_embeddings=value)
     with pytest.raises(ConfigError, match="norm_position"):
         config(norm_position="sandwich")
+
+
+def test_the_fused_qkv_kept_for_inference_follows_every_change_of_the_weights():
+    torch.manual_seed(0)
+    encoder = BertEncoder(
+        BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    ).eval()
+    ids = torch.randint(0, 50, (2, 5))
+    with torch.no_grad():
+        before = encoder(ids).last_hidden_state
+        encoder.layers[0].attn.key.weight.mul_(2)  # an in-place update, as an optimizer step or a load makes
+        after = encoder(ids).last_hidden_state
+    fresh = encoder(ids).last_hidden_state  # with autograd on: the weights concatenated anew
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, fresh.detach(), rtol=0, atol=0)
