@@ -285,3 +285,36 @@ def test_fine_tuning_heads_load_both_ways_with_the_same_outputs(tmp_path, kind, 
             got = m(ids, mask)
             real = mask.bool() if kind != "classification" else slice(None)
             torch.testing.assert_close(got[real], theirs[real], atol=1e-5, rtol=0)
+
+
+def test_the_auxiliary_lm_loss_adds_lambda_times_the_next_token_loss(tmp_path, capsys):
+    from bertkit.finetune.model import build_model, set_dropout
+    from bertkit.tokenizer import Tokenizer
+
+    tok = Tokenizer.train(iter(["今天天气很好", "明天下雨了吧"] * 5), vocab_size=99, min_frequency=1)
+    config = replace(ours().config, vocab_size=tok.vocab_size, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(0)
+    save_pretrained(tmp_path / "lm", BertEncoder(config), build_heads(config, ["lm"]), tok)
+    model, _ = build_model(tmp_path / "lm", "classification", ["neg", "pos"])
+    set_dropout(model, 0.0)
+    model.train()
+    batch = tok(["今天天气很好", "明天"]) | {"labels": torch.tensor([0, 1])}
+    plain = model.loss_sum(model(batch["input_ids"], batch["attention_mask"]), batch)
+    model.lm_weight = 0.5
+    with_lm = model.loss_sum(model(batch["input_ids"], batch["attention_mask"]), batch)
+    logits = lm_logits(Checkpoint(model.encoder.config, model.encoder), batch["input_ids"])
+    ids, mask = batch["input_ids"], batch["attention_mask"].bool()
+    keep = mask[:, 1:] & mask[:, :-1]
+    nll = torch.nn.functional.cross_entropy(logits[:, :-1][keep], ids[:, 1:][keep])  # the mean over tokens
+    torch.testing.assert_close(with_lm, plain + 0.5 * 2 * nll)  # λ × the mean × the batch's 2 examples
+
+    bert = replace(config, model_type="bert", norm_position="post", type_vocab_size=2)
+    save_pretrained(tmp_path / "bert", BertEncoder(bert), {}, tok)
+    for folder, task, message in (
+        ("bert", "sentiment", "the auxiliary language-model loss is GPT's"),
+        ("lm", "peoples-daily-ner", "--lm-weight adds a loss per example"),
+    ):
+        argv = f"finetune --model {tmp_path}/{folder} --task {task} --out {tmp_path}/ft --lm-weight 0.5"
+        assert main(argv.split()) == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "ft").exists()

@@ -92,6 +92,12 @@ def finetune_cmd(
         "mix each one-hot training target with the uniform one (classification, tagging without CRF, QA)",
         FRACTION,
     ] = 0.0,
+    lm_weight: Annotated[
+        float,
+        "GPT-2: add λ × the language-model loss on the same inputs (GPT-1's auxiliary objective, λ = 0.5; "
+        "classification, pairs, regression)",
+        Range(0, 100),
+    ] = 0.0,
     max_train_examples: Annotated[int | None, "use only the first N training examples", COUNT] = None,
     max_eval_examples: Annotated[int | None, "use only the first N dev and N test examples", COUNT] = None,
     precision: Annotated[Literal["auto", "fp32", "bf16"], "auto: bf16 where the hardware has it"] = "auto",
@@ -134,6 +140,10 @@ def finetune_cmd(
         n_best=n_best, null_threshold=null_threshold,
     )  # fmt: skip
     _check_length_fits(model, data, max_seq_length)
+    if lm_weight:
+        from bertkit.finetune.model import check_lm_weight
+
+        check_lm_weight(model, data.kind)
     cfg = FinetuneConfig(
         out_dir=out,
         epochs=epochs,
@@ -150,6 +160,7 @@ def finetune_cmd(
         patience=patience,
         dropout=dropout,
         label_smoothing=label_smoothing,
+        lm_weight=lm_weight,
         precision=precision,
         log_every=log_every,
         progress=sys.stderr.isatty(),

@@ -64,6 +64,9 @@ class TaskModel(nn.Module):
     def __init__(self, encoder: BertEncoder, head: nn.Module, kind: str, crf: CRF | None = None):
         super().__init__()
         self.encoder, self.head, self.kind, self.crf = encoder, head, kind, crf
+        # GPT-1's auxiliary objective (GPT-2 only): λ × the next-token loss on the same inputs, in training
+        self.lm_weight = 0.0
+        self._lm_inputs: tuple | None = None
 
     @property
     def labels(self) -> list[str]:
@@ -84,10 +87,12 @@ class TaskModel(nn.Module):
             B, K, T = input_ids.shape
             flat = [None if x is None else x.reshape(B * K, T) for x in (input_ids, attention_mask, token_type_ids)]
             out = self.encoder(*flat)
+            self._keep_for_lm(out.last_hidden_state, flat[0], flat[1], B)
             if getattr(self.head, "reads_first_token", False):  # DistilBERT: pre_classifier on the first token
                 return self.head(out.last_hidden_state[:, 0]).view(B, K)  # (B, K)
             return self.head(out.pooler_output).view(B, K)  # (B, K)
         out = self.encoder(input_ids, attention_mask, token_type_ids)
+        self._keep_for_lm(out.last_hidden_state, input_ids, attention_mask, len(input_ids))
         if self.kind in ("classification", "regression"):
             if getattr(self.head, "reads_last_token", False):  # GPT-2: the last real token has seen the whole text
                 return self.head(last_token(out.last_hidden_state, attention_mask))  # (B, C)
@@ -96,7 +101,30 @@ class TaskModel(nn.Module):
             return self.head(out.pooler_output)  # (B, C)
         return self.head(out.last_hidden_state)  # (B, T, C) tags, or (B, T, 2) start and end logits
 
+    def _keep_for_lm(self, hidden, input_ids, attention_mask, examples: int) -> None:
+        self._lm_inputs = (hidden, input_ids, attention_mask, examples) if self.lm_weight and self.training else None
+
+    def lm_loss_sum(self) -> torch.Tensor:
+        """λ × the mean next-token loss of the last forward's inputs × its examples: summed like the task loss,
+        then divided by the step's examples (GPT-1: L3 = L2 + λ·L1)."""
+        from bertkit.pretrain.autoregressive import next_token_targets
+        from bertkit.pretrain.objectives import vocab_cross_entropy
+
+        hidden, ids, mask, examples = self._lm_inputs
+        predicts, targets = next_token_targets({"input_ids": ids, "attention_mask": mask})
+        logits = F.linear(hidden[:, :-1][predicts], self.encoder.embeddings.word_embeddings.weight)
+        nll, _ = vocab_cross_entropy(logits, targets)
+        return self.lm_weight * examples * nll / max(1, len(targets))
+
     def loss_sum(
+        self, logits: torch.Tensor, batch: dict[str, torch.Tensor], label_smoothing: float = 0.0
+    ) -> torch.Tensor:
+        loss = self._task_loss_sum(logits, batch, label_smoothing)
+        if self._lm_inputs is not None:
+            loss = loss + self.lm_loss_sum()
+        return loss
+
+    def _task_loss_sum(
         self, logits: torch.Tensor, batch: dict[str, torch.Tensor], label_smoothing: float = 0.0
     ) -> torch.Tensor:
         """The loss summed over what `loss_units` counts; callers divide by the count of the whole step.
@@ -134,6 +162,18 @@ class TaskModel(nn.Module):
             raise BertkitError(
                 f"--label-smoothing applies to cross-entropy over labels; {what} has none to smooth (use 0)"
             )
+
+
+def check_lm_weight(folder: str | Path, kind: str) -> None:
+    """--lm-weight needs a language-model head to share (GPT-2) and a loss per example to add to."""
+    config = BertConfig.from_json(Path(folder) / "config.json")
+    if not config.family.causal:
+        raise BertkitError(
+            f"--lm-weight: {folder} is a {config.family.name}; the auxiliary language-model loss is GPT's (a GPT-2 "
+            "folder)"
+        )
+    if kind not in ("classification", "regression", "multiple_choice"):
+        raise BertkitError(f"--lm-weight adds a loss per example: for classification, pairs and regression, not {kind}")
 
 
 def loss_units(kind: str, batch: dict[str, torch.Tensor]) -> int:
