@@ -208,3 +208,38 @@ def test_corpus_encoding_drops_rare_words_and_keeps_sentences_apart():
     corpus = Corpus.encode(sentences, vocab)
     assert [vocab.words[i] for i in corpus.ids] == ["a", "b", "b", "a"]
     assert corpus.sents.tolist() == [0, 0, 1, 1]
+
+
+def test_word2vec_features_feed_the_baselines_models_and_pair_with_compare(tmp_path, capsys):
+    """Vectors that put 好 and 差 far apart make the mean-pooled classifier right; the CRF tags from vectors alone."""
+    from bertkit.lineage.w2v_features import mean_vector, token_attributes, unit_of
+
+    words = ["好", "差", "今", "天", "北", "京"]
+    vectors = np.zeros((6, 4), np.float32)
+    vectors[0, 0], vectors[1, 0] = 1, -1
+    vectors[4, 1] = vectors[5, 1] = 1  # 北京 together
+    wv = WordVectors(words, vectors)
+    assert unit_of(wv) == "char" and unit_of(WordVectors(["北京"], vectors[:1])) == "word"
+    np.testing.assert_allclose(mean_vector(wv, "今天好x", "char"), vectors[[2, 3, 0]].mean(0))  # x: not there
+    assert not mean_vector(wv, "xyz", "char").any()
+    attrs = token_attributes(wv, ["北", "京"])
+    assert attrs[0]["v1"] == 1 and attrs[0]["n1"] == 1 and attrs[0]["p1"] == 0 and "BOS" in attrs[0]
+    wv.save(tmp_path / "v.bin", binary=True)
+    rows = [("今天好", "pos"), ("今天差", "neg"), ("好好", "pos"), ("差差", "neg")] * 6
+    for name in ("train", "dev", "test"):
+        (tmp_path / f"{name}.csv").write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in rows), "utf-8")
+    files = f"--train {tmp_path}/train.csv --dev {tmp_path}/dev.csv --test {tmp_path}/test.csv"
+    argv = f"baseline --task classification {files} --word2vec {tmp_path}/v.bin --out {tmp_path}/w2v"
+    assert main(argv.split()) == 0
+    summary = json.loads((tmp_path / "w2v" / "summary.json").read_text())
+    assert summary["test"]["accuracy"] == 1.0 and "word2vec" in summary["method"]
+    assert main(f"baseline --task classification {files} --out {tmp_path}/tfidf".split()) == 0
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "w2v"), str(tmp_path / "tfidf")]) == 0
+    assert "w2v" in capsys.readouterr().out
+    tagged = [{"tokens": list("我在北京"), "tags": ["O", "O", "B-LOC", "I-LOC"]}] * 12
+    for name in ("train", "dev", "test"):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(t) + "\n" for t in tagged), "utf-8")
+    files = f"--train {tmp_path}/train.jsonl --dev {tmp_path}/dev.jsonl --test {tmp_path}/test.jsonl"
+    assert main(f"baseline --task ner {files} --word2vec {tmp_path}/v.bin --out {tmp_path}/ner".split()) == 0
+    assert json.loads((tmp_path / "ner" / "summary.json").read_text())["test"]["f1"] == 1.0

@@ -213,11 +213,16 @@ def baseline_cmd(
     tags_column: Annotated[str, "ner JSONL: field holding the list of BIO tags"] = "tags",
     max_train_examples: Annotated[int | None, "use only the first N training examples (as finetune)", COUNT] = None,
     max_eval_examples: Annotated[int | None, "use only the first N dev and N test examples", COUNT] = None,
+    word2vec: Annotated[
+        str | None,
+        "word2vec vectors (vectors.bin / .txt) as the features instead: mean-pooled into logistic regression, or "
+        "each character's and its neighbours' into the CRF",
+    ] = None,
     overwrite: Annotated[bool, "replace the run already in --out (else that is an error)"] = False,
 ) -> None:
     """The classical baseline on the same split as finetune: character 1-3-gram TF-IDF + logistic regression
     (classification, pairs; ridge for regression) or a linear-chain CRF on character features (tagging).
-    Regularisation chosen on dev, test scored once."""
+    Regularisation chosen on dev, test scored once. With --word2vec, static word vectors are the features."""
     import json
 
     from bertkit.config import atomic_write_text
@@ -227,6 +232,11 @@ def baseline_cmd(
 
     if out is not None:
         check_run_dir(out, overwrite)
+    vectors = None
+    if word2vec is not None:
+        from bertkit.lineage.vectors import WordVectors
+
+        vectors = WordVectors.load(word2vec)  # a bad file is an error before the task is read
 
     columns = (
         text_column,
@@ -240,7 +250,13 @@ def baseline_cmd(
     )
     data = _load_task(task, (train, dev, test), columns, max_train_examples, max_eval_examples)
     print(f"task {data.name}: {len(data.train)} train, {len(data.dev)} dev, {len(data.test)} test examples")
-    result = run_baseline(data) | {"task": data.name, "train_examples": len(data.train)}
+    if vectors is not None:
+        from bertkit.lineage.w2v_features import run_w2v_baseline
+
+        result = run_w2v_baseline(data, vectors, Path(word2vec).name)
+    else:
+        result = run_baseline(data)
+    result |= {"task": data.name, "train_examples": len(data.train)}
     metric = result["metric"]
     chosen = ", ".join(f"{k} {v}" for k, v in result["setting"].items())
     print(f"{result['method']} ({chosen}, chosen on dev; {result['seconds']} s)")
@@ -548,6 +564,10 @@ def _refuse_flags_the_task_ignores(kind: str, **given) -> None:
             raise BertkitError(
                 f"--{name.replace('_', '-')} is for {kinds} tasks; this one is {kind.replace('_', '-')}: leave it out"
             )
+
+
+# load_task's columns after the files, at their defaults (the built-in tasks name their own)
+DEFAULT_COLUMNS = ("text", None, "label", "tokens", "tags", "question", "context", "choices")
 
 
 def _load_task(task: str, files: tuple, columns: tuple, max_train_examples: int | None, max_eval_examples: int | None):

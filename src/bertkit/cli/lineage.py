@@ -164,15 +164,18 @@ def elmo_finetune_cmd(
     batch_size: Annotated[int, "examples per step", Range(1, 65_536)] = 32,
     lr: Annotated[float, "Adam's learning rate for the mix and the head", Range(0, 10, low_open=True)] = 1e-3,
     max_chars: Annotated[int, "characters read per example (the rest tagged O)", Range(1, 4096)] = 126,
-    max_train_examples: Annotated[int | None, "train on this many examples (drawn with the seed)", COUNT] = None,
+    max_train_examples: Annotated[int | None, "use only the first N training examples (as finetune)", COUNT] = None,
+    max_eval_examples: Annotated[int | None, "use only the first N dev and N test examples", COUNT] = None,
     seed: Annotated[int, "random seed", SEED] = 0,
     progress: Annotated[bool | None, "progress bar on stderr (default: when stderr is a terminal)"] = None,
 ) -> None:
     """Fine-tune on the frozen biLM as the paper uses ELMo: a learned scalar mix of its layers (softmax weights and
     a scale) and a small head; the best epoch on dev is scored once on test."""
+    from bertkit.cli.finetuning import DEFAULT_COLUMNS, _load_task
     from bertkit.lineage.elmo_run import finetune_elmo
 
+    data = _load_task(task, (None, None, None), DEFAULT_COLUMNS, max_train_examples, max_eval_examples)
     shown = sys.stderr.isatty() if progress is None else progress
-    s = finetune_elmo(model, task, out, epochs, batch_size, lr, max_chars, seed, max_train_examples, shown)
+    s = finetune_elmo(model, data, out, epochs, batch_size, lr, max_chars, seed, shown)
     weights = ", ".join(f"{w:.3f}" for w in s["epochs"][-1]["mix"])
     print(f"{task}: dev {s['metric']} {s['dev']:.4f}, test {s['test']:.4f}; last layer weights (0..L): {weights}")

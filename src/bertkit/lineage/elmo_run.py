@@ -19,6 +19,7 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -30,6 +31,9 @@ from bertkit.errors import BertkitError
 from bertkit.lineage.elmo import BiLM, CharVocab, ElmoConfig, ScalarMix, batch, load_bilm, save_bilm
 from bertkit.pretrain.runs import check_out_dir, check_resume, truncate_log
 from bertkit.training import linear_schedule
+
+if TYPE_CHECKING:
+    from bertkit.finetune.tasks import TaskData
 
 
 def corpus_sentences(corpus: list[str], max_chars: int) -> list[str]:
@@ -195,35 +199,33 @@ class ElmoTask(nn.Module):
 
 def finetune_elmo(
     model_dir: str | Path,
-    task_name: str,
+    task: TaskData,
     out: str | Path,
     epochs: int = 3,
     batch_size: int = 32,
     lr: float = 1e-3,
     max_chars: int = 126,
     seed: int = 0,
-    max_train_examples: int | None = None,
     progress: bool = True,
 ) -> dict:
+    """`task`'s splits as `bertkit finetune` reads them (the first N examples with --max-train-examples and
+    --max-eval-examples), so its test predictions pair with a fine-tuned model's in `bertkit compare`."""
     from tqdm import tqdm
 
     from bertkit.finetune.metrics import accuracy, entity_scores, word_scores
     from bertkit.finetune.predict import write_predictions
-    from bertkit.finetune.tasks import load_task
 
     out = Path(out)
+    task_name = task.name
     if (out / "summary.json").exists():
         raise BertkitError(f"--out {out} already holds a fine-tuned run; choose another --out")
     bilm, vocab = load_bilm(model_dir)
-    task = load_task(task_name)
     if task.kind not in ("classification", "tagging"):
         raise BertkitError(f"ELMo fine-tunes classification and tagging tasks; {task_name} is {task.kind}")
     tagging = task.kind == "tagging"
     label_index = {label: i for i, label in enumerate(task.labels)}
     rng = np.random.default_rng(seed)
     train = list(task.train)
-    if max_train_examples:
-        train = [train[i] for i in sorted(rng.permutation(len(train))[:max_train_examples])]
     torch.manual_seed(seed)
     model = ElmoTask(bilm, len(task.labels), tagging)
     trainable = [p for p in model.parameters() if p.requires_grad]
