@@ -4,7 +4,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv test demo pretrain-zh table recipes distill see-inside bench lint clean
+.PHONY: venv test demo pretrain-zh table recipes lineage distill see-inside bench lint clean
 
 venv: .venv/.installed
 
@@ -34,6 +34,11 @@ table: venv
 # tasks with 3 seeds (about 2 h 20 min, resumable: rerun to continue); `make recipes ARGS=--write-docs` fills the docs
 recipes: venv
 	$(PY) scripts/compare_recipes.py $(ARGS)
+
+# the notes' lineage measured (docs/results.md): word2vec, ELMo, GPT, XLNet-style and BERT on the recipes' corpus,
+# budget and tasks, sharing runs/recipes (about 1 h 10 min to 1 h 35 min, resumable); ARGS=--write-docs fills the docs
+lineage: venv
+	$(PY) scripts/lineage_table.py $(ARGS)
 
 # the distillation table (docs/distillation.md): the one-hour model as teacher, DistilBERT and TinyBERT students and
 # the same sizes without distillation, fine-tuned with 3 seeds (about 2 h 15 min after `make pretrain-zh`,

@@ -91,6 +91,8 @@ ROWS = {
     "albert": ["--recipe", "albert"],
     "electra": ["--recipe", "electra"],
     "ernie-2.0": ["--recipe", "ernie-2.0"],
+    "gpt": ["--recipe", "gpt"],  # left to right (causal LM); also the lineage table's (scripts/lineage_table.py)
+    "xlnet": ["--recipe", "xlnet"],  # permutation LM on BERT's blocks
 }
 REFERENCE = "bert"
 BASELINE = "classical baseline"  # the table's row of `bertkit baseline`

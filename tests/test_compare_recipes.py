@@ -58,7 +58,7 @@ def test_a_row_missing_from_recipes_stops_before_anything_runs(script, monkeypat
     with pytest.raises(BertkitError, match="row 'ernie-9': recipe 'ernie-9' is not in RECIPES"):
         script.check_rows(["bert", "ernie-9"])
     with pytest.raises(BertkitError, match="not a row of ROWS"):
-        script.check_rows(["bert", "gpt"])
+        script.check_rows(["bert", "gpt-9"])
     with pytest.raises(BertkitError, match="include it"):
         script.check_rows(["roberta"])
     assert all(flags[flags.index("--recipe") + 1] for flags in script.ROWS.values())

@@ -130,9 +130,10 @@ def train_elmo(
             bar.update(1)
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
             if step % log_every == 0 or step == steps:
-                tokens = int(lengths.sum()) / max(time.perf_counter() - start, 1e-9)
+                seconds = max(time.perf_counter() - start, 1e-9)  # this step's
                 row = {"step": step, "epoch": epoch + 1, "loss": float(loss.detach()), **parts, "grad_norm": grad_norm}
-                row |= {"lr": schedule.get_last_lr()[0], "tokens_per_s": tokens}
+                row |= {"lr": schedule.get_last_lr()[0], "tokens_per_s": int(lengths.sum()) / seconds}
+                row["seconds_per_step"] = seconds
                 log.write(json.dumps(row) + "\n")
             if step % eval_every == 0 or step == steps:
                 last_eval = held_out_loss(model, vocab, [sentences[i] for i in held], max_chars)
