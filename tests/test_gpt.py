@@ -318,3 +318,42 @@ def test_the_auxiliary_lm_loss_adds_lambda_times_the_next_token_loss(tmp_path, c
         assert main(argv.split()) == 2
         assert message in capsys.readouterr().err
         assert not (tmp_path / "ft").exists()
+
+
+def test_pairs_read_both_ways_add_the_logits_of_the_two_orders(tmp_path, capsys):
+    """GPT-1's similarity: A-B and B-A through the model, the two added; transformers gives each order's logits,
+    and their sum is the saved model's output."""
+    from bertkit.finetune.model import load_task_model
+    from bertkit.tokenizer import Tokenizer
+
+    tok = Tokenizer.train(iter(["今天天气很好", "明天下雨了吧"] * 5), vocab_size=99, min_frequency=1)
+    config = replace(ours().config, vocab_size=tok.vocab_size, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(0)
+    save_pretrained(tmp_path / "lm", BertEncoder(config), build_heads(config, ["lm"]), tok)
+    rows = [("今天", "天气很好", "same"), ("明天", "下雨了", "other")] * 8
+    (tmp_path / "pairs.csv").write_text("text,text_b,label\n" + "".join(f"{a},{b},{y}\n" for a, b, y in rows), "utf-8")
+    data = f"--task classification --train {tmp_path}/pairs.csv --dev {tmp_path}/pairs.csv --test {tmp_path}/pairs.csv"
+    argv = f"finetune --model {tmp_path}/lm --out {tmp_path}/ft {data} --text-pair-column text_b --pair-orders both"
+    assert main([*argv.split(), "--epochs", "1", "--lr", "1e-3", "--max-seq-length", "16"]) == 0
+    folder = next((tmp_path / "ft").rglob("config.json")).parent
+    assert json.loads((folder / "config.json").read_text())["pair_orders"] == "both"
+    model, _ = load_task_model(folder)
+    hf = transformers.GPT2ForSequenceClassification.from_pretrained(folder).eval()
+    ab, ba = tok(["今天", "明天"], ["天气很好", "下雨了"]), tok(["天气很好", "下雨了"], ["今天", "明天"])
+    T = max(ab["input_ids"].shape[1], ba["input_ids"].shape[1])
+
+    def padded(x):
+        return torch.nn.functional.pad(x, (0, T - x.shape[1]))
+
+    ids = torch.stack([padded(ab["input_ids"]), padded(ba["input_ids"])], 1)  # (B, 2, T)
+    mask = torch.stack([padded(ab["attention_mask"]), padded(ba["attention_mask"])], 1)
+    with torch.no_grad():
+        theirs = hf(**{k: ab[k] for k in ("input_ids", "attention_mask")}).logits
+        theirs = theirs + hf(**{k: ba[k] for k in ("input_ids", "attention_mask")}).logits
+        torch.testing.assert_close(model(ids, mask), theirs, atol=1e-5, rtol=0)
+    capsys.readouterr()
+    bert = replace(config, model_type="bert", norm_position="post", type_vocab_size=2)
+    save_pretrained(tmp_path / "bert", BertEncoder(bert), {}, tok)
+    argv = f"finetune --model {tmp_path}/bert --out {tmp_path}/ft2 {data} --text-pair-column text_b --pair-orders both"
+    assert main(argv.split()) == 2
+    assert "reads a pair both ways already" in capsys.readouterr().err

@@ -76,7 +76,8 @@ FIXED_KEYS = {"position_embedding_type": "absolute", "is_encoder_decoder": False
 # The keys that size the model: every config.json of the family has them, so one without them is another file.
 ARCHITECTURE_KEYS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
 # bertkit's own fields: written to config.json only when they differ from the family row's default.
-BERTKIT_FIELDS = ("norm_position", "extra_embeddings")
+BERTKIT_FIELDS = ("norm_position", "extra_embeddings", "pair_orders")
+PAIR_ORDERS = ("one", "both")
 NORM_POSITIONS = ("post", "pre")
 
 
@@ -111,6 +112,10 @@ class BertConfig:
     norm_position: str = "post"
     # More embedding tables added like token types, {name: rows} (ERNIE 2.0's {"task_type": 3}).
     extra_embeddings: dict[str, int] = field(default_factory=dict)
+    # A pair classifier's reading of (A, B): "both" scores A-then-B and B-then-A and adds the logits (GPT-1's
+    # similarity transformation; with GPT-2's bias-free linear score that is adding the two representations).
+    # transformers gives each order's logits: the sum of the two is this model's output.
+    pair_orders: str = "one"
 
     def __post_init__(self) -> None:
         if self.model_type not in FAMILY_SPECS:
@@ -155,6 +160,8 @@ class BertConfig:
                 f"config field 'norm_position' is {self.norm_position!r}; choose {' or '.join(NORM_POSITIONS)}"
             )
         self._check_extra_embeddings()
+        if self.pair_orders not in PAIR_ORDERS:
+            raise ConfigError(f"config field 'pair_orders' is {self.pair_orders!r}; choose {' or '.join(PAIR_ORDERS)}")
         for name, value in self.family.fixed_fields.items():
             if getattr(self, name) != value:
                 raise ConfigError(

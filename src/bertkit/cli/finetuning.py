@@ -98,6 +98,10 @@ def finetune_cmd(
         "classification, pairs, regression)",
         Range(0, 100),
     ] = 0.0,
+    pair_orders: Annotated[
+        Literal["one", "both"],
+        "GPT-2 on text pairs: both reads A-B and B-A and adds the two (GPT-1's similarity transformation)",
+    ] = "one",
     max_train_examples: Annotated[int | None, "use only the first N training examples", COUNT] = None,
     max_eval_examples: Annotated[int | None, "use only the first N dev and N test examples", COUNT] = None,
     precision: Annotated[Literal["auto", "fp32", "bf16"], "auto: bf16 where the hardware has it"] = "auto",
@@ -144,6 +148,10 @@ def finetune_cmd(
         from bertkit.finetune.model import check_lm_weight
 
         check_lm_weight(model, data.kind)
+    if pair_orders == "both":
+        from bertkit.finetune.model import check_pair_orders
+
+        check_pair_orders(model, data)
     cfg = FinetuneConfig(
         out_dir=out,
         epochs=epochs,
@@ -161,6 +169,7 @@ def finetune_cmd(
         dropout=dropout,
         label_smoothing=label_smoothing,
         lm_weight=lm_weight,
+        pair_orders=pair_orders,
         precision=precision,
         log_every=log_every,
         progress=sys.stderr.isatty(),

@@ -38,10 +38,18 @@ class Encoded:
 
 
 def encode_texts(
-    tokenizer, examples: list[TextExample], labels: list[str], max_len: int, regression: bool = False
+    tokenizer,
+    examples: list[TextExample],
+    labels: list[str],
+    max_len: int,
+    regression: bool = False,
+    both_orders: bool = False,
 ) -> Encoded:
     """[CLS] text [SEP] (or [CLS] A [SEP] B [SEP]), truncated longest-first to `max_len`. Regression labels
-    are the numbers themselves."""
+    are the numbers themselves. `both_orders`: a pair is encoded as A-B and as B-A, the two sequences side by
+    side as a multiple-choice question's (`collate_choices`), and the model adds their logits."""
+    if both_orders:
+        return _both_orders(tokenizer, examples, labels, max_len, regression)
     label2id = {name: i for i, name in enumerate(labels)}
     texts = [ex.text for ex in examples]
     pairs = [ex.text_pair or "" for ex in examples] if any(ex.text_pair for ex in examples) else None
@@ -171,11 +179,22 @@ def encode_choices(tokenizer, examples: list[ChoiceExample], max_len: int) -> En
     return Encoded(features, gold=gold, truncated=sum(len(x) > max_len for x in full))
 
 
+def _both_orders(tokenizer, examples: list[TextExample], labels: list[str], max_len: int, regression: bool) -> Encoded:
+    if any(not ex.text_pair for ex in examples):
+        raise BertkitError("the model reads pairs both ways (pair_orders: both); every example needs a second text")
+    swapped = [TextExample(ex.text_pair, ex.label, ex.text) for ex in examples]
+    ab = encode_texts(tokenizer, examples, labels, max_len, regression)
+    ba = encode_texts(tokenizer, swapped, labels, max_len, regression)
+    features = [{"choices": [f, g], "label": f["label"]} for f, g in zip(ab.features, ba.features, strict=True)]
+    return Encoded(features, gold=ab.gold, truncated=ab.truncated)
+
+
 def encode_split(
     model: TaskModel, tokenizer, examples: list, max_len: int, stride: int | None, max_query_length: int = 64
 ) -> Encoded:
     if model.kind in ("classification", "regression"):
-        return encode_texts(tokenizer, examples, model.labels, max_len, model.kind == "regression")
+        both = model.encoder.config.pair_orders == "both"
+        return encode_texts(tokenizer, examples, model.labels, max_len, model.kind == "regression", both)
     if model.kind == "qa":
         return encode_qa(tokenizer, examples, max_len, stride, max_query_length)
     if model.kind == "multiple_choice":

@@ -80,6 +80,7 @@ class FinetuneConfig:
     dropout: float | None = None  # hidden and attention dropout while fine-tuning; None: the model's config
     label_smoothing: float = 0.0  # of the training loss's cross-entropy (dev and test losses are plain)
     lm_weight: float = 0.0  # GPT-2: λ of the auxiliary language-model loss on the task's inputs (GPT-1: 0.5)
+    pair_orders: str = "one"  # "both": a pair read A-B and B-A, the logits added (GPT-1's similarity)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     seed: int = 0
     log_every: int = 10
@@ -321,7 +322,7 @@ def start_finetune(task: TaskData, init, cfg: FinetuneConfig, random_init: bool,
     if not task.train:
         raise BertkitError(f"task {task.name}: no training examples")
     torch.manual_seed(cfg.seed)
-    model, tokenizer = build_model(init, task.kind, task.labels, random_init, cfg.crf)
+    model, tokenizer = build_model(init, task.kind, task.labels, random_init, cfg.crf, cfg.pair_orders)
     model.check_label_smoothing(cfg.label_smoothing)
     model.lm_weight = cfg.lm_weight
     if cfg.dropout is not None:

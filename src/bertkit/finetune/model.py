@@ -83,6 +83,10 @@ class TaskModel(nn.Module):
         return {HEAD_NAMES[self.kind]: self.head}
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
+        if self.kind in ("classification", "regression") and input_ids.dim() == 3:  # a pair read both ways
+            B, K, T = input_ids.shape
+            flat = [None if x is None else x.reshape(B * K, T) for x in (input_ids, attention_mask, token_type_ids)]
+            return self.forward(*flat).view(B, K, -1).sum(1)  # (B, C): the orders' logits added
         if self.kind == "multiple_choice":  # every choice is a sequence of its own: (B, K, T) -> (B * K, T)
             B, K, T = input_ids.shape
             flat = [None if x is None else x.reshape(B * K, T) for x in (input_ids, attention_mask, token_type_ids)]
@@ -176,6 +180,20 @@ def check_lm_weight(folder: str | Path, kind: str) -> None:
         raise BertkitError(f"--lm-weight adds a loss per example: for classification, pairs and regression, not {kind}")
 
 
+def check_pair_orders(folder: str | Path, task) -> None:
+    """--pair-orders both: GPT-1's similarity transformation, for a GPT-2 on a task of text pairs."""
+    config = BertConfig.from_json(Path(folder) / "config.json")
+    if not config.family.causal:
+        raise BertkitError(
+            f"--pair-orders both: {folder} is a {config.family.name}, which reads a pair both ways already; reading "
+            "it in both orders is GPT's transformation (a GPT-2 folder)"
+        )
+    if task.kind not in ("classification", "regression") or not any(ex.text_pair for ex in task.train):
+        raise BertkitError(
+            "--pair-orders both reads text pairs in both orders: give a task of pairs (--text-pair-column)"
+        )
+
+
 def loss_units(kind: str, batch: dict[str, torch.Tensor]) -> int:
     """What a loss averages over: labelled tokens (tagging) or labelled examples; QA windows."""
     if kind in ("classification", "tagging", "multiple_choice"):
@@ -191,7 +209,14 @@ def tag_scheme(labels: list[str]) -> str | None:
     return None
 
 
-def build_model(folder: str | Path, kind: str, labels: list[str], random_init: bool = False, crf: bool = False):
+def build_model(
+    folder: str | Path,
+    kind: str,
+    labels: list[str],
+    random_init: bool = False,
+    crf: bool = False,
+    pair_orders: str = "one",
+):
     """A fresh head on the encoder of `folder` (or, with `random_init`, on a random encoder of its config).
 
     Returns (model, tokenizer); the tokenizer always comes from the folder. Call `torch.manual_seed` first:
@@ -212,7 +237,7 @@ def build_model(folder: str | Path, kind: str, labels: list[str], random_init: b
         config, tokenizer, encoder = ckpt.config, ckpt.tokenizer, ckpt.encoder
         if tokenizer is None:
             raise BertkitError(f"{folder}: no vocab.txt or tokenizer.json; fine-tuning needs the model's tokenizer")
-    config = replace(config, id2label=dict(enumerate(labels)))
+    config = replace(config, id2label=dict(enumerate(labels)), pair_orders=pair_orders)
     # As each transformers class has it: BERT and ALBERT classify from the pooler; RoBERTa and ELECTRA from
     # the first token through a two-layer head (RoBERTa's multiple choice still reads its pooler; DistilBERT's not).
     first_token = config.family.classifier_reads_first_token and kind in ("classification", "regression")
