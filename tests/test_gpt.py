@@ -357,3 +357,29 @@ def test_pairs_read_both_ways_add_the_logits_of_the_two_orders(tmp_path, capsys)
     argv = f"finetune --model {tmp_path}/bert --out {tmp_path}/ft2 {data} --text-pair-column text_b --pair-orders both"
     assert main(argv.split()) == 2
     assert "reads a pair both ways already" in capsys.readouterr().err
+
+
+def test_multiple_choice_saves_as_gpt2_double_heads_with_the_same_scores(tmp_path):
+    """GPT-1's multiple choice: one pass per choice, a score at each choice's last token; transformers'
+    GPT2DoubleHeadsModel gives the same scores when told where the last tokens are (mc_token_ids)."""
+    from bertkit.finetune.model import build_model, load_task_model, save_task_model
+    from bertkit.tokenizer import Tokenizer
+
+    tok = Tokenizer.train(iter(["今天天气很好", "明天下雨了吧"] * 5), vocab_size=99, min_frequency=1)
+    config = replace(ours().config, vocab_size=tok.vocab_size, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(0)
+    save_pretrained(tmp_path / "lm", BertEncoder(config), build_heads(config, ["lm"]), tok)
+    model, _ = build_model(tmp_path / "lm", "multiple_choice", [])
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    save_task_model(tmp_path / "mc", model, tok)
+    assert json.loads((tmp_path / "mc" / "config.json").read_text())["architectures"] == ["GPT2DoubleHeadsModel"]
+    hf = transformers.GPT2DoubleHeadsModel.from_pretrained(tmp_path / "mc").eval()
+    batch = tok(["今天 天气", "今天 下雨了吧", "明天 很好"])
+    ids, mask = batch["input_ids"].view(1, 3, -1), batch["attention_mask"].view(1, 3, -1)
+    again, _ = load_task_model(tmp_path / "mc")
+    with torch.no_grad():
+        theirs = hf(input_ids=ids, attention_mask=mask, mc_token_ids=mask.sum(-1) - 1).mc_logits
+        for m in (model.eval(), again):
+            torch.testing.assert_close(m(ids, mask), theirs, atol=1e-5, rtol=0)

@@ -27,7 +27,8 @@ Choices:
     `resid_pdrop`, `attn_pdrop`, `layer_norm_epsilon`); `n_inner` null means 4 × `n_embd` (`derived`).
     `embd_pdrop` is read and not kept: bertkit drops out the embeddings at `resid_pdrop` (GPT2Config's defaults
     are both 0.1), so a folder written back carries GPT2Config's default. The `summary_*` keys configure
-    GPT2DoubleHeadsModel's multiple-choice head, which bertkit does not build. `scale_attn_weights` true and
+    GPT2DoubleHeadsModel's multiple-choice head: bertkit builds GPT2Config's default (a biased linear score at each
+    choice's last token) and refuses others; its dropouts are read and not kept. `scale_attn_weights` true and
     `scale_attn_by_inverse_layer_idx` false are what the one encoder computes (softmax(QKᵀ/√d)); any other
     value is refused. `reorder_and_upcast_attn` changes only rounding and is read and ignored. Sequence
     classification reads the last real token (GPT2ForSequenceClassification's `score`, no bias: in a causal model
@@ -151,11 +152,8 @@ FAMILY_SPECS["gpt2"] = FamilySpec(
             "n_ctx",  # older files: the context size, n_positions again
             "embd_pdrop",
             "reorder_and_upcast_attn",
-            "summary_type",
-            "summary_use_proj",
-            "summary_activation",
-            "summary_proj_to_labels",
-            "summary_first_dropout",
+            "summary_first_dropout",  # the choice head's dropout, as classifier_dropout
+            "summary_last_dropout",
         }
     ),
     defaults={
@@ -165,10 +163,17 @@ FAMILY_SPECS["gpt2"] = FamilySpec(
         "layer_norm_eps": 1e-5,
     },
     fixed_fields={"type_vocab_size": 0, "norm_position": "pre"},
-    fixed_keys={"scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False},
+    fixed_keys={
+        "scale_attn_weights": True,
+        "scale_attn_by_inverse_layer_idx": False,
+        # GPT2DoubleHeadsModel's choice head as bertkit builds it: a linear score at the given (last) token
+        "summary_type": "cls_index",
+        "summary_use_proj": True,
+        "summary_activation": None,
+        "summary_proj_to_labels": True,
+    },
     pooler=False,
     classifier_reads_last_token=True,
-    multiple_choice=False,
     causal=True,
     word_padding_row=False,
     derived={"intermediate_size": ("hidden_size", 4)},

@@ -49,6 +49,7 @@ from bertkit.model import (
     BertEncoder,
     ClassifierHead,
     FirstTokenClassifierHead,
+    LastTokenChoiceHead,
     LastTokenClassifierHead,
     LMHead,
     MLMHead,
@@ -66,6 +67,8 @@ def family(config: BertConfig) -> FamilyMap:
 
 def architecture(config: BertConfig, heads: list[str]) -> str:
     """config.json's `architectures` entry for an encoder with these heads: "BertForPreTraining", ..."""
+    if frozenset(heads) in family(config).arch_names:
+        return family(config).arch_names[frozenset(heads)]
     suffix = ARCHITECTURE_SUFFIX.get(frozenset(heads))
     if suffix is None:
         sets = "; ".join("{" + ", ".join(sorted(s)) + "}" for s in ARCHITECTURE_SUFFIX)
@@ -118,6 +121,8 @@ def build_heads(config: BertConfig, heads: list[str]) -> dict[str, nn.Module]:
     if config.family.classifier_reads_last_token:  # GPT-2: on the last token
         classifier = LastTokenClassifierHead
     choice_head = FirstTokenClassifierHead if config.family.choice_reads_first_token else ClassifierHead
+    if config.family.classifier_reads_last_token:  # GPT-2's multiple choice: each choice's last token
+        choice_head = LastTokenChoiceHead
     factories = {
         "mlm": MLMHead,
         "lm": lambda c: LMHead(),

@@ -156,6 +156,8 @@ class FamilyMap:
     # Heads with no tensors of their own (GPT-2's lm_head, tied to wte): found in a file by this tensor (the tied
     # copy) or by config.json's architecture.
     head_marks: dict[str, str] = field(default_factory=dict)
+    # Architecture names other than arch + ARCHITECTURE_SUFFIX (GPT-2's multiple choice: GPT2DoubleHeadsModel).
+    arch_names: dict[frozenset[str], str] = field(default_factory=dict)
 
 
 FAMILIES = {
@@ -318,11 +320,19 @@ FAMILIES["gpt2"] = FamilyMap(
         ("ffn.down.bias", "mlp.c_proj.bias"),
     ],
     pooler=[],
-    heads={"lm": [], "classifier": [("out.weight", "score.weight")], "token_classifier": CLASSIFIER, "qa": _QA},
+    heads={
+        "lm": [],
+        "classifier": [("out.weight", "score.weight")],
+        "token_classifier": CLASSIFIER,
+        "qa": _QA,
+        "multiple_choice": _params([("out", "multiple_choice_head.summary")]),
+    },
     redundant=frozenset({"lm_head.weight"}),
     tied=(("lm_head.weight", "wte.weight"),),
     redundant_pattern=r"h\.\d+\.attn\.(masked_)?bias",
     head_marks={"lm": "lm_head.weight"},
+    # GPT-1's multiple choice: the LM head (tied, no tensors) and a choice head on each choice's last token
+    arch_names={frozenset({"multiple_choice"}): "GPT2DoubleHeadsModel"},
 )
 # The architecture name (after the family's "Bert" / "Albert" / ...) by the set of heads saved: pretraining
 # saves {mlm, nsp}, {mlm} or {rtd} (ELECTRA's generator {mlm}), fine-tuning one task head. Any other set is

@@ -568,6 +568,13 @@ class LastTokenClassifierHead(nn.Module):
         return self.out(last)
 
 
+class LastTokenChoiceHead(ClassifierHead):
+    """GPT2DoubleHeadsModel's multiple-choice head (a SequenceSummary at each choice's last token): dropout, then
+    one score with a bias."""
+
+    reads_last_token = True
+
+
 def last_token(hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
     """(B, T, H) -> (B, H): each row's last real token (padding on the right)."""
     if attention_mask is None:

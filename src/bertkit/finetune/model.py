@@ -38,6 +38,7 @@ from bertkit.model import (
     BertEncoder,
     ClassifierHead,
     FirstTokenClassifierHead,
+    LastTokenChoiceHead,
     LastTokenClassifierHead,
     init_weights,
     last_token,
@@ -92,6 +93,8 @@ class TaskModel(nn.Module):
             flat = [None if x is None else x.reshape(B * K, T) for x in (input_ids, attention_mask, token_type_ids)]
             out = self.encoder(*flat)
             self._keep_for_lm(out.last_hidden_state, flat[0], flat[1], B)
+            if getattr(self.head, "reads_last_token", False):  # GPT-2: each choice's last real token
+                return self.head(last_token(out.last_hidden_state, flat[1])).view(B, K)
             if getattr(self.head, "reads_first_token", False):  # DistilBERT: pre_classifier on the first token
                 return self.head(out.last_hidden_state[:, 0]).view(B, K)  # (B, K)
             return self.head(out.pooler_output).view(B, K)  # (B, K)
@@ -242,7 +245,9 @@ def build_model(
     # the first token through a two-layer head (RoBERTa's multiple choice still reads its pooler; DistilBERT's not).
     first_token = config.family.classifier_reads_first_token and kind in ("classification", "regression")
     first_token |= config.family.choice_reads_first_token and kind == "multiple_choice"
-    last = config.family.classifier_reads_last_token and kind in ("classification", "regression")
+    last = config.family.classifier_reads_last_token and kind in ("classification", "regression", "multiple_choice")
+    if last and kind == "multiple_choice":  # GPT2DoubleHeadsModel's choice head scores into num_labels = 1
+        config = replace(config, id2label={0: "LABEL_0"})
     if kind == "multiple_choice" and not config.family.multiple_choice:
         having = ", ".join(s.name for s in FAMILY_SPECS.values() if s.multiple_choice)
         raise BertkitError(
@@ -261,7 +266,7 @@ def build_model(
     if kind == "qa":
         head = span_head(config)
     elif last:
-        head = LastTokenClassifierHead(config, num_labels=1 if kind == "regression" else None)
+        head = LastTokenChoiceHead(config, 1) if kind == "multiple_choice" else LastTokenClassifierHead(config)
     elif first_token:
         head = FirstTokenClassifierHead(config, num_labels=1 if kind in ("regression", "multiple_choice") else None)
     else:
