@@ -184,6 +184,7 @@ SHRINK = {
     "elmo train": {"--steps": "3", "--hidden-size": "16", "--embedding-size": "8", "--batch-size": "4"}
     | {"--eval-every": "3", "--save-every": "2"},
     "elmo finetune": {"--epochs": "1", "--max-train-examples": "32", "--max-chars": "32"},
+    "generate": {"--max-new-tokens": "4"},
 }
 NEW_MODEL = {"--hidden-size": "64", "--num-hidden-layers": "2", "--vocab-size": "1000"}  # pretrain without --init
 SHORT = {"--max-seq-length": "32"}  # pretrain without --phases (which sets its own lengths)

@@ -307,6 +307,9 @@ def test_the_auxiliary_lm_loss_adds_lambda_times_the_next_token_loss(tmp_path, c
     keep = mask[:, 1:] & mask[:, :-1]
     nll = torch.nn.functional.cross_entropy(logits[:, :-1][keep], ids[:, 1:][keep])  # the mean over tokens
     torch.testing.assert_close(with_lm, plain + 0.5 * 2 * nll)  # λ × the mean × the batch's 2 examples
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # as the loop runs it: the forward in bf16, the loss outside
+        logits = model(batch["input_ids"], batch["attention_mask"])
+    assert torch.isfinite(model.loss_sum(logits, batch))
 
     bert = replace(config, model_type="bert", norm_position="post", type_vocab_size=2)
     save_pretrained(tmp_path / "bert", BertEncoder(bert), {}, tok)

@@ -119,7 +119,8 @@ class TaskModel(nn.Module):
 
         hidden, ids, mask, examples = self._lm_inputs
         predicts, targets = next_token_targets({"input_ids": ids, "attention_mask": mask})
-        logits = F.linear(hidden[:, :-1][predicts], self.encoder.embeddings.word_embeddings.weight)
+        rows = hidden[:, :-1][predicts]  # bf16 when the forward ran under autocast, as the loop's loss runs outside it
+        logits = F.linear(rows, self.encoder.embeddings.word_embeddings.weight.to(rows.dtype))
         nll, _ = vocab_cross_entropy(logits, targets)
         return self.lm_weight * examples * nll / max(1, len(targets))
 
