@@ -75,8 +75,11 @@ def _corpus_and_tokenizer(tmp_path):
         ["--preset", "bert-tiny-chinese"],
         # the generator's samples come from uniforms drawn for the global batch: the same in 1 or 2 processes
         ["--recipe", "electra", "--preset", "electra-small-chinese", "--num-hidden-layers", "2", "--hidden-size", "64"],
+        ["--recipe", "gpt", "--preset", "gpt2-tiny-chinese"],
+        # the permutation orders likewise: drawn for the global batch from the step's seed
+        ["--recipe", "xlnet", "--preset", "bert-tiny-chinese"],
     ],
-    ids=["bert", "electra"],
+    ids=["bert", "electra", "gpt", "xlnet"],
 )
 def test_two_processes_follow_one_and_resume_in_one(tmp_path, recipe):
     exe, env, corpus, tok = _corpus_and_tokenizer(tmp_path)

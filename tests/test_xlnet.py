@@ -5,6 +5,7 @@ folder that fine-tunes with BERT's heads."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -94,12 +95,23 @@ def test_xlnet_pretrains_from_the_cli_and_fine_tunes_as_a_bert(tmp_path, capsys)
         f"--cache-dir {tmp_path}/cache --vocab-size 1500 --max-seq-length 64 --batch-size 8 --steps 40 "
         "--hidden-size 64 --precision fp32 --lr 2e-3 --warmup 5 --log-every 1 --eval-every 1000 --seed 0"
     )
-    assert main(argv.split()) == 0
+    assert main([*argv.split(), "--save-every", "20"]) == 0
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     curve = {r["step"]: r["plm_loss"] for r in rows if "step" in r}
     assert sum(curve[s] for s in range(36, 41)) / 5 < sum(curve[s] for s in range(1, 6)) / 5 - 1.0, curve
     folder = tmp_path / "run" / "model"
     assert json.loads((folder / "config.json").read_text())["architectures"] == ["BertForMaskedLM"]
+    # stopped after the step-20 checkpoint, resumed: the same orders, losses and weights, bit for bit
+    resumed = tmp_path / "resumed"
+    shutil.copytree(tmp_path / "run" / "checkpoints" / "step-00000020", resumed / "checkpoints" / "step-00000020")
+    kept = [json.dumps(r) for r in rows if r.get("step", 0) <= 20 and "step" in r]
+    (resumed / "metrics.jsonl").write_text("\n".join(kept) + "\n")
+    shutil.copy(tmp_path / "run" / "train_config.json", resumed / "train_config.json")
+    again = argv.replace(f"--out {tmp_path}/run", f"--out {resumed}")
+    assert main([*again.split(), "--save-every", "20", "--resume"]) == 0
+    redone = [json.loads(x) for x in (resumed / "metrics.jsonl").read_text().splitlines()]
+    assert {r["step"]: r["plm_loss"] for r in redone if "step" in r} == curve
+    assert (resumed / "model" / "model.safetensors").read_bytes() == (folder / "model.safetensors").read_bytes()
     assert set(load_pretrained(folder).heads) == {"mlm"}
     argv = (
         f"finetune --model {folder} --out {tmp_path}/ft --task sentiment --max-train-examples 32 "
