@@ -386,3 +386,30 @@ def test_multiple_choice_saves_as_gpt2_double_heads_with_the_same_scores(tmp_pat
         theirs = hf(input_ids=ids, attention_mask=mask, mc_token_ids=mask.sum(-1) - 1).mc_logits
         for m in (model.eval(), again):
             torch.testing.assert_close(m(ids, mask), theirs, atol=1e-5, rtol=0)
+
+
+def test_a_gpt2_folder_with_gpt2s_own_tokenizer_loads_and_generates(tmp_path, capsys):
+    """OpenAI's layout: byte-level BPE with one special token, <|endoftext|>, and nothing added around a text."""
+    from tokenizers import Tokenizer as RustTokenizer
+    from tokenizers import decoders, models, pre_tokenizers, trainers
+
+    from bertkit.bpe import GPT2BPETokenizer
+
+    rust = RustTokenizer(models.BPE())
+    rust.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    rust.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    rust.train_from_iterator(["the cat sat on the mat", "今天天气很好 hello world"] * 20, trainer)
+    end = "<|endoftext|>"
+    fast = transformers.GPT2TokenizerFast(tokenizer_object=rust, bos_token=end, eos_token=end, unk_token=end)
+    fast.save_pretrained(tmp_path)
+    hf_gpt2(vocab_size=len(fast), n_positions=64).save_pretrained(tmp_path)
+    ckpt = load_pretrained(tmp_path)
+    assert isinstance(ckpt.tokenizer, GPT2BPETokenizer)
+    for text in ("the cat sat", "今天天气很好 hello", "a\\tb  c"):
+        assert ckpt.tokenizer.encode(text).ids == fast(text)["input_ids"], text
+    assert ckpt.tokenizer.cls_token_id == ckpt.tokenizer.sep_token_id == fast.eos_token_id
+    assert main(["generate", str(tmp_path), "the cat", "--max-new-tokens", "4"]) == 0
+    assert capsys.readouterr().out.startswith("the cat")

@@ -140,7 +140,9 @@ def test_from_file_and_the_subclasses_keep_their_meaning(folders):
     assert type(Tokenizer.from_file(folders["roberta-object"] / "tokenizer.json")) is ByteLevelBPETokenizer
     assert type(Tokenizer.from_file(folders["bert"] / "tokenizer.json")) is Tokenizer
     assert type(ByteLevelBPETokenizer.from_folder(folders["roberta-files"])) is ByteLevelBPETokenizer
-    assert Tokenizer.families == [ByteLevelBPETokenizer]
+    from bertkit.bpe import GPT2BPETokenizer
+
+    assert Tokenizer.families == [ByteLevelBPETokenizer, GPT2BPETokenizer]  # tests/test_gpt.py reads GPT-2's
 
 
 # ---- what bertkit cannot read: one line naming the file and what to do ---------------------------------------

@@ -63,16 +63,10 @@ class ByteLevelBPETokenizer(Tokenizer):
     @classmethod
     def recognises(cls, path: Path) -> bool:
         """A folder or tokenizer.json holds byte-level BPE when its tokenizer.json model is BPE, or (no
-        tokenizer.json) when it has vocab.json and no vocab.txt; `Tokenizer.from_folder` asks this."""
-        path = Path(path)
-        tokenizer_json = path if path.is_file() else path / "tokenizer.json"
-        if tokenizer_json.is_file():
-            try:
-                model = json.loads(tokenizer_json.read_text(encoding="utf-8")).get("model") or {}
-            except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-                return False  # the WordPiece loader reports the broken file
-            return isinstance(model, dict) and model.get("type") == "BPE"
-        return path.is_dir() and (path / "vocab.json").is_file() and not (path / "vocab.txt").is_file()
+        tokenizer.json) when it has vocab.json and no vocab.txt; `Tokenizer.from_folder` asks this. GPT-2's own
+        vocabulary (`<|endoftext|>`, no `<s>`) is `GPT2BPETokenizer`'s."""
+        vocab = _bpe_vocab(Path(path))
+        return vocab is not None and not _is_gpt2(vocab)
 
     @classmethod
     def from_files(cls, vocab_json: str | Path, merges_txt: str | Path, **kwargs) -> ByteLevelBPETokenizer:
@@ -213,6 +207,74 @@ class ByteLevelBPETokenizer(Tokenizer):
                 os.replace(Path(tmp) / name, folder / name)
         for stale in ("vocab.txt",):  # a WordPiece vocabulary left from an earlier model would be read first
             (folder / stale).unlink(missing_ok=True)
+
+
+GPT2_END = "<|endoftext|>"
+
+
+class GPT2BPETokenizer(ByteLevelBPETokenizer):
+    """GPT-2's own byte-level BPE folders (OpenAI's gpt2, GPT2Tokenizer): one special token, `<|endoftext|>`, which
+    opens and ends a text and pads; nothing is added around a text (GPT-2's tokenizer adds nothing), so a prompt
+    is `<|endoftext|>` + the text when `bertkit generate` starts it. Read only: bertkit's own GPTs use WordPiece."""
+
+    special_tokens = (GPT2_END,) * 5  # pad, unk, cls, sep, mask: all the one token
+    pair_special_count = 0
+
+    def _added_tokens(self) -> list[AddedToken]:
+        return [AddedToken(GPT2_END, special=True, normalized=False)]
+
+    def _post_processor(self) -> processors.PostProcessor:
+        return processors.ByteLevel(trim_offsets=True)
+
+    @classmethod
+    def recognises(cls, path: Path) -> bool:
+        vocab = _bpe_vocab(Path(path))
+        return vocab is not None and _is_gpt2(vocab)
+
+    @classmethod
+    def from_file(cls, tokenizer_json: str | Path, **kwargs) -> GPT2BPETokenizer:
+        path = Path(tokenizer_json)
+        try:
+            backend = tokenizers.Tokenizer.from_file(str(path))
+        except Exception as e:  # noqa: BLE001 - serde's message
+            raise BertkitError(f"{path}: not a valid tokenizer.json ({e})") from None
+        return cls(backend, **kwargs)
+
+    @classmethod
+    def from_files(cls, vocab_json: str | Path, merges_txt: str | Path, **kwargs) -> GPT2BPETokenizer:
+        try:
+            model = models.BPE.from_file(str(vocab_json), str(merges_txt))
+        except Exception as e:  # the Rust loader raises a bare Exception naming the bad line
+            raise BertkitError(
+                f"{merges_txt}: not a valid merges file, or {vocab_json} not a vocabulary ({e})"
+            ) from None
+        return cls(_backend(model, kwargs.get("add_prefix_space", False)), **kwargs)
+
+    def save(self, folder: str | Path) -> None:
+        raise BertkitError(
+            "saving GPT-2's own tokenizer is not supported; bertkit's GPTs use WordPiece (copy the original files)"
+        )
+
+
+def _bpe_vocab(path: Path) -> dict | None:
+    """The vocabulary of a byte-level BPE folder or tokenizer.json; None when it is not one."""
+    tokenizer_json = path if path.is_file() else path / "tokenizer.json"
+    try:
+        if tokenizer_json.is_file():
+            model = json.loads(tokenizer_json.read_text(encoding="utf-8")).get("model") or {}
+            if not (isinstance(model, dict) and model.get("type") == "BPE"):
+                return None
+            return model.get("vocab") if isinstance(model.get("vocab"), dict) else {}
+        if path.is_dir() and (path / "vocab.json").is_file() and not (path / "vocab.txt").is_file():
+            vocab = json.loads((path / "vocab.json").read_text(encoding="utf-8"))
+            return vocab if isinstance(vocab, dict) else {}
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError, OSError):
+        return None  # the WordPiece loader reports the broken file
+    return None
+
+
+def _is_gpt2(vocab: dict) -> bool:
+    return GPT2_END in vocab and "<s>" not in vocab
 
 
 def _backend(model: models.BPE, add_prefix_space: bool) -> tokenizers.Tokenizer:
