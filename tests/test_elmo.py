@@ -112,8 +112,12 @@ def bilm(corpus):
 def test_finetuning_learns_the_mix_on_a_built_in_task(bilm, tmp_path):
     out = tmp_path / "sentiment"
     argv = ["elmo", "finetune", "--model", str(bilm), "--task", "sentiment", "--out", str(out)]
-    assert main([*argv, "--epochs", "2", "--max-train-examples", "300", "--max-chars", "40"]) == 0
+    assert (
+        main([*argv, "--epochs", "2", "--max-train-examples", "300", "--max-chars", "40", "--lr", "1e-3", "1e-2"]) == 0
+    )
     summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["grid"]) == {"0.001", "0.01"} and summary["dev"] == max(summary["grid"].values())
+    assert f"{summary['lr']:g}" in summary["grid"]  # the rate chosen on dev; test scored once, with it
     mix = summary["epochs"][-1]["mix"]
     assert len(mix) == 3 and abs(sum(mix) - 1) < 1e-6 and mix != [1 / 3] * 3  # normalised, and moved
     assert 0 <= summary["test"] <= 1 and (out / "test_predictions.jsonl").is_file()

@@ -52,7 +52,7 @@ def test_word2vec_trains_each_unit_once_and_feeds_the_baseline(script, tmp_path,
 def test_elmo_is_timed_then_given_the_minutes_and_fine_tuned_with_three_seeds(script, tmp_path, monkeypatch):
     calls = []
     rows = [{"step": 10 * i, "seconds_per_step": 9.0 if i == 1 else 0.3} for i in range(1, 5)]
-    summary = {"held_out": {"perplexity": 42.0}}
+    summary = {"held_out": {"perplexity": 42.0}, "lr": 0.01}
     monkeypatch.setattr(script.recipes, "bk", fake_bk(calls, summary, rows))
     s = script.recipes.Settings(script.TRANSFORMERS, 3.0, tmp_path, tasks=dict(script.TASKS))
     elmo = script.elmo_pretrain(s)
@@ -62,6 +62,8 @@ def test_elmo_is_timed_then_given_the_minutes_and_fine_tuned_with_three_seeds(sc
     calls.clear()
     script.elmo_finetune(s, elmo["model"], "ner", s.tasks["ner"])
     assert [c[c.index("--seed") + 1] for c in calls] == ["0", "1", "2"]
+    lrs = [c[c.index("--lr") + 1 : c.index("--out")] for c in calls]
+    assert lrs == [("1e-3", "1e-2"), ("0.01",), ("0.01",)]  # seed 0 chooses on dev, seeds 1 and 2 reuse it
     first = calls[0]
     assert first[first.index("--task") + 1] == "peoples-daily-ner" and first[first.index("--epochs") + 1] == "6"
     assert first[first.index("--max-eval-examples") + 1] == "600" and first[first.index("--max-chars") + 1] == "126"

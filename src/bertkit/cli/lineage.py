@@ -162,7 +162,11 @@ def elmo_finetune_cmd(
     out: Annotated[str, "folder for summary.json and test_predictions.jsonl"],
     epochs: Annotated[int, "passes over the training split", Range(1, 1000)] = 3,
     batch_size: Annotated[int, "examples per step", Range(1, 65_536)] = 32,
-    lr: Annotated[float, "Adam's learning rate for the mix and the head", Range(0, 10, low_open=True)] = 1e-3,
+    lr: Annotated[
+        list[float],
+        "Adam's learning rate for the mix and the head; several: each trained, the best on dev kept, test scored once",
+        Range(0, 10, low_open=True, distinct=True),
+    ] = [1e-3],  # noqa: B006
     max_chars: Annotated[int, "characters read per example (the rest tagged O)", Range(1, 4096)] = 126,
     max_train_examples: Annotated[int | None, "use only the first N training examples (as finetune)", COUNT] = None,
     max_eval_examples: Annotated[int | None, "use only the first N dev and N test examples", COUNT] = None,
@@ -178,4 +182,7 @@ def elmo_finetune_cmd(
     shown = sys.stderr.isatty() if progress is None else progress
     s = finetune_elmo(model, data, out, epochs, batch_size, lr, max_chars, seed, shown)
     weights = ", ".join(f"{w:.3f}" for w in s["epochs"][-1]["mix"])
-    print(f"{task}: dev {s['metric']} {s['dev']:.4f}, test {s['test']:.4f}; last layer weights (0..L): {weights}")
+    chosen = f" (lr {s['lr']:g}, chosen on dev)" if len(lr) > 1 else ""
+    print(
+        f"{task}: dev {s['metric']} {s['dev']:.4f}, test {s['test']:.4f}{chosen}; last layer weights (0..L): {weights}"
+    )

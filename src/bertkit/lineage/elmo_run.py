@@ -204,7 +204,7 @@ def finetune_elmo(
     out: str | Path,
     epochs: int = 3,
     batch_size: int = 32,
-    lr: float = 1e-3,
+    lr: float | list[float] = 1e-3,
     max_chars: int = 126,
     seed: int = 0,
     progress: bool = True,
@@ -225,12 +225,10 @@ def finetune_elmo(
         raise BertkitError(f"ELMo fine-tunes classification and tagging tasks; {task_name} is {task.kind}")
     tagging = task.kind == "tagging"
     label_index = {label: i for i, label in enumerate(task.labels)}
-    rng = np.random.default_rng(seed)
     train = list(task.train)
-    torch.manual_seed(seed)
-    model = ElmoTask(bilm, len(task.labels), tagging)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(trainable, lr=lr)
+    lrs = lr if isinstance(lr, list) else [lr]
+    if len(set(lrs)) < len(lrs):
+        raise BertkitError(f"--lr {' '.join(f'{x:g}' for x in lrs)}: a rate given twice; give distinct rates")
 
     def text_of(ex) -> str:
         return "".join(ex.words) if tagging else ex.text
@@ -269,9 +267,33 @@ def finetune_elmo(
         return measure([ex.tags for ex in examples], predicted)["f1"]
 
     out.mkdir(parents=True, exist_ok=True)
-    best, history = (-1.0, None), []
-    steps = epochs * math.ceil(len(train) / batch_size)
+    steps = len(lrs) * epochs * math.ceil(len(train) / batch_size)
     bar = tqdm(total=steps, unit="step", disable=not progress, file=sys.stderr, desc=f"ELMo {task_name}")
+    tried = {}  # lr -> (best dev, its weights, history): each rate trained from the same seed
+    for rate in lrs:
+        rng = np.random.default_rng(seed)
+        torch.manual_seed(seed)
+        model = ElmoTask(bilm, len(task.labels), tagging)
+        optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=rate)
+        tried[rate] = _train_head(model, optimizer, train, rng, epochs, batch_size, encode, predict, score, task, bar)
+    bar.close()
+    chosen = max(lrs, key=lambda rate: tried[rate][0])  # on dev; the first of equal scores
+    best, state, history = tried[chosen]
+    model.load_state_dict(state)
+    test_pred = predict(task.test)  # once, with the rate and epoch chosen on dev
+    test = score(task.test, test_pred)
+    gold = [ex.tags if tagging else ex.label for ex in task.test]
+    write_predictions(out, gold, test_pred)
+    summary = {"task": task_name, "model": str(model_dir), "lr": chosen, "dev": best, "test": test, "epochs": history}
+    summary["grid"] = {f"{rate:g}": tried[rate][0] for rate in lrs}
+    summary["metric"] = "f1" if tagging else "accuracy"
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _train_head(model, optimizer, train, rng, epochs, batch_size, encode, predict, score, task, bar) -> tuple:
+    """The mix and the head trained for `epochs`; (the best dev score, the weights at that epoch, the history)."""
+    best, history = (-1.0, None), []
     for epoch in range(epochs):
         model.train()
         order = rng.permutation(len(train))
@@ -292,13 +314,4 @@ def finetune_elmo(
         bar.write(f"epoch {epoch + 1}: dev {dev:.4f}, layer weights {[round(w, 3) for w in weights]}")
         if dev > best[0]:
             best = (dev, {k: v.clone() for k, v in model.state_dict().items()})
-    bar.close()
-    model.load_state_dict(best[1])
-    test_pred = predict(task.test)
-    test = score(task.test, test_pred)
-    gold = [ex.tags if tagging else ex.label for ex in task.test]
-    write_predictions(out, gold, test_pred)
-    summary = {"task": task_name, "model": str(model_dir), "dev": best[0], "test": test, "epochs": history}
-    summary["metric"] = "f1" if tagging else "accuracy"
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    return summary
+    return best[0], best[1], history
