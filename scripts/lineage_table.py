@@ -197,12 +197,12 @@ def reading(results: dict, tasks: dict[str, Task]) -> list[str]:
             i = Interval(**results[row]["tasks"][name]["vs_bert"])
             return f"{row} {100 * mean[row]:.1f}{unit} ({points(i.difference)} [{points(i.low)}, {points(i.high)}])"
 
-        context = "beats" if mean["elmo"] > mean["word2vec"] else "does not beat"
-        both = "beats" if mean["bert"] > mean["gpt"] else "does not beat"
+        context = "yes" if mean["elmo"] > mean["word2vec"] else "no"
+        both = "yes" if mean["bert"] > mean["gpt"] else "no"
         lines.append(
-            f"- {task.label}: BERT {100 * mean['bert']:.1f}{unit}; context (ELMo) {context} static vectors "
-            f"(word2vec): {said('elmo')} against {said('word2vec')}; both directions (BERT) {both} one (GPT): "
-            f"{said('gpt')}; XLNet-style: {said('xlnet')}."
+            f"- {task.label} (BERT {100 * mean['bert']:.1f}{unit}). Context beats static vectors? {context}: "
+            f"{said('elmo')} against {said('word2vec')}. Both directions beat one? {both}: {said('gpt')}. "
+            f"XLNet-style: {said('xlnet')}."
         )
     return lines
 

@@ -111,8 +111,8 @@ def test_the_table_and_the_reading_of_the_notes_claims(script):
     assert elmo[2] == "1,300 steps (perplexity 99 per character)" and gpt[2] == "8,000 steps"
     assert rows[4][3] == "80.0%" and rows[-1][-1] == "—"
     lines = script.reading(results, script.TASKS)
-    assert lines[0].startswith("- sentiment, 13,891 labels: BERT 80.0%; context (ELMo) beats static vectors")
-    assert "both directions (BERT) beats one (GPT): gpt 78.0% (−2.0 [−4.0, +0.0])" in lines[0]
+    assert lines[0].startswith("- sentiment, 13,891 labels (BERT 80.0%). Context beats static vectors? yes: elmo")
+    assert "Both directions beat one? yes: gpt 78.0% (−2.0 [−4.0, +0.0])" in lines[0]
 
 
 def test_the_docs_block_and_the_figure(script, tmp_path):
