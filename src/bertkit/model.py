@@ -49,6 +49,7 @@ from torch import nn
 
 from bertkit.config import BertConfig
 from bertkit.kernels import Dropout, LayerNorm, bmm_attention, bmm_pays, dropout
+from bertkit.kv_cache import KVCache, LayerCache  # noqa: F401 - KVCache importable from here as well
 
 ACT2FN = {
     "gelu": nn.GELU(),  # exact erf GELU, as Google's BERT
@@ -67,30 +68,6 @@ class EncoderOutput:
     attentions: tuple[torch.Tensor, ...] | None = None  # N × (B, heads, T, T) attention probabilities
     scores: tuple[torch.Tensor, ...] | None = None  # N × (B, heads, T, T) the softmax's inputs, masked
     query_state: torch.Tensor | None = None  # (B, T, H) the query stream's last layer (two-stream attention)
-
-
-class LayerCache:
-    """One layer's keys and values of the positions run so far, (B, heads, T_past, d_k) each."""
-
-    def __init__(self) -> None:
-        self.keys: torch.Tensor | None = None
-        self.values: torch.Tensor | None = None
-
-    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Add these positions' keys and values; returns all of them, the past first."""
-        if self.keys is not None:
-            k, v = torch.cat([self.keys, k], dim=2), torch.cat([self.values, v], dim=2)
-        self.keys, self.values = k, v
-        return k, v
-
-
-class KVCache:
-    """Every layer's `LayerCache` and how many positions they hold: a causal model's state between generation
-    steps, so each new token costs one position's work instead of the whole sequence's."""
-
-    def __init__(self, num_layers: int) -> None:
-        self.layers = [LayerCache() for _ in range(num_layers)]
-        self.length = 0
 
 
 @dataclass

@@ -188,10 +188,11 @@ GENERAL_ONLY = {  # flags of general distillation, and their defaults: given wit
 
 def _distill_task(a: dict) -> None:
     """`distill --task`: task-specific distillation (distill/task.py), the task read as `finetune` reads it."""
-    from bertkit.cli.finetuning import _check_length_fits, _load_task, _refuse_flags_the_task_ignores, default_lrs
+    from bertkit.cli.finetuning import _check_length_fits, _refuse_flags_the_task_ignores, default_lrs
     from bertkit.config import BertConfig
     from bertkit.distill.task import distill_task
     from bertkit.finetune.loop import FinetuneConfig, check_run_dir, replacing_run
+    from bertkit.finetune.tasks import load_task_cut
     from bertkit.training import distributed
 
     if distributed()[0] != 0:
@@ -211,7 +212,7 @@ def _distill_task(a: dict) -> None:
         a[f"{c}_column"] for c in ("text", "text_pair", "label", "tokens", "tags", "question", "context", "choices")
     )
     files = (a["train"], a["dev"], a["test"])
-    data = _load_task(a["task"], files, columns, a["max_train_examples"], a["max_eval_examples"])
+    data = load_task_cut(a["task"], files, columns, a["max_train_examples"], a["max_eval_examples"])
     _refuse_flags_the_task_ignores(data.kind, crf=a["crf"], stride=a["stride"])
     max_seq_length = a["max_seq_length"] or min(
         128, BertConfig.from_json(Path(a["teacher"]) / "config.json").max_length

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from bertkit.cli.table import COUNT, FRACTION, NON_NEGATIVE, Range, command
 from bertkit.errors import BertkitError
+from bertkit.finetune.tasks import DEFAULT_COLUMNS, load_task_cut  # noqa: F401 - DEFAULT_COLUMNS for the lineage
 
 TASKS = Literal[
     "sentiment",
@@ -138,7 +139,7 @@ def finetune_cmd(
         context_column,
         choices_column,
     )
-    data = _load_task(task, (train, dev, test), columns, max_train_examples, max_eval_examples)
+    data = load_task_cut(task, (train, dev, test), columns, max_train_examples, max_eval_examples)
     _refuse_flags_the_task_ignores(
         data.kind, crf=crf, stride=stride, max_query_length=max_query_length, max_answer_length=max_answer_length,
         n_best=n_best, null_threshold=null_threshold,
@@ -257,7 +258,7 @@ def baseline_cmd(
         "context",
         "choices",
     )
-    data = _load_task(task, (train, dev, test), columns, max_train_examples, max_eval_examples)
+    data = load_task_cut(task, (train, dev, test), columns, max_train_examples, max_eval_examples)
     print(f"task {data.name}: {len(data.train)} train, {len(data.dev)} dev, {len(data.test)} test examples")
     if vectors is not None:
         from bertkit.lineage.w2v_features import run_w2v_baseline
@@ -573,29 +574,6 @@ def _refuse_flags_the_task_ignores(kind: str, **given) -> None:
             raise BertkitError(
                 f"--{name.replace('_', '-')} is for {kinds} tasks; this one is {kind.replace('_', '-')}: leave it out"
             )
-
-
-# load_task's columns after the files, at their defaults (the built-in tasks name their own)
-DEFAULT_COLUMNS = ("text", None, "label", "tokens", "tags", "question", "context", "choices")
-
-
-def _load_task(task: str, files: tuple, columns: tuple, max_train_examples: int | None, max_eval_examples: int | None):
-    """The task's splits, as finetune and baseline both read them: `files` (train, dev, test) and `columns`
-    in `load_task`'s order; the first N training examples with --max-train-examples, the first N dev and
-    test ones with --max-eval-examples."""
-    from bertkit.finetune.tasks import check_learnable, load_task
-
-    data = load_task(task, *files, *columns)
-    if max_train_examples is not None:
-        if max_train_examples < 1:
-            raise BertkitError(f"--max-train-examples must be at least 1, got {max_train_examples}")
-        data.train = data.train[:max_train_examples]
-        check_learnable(data, f"--max-train-examples {max_train_examples} (the first training examples)")
-    if max_eval_examples is not None:
-        if max_eval_examples < 1:
-            raise BertkitError(f"--max-eval-examples must be at least 1, got {max_eval_examples}")
-        data.dev, data.test = data.dev[:max_eval_examples], data.test[:max_eval_examples]
-    return data
 
 
 SMALL_MODEL_LRS = [1e-4, 3e-4, 1e-3]  # measured on the built-in tasks with BERT-Tiny / Mini (docs/results.md)

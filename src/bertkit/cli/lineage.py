@@ -175,10 +175,10 @@ def elmo_finetune_cmd(
 ) -> None:
     """Fine-tune on the frozen biLM as the paper uses ELMo: a learned scalar mix of its layers (softmax weights and
     a scale) and a small head; the best epoch on dev is scored once on test."""
-    from bertkit.cli.finetuning import DEFAULT_COLUMNS, _load_task
+    from bertkit.finetune.tasks import DEFAULT_COLUMNS, load_task_cut
     from bertkit.lineage.elmo_run import finetune_elmo
 
-    data = _load_task(task, (None, None, None), DEFAULT_COLUMNS, max_train_examples, max_eval_examples)
+    data = load_task_cut(task, (None, None, None), DEFAULT_COLUMNS, max_train_examples, max_eval_examples)
     shown = sys.stderr.isatty() if progress is None else progress
     s = finetune_elmo(model, data, out, epochs, batch_size, lr, max_chars, seed, shown)
     weights = ", ".join(f"{w:.3f}" for w in s["epochs"][-1]["mix"])

@@ -114,15 +114,13 @@ class TaskModel(nn.Module):
     def lm_loss_sum(self) -> torch.Tensor:
         """λ × the mean next-token loss of the last forward's inputs × its examples: summed like the task loss,
         then divided by the step's examples (GPT-1: L3 = L2 + λ·L1)."""
-        from bertkit.pretrain.autoregressive import next_token_targets
-        from bertkit.pretrain.objectives import vocab_cross_entropy
-
         hidden, ids, mask, examples = self._lm_inputs
-        predicts, targets = next_token_targets({"input_ids": ids, "attention_mask": mask})
+        real = mask.bool() if mask is not None else torch.ones_like(ids, dtype=torch.bool)
+        predicts = real[:, 1:] & real[:, :-1]  # position t predicts a real token t + 1
         rows = hidden[:, :-1][predicts]  # bf16 when the forward ran under autocast, as the loop's loss runs outside it
         logits = F.linear(rows, self.encoder.embeddings.word_embeddings.weight.to(rows.dtype))
-        nll, _ = vocab_cross_entropy(logits, targets)
-        return self.lm_weight * examples * nll / max(1, len(targets))
+        nll = F.cross_entropy(logits.float(), ids[:, 1:][predicts])  # the mean over the predicted tokens
+        return self.lm_weight * examples * nll
 
     def loss_sum(
         self, logits: torch.Tensor, batch: dict[str, torch.Tensor], label_smoothing: float = 0.0

@@ -287,3 +287,26 @@ BUILTIN_TASKS = {
     "peoples-daily-ner": peoples_daily_ner_task,
     "peoples-daily-cws": peoples_daily_cws_task,
 }
+
+
+# load_task's columns after the files, at their defaults (the built-in tasks name their own)
+DEFAULT_COLUMNS = ("text", None, "label", "tokens", "tags", "question", "context", "choices")
+
+
+def load_task_cut(
+    task: str, files: tuple, columns: tuple, max_train_examples: int | None, max_eval_examples: int | None
+):
+    """The task's splits, as finetune and baseline both read them: `files` (train, dev, test) and `columns`
+    in `load_task`'s order; the first N training examples with --max-train-examples, the first N dev and
+    test ones with --max-eval-examples."""
+    data = load_task(task, *files, *columns)
+    if max_train_examples is not None:
+        if max_train_examples < 1:
+            raise DataError(f"--max-train-examples must be at least 1, got {max_train_examples}")
+        data.train = data.train[:max_train_examples]
+        check_learnable(data, f"--max-train-examples {max_train_examples} (the first training examples)")
+    if max_eval_examples is not None:
+        if max_eval_examples < 1:
+            raise DataError(f"--max-eval-examples must be at least 1, got {max_eval_examples}")
+        data.dev, data.test = data.dev[:max_eval_examples], data.test[:max_eval_examples]
+    return data
