@@ -96,8 +96,12 @@ class ByteLevelBPETokenizer(Tokenizer):
             backend = tokenizers.Tokenizer.from_file(str(path))
         except Exception as e:  # noqa: BLE001 - serde's message
             raise BertkitError(f"{path}: not a valid tokenizer.json ({e})") from None
-        _require(backend.get_vocab(), path)
+        cls._require(backend.get_vocab(), path)
         return cls(backend, **kwargs)
+
+    @classmethod
+    def _require(cls, vocab: dict[str, int], path: Path) -> None:
+        _require(vocab, path)
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> ByteLevelBPETokenizer:
@@ -232,13 +236,9 @@ class GPT2BPETokenizer(ByteLevelBPETokenizer):
         return vocab is not None and _is_gpt2(vocab)
 
     @classmethod
-    def from_file(cls, tokenizer_json: str | Path, **kwargs) -> GPT2BPETokenizer:
-        path = Path(tokenizer_json)
-        try:
-            backend = tokenizers.Tokenizer.from_file(str(path))
-        except Exception as e:  # noqa: BLE001 - serde's message
-            raise BertkitError(f"{path}: not a valid tokenizer.json ({e})") from None
-        return cls(backend, **kwargs)
+    def _require(cls, vocab: dict[str, int], path: Path) -> None:
+        if GPT2_END not in vocab:
+            raise BertkitError(f"{path}: the vocabulary has no {GPT2_END}; GPT-2's tokenizer needs it")
 
     @classmethod
     def from_files(cls, vocab_json: str | Path, merges_txt: str | Path, **kwargs) -> GPT2BPETokenizer:
