@@ -148,13 +148,16 @@ def char_features(words: list[str]) -> list[list[str]]:
 
 
 def _crf_baseline(task: TaskData) -> dict:
+    return fit_crf(task, char_features, "linear-chain CRF (CRFsuite, L-BFGS) on character n-gram features")
+
+
+def fit_crf(task: TaskData, featurise, method: str) -> dict:
+    """A linear-chain CRF on `featurise(words)`'s attributes per token (CRFsuite's strings or {name: value}), c2
+    chosen on dev from CRF_C2_GRID, test scored once: the result as `run_baseline` gives it."""
     import pycrfsuite
 
-    def tagged(examples):
-        return [(char_features(ex.words), ex.tags) for ex in examples if ex.words]
-
-    train = tagged(task.train)
-    feats = {split: [char_features(ex.words) for ex in getattr(task, split)] for split in ("dev", "test")}
+    train = [(featurise(ex.words), ex.tags) for ex in task.train if ex.words]
+    feats = {split: [featurise(ex.words) for ex in getattr(task, split)] for split in ("dev", "test")}
 
     def predicted(tagger, split):
         return [tagger.tag(f) if f else [] for f in feats[split]]
@@ -181,7 +184,7 @@ def _crf_baseline(task: TaskData) -> dict:
         best_f1, c2, tagger = max(tried, key=lambda t: t[0])
         test_pred = predicted(tagger, "test") if task.test else None  # once: scored, and kept for `compare`
         result = {
-            "method": "linear-chain CRF (CRFsuite, L-BFGS) on character n-gram features",
+            "method": method,
             "setting": {"c1": CRF_C1, "c2": c2, "max_iterations": CRF_MAX_ITERATIONS},
             "grid": {str(v): round(s, 4) for s, v, _ in tried},
             "dev": scores("dev", predicted(tagger, "dev")),

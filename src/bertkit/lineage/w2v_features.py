@@ -16,15 +16,13 @@ the same way.
 
 from __future__ import annotations
 
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
 from bertkit.errors import BertkitError
-from bertkit.finetune.baselines import CRF_C1, CRF_C2_GRID, CRF_MAX_ITERATIONS, RIDGE_ALPHA_GRID, TEXT_C_GRID
-from bertkit.finetune.metrics import accuracy, entity_scores, macro_f1, pearson, spearman, word_scores
+from bertkit.finetune.baselines import RIDGE_ALPHA_GRID, TEXT_C_GRID, fit_crf
+from bertkit.finetune.metrics import accuracy, macro_f1, pearson, spearman
 from bertkit.finetune.predict import main_metric
 from bertkit.finetune.tasks import TaskData
 from bertkit.lineage.vectors import WordVectors
@@ -137,43 +135,5 @@ def token_attributes(vectors: WordVectors, words: list[str]) -> list[dict[str, f
 
 
 def _crf(task: TaskData, vectors: WordVectors, source: str) -> dict:
-    import pycrfsuite
-
-    train = [(token_attributes(vectors, ex.words), ex.tags) for ex in task.train if ex.words]
-    feats = {split: [token_attributes(vectors, ex.words) for ex in getattr(task, split)] for split in ("dev", "test")}
-
-    def predicted(tagger, split):
-        return [tagger.tag(f) if f else [] for f in feats[split]]
-
-    def scores(split, pred):
-        examples = getattr(task, split)
-        gold = [ex.tags for ex in examples]
-        result = {"tag_accuracy": accuracy([t for g in gold for t in g], [t for p in pred for t in p])}
-        result |= entity_scores(gold, pred) if task.scheme == "bio" else word_scores(gold, pred)
-        return result | {"examples": len(examples)}
-
-    tried = []
-    with tempfile.TemporaryDirectory(prefix="bertkit-w2v-crf-") as tmp:
-        for c2 in CRF_C2_GRID:
-            trainer = pycrfsuite.Trainer(verbose=False)
-            for xseq, yseq in train:
-                trainer.append(xseq, yseq)
-            trainer.set_params({"c1": CRF_C1, "c2": c2, "max_iterations": CRF_MAX_ITERATIONS})
-            path = str(Path(tmp) / f"crf-{c2}.model")
-            trainer.train(path)
-            tagger = pycrfsuite.Tagger()
-            tagger.open(path)
-            tried.append((scores("dev", predicted(tagger, "dev"))["f1"], c2, tagger))
-        _, c2, tagger = max(tried, key=lambda t: t[0])
-        test_pred = predicted(tagger, "test") if task.test else None
-        result = {
-            "method": f"linear-chain CRF (CRFsuite, L-BFGS) on word2vec vectors ({source}): each character's and its "
-            "neighbours'",
-            "setting": {"c1": CRF_C1, "c2": c2, "max_iterations": CRF_MAX_ITERATIONS},
-            "grid": {str(v): round(s, 4) for s, v, _ in tried},
-            "dev": scores("dev", predicted(tagger, "dev")),
-            "test": scores("test", test_pred) if task.test else {},
-        }
-        if task.test:
-            result["test_predictions"] = ([ex.tags for ex in task.test], test_pred)
-        return result
+    method = f"linear-chain CRF (CRFsuite, L-BFGS) on word2vec vectors ({source}): each character's and its neighbours'"
+    return fit_crf(task, lambda words: token_attributes(vectors, words), method)
