@@ -15,15 +15,16 @@ import pytest
 import bertkit
 
 PACKAGE = Path(bertkit.__file__).parent
-ROOMS = ("pretrain", "finetune", "distill", "use", "lineage", "cli")
+ROOMS = ("pretrain", "finetune", "distill", "use", "retrieval", "lineage", "cli")
 # room -> the rooms it may import besides itself (everyone may import the core)
 MAY_IMPORT = {
     "pretrain": set(),
     "finetune": set(),
     "distill": {"pretrain", "finetune"},
     "use": {"finetune"},
+    "retrieval": {"pretrain", "finetune", "use"},
     "lineage": {"pretrain", "finetune"},
-    "cli": {"pretrain", "finetune", "distill", "use", "lineage"},
+    "cli": {"pretrain", "finetune", "distill", "use", "retrieval", "lineage"},
 }
 MAX_LINES = 600
 

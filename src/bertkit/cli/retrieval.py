@@ -1,0 +1,202 @@
+"""Commands of retrieval: `embed-train` (a sentence-embedding model), `retrieval data` (the built-in benchmark as
+files), `retrieval eval` (a model, BM25 or both fused, scored per query)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+
+from bertkit.cli.table import COUNT, NON_NEGATIVE, SEED, Range, command
+from bertkit.errors import BertkitError
+
+
+@command("embed-train")
+def embed_train_cmd(
+    *,
+    model: Annotated[
+        str, "the folder to start from: any folder `bertkit embed` reads (plain BERT or sentence-transformers)"
+    ],
+    train: Annotated[
+        str, "training file: JSONL/CSV pairs (in-batch), one text per line (simcse), scored pairs (cosent)"
+    ],
+    out: Annotated[str, "run folder: model/ (a sentence-transformers folder), metrics.jsonl, curves.png, summary.json"],
+    loss: Annotated[
+        Literal["in-batch", "simcse", "cosent"],
+        "in-batch: query/positive(/negatives) pairs, the batch's other documents as negatives; simcse: unsupervised, "
+        "dropout as the positive; cosent: scored pairs, only the order of the scores",
+    ] = "in-batch",
+    dev: Annotated[
+        str | None,
+        "scored after each epoch: a BEIR folder or a pairs file (nDCG@10 ...), or scored pairs (Spearman)",
+    ] = None,
+    epochs: Annotated[int, "passes over the training data", Range(1, 10_000)] = 1,
+    batch_size: Annotated[int, "examples per step (every other document in it is a negative)", Range(2, 1 << 20)] = 64,
+    cache_chunk: Annotated[
+        int, "GradCache: embed at most this many texts at a time (0: the whole batch at once)", NON_NEGATIVE
+    ] = 0,
+    lr: Annotated[float, "peak learning rate (AdamW, warm-up then linear decay)", Range(0, 1, low_open=True)] = 5e-5,
+    warmup: Annotated[float, "warm-up: a fraction of all steps (<1) or a number of steps", NON_NEGATIVE] = 0.1,
+    scale: Annotated[
+        float, "cosine similarities times this (20: a temperature of 0.05)", Range(0, 1000, low_open=True)
+    ] = 20.0,
+    symmetric: Annotated[bool, "in-batch / simcse: also each positive picking its query"] = False,
+    negatives_per_query: Annotated[int, "in-batch: hard negatives taken from each row's `negatives`", NON_NEGATIVE] = 1,
+    pooling: Annotated[
+        Literal["cls", "mean", "max", "mean_sqrt_len"] | None, "pooling (default: the folder's, mean for plain BERT)"
+    ] = None,
+    normalize: Annotated[
+        bool | None, "L2-normalise the vectors (default: the folder's; saved as a Normalize module)"
+    ] = None,
+    max_seq_length: Annotated[
+        int | None, "tokens per text, [CLS] and [SEP] included (default: the folder's)", Range(3)
+    ] = None,
+    query_field: Annotated[str, "pairs: the query's field or column"] = "query",
+    positive_field: Annotated[str, "pairs: the positive's field or column"] = "positive",
+    negatives_field: Annotated[str, "pairs (JSONL): the field holding a list of hard negatives"] = "negatives",
+    text_a: Annotated[str, "scored pairs: the first text's column"] = "sentence1",
+    text_b: Annotated[str, "scored pairs: the second text's column"] = "sentence2",
+    score_column: Annotated[str, "scored pairs: the score's column"] = "score",
+    precision: Annotated[Literal["auto", "fp32", "bf16"], "auto: bf16 autocast where the CPU has it"] = "auto",
+    seed: Annotated[int, "random seed (batches, dropout)", SEED] = 0,
+    save_every: Annotated[int, "checkpoint every N steps", COUNT] = 200,
+    resume: Annotated[bool, "continue the run in --out from its newest checkpoint"] = False,
+    progress: Annotated[bool | None, "progress bar on stderr (default: when stderr is a terminal)"] = None,
+) -> None:
+    """Train a sentence-embedding model (in-batch negatives with optional hard negatives, GradCache for large
+    batches, unsupervised SimCSE, or CoSENT); the result is a sentence-transformers folder that `embed`, `serve`,
+    `index` and SentenceTransformer(folder) read."""
+    from bertkit.retrieval.train import EmbedTrainConfig, train_embeddings
+
+    cfg = EmbedTrainConfig(
+        loss=loss,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        warmup=warmup,
+        scale=scale,
+        symmetric=symmetric,
+        negatives_per_query=negatives_per_query,
+        cache_chunk=cache_chunk,
+        max_seq_length=max_seq_length,
+        pooling=pooling,
+        normalize=normalize,
+        precision=precision,
+        seed=seed,
+        save_every=save_every,
+    )
+    if symmetric and loss == "cosent":
+        raise BertkitError("--symmetric is for --loss in-batch and simcse; CoSENT compares pairs, not a batch")
+    columns = {"query": query_field, "positive": positive_field, "negatives": negatives_field}
+    columns |= {"a": text_a, "b": text_b, "score": score_column}
+    dev_data = read_dev(dev, columns) if dev else None
+    shown = sys.stderr.isatty() if progress is None else progress
+    summary = train_embeddings(model, train, out, cfg, dev=dev_data, columns=columns, resume=resume, progress=shown)
+    scores = summary["dev"]
+    dev_line = "" if not scores else "; dev " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items() if k != "step")
+    print(f"{summary['steps']} steps on {summary['examples']} examples{dev_line}; model: {out}/model")
+
+
+def read_dev(path: str, columns: dict):
+    """A BEIR folder (its dev split, else test), a pairs file (as a retrieval set: the positives are the corpus),
+    or a scored-pairs file."""
+    from bertkit.finetune.readers import read_rows
+    from bertkit.retrieval.benchmark import RetrievalSet, read_beir
+    from bertkit.retrieval.data import read_pairs, read_scored_pairs
+
+    p = Path(path)
+    if p.is_dir():
+        split = "dev" if (p / "qrels" / "dev.tsv").is_file() else "test"
+        return read_beir(p, split)
+    first = next(iter(read_rows(p)))[1]
+    if columns["query"] in first:
+        pairs = read_pairs(p, columns["query"], columns["positive"], columns["negatives"])
+        corpus, queries, qrels = {}, {}, {}
+        for i, pair in enumerate(pairs):
+            for text in [pair.positive, *pair.negatives]:
+                corpus.setdefault(text, f"d{len(corpus)}")
+            queries[f"q{i}"] = pair.query
+            qrels[f"q{i}"] = {corpus[pair.positive]: 1}
+        return RetrievalSet({d: t for t, d in corpus.items()}, queries, qrels)
+    return read_scored_pairs(p, columns["a"], columns["b"], columns["score"])
+
+
+@command("retrieval data")
+def retrieval_data_cmd(
+    *,
+    out: Annotated[str, "folder: train.jsonl (query/positive pairs), dev/ and test/ (BEIR folders)"],
+    seed: Annotated[int, "the article split's seed (the default is the built-in tasks' fixed split)", SEED] = 1998,
+) -> None:
+    """Write the built-in retrieval benchmark (People's Daily: a headline finds its article's paragraphs) as files."""
+    from bertkit.config import atomic_write_text
+    from bertkit.retrieval.benchmark import peoples_daily_retrieval, write_beir
+
+    target = Path(out)
+    if target.exists() and not target.is_dir():
+        raise BertkitError(f"--out {out} is a file; give a folder")
+    if any((target / name).exists() for name in ("train.jsonl", "dev", "test")):
+        raise BertkitError(f"--out {out} already holds retrieval data (train.jsonl, dev/, test/); choose another --out")
+    pairs, dev, test = peoples_daily_retrieval(seed)
+    target.mkdir(parents=True, exist_ok=True)
+    write_beir(target / "dev", dev, split="dev")
+    write_beir(target / "test", test, split="test")
+    lines = (json.dumps({"query": q, "positive": p}, ensure_ascii=False) + "\n" for q, p in pairs)
+    atomic_write_text(target / "train.jsonl", "".join(lines))
+    print(
+        f"{out}/train.jsonl: {len(pairs):,} (headline, paragraph) pairs; dev: {len(dev.queries)} queries over "
+        f"{len(dev.corpus):,} paragraphs; test: {len(test.queries)} queries over {len(test.corpus):,} paragraphs"
+    )
+
+
+@command("retrieval eval")
+def retrieval_eval_cmd(
+    *,
+    data: Annotated[str, "a BEIR folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv), e.g. `retrieval data`'s test/"],
+    out: Annotated[str, "run folder: query_scores.jsonl (per query, for `bertkit compare`), summary.json"],
+    model: Annotated[str | None, "dense retrieval with this model's vectors (cosine)"] = None,
+    bm25: Annotated[Literal["chars", "words"] | None, "BM25 over characters or jieba words"] = None,
+    split: Annotated[str, "the qrels file to score: qrels/SPLIT.tsv"] = "test",
+    precision: Annotated[Literal["fp32", "bf16", "int8"], "the model's precision (as `embed`)"] = "fp32",
+    rrf_k: Annotated[int, "hybrid (--model and --bm25): reciprocal-rank fusion's k", COUNT] = 60,
+    overwrite: Annotated[bool, "replace a run already in --out"] = False,
+) -> None:
+    """Score retrieval on a BEIR folder: dense (--model), BM25 (--bm25), or both fused by reciprocal rank
+    (hybrid); recall@1/10/100, MRR@10 and nDCG@10 per query and their means."""
+    from bertkit.config import atomic_write_text
+    from bertkit.retrieval.benchmark import read_beir
+    from bertkit.retrieval.metrics import mean_metrics
+    from bertkit.retrieval.search import bm25_rankings, dense_rankings, hybrid_rankings, score_rankings
+    from bertkit.use.embed import load_embedder
+
+    if model is None and bm25 is None:
+        raise BertkitError("give --model (dense), --bm25 (BM25), or both (hybrid)")
+    target = Path(out)
+    if target.exists() and not target.is_dir():
+        raise BertkitError(f"--out {out} is a file; give a folder")
+    if (target / "query_scores.jsonl").exists() and not overwrite:
+        raise BertkitError(f"--out {out} already holds a retrieval run; pass --overwrite or choose another --out")
+    retrieval_set = read_beir(data, split)
+    embedder = load_embedder(model) if model else None
+    systems, timings = [], {}
+    if embedder is not None:
+        rankings, timings["dense"] = dense_rankings(embedder, retrieval_set, precision=precision)
+        systems.append(rankings)
+    if bm25 is not None:
+        rankings, timings[f"bm25-{bm25}"] = bm25_rankings(retrieval_set, bm25)
+        systems.append(rankings)
+    final = systems[0] if len(systems) == 1 else hybrid_rankings(*systems, k=rrf_k)
+    name = "hybrid" if len(systems) > 1 else "dense" if embedder is not None else f"bm25-{bm25}"
+    per_query = score_rankings(final, retrieval_set)
+    means = mean_metrics(per_query)
+    rows = (
+        json.dumps({"query": q, **per_query[q], "top10": final[q][:10]}, ensure_ascii=False) + "\n"
+        for q in retrieval_set.queries
+    )
+    summary = {"system": name, "data": data, "split": split, "model": model, "bm25": bm25, "queries": len(per_query)}
+    summary |= {"documents": len(retrieval_set.corpus), "metrics": means, "timings": timings}
+    target.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(target / "query_scores.jsonl", "".join(rows))
+    atomic_write_text(target / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    print(f"{name}: {len(per_query)} queries over {len(retrieval_set.corpus):,} documents")
+    print("  ".join(f"{m} {v:.4f}" for m, v in means.items()))
