@@ -101,8 +101,9 @@ def train_embeddings(
     examples, keys = read_training(train_file, cfg.loss, columns or {})
     if cfg.loss != "cosent" and len(examples) < 2:
         raise BertkitError(f"{train_file}: {len(examples)} example(s); in-batch negatives need at least 2")
-    batches_per_epoch = len(_epoch_batches(keys, 0, cfg))
-    steps = cfg.epochs * batches_per_epoch
+    # batches without repeated texts: their number may differ from one epoch's order to the next
+    epoch_ends = np.cumsum([len(_epoch_batches(keys, e, cfg)) for e in range(cfg.epochs)]).tolist()
+    steps = epoch_ends[-1]
     settings = {"model": str(model_dir), "train": str(train_file), **vars(cfg)}
     for key in ("save_every", "log_every"):
         settings.pop(key)
@@ -137,7 +138,7 @@ def train_embeddings(
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "train_config.json", json.dumps({"settings": settings}, indent=2, ensure_ascii=False))
     print(
-        f"{len(examples)} training examples, {batches_per_epoch} batches an epoch, {steps} steps; loss {cfg.loss}; "
+        f"{len(examples)} training examples, {steps} steps in {cfg.epochs} epoch(s); loss {cfg.loss}; "
         f"{model.pooling} pooling{', normalised' if model.normalize else ''}; {precision_note}",
         file=sys.stderr,
     )
@@ -145,10 +146,13 @@ def train_embeddings(
     bar = tqdm(total=steps, initial=step, unit="step", disable=not progress, file=sys.stderr, desc="embed-train")
     log = open(out / "metrics.jsonl", "a", encoding="utf-8")
     dev_scores: list[dict] = []
+    batches: tuple[int, list] = (-1, [])
     try:
         while step < steps:
-            epoch, position = divmod(step, batches_per_epoch)
-            batch = _epoch_batches(keys, epoch, cfg)[position]
+            epoch = next(e for e, end in enumerate(epoch_ends) if step < end)
+            if batches[0] != epoch:
+                batches = (epoch, _epoch_batches(keys, epoch, cfg))
+            batch = batches[1][step - (epoch_ends[epoch - 1] if epoch else 0)]
             groups, loss_fn = _groups(cfg, ids, [examples[i] for i in batch])
             model.train()
             start = time.perf_counter()
@@ -174,7 +178,7 @@ def train_embeddings(
                 row = {"step": step, "epoch": epoch + 1, f"{cfg.loss}_loss": loss, "grad_norm": grad_norm}
                 row |= {"lr": schedule.get_last_lr()[0], "tokens_per_s": tokens / seconds, "seconds_per_step": seconds}
                 log.write(json.dumps(row) + "\n")
-            if dev is not None and (step % batches_per_epoch == 0 or step == steps):
+            if dev is not None and step in epoch_ends:
                 scores = evaluate_dev(model, dev)
                 dev_scores.append({"step": step, **scores})
                 log.write(json.dumps({"eval": {"step": step, **scores}}) + "\n")
