@@ -17,8 +17,8 @@ from bertkit.cli import main
 from bertkit.errors import DataError
 from bertkit.retrieval.benchmark import RetrievalSet, peoples_daily_retrieval, read_beir, write_beir
 from bertkit.retrieval.metrics import METRICS, query_metrics, reciprocal_rank_fusion
-from bertkit.retrieval.sentence_model import SentenceModel
 from bertkit.retrieval.search import bm25_rankings, hybrid_rankings, score_rankings
+from bertkit.retrieval.sentence_model import SentenceModel
 from bertkit.tokenizer import Tokenizer
 from bertkit.use.embed import Dense, load_embedder
 

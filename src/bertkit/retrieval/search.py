@@ -71,7 +71,7 @@ def bm25_rankings(data: RetrievalSet, unit: str, depth: int = DEPTH) -> tuple[di
     try:
         import bm25s
     except ImportError:
-        raise BertkitError("BM25 needs the bm25s package: pip install 'bertkit[retrieval]'") from None
+        raise BertkitError("BM25 needs the bm25s package: pip install bm25s") from None
     doc_ids = list(data.corpus)
     start = time.perf_counter()
     retriever = bm25s.BM25()
