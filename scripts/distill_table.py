@@ -44,8 +44,13 @@ The plan, and why (AMD EPYC with AVX-512 BF16, 2 cores, no other work on the mac
 - Speed: `bertkit embed` (fp32, its default, the same on every CPU) on the first 1,000 test reviews of the
   sentiment task, in 3 rounds that alternate between the models as benchmarks/bench_embed.py does (the median
   texts/s); in-domain Chinese text, where bench_embed's English half would be split into characters by this
-  8,000-piece Chinese vocabulary. Fine-tuning seconds per step: the median over the sentiment-all runs' logged
-  rows (batch size / sequences per second, each run's first row left out), the same texts for every row.
+  8,000-piece Chinese vocabulary. Fine-tuning seconds per step: a timed run of each model of its own (OUT/speed:
+  the sentiment task's first 1,280 training reviews, 64 tokens, batch 32, the median of its logged rows), the
+  same texts for every model; a task-distilled row's step costs more (the teacher's forward pass), and is not
+  what this column shows.
+- A quiet machine is needed only for the minutes that time: the four pieces' timing runs, which all come first,
+  and the speed runs (OUT/speed, embed), which come last. Everything between runs a fixed number of steps or
+  epochs, so other work on the machine then only makes the table take longer.
 - Intervals: each row's 3-seed mean against each of the teacher's 3 seeds (`bertkit compare`, paired on the
   test examples), shown as the mean difference in the widest of the three intervals; the same against the
   undistilled student of the same size. The papers' ratios (DistilBERT: 40% fewer parameters, 60% faster, 97%
@@ -101,7 +106,7 @@ GENERAL = {  # the corpus and schedule every student is made with, distilled or 
 PRETRAIN = {"--preset": "bert-mini-chinese", "--objective": "full", "--dynamic": "", "--dropout": "0"}
 WEIGHTS = {128: 1.0}  # one length: the timed seconds per step are its median
 TASKS = {name: recipes.TASKS[name] for name in ("sentiment-all", "sentiment-500", "ner")}
-SPEED_TASK = "sentiment-all"  # whose runs give the fine-tuning seconds per step
+SPEED_TASK = "sentiment-all"  # the task of the timed fine-tuning runs (OUT/speed)
 ROUNDS = 3
 
 
@@ -146,13 +151,16 @@ class Settings:
     seeds: tuple[int, ...] = recipes.SEEDS
     texts: int = 1000
     rounds: int = ROUNDS
+    speed_examples: int = 1280  # 40 fine-tuning steps of 32
 
 
 def smoke_settings(teacher: Path, out: Path) -> Settings:
     """The smoke test: every piece and command of the real run, on 1 seed and a few steps and examples."""
     cut = {"--max-train-examples": "64", "--max-eval-examples": "64"}
     tasks = {name: Task(t.label, t.metric, t.data | cut, t.finetune | {"--epochs": "1"}) for name, t in TASKS.items()}
-    return Settings(teacher, 0.0, out, min_steps=10, timing_steps=6, tasks=tasks, seeds=(0,), texts=50, rounds=1)
+    return Settings(
+        teacher, 0.0, out, min_steps=10, timing_steps=6, tasks=tasks, seeds=(0,), texts=50, rounds=1, speed_examples=64
+    )
 
 
 def student_sizes(config: dict) -> dict[str, list[str]]:
@@ -190,23 +198,36 @@ def teacher_model(s: Settings, smoke: bool) -> Path:
     return run / "model"
 
 
-def make_student(s: Settings, name: str, command: list[str], teacher: Path) -> Path:
-    """Time the piece, then run it for --minutes (resuming an unfinished run); its model folder."""
+def student_base(name: str, command: list[str], teacher: Path) -> list[str]:
     if command[0] == "distill":
-        base = [*command, "--teacher", str(teacher), *flags(GENERAL)]
-    else:
-        base = [*command, *flags(PRETRAIN), "--tokenizer", str(teacher), *flags(GENERAL)]
+        return [*command, "--teacher", str(teacher), *flags(GENERAL)]
+    return [*command, *flags(PRETRAIN), "--tokenizer", str(teacher), *flags(GENERAL)]
+
+
+def time_student(s: Settings, name: str, command: list[str], teacher: Path) -> int:
+    """The piece's 40 timed steps (OUT/NAME/timing), and the steps its median seconds per step fit in --minutes.
+    All four pieces are timed before any of them runs, so that only these minutes need a quiet machine."""
     log = s.out / "timings.jsonl"
     timing = s.out / name / "timing"
     if timing.exists() and not done(timing):
         shutil.rmtree(timing)  # an interrupted timing run is redone whole: its seconds must be one run's
     never = ["--eval-every", "100000", "--save-every", "100000"]
+    base = student_base(name, command, teacher)
     run_piece(timing, [*base, "--steps", str(s.timing_steps), "--log-every", "2", *never], log)
     step_s = recipes.seconds_per_step(recipes.read_rows(timing / "metrics.jsonl"), WEIGHTS)
-    steps = recipes.steps_for(step_s, s.minutes, s.min_steps)
+    return recipes.steps_for(step_s, s.minutes, s.min_steps)
+
+
+def make_student(s: Settings, name: str, command: list[str], teacher: Path, steps: int | None = None) -> Path:
+    """Run the piece for its timed steps (timing it first unless `steps` is given; resuming an unfinished run);
+    its model folder."""
+    if steps is None:
+        steps = time_student(s, name, command, teacher)
     run = s.out / name / "general"
     every = str(min(500, steps))
-    run_piece(run, [*base, "--steps", str(steps), "--eval-every", every, "--save-every", every, "--resume"], log)
+    base = student_base(name, command, teacher)
+    args = [*base, "--steps", str(steps), "--eval-every", every, "--save-every", every, "--resume"]
+    run_piece(run, args, s.out / "timings.jsonl")
     return run / "model"
 
 
@@ -283,13 +304,33 @@ def step_seconds(metrics: list[dict], batch_size: int) -> float | None:
 
 
 def finetune_step_seconds(folder: Path) -> float | None:
-    """The median over every run under FOLDER (a row's SPEED_TASK: its seeds and seed 0's rates); a task
-    distillation's intermediate stage is left out: its step is not a fine-tuning step."""
+    """The median over every run under FOLDER; a task distillation's intermediate stage is left out: its step is
+    not a fine-tuning step."""
     batch = int(recipes.FINETUNE["--batch-size"])
     logs = [m for m in sorted(folder.rglob("metrics.jsonl")) if m.parent.name != "intermediate"]
     times = [step_seconds(recipes.read_rows(m), batch) for m in logs]
     times = [t for t in times if t is not None]
     return statistics.median(times) if times else None
+
+
+def timed_finetune(s: Settings, name: str, folder: Path) -> float | None:
+    """Seconds per fine-tuning step of the model in FOLDER: a run of its own (OUT/speed/NAME) on the sentiment
+    task's first --speed-examples training reviews (64 tokens, batch 32, one epoch, a row logged every 2 steps),
+    made after the table's runs, so that only it needs a quiet machine; the median of its logged rows."""
+    spec = TASKS[SPEED_TASK]
+    cut = ["--max-train-examples", str(s.speed_examples), "--max-eval-examples", "64"]
+    args = [
+        "finetune",
+        "--model",
+        str(folder),
+        *flags(spec.data),
+        *cut,
+        *flags(spec.finetune),
+        *flags(recipes.FINETUNE),
+    ]
+    args += ["--lr", "1e-3", "--seeds", "0", "--log-every", "2", "--overwrite"]
+    run_piece(s.out / "speed" / name, args, s.out / "timings.jsonl")
+    return finetune_step_seconds(s.out / "speed" / name)
 
 
 def row_tasks(s: Settings, row: str) -> dict:
@@ -478,9 +519,11 @@ def plot(results: dict, tasks: dict[str, Task], png: Path) -> None:
 def run_all(s: Settings, smoke: bool) -> tuple[dict, dict]:
     teacher = s.teacher = teacher_model(s, smoke)
     models = {"teacher": teacher}
+    sizes = student_sizes(read_json(teacher / "config.json"))
+    steps = {name: time_student(s, name, command, teacher) for name, command in sizes.items()}  # quiet minutes
     pieces = {}
-    for name, command in student_sizes(read_json(teacher / "config.json")).items():
-        models[name] = make_student(s, name, command, teacher)
+    for name, command in sizes.items():
+        models[name] = make_student(s, name, command, teacher, steps[name])
         summary = read_json(s.out / name / "general" / "summary.json")
         pieces[name] = {"command": command, "steps": summary["steps"]}
     for row, spec in ROWS.items():
@@ -492,13 +535,14 @@ def run_all(s: Settings, smoke: bool) -> tuple[dict, dict]:
             method = pieces[spec.model]["command"][2]  # distill --method M
             for name in s.tasks:
                 distill_task(s, row, name, models[spec.model], method)
+    step_seconds_of = {name: timed_finetune(s, name, folder) for name, folder in models.items()}  # quiet minutes
     speeds = embed_speeds(s, models)
     results = {}
     for row, spec in ROWS.items():
         results[row] = {
             "parameters": parameters(models[spec.model]),
             "texts_per_s": speeds[spec.model],
-            "step_seconds": finetune_step_seconds(s.out / row / SPEED_TASK),
+            "step_seconds": step_seconds_of[spec.model],
             "tasks": row_tasks(s, row),
         }
     return results, pieces

@@ -183,3 +183,24 @@ def test_the_docs_block_and_the_figure(script, tmp_path):
 def test_the_docs_page_has_the_block():
     text = (ROOT / "docs" / "distillation.md").read_text(encoding="utf-8")
     assert "<!-- table distillation: written by `" in text and "<!-- end table distillation -->" in text
+
+
+def test_the_speed_run_is_a_fine_tuning_of_its_own_on_the_same_reviews(script, tmp_path, monkeypatch):
+    calls = []
+
+    def fake(*args):
+        calls.append(args)
+        out = Path(args[args.index("--out") + 1])
+        out.mkdir(parents=True)
+        rows = [{"step": 2, "sequences_per_s": 8.0}, {"step": 4, "sequences_per_s": 64.0}]
+        rows.append({"step": 6, "sequences_per_s": 32.0})
+        (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        (out / "summary.json").write_text("{}")
+
+    monkeypatch.setattr(script.recipes, "bk", fake)
+    s = script.Settings(Path("t"), 1.0, tmp_path)
+    assert script.timed_finetune(s, "teacher", Path("m")) == pytest.approx(0.75)
+    (args,) = calls
+    assert args[args.index("--max-train-examples") + 1] == "1280" and args[args.index("--model") + 1] == "m"
+    assert args[args.index("--out") + 1] == str(tmp_path / "speed" / "teacher") and "--log-every" in args
+    assert script.timed_finetune(s, "teacher", Path("m")) == pytest.approx(0.75) and len(calls) == 1  # done: kept
