@@ -1,5 +1,5 @@
 """Commands of retrieval: `embed-train` (a sentence-embedding model), `retrieval data` (the built-in benchmark as
-files), `retrieval eval` (a model, BM25 or both fused, scored per query)."""
+files), `retrieval eval` (a model, BM25 or both fused, scored per query), `index` and `search` (a faiss index)."""
 
 from __future__ import annotations
 
@@ -200,3 +200,118 @@ def retrieval_eval_cmd(
     atomic_write_text(target / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     print(f"{name}: {len(per_query)} queries over {len(retrieval_set.corpus):,} documents")
     print("  ".join(f"{m} {v:.4f}" for m, v in means.items()))
+
+
+def read_documents(path: str, id_field: str, text_field: str, title_field: str | None) -> tuple[list[str], list[str]]:
+    """(ids, texts) of a text file (one document a line, its line number the id) or a JSONL file (named fields;
+    a title, when given, goes before the text as BEIR's dense evaluation does)."""
+    from bertkit.errors import DataError
+    from bertkit.finetune.readers import _field, read_rows
+    from bertkit.use.vector_io import read_lines
+
+    if Path(path).suffix.lower() not in (".jsonl", ".json"):
+        lines = list(read_lines(path))
+        return [str(n) for n, _ in lines], [t for _, t in lines]
+    ids, texts = [], []
+    for line, row in read_rows(path):
+        value = row.get(id_field)
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str) or not value.strip():
+            raise DataError(f"{path}: line {line}: field '{id_field}' (the document's id) is missing or empty")
+        title = row.get(title_field) if title_field else None
+        text = _field(Path(path), line, row, text_field)
+        ids.append(value)
+        texts.append(f"{title} {text}" if isinstance(title, str) and title.strip() else text)
+    return ids, texts
+
+
+@command("index")
+def index_cmd(
+    model: Annotated[str, "the embedding model: a sentence-transformers or BERT folder"],
+    *,
+    input: Annotated[str, "documents: a text file (one a line; the line number is the id) or JSONL"],
+    out: Annotated[str, "index folder: index.faiss, documents.jsonl, index.json"],
+    kind: Annotated[
+        Literal["flat", "hnsw"], "flat: exact search; hnsw: approximate (faiss HNSW), its recall measured"
+    ] = "flat",
+    id_field: Annotated[str, "JSONL: the id's field (BEIR's corpus.jsonl: _id)"] = "id",
+    text_field: Annotated[str, "JSONL: the text's field"] = "text",
+    title_field: Annotated[str | None, "JSONL: a title field to put before the text (BEIR: title)"] = None,
+    m: Annotated[int, "hnsw: links per node", Range(2, 512)] = 32,
+    ef_construction: Annotated[int, "hnsw: candidates kept while building", COUNT] = 200,
+    ef_search: Annotated[int, "hnsw: candidates kept while searching (more: higher recall, slower)", COUNT] = 128,
+    precision: Annotated[
+        Literal["fp32", "bf16", "int8"], "the model's precision while embedding (as `embed`)"
+    ] = "fp32",
+    batch_tokens: Annotated[int, "padded tokens per batch (as `embed`)", Range(1, 1 << 24)] = 4096,
+    overwrite: Annotated[bool, "replace an index already in --out"] = False,
+    progress: Annotated[bool | None, "progress bar on stderr (default: when stderr is a terminal)"] = None,
+) -> None:
+    """Embed documents and build a vector index (faiss) that `bertkit search` and `bertkit serve --index` read."""
+    import time
+
+    from bertkit.use.embed import load_embedder
+    from bertkit.use.index import META, build_index
+
+    target = Path(out)
+    if target.exists() and not target.is_dir():
+        raise BertkitError(f"--out {out} is a file; give a folder")
+    if target.is_dir() and any(target.iterdir()) and not overwrite:
+        what = "an index" if (target / META).exists() else "files"
+        raise BertkitError(f"--out {out} already holds {what}; pass --overwrite or choose another --out")
+    ids, texts = read_documents(input, id_field, text_field, title_field)
+    embedder = load_embedder(model)
+    start = time.perf_counter()
+    shown = sys.stderr.isatty() if progress is None else progress
+    hnsw = {"m": m, "ef_construction": ef_construction, "ef_search": ef_search} if kind == "hnsw" else {}
+    index = build_index(embedder, model, ids, texts, kind, precision, batch_tokens, shown, **hnsw)
+    index.save(target)
+    recall = f"; recall@10 against exact search {index.meta['recall_at_10']:.4f}" if kind == "hnsw" else ""
+    seconds = time.perf_counter() - start
+    print(f"{len(ids):,} documents, {index.meta['dim']} dimensions, {kind} index in {seconds:.1f} s{recall}: {out}")
+
+
+@command("search")
+def search_cmd(
+    index: Annotated[str, "an index folder (`bertkit index`)"],
+    *,
+    query: Annotated[list[str] | None, "one or more query texts (or --input)"] = None,
+    model: Annotated[str | None, "the model to embed queries with (default: the one the index was built with)"] = None,
+    input: Annotated[str | None, "a text file of queries, one a line"] = None,
+    output: Annotated[
+        str | None, "write JSONL results here ({query, results: [{id, score, text}]}) instead of printing"
+    ] = None,
+    top_k: Annotated[int, "results per query", Range(1, 10_000)] = 10,
+    precision: Annotated[Literal["fp32", "bf16", "int8"], "the model's precision (as `embed`)"] = "fp32",
+) -> None:
+    """Search an index with text queries: the top-k documents by cosine, with their ids, scores and texts."""
+    from bertkit.config import atomic_write_text
+    from bertkit.use.embed import load_embedder
+    from bertkit.use.index import VectorIndex
+    from bertkit.use.vector_io import check_output_file, read_lines
+
+    if bool(query) == bool(input):
+        raise BertkitError("give --query TEXT ... or --input FILE (one query a line), one of the two")
+    if output is not None:
+        check_output_file(output)
+    texts = list(query) if query else [t for _, t in read_lines(input)]
+    for i, q in enumerate(texts):
+        if not q.strip():
+            raise BertkitError(f"query {i + 1} is empty; give text to search for")
+    found_index = VectorIndex.load(index)
+    embedder = load_embedder(model or found_index.meta["model"])
+    results = found_index.search_texts(embedder, texts, top_k, precision)
+    if output is not None:
+        rows = (
+            json.dumps({"query": q, "results": r}, ensure_ascii=False) + "\n"
+            for q, r in zip(texts, results, strict=True)
+        )
+        atomic_write_text(Path(output), "".join(rows))
+        print(f"{len(texts)} queries, top {top_k}: {output}")
+        return
+    for q, hits in zip(texts, results, strict=True):
+        print(q)
+        for rank, hit in enumerate(hits, 1):
+            text = hit["text"] if len(hit["text"]) <= 60 else hit["text"][:59] + "…"
+            print(f"  {rank:>3}. {hit['score']:.4f}  {hit['id']}  {text}")

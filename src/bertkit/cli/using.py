@@ -272,9 +272,10 @@ def serve_cmd(
     batch_wait_ms: Annotated[float, "how long a batch waits for more requests before it runs", Range(0, 60_000)] = 5.0,
     precision: Annotated[Literal["fp32", "bf16", "int8"], "/embed's precision, as `embed --precision`"] = "fp32",
     backend: Annotated[Literal["torch", "onnxruntime"], "/embed's backend, as `embed --backend`"] = "torch",
+    index: Annotated[str | None, "a `bertkit index` folder built with this model: POST /search"] = None,
 ) -> None:
     """Serve a model folder over HTTP: POST /embed, /fill-mask (MLM head), /classify or /tag (fine-tuned
-    folders); GET /health (liveness) and /ready (readiness).
+    folders), /search (with --index); GET /health (liveness) and /ready (readiness).
 
     Requests of concurrent clients are batched into one model call (up to --max-batch-size texts, waiting at
     most --batch-wait-ms); bad requests get a 4xx with {"error": message}. This runs one process. For several
@@ -282,11 +283,11 @@ def serve_cmd(
     bertkit's app factory: `BERTKIT_SERVE_MODEL=FOLDER uvicorn bertkit.use.serve:app_from_env --factory --workers
     N --host 0.0.0.0 --port 8000`, with the limits as BERTKIT_SERVE_MAX_BATCH_SIZE, BERTKIT_SERVE_MAX_TEXTS,
     BERTKIT_SERVE_MAX_REQUEST_BYTES, BERTKIT_SERVE_BATCH_WAIT_MS, BERTKIT_SERVE_PRECISION and
-    BERTKIT_SERVE_BACKEND, and OMP_NUM_THREADS set to (cores / N) so
+    BERTKIT_SERVE_BACKEND (and BERTKIT_SERVE_INDEX), and OMP_NUM_THREADS set to (cores / N) so
     that the workers do not fight over cores. Each worker answers /ready with 503 until its model is loaded."""
     from bertkit.use.serve import ServeConfig, serve
 
-    config = ServeConfig(max_batch_size, max_texts, max_request_bytes, batch_wait_ms, precision, backend)
+    config = ServeConfig(max_batch_size, max_texts, max_request_bytes, batch_wait_ms, precision, backend, index)
     serve(model, host, port, config)
 
 

@@ -4,6 +4,7 @@
     POST /fill-mask  {"text": "...[MASK]...", "top_k": 5} -> {"masks": [[{"token", "score"}, ...], ...]}  (MLM head)
     POST /classify   {"texts": [...], "pairs": [...]?}   -> {"results": [{"label", "score", "scores"} | {"value"}]}
     POST /tag        {"texts": [...]}                    -> {"results": [{"entities" | "words" | "tags"}, ...]}
+    POST /search     {"texts": [...], "top_k": 10}       -> {"results": [[{"id", "score", "text"}, ...]]}  (--index)
     GET  /health     200 while the process answers (liveness)
     GET  /ready      200 once the model is loaded and the batch workers run, else 503 (readiness)
 
@@ -45,7 +46,6 @@ import logging
 import os
 import socket
 import sys
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -64,8 +64,10 @@ from bertkit.errors import BertkitError
 from bertkit.finetune.model import TaskModel, task_model
 from bertkit.finetune.predict import predict_texts
 from bertkit.hf import Checkpoint, load_pretrained
+from bertkit.use.batcher import Batcher
 from bertkit.use.embed import PRECISIONS, Embedder, load_embedder
 from bertkit.use.fill_mask import fill_mask
+from bertkit.use.index import VectorIndex
 from bertkit.use.requests import RequestError, check_fields, check_text, json_type, read_json, shown, text_list
 
 # uvicorn configures this logger, so our messages come out with its own, in the same format.
@@ -86,6 +88,7 @@ class ServeConfig:
     batch_wait_ms: float = 5.0  # how long a batch waits for more requests before it runs
     precision: str = "fp32"  # /embed: fp32, bf16 or int8 (Embedder.encode)
     backend: str = "torch"  # /embed: torch, or onnxruntime (fp32 / int8)
+    index: str | None = None  # /search: a `bertkit index` folder built with the served model
 
     def __post_init__(self) -> None:
         for name in ("max_batch_size", "max_texts", "max_request_bytes"):
@@ -126,6 +129,7 @@ class ServedModel:
     task: TaskModel | None = None  # a fine-tuned classification, regression or tagging folder
     mlm: Checkpoint | None = None  # a folder with an MLM head: fill-mask
     precision: str = "fp32"  # of /embed (an OnnxEmbedder for the onnxruntime backend)
+    index: VectorIndex | None = None  # /search
 
     @property
     def endpoints(self) -> list[str]:
@@ -134,21 +138,38 @@ class ServedModel:
             found.append("/fill-mask")
         if self.task is not None:
             found.append(SERVED_KINDS[self.task.kind])
+        if self.index is not None:
+            found.append("/search")
         return found
 
 
-def load_model(folder: str | os.PathLike, precision: str = "fp32", backend: str = "torch") -> ServedModel:
+def load_model(
+    folder: str | os.PathLike, precision: str = "fp32", backend: str = "torch", index: str | None = None
+) -> ServedModel:
+    """The folder's model (`load_folder`) and, with `index`, the index for /search, checked to be this model's."""
+    found = VectorIndex.load(index) if index else None
+    served = load_folder(folder, precision, backend, found)
+    served.index = found
+    return served
+
+
+def load_folder(folder: str | os.PathLike, precision: str, backend: str, index: VectorIndex | None) -> ServedModel:
     """A sentence-transformers folder serves /embed; a BERT folder also serves its heads: /fill-mask for an
     MLM head, /classify for a fine-tuned sequence classifier (or regressor), /tag for a token classifier (with
     its CRF, if it has one). Question-answering and multiple-choice heads are not served: their inputs are
     not lists of texts. /embed runs in `precision` on `backend`, made ready (and checked) here."""
     folder = Path(folder)
     if (folder / "modules.json").is_file():
-        served = ServedModel(str(folder), _embedder(load_embedder(folder), precision, backend), None, None, precision)
+        embedder = load_embedder(folder)
+        if index is not None:
+            index.check_model(embedder)
+        served = ServedModel(str(folder), _embedder(embedder, precision, backend), None, None, precision)
         run_embed(served, ["warm-up"])  # builds the bf16 copy, the int8 model or the onnxruntime session now
         return served
     ckpt = load_pretrained(folder)
     embedder = load_embedder(folder, checkpoint=ckpt)
+    if index is not None:
+        index.check_model(embedder)
     task = None
     if set(ckpt.heads) - {"mlm", "nsp"}:  # a fine-tuned head: read as `bertkit predict` reads it
         task = task_model(ckpt, folder).eval()
@@ -163,6 +184,21 @@ def load_model(folder: str | os.PathLike, precision: str = "fp32", backend: str 
 def run_embed(model: ServedModel, texts: list[str]) -> np.ndarray:
     check_readable(model.embedder.tokenizer, texts, "texts")
     return model.embedder.encode(texts, precision=model.precision)  # (n, dim) float32
+
+
+def run_search(model: ServedModel, items: list[tuple[str, int]]) -> list[list[dict]]:
+    """Each (query, top_k): the index's top_k documents, embedded as /embed embeds (one batch for all)."""
+    texts = [text for text, _ in items]
+    check_readable(model.embedder.tokenizer, texts, "texts")
+    scores, found = model.index.search(run_embed(model, texts), max(k for _, k in items))
+    index = model.index
+    return [
+        [
+            {"id": index.ids[j], "score": float(s), "text": index.texts[j]}
+            for s, j in list(zip(row_s, row_j, strict=True))[:k]
+        ]
+        for (_, k), row_s, row_j in zip(items, scores.tolist(), found.tolist(), strict=True)
+    ]
 
 
 def _embedder(embedder: Embedder, precision: str, backend: str) -> Embedder:
@@ -241,106 +277,6 @@ def check_masks(ckpt: Checkpoint, text: str) -> None:
         )
 
 
-# ---- batching -------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Pending:
-    items: list
-    future: asyncio.Future
-
-
-@dataclass
-class Batcher:
-    """A queue of requests and the worker that runs them in batches (see the module docstring).
-
-    `run(items)` takes the texts (or items) of several requests and returns one result per item.
-    """
-
-    run: Callable[[list], Sequence]
-    max_batch_size: int
-    wait_s: float
-    pending: deque[Pending] = field(default_factory=deque)
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
-    requests: int = 0  # requests received
-    calls: int = 0  # model calls made
-    largest: int = 0  # most items in one call
-
-    async def submit(self, items: list) -> Sequence:
-        """The results for `items`, once the batch they joined has run."""
-        self.requests += 1
-        future = asyncio.get_running_loop().create_future()
-        self.pending.append(Pending(items, future))
-        self.arrived.set()
-        return await future
-
-    async def work(self, executor: Executor) -> None:
-        """The worker: forever gather a batch, run it, answer its requests."""
-        while True:
-            batch = await self._gather()
-            try:
-                await self._run(batch, executor)
-            except Exception as e:  # noqa: BLE001 - a bug here must not stop the worker for everyone
-                log.exception("batch worker")
-                for p in batch:
-                    _resolve(p, error=e)
-
-    async def _gather(self) -> list[Pending]:
-        loop = asyncio.get_running_loop()
-        while not self.pending:
-            self.arrived.clear()
-            await self.arrived.wait()
-        deadline = loop.time() + self.wait_s
-        batch: list[Pending] = []
-        n = 0
-        while True:
-            while self.pending and (not batch or n + len(self.pending[0].items) <= self.max_batch_size):
-                p = self.pending.popleft()
-                if p.future.done():  # cancelled along with its handler: nobody waits for it
-                    continue
-                batch.append(p)
-                n += len(p.items)
-            remaining = deadline - loop.time()
-            if n >= self.max_batch_size or self.pending or remaining <= 0:  # full, or the next does not fit
-                return batch
-            self.arrived.clear()
-            try:
-                await asyncio.wait_for(self.arrived.wait(), remaining)
-            except asyncio.TimeoutError:
-                return batch
-
-    async def _run(self, batch: list[Pending], executor: Executor) -> None:
-        if not batch:
-            return
-        items = [x for p in batch for x in p.items]
-        self.calls += 1
-        self.largest = max(self.largest, len(items))
-        try:
-            results = await asyncio.get_running_loop().run_in_executor(executor, self.run, items)
-        except Exception as e:  # noqa: BLE001 - handed to the request(s) that caused it
-            if len(batch) == 1:
-                _resolve(batch[0], error=e)
-                return
-            for p in batch:  # again one by one, so that the error reaches only the request that caused it
-                await self._run([p], executor)
-            return
-        if len(results) != len(items):
-            raise RuntimeError(f"the model gave {len(results)} results for {len(items)} inputs")
-        start = 0
-        for p in batch:
-            _resolve(p, result=results[start : start + len(p.items)])
-            start += len(p.items)
-
-
-def _resolve(p: Pending, result: Any = None, error: BaseException | None = None) -> None:
-    if p.future.done():  # cancelled along with its handler
-        return
-    if error is not None:
-        p.future.set_exception(error)
-    else:
-        p.future.set_result(result)
-
-
 # ---- the app --------------------------------------------------------------------------------------------
 
 
@@ -373,6 +309,7 @@ class ServerState:
                 "/fill-mask": "has no MLM head",
                 "/classify": "is not a fine-tuned sequence classifier or regressor",
                 "/tag": "is not a fine-tuned token classifier",
+                "/search": "is served without an index (--index)",
             }[endpoint]
             raise RequestError(
                 404, f"{endpoint} is not available: {self.folder} {reason}; it serves {', '.join(self.model.endpoints)}"
@@ -390,11 +327,12 @@ def create_app(model: ServedModel | str | os.PathLike, config: ServeConfig | Non
     loaded = isinstance(model, ServedModel)
     state = ServerState(config, model.folder if loaded else str(model), model if loaded else None)
     runners = {"/embed": run_embed, "/classify": run_classify, "/tag": run_tag, "/fill-mask": run_fill_mask}
+    runners["/search"] = run_search
 
     async def load(executor: Executor) -> None:
         try:
             state.model = await asyncio.get_running_loop().run_in_executor(
-                executor, load_model, state.folder, config.precision, config.backend
+                executor, load_model, state.folder, config.precision, config.backend, config.index
             )
             log.info("loaded %s: %s", state.folder, ", ".join(state.model.endpoints))
         except BertkitError as e:
@@ -453,6 +391,15 @@ def create_app(model: ServedModel | str | os.PathLike, config: ServeConfig | Non
         results = await state.submit("/tag", text_list(body, "texts", config.max_texts))
         return JSONResponse({"results": list(results)})
 
+    async def search(request: Request) -> Response:
+        model = state.model_for("/search")
+        body = await read_json(request, config.max_request_bytes)
+        check_fields(body, ("texts",), ("top_k",))
+        texts = text_list(body, "texts", config.max_texts)
+        top_k = whole_number(body.get("top_k", 10), "top_k", len(model.index.ids))
+        results = await state.submit("/search", [(t, top_k) for t in texts])
+        return JSONResponse({"results": list(results)})
+
     async def fill_mask_endpoint(request: Request) -> Response:
         model = state.model_for("/fill-mask")
         body = await read_json(request, config.max_request_bytes)
@@ -461,12 +408,7 @@ def create_app(model: ServedModel | str | os.PathLike, config: ServeConfig | Non
         if not isinstance(text, str):
             raise RequestError(400, f"'text' must be a string, got {json_type(text)}")
         check_text(text, "'text'")
-        vocab = model.mlm.config.vocab_size
-        if isinstance(top_k, float) and top_k.is_integer():  # 5.0 is 5: JSON has one kind of number
-            top_k = int(top_k)
-        if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= vocab:
-            got = shown(json.dumps(top_k)) if isinstance(top_k, (int, float)) else json_type(top_k)
-            raise RequestError(400, f"'top_k' must be a whole number in 1..{vocab}, got {got}")
+        top_k = whole_number(top_k, "top_k", model.mlm.config.vocab_size)
         (masks,) = await state.submit("/fill-mask", [(text, top_k)])
         return JSONResponse({"text": text, "masks": masks})
 
@@ -487,12 +429,23 @@ def create_app(model: ServedModel | str | os.PathLike, config: ServeConfig | Non
         Route("/classify", answer(classify), methods=["POST"]),
         Route("/tag", answer(tag), methods=["POST"]),
         Route("/fill-mask", answer(fill_mask_endpoint), methods=["POST"]),
+        Route("/search", answer(search), methods=["POST"]),
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error}, lifespan=lifespan)
     app.state.server = state  # for tests and for whoever embeds the app
     return app
+
+
+def whole_number(value, name: str, high: int) -> int:
+    """A JSON number that is a whole number in 1..high (5.0 is 5: JSON has one kind of number), else a 400."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= high:
+        got = shown(json.dumps(value)) if isinstance(value, (int, float)) else json_type(value)
+        raise RequestError(400, f"'{name}' must be a whole number in 1..{high}, got {got}")
+    return value
 
 
 def answer(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
@@ -560,7 +513,7 @@ def serve(folder: str, host: str, port: int, config: ServeConfig) -> None:
 
     sock = bind_socket(host, port)
     try:
-        model = load_model(folder, config.precision, config.backend)
+        model = load_model(folder, config.precision, config.backend, config.index)
         app = create_app(model, config)
         bound_host, bound_port = sock.getsockname()[:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
