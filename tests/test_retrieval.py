@@ -233,3 +233,47 @@ def test_retrieval_data_and_eval_write_per_query_scores(plain, tmp_path):
         rows = [json.loads(x) for x in (out / "query_scores.jsonl").read_text().splitlines()]
         assert summary["system"] == name and len(rows) == len(small.queries)
         assert summary["metrics"]["ndcg@10"] == pytest.approx(sum(r["ndcg@10"] for r in rows) / len(rows))
+
+
+def test_mined_negatives_come_from_the_window_and_never_are_a_positive(plain):
+    from bertkit.retrieval.data import Pair
+    from bertkit.retrieval.mining import mine_negatives
+
+    docs = [f"{a}{b}" for a in ["北京", "天气", "苹果", "华为", "公园"] for b in ["很好", "开会", "手机", "散步"]]
+    pairs = [Pair("北京天气", "北京很好"), Pair("北京天气", "天气很好"), Pair("苹果手机", "苹果手机")]
+    embedder = load_embedder(plain)
+    mined, counts = mine_negatives(embedder, pairs, docs, low=2, high=6, count=2, seed=0)
+    ranked = docs_by_cosine(embedder, "北京天气", docs)
+    window = [d for d in ranked if d not in {"北京很好", "天气很好"}][2:6]
+    assert mined[0].negatives == mined[1].negatives and len(mined[0].negatives) == 2
+    assert set(mined[0].negatives) <= set(window)
+    assert all("苹果手机" not in p.negatives for p in mined[2:])
+    top, _ = mine_negatives(embedder, pairs, docs, low=2, high=6, count=2, sampling="top")
+    assert top[0].negatives == window[:2] and counts["short"] == 0
+    again, _ = mine_negatives(embedder, pairs, docs, low=2, high=6, count=2, seed=0)
+    assert [p.negatives for p in again] == [p.negatives for p in mined]
+
+
+def docs_by_cosine(embedder, query, docs):
+    q, d = embedder.encode(query), embedder.encode(docs)
+    cos = d @ q / np.linalg.norm(d, axis=1) / np.linalg.norm(q)
+    return [docs[i] for i in np.argsort(-cos, kind="stable")]
+
+
+def test_compare_pairs_two_retrieval_runs_by_query(tmp_path, capsys):
+    def run(folder, values):
+        folder.mkdir(parents=True)
+        rows = [{"query": f"q{i}", **dict.fromkeys(METRICS, v)} for i, v in enumerate(values)]
+        (folder / "query_scores.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    rng = np.random.default_rng(0)
+    b = rng.uniform(0, 0.5, 200)
+    run(tmp_path / "a" / "seed-0", b + 0.2)
+    run(tmp_path / "a" / "seed-1", b + 0.1)
+    run(tmp_path / "b", b)
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--metric", "mrr@10"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "200 queries; mrr@10" in out[0]
+    assert out[-2].startswith("mean of the 2 runs above") and "+0.1500 [+0.1500, +0.1500]" in out[-2]
+    run(tmp_path / "c", b[:100])
+    helpers.check_mistake(["compare", str(tmp_path / "a"), str(tmp_path / "c")], tmp_path, capsys, "same queries")

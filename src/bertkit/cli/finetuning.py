@@ -286,12 +286,18 @@ def compare_cmd(
     a: Annotated[str, "system A: a run folder (its seed-N / lr-X runs are found inside) or a test_predictions.jsonl"],
     b: Annotated[str, "system B, one run: e.g. the baseline's --out folder"],
     resamples: Annotated[int, "bootstrap resamples of the test examples", Range(100, 10_000_000)] = 10_000,
+    metric: Annotated[str, "retrieval runs: the metric (ndcg@10, mrr@10, recall@1, recall@10, recall@100)"] = "ndcg@10",
 ) -> None:
     """Is A really better than B? Both runs (classification or tagging: finetune, baseline) scored the same
     test split: the difference of their accuracy (or entity / word F1), its paired-bootstrap 95% interval over
     the test examples and, for classifiers, McNemar's exact p, for each run of A, then for the mean of A's runs
-    (seeds) as the results tables (docs/results.md) report it."""
+    (seeds) as the results tables (docs/results.md) report it. Retrieval runs (`retrieval eval`) are paired by
+    query on --metric."""
+    from bertkit.cli.retrieval import compare_retrieval, retrieval_runs
     from bertkit.finetune.metrics import comparison_metric, paired_comparison
+
+    if retrieval_runs(b):
+        return compare_retrieval(a, b, resamples, metric)
     from bertkit.finetune.predict import read_predictions
 
     if resamples < 100:

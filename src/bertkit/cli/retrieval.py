@@ -315,3 +315,101 @@ def search_cmd(
         for rank, hit in enumerate(hits, 1):
             text = hit["text"] if len(hit["text"]) <= 60 else hit["text"][:59] + "…"
             print(f"  {rank:>3}. {hit['score']:.4f}  {hit['id']}  {text}")
+
+
+@command("mine-negatives")
+def mine_negatives_cmd(
+    model: Annotated[str, "the model whose index finds the negatives (usually the one you start training from)"],
+    *,
+    input: Annotated[str, "pairs: JSONL/CSV with query and positive (as embed-train reads them)"],
+    output: Annotated[str, "the same pairs with a `negatives` list each, as JSONL"],
+    corpus: Annotated[
+        str | None, "documents to mine from: a text file or JSONL (default: the pairs' positives)"
+    ] = None,
+    ranks: Annotated[
+        str, "the window of ranks LOW:HIGH the negatives come from (the top hits are often positives)"
+    ] = "10:50",
+    count: Annotated[int, "negatives per query", Range(1, 1000)] = 1,
+    sampling: Annotated[Literal["random", "top"], "draw from the window at random, or take its top"] = "random",
+    seed: Annotated[int, "random seed of the draws", SEED] = 0,
+    query_field: Annotated[str, "the query's field or column"] = "query",
+    positive_field: Annotated[str, "the positive's field or column"] = "positive",
+    text_field: Annotated[str, "--corpus JSONL: the text's field"] = "text",
+    precision: Annotated[Literal["fp32", "bf16", "int8"], "the model's precision (as `embed`)"] = "fp32",
+) -> None:
+    """Hard negatives for each query from the model's own ranking of the corpus, its positives left out, from a
+    window of ranks; the output is embed-train's pairs file with `negatives` filled in."""
+    from bertkit.config import atomic_write_text
+    from bertkit.retrieval.data import read_pairs
+    from bertkit.retrieval.mining import mine_negatives
+    from bertkit.use.embed import load_embedder
+    from bertkit.use.vector_io import check_output_file
+
+    low, _, high = ranks.partition(":")
+    if not (low.isdigit() and high.isdigit()):
+        raise BertkitError(f"--ranks {ranks!r}: give LOW:HIGH, e.g. 10:50")
+    check_output_file(output)
+    pairs = read_pairs(input, query_field, positive_field, "negatives")
+    docs = None
+    if corpus is not None:
+        docs = read_documents(corpus, "id", text_field, None)[1]
+    mined, counts = mine_negatives(
+        load_embedder(model), pairs, docs, int(low), int(high), count, sampling, seed, precision, sys.stderr.isatty()
+    )
+    rows = (
+        json.dumps({"query": p.query, "positive": p.positive, "negatives": p.negatives}, ensure_ascii=False) + "\n"
+        for p in mined
+    )
+    atomic_write_text(Path(output), "".join(rows))
+    short = f"; {counts['short']} queries got fewer (a small corpus)" if counts["short"] else ""
+    print(
+        f"{len(mined):,} pairs ({counts['queries']:,} queries), {count} negative(s) each from ranks {ranks} of "
+        f"{counts['documents']:,} documents{short}: {output}"
+    )
+
+
+def retrieval_runs(path: str) -> list[Path]:
+    """The query_scores.jsonl files of a retrieval run: the file itself, or every one under a folder, sorted."""
+    from bertkit.retrieval.metrics import SCORES_FILE
+
+    p = Path(path)
+    if p.is_file():
+        return [p] if p.name == SCORES_FILE else []
+    return sorted(p.rglob(SCORES_FILE)) if p.is_dir() else []
+
+
+def compare_retrieval(a: str, b: str, resamples: int, metric: str) -> None:
+    """`bertkit compare` for two retrieval runs: A's runs (and their mean) against B on one metric, paired by query."""
+    from bertkit.retrieval.metrics import METRICS, paired_query_comparison, read_query_scores
+
+    if metric not in METRICS:
+        raise BertkitError(f"--metric {metric}: use one of {', '.join(METRICS)}")
+    files_a, (file_b, *more) = retrieval_runs(a), retrieval_runs(b)
+    if more:
+        raise BertkitError(f"b: {b} holds {1 + len(more)} retrieval runs; give B as one run")
+    if not files_a:
+        raise BertkitError(
+            f"a: no query_scores.jsonl under {a}; B is a retrieval run, so give A as one (`retrieval eval`)"
+        )
+    scores_b = {q: m[metric] for q, m in read_query_scores(file_b).items()}
+    runs = []
+    for path in files_a:
+        scores = {q: m[metric] for q, m in read_query_scores(path).items()}
+        if set(scores) != set(scores_b):
+            raise BertkitError(f"{path} and {file_b} were not scored on the same queries; compare runs of one data set")
+        runs.append(scores)
+    print(f"B: {file_b} ({len(scores_b)} queries; {metric}, the mean over queries)")
+    print(f"{'run of A':44s} {'A':>7s} {'B':>7s} {'A - B':>7s} {'95% interval':>17s}")
+    rows = [
+        (str(p.parent.relative_to(a)) if Path(a).is_dir() else str(p), [r]) for p, r in zip(files_a, runs, strict=True)
+    ]
+    if len(runs) > 1:
+        rows.append((f"mean of the {len(runs)} runs above", runs))
+    for name, group in rows:
+        r = paired_query_comparison(group, scores_b, resamples)
+        low, high = r["ci95"]
+        shown = (a if name == "." else name)[-44:]
+        print(
+            f"{shown:44s} {r['score_a']:7.4f} {r['score_b']:7.4f} {r['difference']:+7.4f} [{low:+7.4f}, {high:+7.4f}]"
+        )
+    print("an interval that holds 0 means these queries cannot tell the two apart")

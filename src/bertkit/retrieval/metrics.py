@@ -50,3 +50,51 @@ def reciprocal_rank_fusion(rankings: Sequence[Sequence[str]], k: int = 60, depth
         for rank, d in enumerate(ranking, 1):
             scores[d] = scores.get(d, 0.0) + 1.0 / (k + rank)
     return sorted(scores, key=lambda d: -scores[d])[:depth]  # sorted() is stable: ties keep first appearance
+
+
+SCORES_FILE = "query_scores.jsonl"  # `bertkit retrieval eval`'s per-query metrics, which `bertkit compare` pairs
+
+
+def read_query_scores(path) -> dict[str, dict[str, float]]:
+    """query id -> its metrics, from a `retrieval eval` run's query_scores.jsonl."""
+    import json
+
+    found = {}
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            try:
+                row = json.loads(line)
+                found[row["query"]] = {m: float(row[m]) for m in METRICS}
+            except (ValueError, KeyError, TypeError):
+                from bertkit.errors import DataError
+
+                raise DataError(
+                    f"{path}: line {n} is not a retrieval eval row (query and {', '.join(METRICS)})"
+                ) from None
+    return found
+
+
+def paired_query_comparison(
+    runs_a: list[dict[str, float]], b: dict[str, float], resamples: int = 10_000, seed: int = 0
+) -> dict:
+    """A (one run, or the mean of several) against B on one metric, paired by query: the mean difference and its
+    paired-bootstrap 95% interval over the queries (resampled with replacement, seeded)."""
+    import numpy as np
+
+    queries = list(b)
+    a = np.array([[run[q] for q in queries] for run in runs_a]).mean(axis=0)  # (Q,)
+    diff = a - np.array([b[q] for q in queries])
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    for start in range(0, resamples, 1000):
+        idx = rng.integers(0, len(queries), size=(min(1000, resamples - start), len(queries)))
+        means[start : start + len(idx)] = diff[idx].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    score_a, score_b = float(a.mean()), float(np.mean([b[q] for q in queries]))
+    return {
+        "queries": len(queries),
+        "score_a": score_a,
+        "score_b": score_b,
+        "difference": score_a - score_b,
+        "ci95": (float(low), float(high)),
+    }
