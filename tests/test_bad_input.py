@@ -58,7 +58,30 @@ def folders(tmp_path_factory):
         save_pretrained(folder, ckpt.encoder, {}, tok)
         config = json.loads((folder / "config.json").read_text())
         (folder / "config.json").write_text(json.dumps(config | {key: value}), "utf-8")  # NaN as JSON's NaN
+    retrieval_files(root)
     return root
+
+
+def retrieval_files(root) -> None:
+    """Pairs files with one bad line each, a BEIR folder whose qrels name an unknown document, and indexes."""
+    from bertkit.retrieval.benchmark import RetrievalSet, write_beir
+    from bertkit.use.index import VectorIndex
+
+    good = json.dumps({"query": "今天", "positive": "天气很好"}, ensure_ascii=False)
+    for name, row in (
+        ("no-positive", {"query": "北京"}),
+        ("empty-query", {"query": " ", "positive": "北京"}),
+        ("negatives-str", {"query": "北京", "positive": "开会", "negatives": "天气"}),
+    ):
+        (root / f"pairs-{name}.jsonl").write_text(good + "\n" + json.dumps(row, ensure_ascii=False) + "\n", "utf-8")
+    write_beir(root / "beir", RetrievalSet({"d1": "北京", "d2": "天气"}, {"q1": "北京"}, {"q1": {"d1": 1}}))
+    with open(root / "beir" / "qrels" / "test.tsv", "a", encoding="utf-8") as f:
+        f.write("q1\td9\t1\n")
+    assert main(f"index {root}/plain --input {root}/texts.txt --out {root}/idx".split()) == 0
+    vectors = np.random.default_rng(0).normal(size=(2, 8)).astype(np.float32)
+    VectorIndex.build(vectors, ["1", "2"], ["a", "b"], {"model": f"{root}/plain", "fingerprint": "x"}).save(
+        root / "idx-8"
+    )
 
 
 P = "pretrain --out {r}/p --corpus {r}/corpus.txt --cache-dir {r}/cache --preset bert-tiny-chinese --steps 2"
@@ -67,6 +90,7 @@ F = "finetune --task sentiment --model {r}/plain --out {r}/f"
 D = "distill --out {r}/d --corpus {r}/corpus.txt --cache-dir {r}/cache --steps 2"
 RUN = "--corpus {r}/docs.txt --cache-dir {r}/cache --preset bert-tiny-chinese --batch-size 4 --vocab-size 100 "
 RUN += "--save-every 2 --eval-every 100 --dropout 0"
+ET = "embed-train --model {r}/plain --out {r}/et --train"
 CASES = [  # (class of case, what the user did, the command, what the one stderr line says)
     (
         "an output path that would destroy something",
@@ -636,6 +660,42 @@ CASES = [  # (class of case, what the user did, the command, what the one stderr
         "pretrain a masked LM from a GPT-2 folder",
         INIT.replace("{r}/plain", "{r}/gpt") + " --recipe bert",
         "GPT-2 has no masked-LM (mlm) head",
+    ),
+    (
+        "a data file of the wrong encoding or shape",
+        "embed-train on a pairs line without `positive`",
+        ET + " {r}/pairs-no-positive.jsonl",
+        "pairs-no-positive.jsonl: line 2: no column 'positive'",
+    ),
+    (
+        "an empty text",
+        "embed-train on a pairs line with an empty query",
+        ET + " {r}/pairs-empty-query.jsonl",
+        "pairs-empty-query.jsonl: line 2: column 'query' is empty",
+    ),
+    (
+        "a data file of the wrong encoding or shape",
+        "embed-train with `negatives` that is not a list",
+        ET + " {r}/pairs-negatives-str.jsonl",
+        "pairs-negatives-str.jsonl: line 2: field 'negatives' should be a list of non-empty strings",
+    ),
+    (
+        "a model folder that is not the kind asked for",
+        "search an index with another model",
+        "search {r}/idx --query 北京 --model {r}/other-vocab",
+        "the index was built with another model",
+    ),
+    (
+        "a model folder that is not the kind asked for",
+        "search an index of another dimension",
+        "search {r}/idx-8 --query 北京",
+        "holds 8-dimensional ones: search with the model it was built with",
+    ),
+    (
+        "a data file of the wrong encoding or shape",
+        "retrieval eval with qrels naming an unknown document",
+        "retrieval eval --data {r}/beir --bm25 chars --out {r}/re",
+        "qrels/test.tsv: line 3: document 'd9' is not in corpus.jsonl",
     ),
 ]
 

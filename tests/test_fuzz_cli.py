@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from bertkit.cli import main
 from bertkit.cli.table import COMMANDS, Range, flag_limits
+from bertkit.retrieval.benchmark import RetrievalSet, write_beir
 
 FUZZ = fuzz_settings(150, HealthCheck.function_scoped_fixture)
 
@@ -65,6 +66,14 @@ BASE = {
         "elmo finetune --model {r}/elmo/model --task sentiment --out {o}/ef --epochs 1 --max-train-examples 20 "
         "--max-chars 16"
     ),
+    "embed-train": (
+        "embed-train --model {r}/plain --train {r}/pairs.jsonl --out {o}/et --batch-size 4 --max-seq-length 16"
+    ),
+    "mine-negatives": "mine-negatives {r}/plain --input {r}/pairs.jsonl --output {o}/m.jsonl --ranks 0:3",
+    "retrieval data": "retrieval data --out {o}/rd",
+    "retrieval eval": "retrieval eval --data {r}/beir --out {o}/re --bm25 chars",
+    "index": "index {r}/plain --input {r}/texts.txt --out {o}/idx",
+    "search": "search {r}/idx --query 我们 --top-k 2",
     "serve": "serve {r}/plain",
     "export": "export {r}/plain --onnx {o}/m.onnx",
 }
@@ -85,6 +94,10 @@ def root(tmp_path_factory):
     assert main([*w2v.split(), "--engine", "torch"]) == 0
     elmo = f"elmo train --out {root}/elmo --corpus {root}/corpus.txt --steps 1 --hidden-size 8 --embedding-size 4"
     assert main(elmo.split()) == 0
+    pairs = [{"query": q, "positive": p} for q, p in (("我们", "我们很好"), ("今天", "今天一般"), ("很差", "差"))]
+    (root / "pairs.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in pairs), "utf-8")
+    write_beir(root / "beir", RetrievalSet({"d1": "我们很好", "d2": "今天一般"}, {"q1": "我们"}, {"q1": {"d1": 1}}))
+    assert main(f"index {root}/plain --input {root}/texts.txt --out {root}/idx".split()) == 0
     for run in ("run-a", "run-b"):
         args = f"baseline --task classification --train {root}/train.csv --dev {root}/train.csv --test "
         assert main((args + f"{root}/train.csv --out {root}/{run}").split()) == 0
@@ -255,6 +268,13 @@ FILE_SLOTS = [
     ("elmo train", "corpus.txt"),
     ("elmo finetune", "elmo/model/elmo_config.json"),
     ("elmo finetune", "elmo/model/vocab.txt"),
+    ("embed-train", "pairs.jsonl"),
+    ("mine-negatives", "pairs.jsonl"),
+    ("retrieval eval", "beir/qrels/test.tsv"),
+    ("retrieval eval", "beir/corpus.jsonl"),
+    ("retrieval eval", "beir/queries.jsonl"),
+    ("search", "idx/index.json"),
+    ("search", "idx/documents.jsonl"),
     ("generate", "gpt/config.json"),
     ("generate", "gpt/model.safetensors"),
 ]

@@ -41,7 +41,8 @@ def plot_metrics(log_path: Path, png_path: Path) -> list[str]:
         # the baselines the model must beat: the cloze accuracy's unigram guess, the RTD loss's base rate
         style = "--" if name == "unigram_accuracy" or name.endswith("_base_rate_loss") else "o-"
         a.plot(*zip(*points, strict=True), style, label=f"held-out {name.removesuffix('_loss')}")
-    ax[0, 0].set(title="loss", xlabel="step", yscale="log")
+    positive = all(y > 0 for line in ax[0, 0].get_lines() for y in line.get_ydata())
+    ax[0, 0].set(title="loss", xlabel="step", yscale="log" if positive else "linear")  # a loss of 0: one-row batches
     ax[0, 1].set(title="accuracy", xlabel="step", ylim=(0, 1))
     labels = [line.get_label() for a in ax[0] for line in a.get_lines()]
     ax[1, 0].plot(steps, [r["tokens_per_s"] for r in train])

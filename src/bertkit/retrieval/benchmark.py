@@ -142,46 +142,54 @@ def read_beir(folder: str | os.PathLike, split: str = "test") -> RetrievalSet:
     qrels: dict[str, dict[str, int]] = {}
     path = folder / "qrels" / f"{split}.tsv"
     require_file(path, "qrels file")
-    with open(path, encoding="utf-8-sig") as f:
-        for n, raw in enumerate(f, 1):
-            parts = raw.rstrip("\r\n").split("\t")
-            if n == 1 and parts[:2] == ["query-id", "corpus-id"]:
-                continue
-            if not raw.strip():
-                continue
-            if len(parts) != 3:
-                raise DataError(f"{path}: line {n}: expected query-id, corpus-id and score separated by tabs")
-            qid, doc_id, grade = parts
-            if qid not in queries:
-                raise DataError(f"{path}: line {n}: query {qid!r} is not in queries.jsonl")
-            if doc_id not in corpus:
-                raise DataError(f"{path}: line {n}: document {doc_id!r} is not in corpus.jsonl")
-            try:
-                value = int(grade)
-            except ValueError:
-                raise DataError(f"{path}: line {n}: the score {grade!r} is not an integer") from None
-            qrels.setdefault(qid, {})[doc_id] = value
+    for n, raw in _lines(path):
+        parts = raw.rstrip("\r\n").split("\t")
+        if n == 1 and parts[:2] == ["query-id", "corpus-id"]:
+            continue
+        if not raw.strip():
+            continue
+        if len(parts) != 3:
+            raise DataError(f"{path}: line {n}: expected query-id, corpus-id and score separated by tabs")
+        qid, doc_id, grade = parts
+        if qid not in queries:
+            raise DataError(f"{path}: line {n}: query {qid!r} is not in queries.jsonl")
+        if doc_id not in corpus:
+            raise DataError(f"{path}: line {n}: document {doc_id!r} is not in corpus.jsonl")
+        try:
+            value = int(grade)
+        except ValueError:
+            raise DataError(f"{path}: line {n}: the score {grade!r} is not an integer") from None
+        qrels.setdefault(qid, {})[doc_id] = value
     qrels = {q: docs for q, docs in qrels.items() if any(g > 0 for g in docs.values())}
     if not qrels:
         raise DataError(f"{path}: no query has a relevant document (a score above 0)")
     return RetrievalSet(corpus, {q: queries[q] for q in queries if q in qrels}, qrels, titles)
 
 
+def _lines(path: Path):
+    """(line number, text) of a UTF-8 file; bytes that are not UTF-8 are a DataError naming the line."""
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                yield n, raw.decode("utf-8").removeprefix("\ufeff" if n == 1 else "")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{path}: line {n} is not UTF-8 ({e.reason}); convert the file to UTF-8") from None
+
+
 def _jsonl(path: Path):
     require_file(path, "JSONL file")
     n_rows = 0
-    with open(path, encoding="utf-8-sig") as f:
-        for n, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}: line {n}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}: line {n}: expected a JSON object")
-            n_rows += 1
-            yield path, n, row
+    for n, raw in _lines(path):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}: line {n}: not valid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}: line {n}: expected a JSON object")
+        n_rows += 1
+        yield path, n, row
     if n_rows == 0:
         raise DataError(f"{path}: empty file")
 

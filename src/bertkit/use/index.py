@@ -161,18 +161,42 @@ class VectorIndex:
             raise CheckpointError(f"{folder}: not an index folder (no {META}); build one with `bertkit index`")
         try:
             meta = json.loads(meta_file.read_text(encoding="utf-8"))
-            ids, texts = [], []
-            with open(folder / "documents.jsonl", encoding="utf-8") as f:
-                for line in f:
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise CheckpointError(f"{meta_file}: cannot read it ({type(e).__name__}); rebuild the index") from None
+        wanted = {"model": str, "fingerprint": str, "dim": int, "count": int, "kind": str, "pooling": str}
+        for key, kind in wanted.items():
+            if not isinstance(meta, dict) or not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
+                raise CheckpointError(f"{meta_file}: '{key}' is missing or not a {kind.__name__}; rebuild the index")
+        ids, texts = [], []
+        documents = folder / "documents.jsonl"
+        try:
+            with open(documents, encoding="utf-8") as f:
+                for n, line in enumerate(f, 1):
                     row = json.loads(line)
+                    if (
+                        not isinstance(row, dict)
+                        or not isinstance(row.get("id"), str)
+                        or not isinstance(row.get("text"), str)
+                    ):
+                        raise CheckpointError(
+                            f'{documents}: line {n} is not {{"id": str, "text": str}}; rebuild the index'
+                        )
                     ids.append(row["id"])
                     texts.append(row["text"])
-            index = faiss.read_index(str(folder / "index.faiss"))
-        except (OSError, ValueError, KeyError, RuntimeError) as e:
-            raise CheckpointError(f"{folder}: a damaged index ({type(e).__name__}: {e}); rebuild it") from None
-        if index.ntotal != len(ids) or meta.get("count") != len(ids):
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise CheckpointError(f"{documents}: cannot read it ({type(e).__name__}); rebuild the index") from None
+        if meta["count"] != len(ids):
             raise CheckpointError(
-                f"{folder}: the index holds {index.ntotal} vectors for {len(ids)} documents; rebuild it"
+                f"{folder}: {META} counts {meta['count']} documents, documents.jsonl holds {len(ids)}"
+            )
+        try:
+            index = faiss.read_index(str(folder / "index.faiss"))
+        except RuntimeError as e:
+            raise CheckpointError(f"{folder}/index.faiss: not a faiss index ({str(e).splitlines()[0][:80]})") from None
+        if index.ntotal != len(ids) or index.d != meta["dim"]:
+            raise CheckpointError(
+                f"{folder}: index.faiss holds {index.ntotal} vectors of {index.d} dimensions, {META} says "
+                f"{len(ids)} of {meta['dim']}; rebuild the index"
             )
         if hasattr(index, "hnsw") and "ef_search" in meta:
             index.hnsw.efSearch = int(meta["ef_search"])
