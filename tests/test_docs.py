@@ -14,6 +14,7 @@ import functools
 import glob
 import io
 import itertools
+import json
 import re
 import shlex
 import sys
@@ -163,6 +164,7 @@ SUBSTITUTE = {
     "runs/demo/pretrain/model": TINY,  # `make demo`'s model (distillation.md's teacher)
     "/shared/corpus": "corpus",  # the user's text folder (the fixture writes corpus/, my-texts/, legal/)
     "/shared/runs/base": "runs/shared-base",
+    "runs/rd/train.jsonl": "pairs.jsonl",  # the built-in training pairs: 10,000 of them are minutes for a smoke run
 }
 # Flags forced on every run of a command (replacing the documented value): a few steps, short sequences. A run
 # ends at step 3 with its step-2 checkpoint kept, as if interrupted, so that the documented --resume has one.
@@ -185,6 +187,9 @@ SHRINK = {
     | {"--eval-every": "3", "--save-every": "2"},
     "elmo finetune": {"--epochs": "1", "--max-train-examples": "32", "--max-chars": "32"},
     "generate": {"--max-new-tokens": "4"},
+    "embed-train": {"--epochs": "1", "--batch-size": "8", "--max-train-examples": "32", "--max-seq-length": "32"}
+    | {"--save-every": "2"},
+    "mine-negatives": {"--count": "1"},
 }
 NEW_MODEL = {"--hidden-size": "64", "--num-hidden-layers": "2", "--vocab-size": "1000"}  # pretrain without --init
 SHORT = {"--max-seq-length": "32"}  # pretrain without --phases (which sets its own lengths)
@@ -204,6 +209,10 @@ STAGE = {
     "distill --task": 1.5,  # reads a fine-tuned teacher
     "word2vec train": 0,
     "elmo train": 0,
+    "retrieval data": 0,
+    "mine-negatives": 0.5,
+    "embed-train": 1,
+    "index": 1.5,
 }  # producers before the readers of their runs
 
 
@@ -211,7 +220,7 @@ def command_of(args: list[str]) -> str:
     """The row of SHRINK and STAGE: the subcommand, or `distill --task` (a fine-tuning run, not a pretraining one)."""
     if args[:1] == ["distill"] and "--task" in args:
         return "distill --task"
-    if args[:1] in (["word2vec"], ["elmo"]):  # a group: its subcommands have flags of their own
+    if args[:1] in (["word2vec"], ["elmo"], ["retrieval"]):  # a group: its subcommands have flags of their own
         return " ".join(args[:2])
     return args[0] if args else ""
 
@@ -284,6 +293,8 @@ def smoke_folder(tmp_path_factory):
         for i, (text, label) in enumerate(sentiment_reviews()[0][:48]):
             rows.writerow([text, label, text[:9], text[-9:], i % 5])
     (root / "dev.csv").write_bytes((root / "train.csv").read_bytes())
+    pairs = [{"query": line[:8], "positive": line} for line in lines[:40]]  # retrieval.md's training pairs
+    (root / "pairs.jsonl").write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs), "utf-8")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BERTKIT_CACHE", str(root / "cache"))
         for name, corpus in BUILTIN_CORPORA.items():

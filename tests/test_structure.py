@@ -1,7 +1,8 @@
 """The house: the package's import arrows run one way, no module is too long to read, `import bertkit` is cheap.
 
 Rooms import the core; `use/` may import `finetune/` (for task heads), `distill/` the pretraining and fine-tuning
-machinery it reuses, and so does `lineage/` (word2vec, ELMo); nothing imports `cli`; the core imports no room.
+machinery it reuses, and so does `lineage/` (word2vec, ELMo); `retrieval/` those and `use/` (the embedder, the
+index); nothing imports `cli`; the core imports no room.
 Imports inside functions count too: a lazy import is still an arrow.
 """
 

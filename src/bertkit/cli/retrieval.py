@@ -32,6 +32,7 @@ def embed_train_cmd(
         "scored after each epoch: a BEIR folder or a pairs file (nDCG@10 ...), or scored pairs (Spearman)",
     ] = None,
     epochs: Annotated[int, "passes over the training data", Range(1, 10_000)] = 1,
+    max_train_examples: Annotated[int | None, "train on the first N examples of the file only", COUNT] = None,
     batch_size: Annotated[int, "examples per step (every other document in it is a negative)", Range(2, 1 << 20)] = 64,
     cache_chunk: Annotated[
         int, "GradCache: embed at most this many texts at a time (0: the whole batch at once)", NON_NEGATIVE
@@ -85,6 +86,7 @@ def embed_train_cmd(
         precision=precision,
         seed=seed,
         save_every=save_every,
+        max_examples=max_train_examples,
     )
     if symmetric and loss == "cosent":
         raise BertkitError("--symmetric is for --loss in-batch and simcse; CoSENT compares pairs, not a batch")

@@ -59,6 +59,7 @@ class EmbedTrainConfig:
     seed: int = 0
     save_every: int = 200
     log_every: int = 10
+    max_examples: int | None = None  # the first N examples of the file
 
 
 def read_training(path: str, loss: str, columns: dict) -> tuple[list, list[tuple[str, ...]]]:
@@ -99,6 +100,8 @@ def train_embeddings(
 
     out = Path(out)
     examples, keys = read_training(train_file, cfg.loss, columns or {})
+    if cfg.max_examples is not None:
+        examples, keys = examples[: cfg.max_examples], keys[: cfg.max_examples]
     if cfg.loss != "cosent" and len(examples) < 2:
         raise BertkitError(f"{train_file}: {len(examples)} example(s); in-batch negatives need at least 2")
     # batches without repeated texts: their number may differ from one epoch's order to the next
