@@ -4,7 +4,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv test demo pretrain-zh table recipes lineage distill see-inside bench lint clean
+.PHONY: venv test demo pretrain-zh table recipes lineage distill see-inside retrieval bench lint clean
 
 venv: .venv/.installed
 
@@ -45,6 +45,10 @@ lineage: venv
 # resumable: rerun to continue); `make distill ARGS=--write-docs` fills the docs
 distill: venv
 	$(PY) scripts/distill_table.py $(ARGS)
+
+# the retrieval table (docs/retrieval.md): BM25, hybrid, the demo and one-hour models untrained and trained, MiniLM
+retrieval: venv
+	$(PY) scripts/retrieval_table.py $(ARGS)
 
 # seeing inside's figures (docs/seeing-inside.md): word2vec and ELMo on the recipes' corpus, then the polysemy lesson
 # with the recipes' BERT (about 12 min); `make see-inside ARGS=--write-docs` fills the docs
