@@ -49,7 +49,7 @@ from compare_recipes import BK, Interval, bk, doc_tables, done, points  # noqa: 
 DOCS_TABLE = "retrieval"
 DEMO_MODEL = Path("runs/demo/pretrain/model")
 ONE_HOUR_MODEL = Path("runs/pretrain-zh/model")
-GRID = ["1e-4", "5e-4"]
+GRID = ["3e-4", "1e-3"]  # seed 0 chooses on dev; 1e-3 took BERT-Tiny from 0.12 to 0.39 dev nDCG@10 in one epoch
 SEEDS = (0, 1, 2)
 TRAIN = {"--epochs": "1", "--batch-size": "64", "--max-seq-length": "256", "--warmup": "0.1"}
 REFERENCE = "bm25-chars"
@@ -67,7 +67,7 @@ class Settings:
 
 
 def smoke_settings(out: Path, model: Path) -> Settings:
-    return Settings(out, seeds=(0,), grid=["1e-4"], max_pairs=64, demo=model, one_hour=model)
+    return Settings(out, seeds=(0,), grid=["1e-3"], max_pairs=64, demo=model, one_hour=model)
 
 
 @dataclass(frozen=True)

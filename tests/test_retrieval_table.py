@@ -55,17 +55,17 @@ def fake_runs(script, monkeypatch, dev: dict):
 
 
 def test_rates_and_the_recipe_are_chosen_on_dev(script, tmp_path, monkeypatch):
-    dev = {("demo-negatives", "5e-4"): 0.4, ("demo-supervised", "1e-4"): 0.3, ("one-hour-trained", "5e-4"): 0.5}
+    dev = {("demo-negatives", "1e-3"): 0.4, ("demo-supervised", "3e-4"): 0.3, ("one-hour-trained", "1e-3"): 0.5}
     calls = fake_runs(script, monkeypatch, dev)
     s = script.Settings(tmp_path, demo=Path("demo"), one_hour=Path("hour"))
     results = script.run_all(s)
     assert list(results) == list(script.ROWS)
-    assert results["demo-negatives"]["lr"] == "5e-4" and results["demo-supervised"]["lr"] == "1e-4"
+    assert results["demo-negatives"]["lr"] == "1e-3" and results["demo-supervised"]["lr"] == "3e-4"
     assert results["one-hour-trained"]["negatives"] is True  # the demo model's dev chose hard negatives
     trains = [c for c in calls if c[0] == "embed-train" and "hour" in c]
     assert trains and all(c[c.index("--train") + 1].endswith("mined-one-hour.jsonl") for c in trains)
     seeds = [(c[c.index("--lr") + 1], c[c.index("--seed") + 1]) for c in trains]
-    assert seeds == [("1e-4", "0"), ("5e-4", "0"), ("5e-4", "1"), ("5e-4", "2")]  # seed 0 twice, then the chosen
+    assert seeds == [("3e-4", "0"), ("1e-3", "0"), ("1e-3", "1"), ("1e-3", "2")]  # seed 0 twice, then the chosen
     evals = [c for c in calls if c[:2] == ("retrieval", "eval")]
     assert all(c[c.index("--data") + 1] == str(tmp_path / "data" / "test") for c in evals)
     hybrid = [c for c in evals if "hybrid" in c[c.index("--out") + 1]]
