@@ -79,9 +79,9 @@ def retrieval_files(root) -> None:
         f.write("q1\td9\t1\n")
     assert main(f"index {root}/plain --input {root}/texts.txt --out {root}/idx".split()) == 0
     vectors = np.random.default_rng(0).normal(size=(2, 8)).astype(np.float32)
-    VectorIndex.build(vectors, ["1", "2"], ["a", "b"], {"model": f"{root}/plain", "fingerprint": "x"}).save(
-        root / "idx-8"
-    )
+    VectorIndex.build(
+        vectors, ["1", "2"], ["a", "b"], {"model": f"{root}/plain", "fingerprint": "x", "pooling": "mean"}
+    ).save(root / "idx-8")
 
 
 P = "pretrain --out {r}/p --corpus {r}/corpus.txt --cache-dir {r}/cache --preset bert-tiny-chinese --steps 2"

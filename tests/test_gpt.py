@@ -413,3 +413,11 @@ def test_a_gpt2_folder_with_gpt2s_own_tokenizer_loads_and_generates(tmp_path, ca
     assert ckpt.tokenizer.cls_token_id == ckpt.tokenizer.sep_token_id == fast.eos_token_id
     assert main(["generate", str(tmp_path), "the cat", "--max-new-tokens", "4"]) == 0
     assert capsys.readouterr().out.startswith("the cat")
+
+
+def test_a_tiny_temperature_is_greedy_not_a_crash():
+    from bertkit.use.generate import Sampling, next_token
+
+    logits = torch.tensor([[1.0, 3.0, 2.0], [50.0, -50.0, 49.0]])
+    tiny = Sampling(sample=True, temperature=1e-300)
+    assert next_token(logits, tiny, torch.Generator().manual_seed(0)).tolist() == [1, 0]

@@ -50,9 +50,12 @@ class Sampling:
 
 def next_token(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator) -> torch.Tensor:
     """(B, V) logits -> (B,) token ids."""
-    if not sampling.sample:
-        return logits.argmax(-1)
-    logits = logits.float() / sampling.temperature
+    if not sampling.sample or sampling.temperature < torch.finfo(torch.float32).tiny:
+        return logits.argmax(-1)  # a temperature below float32's range is the limit T -> 0: greedy
+    logits = logits.float()
+    # the best logit moved to 0 first (softmax does not see the shift): a tiny temperature then sends the others to
+    # -inf, i.e. greedy, where dividing the raw logits would overflow to inf and leave no distribution to draw from
+    logits = (logits - logits.max(-1, keepdim=True).values) / sampling.temperature
     if 0 < sampling.top_k < logits.shape[-1]:
         kth = logits.topk(sampling.top_k, dim=-1).values[:, -1:]  # (B, 1)
         logits = logits.masked_fill(logits < kth, -torch.inf)
