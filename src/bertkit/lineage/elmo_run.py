@@ -25,11 +25,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from bertkit.checkpoints import load_latest, rng_state, save_checkpoint, set_rng_state
+from bertkit.checkpoints import rng_state, save_checkpoint
 from bertkit.config import atomic_write_text
 from bertkit.errors import BertkitError
 from bertkit.lineage.elmo import BiLM, CharVocab, ElmoConfig, ScalarMix, batch, load_bilm, save_bilm
-from bertkit.pretrain.runs import check_out_dir, check_resume, truncate_log
+from bertkit.pretrain.runs import check_out_dir, check_resume, resume_run
 from bertkit.training import linear_schedule
 
 if TYPE_CHECKING:
@@ -94,18 +94,7 @@ def train_elmo(
     model = BiLM(ElmoConfig(vocab_size=len(vocab), **config))
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, warmup, steps))
-    step = 0
-    state, folder, warnings = load_latest(out) if resume else (None, None, [])
-    for w in warnings:
-        print(f"warning: {w}", file=sys.stderr)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        set_rng_state(state["rng"])
-        step = state["step"]
-        truncate_log(out / "metrics.jsonl", step)
-        print(f"resuming from {folder} (step {step} of {steps})", file=sys.stderr)
+    step = resume_run(out, resume, steps, {"model": model, "optimizer": optimizer, "schedule": schedule})
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "train_config.json", json.dumps({"settings": settings}, indent=2, ensure_ascii=False))
     per_epoch = max(1, len(train_idx) // batch_size)

@@ -108,3 +108,24 @@ def truncate_log(path: Path, step: int) -> None:
         if row.get("step", row.get("eval", {}).get("step", 0)) <= step:
             keep.append(line)
     atomic_write_text(path, "".join(line + "\n" for line in keep))
+
+
+def resume_run(out: Path, resume: bool, steps: int, parts: dict) -> int:
+    """With `resume`, load the newest sound checkpoint of OUT into `parts` (state key -> an object with
+    load_state_dict: model, optimizer, schedule), restore every RNG and cut the log back to its step; the step
+    to continue from (0 for a new run). Damaged checkpoints are skipped with a warning."""
+    import sys
+
+    from bertkit.checkpoints import load_latest, set_rng_state
+
+    state, folder, warnings = load_latest(out) if resume else (None, None, [])
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if state is None:
+        return 0
+    for key, part in parts.items():
+        part.load_state_dict(state[key])
+    set_rng_state(state["rng"])
+    truncate_log(out / "metrics.jsonl", state["step"])
+    print(f"resuming from {folder} (step {state['step']} of {steps})", file=sys.stderr)
+    return state["step"]

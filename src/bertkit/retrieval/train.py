@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bertkit.checkpoints import load_latest, rng_state, save_checkpoint, set_rng_state
+from bertkit.checkpoints import rng_state, save_checkpoint
 from bertkit.config import atomic_write_text
 from bertkit.errors import BertkitError
-from bertkit.pretrain.runs import check_out_dir, check_resume, truncate_log
+from bertkit.pretrain.runs import check_out_dir, check_resume, resume_run
 from bertkit.retrieval.cached import cached_step, plain_step
 from bertkit.retrieval.data import no_duplicate_batches, read_pairs, read_scored_pairs, read_texts
 from bertkit.retrieval.losses import cosent_loss, in_batch_loss
@@ -126,18 +126,7 @@ def train_embeddings(
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
     warmup = int(cfg.warmup * steps) if cfg.warmup < 1 else int(cfg.warmup)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_schedule(s, warmup, steps))
-    step = 0
-    state, folder, warnings = load_latest(out) if resume else (None, None, [])
-    for w in warnings:
-        print(f"warning: {w}", file=sys.stderr)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        set_rng_state(state["rng"])
-        step = state["step"]
-        truncate_log(out / "metrics.jsonl", step)
-        print(f"resuming from {folder} (step {step} of {steps})", file=sys.stderr)
+    step = resume_run(out, resume, steps, {"model": model, "optimizer": optimizer, "schedule": schedule})
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "train_config.json", json.dumps({"settings": settings}, indent=2, ensure_ascii=False))
     print(
