@@ -173,6 +173,7 @@ def test_top_k_and_top_p_draw_only_from_the_kept_tokens():
     assert set(draws(Sampling(sample=True, top_k=2)).tolist()) == {0, 1}
     assert set(draws(Sampling(sample=True, top_p=0.5)).tolist()) == {0}  # 0.5 alone reaches 0.5
     assert set(draws(Sampling(sample=True, top_p=0.81)).tolist()) == {0, 1, 2}  # 0.8 does not reach 0.81
+    assert set(draws(Sampling(sample=True, top_p=1e-300), 50).tolist()) == {0}  # rounds to 0 in float32: one kept
     share = (draws(Sampling(sample=True), 4000) == 3).float().mean()
     assert 0.03 < share < 0.07  # the model's own 5%
     cold = draws(Sampling(sample=True, temperature=0.25), 2000)

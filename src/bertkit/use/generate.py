@@ -62,7 +62,10 @@ def next_token(logits: torch.Tensor, sampling: Sampling, generator: torch.Genera
     if sampling.top_p < 1:
         probs, order = logits.softmax(-1).sort(dim=-1, descending=True)
         before = probs.cumsum(-1) - probs  # the mass of the tokens more likely than each
-        drop = before >= sampling.top_p  # the most likely token has 0 before it: always kept
+        drop = before >= sampling.top_p
+        # the most likely token has 0 before it and is always kept: said outright, since a top-p below float32's
+        # range rounds to 0 in the comparison and would drop every token
+        drop[:, 0] = False
         logits = logits.masked_fill(drop.scatter(-1, order, drop), -torch.inf)
     return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
 
