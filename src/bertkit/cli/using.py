@@ -43,13 +43,15 @@ def embed_cmd(
     ] = None,
     tokens: Annotated[bool, "a vector per token (L x H per text) instead of per text: .safetensors / .jsonl"] = False,
     precision: Annotated[
-        Literal["fp32", "bf16", "int8"],
-        "bf16: a bf16 copy of the weights (fast with native bf16 only); int8: attention projections in dynamic int8",
+        Literal["fp32", "bf16", "int8", "auto", "auto-exact"],
+        "bf16: a bf16 copy of the weights (fast with native bf16 only); int8: dynamic int8 projections; auto: the "
+        "fastest path this machine has within a cosine of 0.99 of fp32, auto-exact: the fastest exact one",
     ] = "fp32",
     backend: Annotated[
-        Literal["torch", "onnxruntime"],
-        "onnxruntime: the exported graph (sentence vectors; fp32, or int8 with onnxruntime's quantiser)",
-    ] = "torch",
+        Literal["torch", "onnxruntime", "openvino"] | None,
+        "onnxruntime / openvino: the exported graph (sentence vectors; onnxruntime fp32 / int8, openvino fp32 / "
+        "bf16); default torch, or with --precision auto the fastest engine installed",
+    ] = None,
     batch_tokens: Annotated[int, "padded tokens per batch; texts are sorted by length first", Range(1, 1 << 24)] = 4096,
     skip_empty: Annotated[bool, "skip empty lines (counted on stderr) instead of stopping at the first"] = False,
     progress: Annotated[bool | None, "progress bar with texts/s on stderr (default: when stderr is a terminal)"] = None,
@@ -61,6 +63,7 @@ def embed_cmd(
     import time
 
     from bertkit.use.embed import load_embedder
+    from bertkit.use.paths import fastest_embedder
     from bertkit.use.vector_io import VectorWriter, check_output_path, read_lines
 
     if layer_weights is not None and not layer_weights:
@@ -71,15 +74,18 @@ def embed_cmd(
     if input != "-":
         require_file(input, "text file")  # before the model loads
     embedder = load_embedder(model, pooling=pooling, normalize=normalize)
-    if backend == "onnxruntime":
-        from bertkit.use.onnx_backend import onnx_embedder
-
-        if tokens or layers is not None or layer_weights:
+    if tokens or layers is not None or layer_weights:
+        if backend not in (None, "torch"):
             raise BertkitError(
-                "--backend onnxruntime gives sentence vectors of the last layer: drop --tokens / --layers"
+                f"--backend {backend} gives sentence vectors of the last layer: drop --tokens / --layers"
             )
-        embedder = onnx_embedder(embedder, precision)  # exported, quantised and checked before any output
-        print(f"onnxruntime {precision}: {embedder.session.check}", file=sys.stderr)
+        backend = "torch"  # token vectors and layer mixes: the torch backend's alone
+    embedder, choice = fastest_embedder(embedder, precision, backend)  # exported and checked before any output
+    if choice.why != "asked for":
+        print(f"--precision {precision}: {choice.backend} {choice.precision} ({choice.why})", file=sys.stderr)
+    precision = choice.precision
+    if choice.backend != "torch":
+        print(f"{choice.backend} {precision}: {embedder.session.check}", file=sys.stderr)
     skipped: list[int] = []
     writer = VectorWriter(output, tokens)
     keep_text = tokens and writer.kind == "jsonl"  # JSONL token output names each token
@@ -270,8 +276,12 @@ def serve_cmd(
     max_texts: Annotated[int, "texts in one request; more is answered 413", COUNT] = 256,
     max_request_bytes: Annotated[int, "request body size; more is answered 413", COUNT] = 1 << 20,
     batch_wait_ms: Annotated[float, "how long a batch waits for more requests before it runs", Range(0, 60_000)] = 5.0,
-    precision: Annotated[Literal["fp32", "bf16", "int8"], "/embed's precision, as `embed --precision`"] = "fp32",
-    backend: Annotated[Literal["torch", "onnxruntime"], "/embed's backend, as `embed --backend`"] = "torch",
+    precision: Annotated[
+        Literal["fp32", "bf16", "int8", "auto", "auto-exact"], "/embed's precision, as `embed --precision`"
+    ] = "fp32",
+    backend: Annotated[
+        Literal["torch", "onnxruntime", "openvino"] | None, "/embed's backend, as `embed --backend`"
+    ] = None,
     index: Annotated[str | None, "a `bertkit index` folder built with this model: POST /search"] = None,
 ) -> None:
     """Serve a model folder over HTTP: POST /embed, /fill-mask (MLM head), /classify or /tag (fine-tuned

@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import logging
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -47,51 +48,120 @@ BATCH_TOKENS = 1024
 
 
 @dataclass
-class OnnxSentenceSession:
-    """An onnxruntime session: (input_ids, attention_mask) (B, T) int64 -> (B, D) float32 sentence vectors."""
+class GraphSession:
+    """An exported graph opened by an engine: (input_ids, attention_mask) (B, T) int64 -> (B, D) float32
+    sentence vectors. `onnxruntime` here; `openvino_backend` opens the same graph in OpenVINO."""
 
-    session: object  # onnxruntime.InferenceSession
-    precision: str  # "fp32" or "int8"
-    check: str  # how it was checked, in words: shown by the CLI
+    engine: str  # "onnxruntime" or "openvino": named in messages
+    precision: str  # "fp32", "int8" (onnxruntime) or "bf16" (openvino)
+    run: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    check: str = ""  # how it was checked, in words: shown by the CLI
+    batch_tokens: int = BATCH_TOKENS  # padded tokens a batch at most (or one text of max_seq_length)
     int8_matmuls: int = 0  # matrix multiplies quantised
 
-    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {"input_ids": input_ids, "attention_mask": attention_mask})[0]
+
+OnnxSentenceSession = GraphSession  # the name the onnxruntime-only backend had
 
 
 @dataclass
 class OnnxEmbedder(Embedder):
-    """An Embedder whose encoder runs in onnxruntime: sentence vectors of the last layer, in `session`'s
-    precision with the folder's pooling. Make one with `onnx_embedder`."""
+    """An Embedder whose encoder runs as the exported graph in another engine (onnxruntime or OpenVINO):
+    sentence vectors of the last layer, in `session`'s precision with the folder's pooling. Make one with
+    `onnx_embedder` or `openvino_backend.openvino_embedder`."""
 
-    session: OnnxSentenceSession | None = None
+    session: GraphSession | None = None
 
     def _encoder_for(self, precision: str):
         if precision != self.session.precision:
             raise BertkitError(
-                f"this onnxruntime embedder runs {self.session.precision}, not {precision}; make another for "
-                f"{precision} (the torch backend runs bf16)"
+                f"this {self.session.engine} embedder runs {self.session.precision}, not {precision}; make another "
+                f"for {precision}"
             )
         return self.session
 
     def _encode_chunk(self, session, texts, batch_tokens, pooling, normalize, mix, output, precision) -> np.ndarray:
         if output != "sentence" or mix is not None:
             raise BertkitError(
-                "the onnxruntime backend gives sentence vectors of the last layer; token vectors and layer "
+                f"the {session.engine} backend gives sentence vectors of the last layer; token vectors and layer "
                 "mixes need the torch backend"
             )
         if (pooling, normalize) != (self.pooling, self.normalize):
             raise BertkitError(
-                f"this onnxruntime graph pools {self.pooling} (normalize={self.normalize}); load the folder with "
-                f"pooling={pooling!r}, normalize={normalize} and make an onnx_embedder from that"
+                f"this {session.engine} graph pools {self.pooling} (normalize={self.normalize}); load the folder "
+                f"with pooling={pooling!r}, normalize={normalize} and make another embedder from that"
             )
         ids = self.tokenize(texts)
         out = np.zeros((len(ids), self.dim), np.float32)
-        budget = min(batch_tokens, max(BATCH_TOKENS, self.max_seq_length))  # onnxruntime wants small batches
+        budget = min(batch_tokens, max(session.batch_tokens, self.max_seq_length))  # engines want small batches
         for batch in length_batches([len(x) for x in ids], budget):
             input_ids, attention_mask = pad_batch([ids[i] for i in batch], self.tokenizer.pad_token_id)
             out[batch] = session.run(input_ids.numpy(), attention_mask.numpy())
         return out
+
+
+def graph_embedder(embedder: Embedder, session: GraphSession) -> OnnxEmbedder:
+    """`embedder`'s settings (weights, tokenizer, pooling) with its encoder run by `session`."""
+    settings = {f.name: getattr(embedder, f.name) for f in fields(Embedder) if f.init and not f.name.startswith("_")}
+    return OnnxEmbedder(**settings, session=session)
+
+
+def traced_graph(embedder: Embedder, path: Path, smoothed: dict | None = None) -> None:
+    """Write `embedder` (encoder, pooling, Dense, normalisation) as an ONNX graph at `path`; with `smoothed`
+    (input maxima per projection), a SmoothQuant-smoothed copy of the encoder (for int8)."""
+    from bertkit.use.export import SentenceEmbedding, _trace
+    from bertkit.use.int8 import smooth
+
+    source = embedder
+    if smoothed is not None:  # the same settings with a smoothed copy of the encoder
+        source = copy.copy(embedder)
+        source.encoder = smooth(embedder.encoder, smoothed, INT8_ALPHA).eval()
+    module = SentenceEmbedding(source).eval()
+    _trace(
+        module, padded(embedder, ["Hello world, a longer first text.", "Hi"]), path, INPUTS, ["sentence_embedding"], 17
+    )
+
+
+INPUTS = ["input_ids", "attention_mask"]
+
+
+def padded(embedder: Embedder, texts: list[str]) -> dict[str, torch.Tensor]:
+    ids, mask = pad_batch(embedder.tokenize(texts), embedder.tokenizer.pad_token_id)
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def check_exact(embedder: Embedder, run: Callable, engine: str) -> str:
+    """The largest difference between `run`'s vectors and PyTorch's on the export check's batches; a
+    BertkitError past `export.TOLERANCE`. Returns the check in words."""
+    from bertkit.use.export import CHECK_BATCHES, CHECK_TEXTS, TOLERANCE
+
+    worst = 0.0
+    for idx in CHECK_BATCHES:
+        texts = [CHECK_TEXTS[i] for i in idx]
+        got = run(**{k: v.numpy() for k, v in padded(embedder, texts).items()})
+        worst = max(worst, float(np.abs(got - embedder.encode(texts)).max()))
+    if not worst <= TOLERANCE:
+        raise BertkitError(f"{engine} differs from PyTorch by {worst:.2e} (more than {TOLERANCE:.0e})")
+    return f"max abs diff to PyTorch {worst:.1e}"
+
+
+def check_approximate(embedder: Embedder, run: Callable, engine: str, precision: str, minimum: float) -> str:
+    """The worst cosine between `run`'s vectors and PyTorch fp32's over the check and calibration texts; a
+    BertkitError below `minimum`. Returns the check in words."""
+    from bertkit.use.export import CHECK_TEXTS
+    from bertkit.use.int8 import CALIBRATION_TEXTS
+
+    texts = CHECK_TEXTS + CALIBRATION_TEXTS
+    reference = embedder.encode(texts)
+    got = np.concatenate(
+        [run(**{k: v.numpy() for k, v in padded(embedder, texts[i : i + 4]).items()}) for i in range(0, len(texts), 4)]
+    )
+    worst = float(cosines(got, reference).min())
+    if worst < minimum:
+        raise BertkitError(
+            f"{engine} {precision} vectors reach a worst cosine of {worst:.5f} to fp32 on the check texts (below "
+            f"{minimum}); use --precision fp32 for this model"
+        )
+    return f"worst cosine to fp32 {worst:.5f} on {len(texts)} texts"
 
 
 def onnx_embedder(embedder: Embedder, precision: str = "fp32") -> OnnxEmbedder:
@@ -99,83 +169,57 @@ def onnx_embedder(embedder: Embedder, precision: str = "fp32") -> OnnxEmbedder:
     or "int8"): the graph is exported, quantised for int8 and checked here (`build_session`)."""
     if embedder.device.type != "cpu":
         raise BertkitError("the onnxruntime backend runs on the CPU; on a GPU use the torch backend")
-    session = build_session(embedder, precision)
-    settings = {f.name: getattr(embedder, f.name) for f in fields(Embedder) if f.init and not f.name.startswith("_")}
-    return OnnxEmbedder(**settings, session=session)
+    return graph_embedder(embedder, build_session(embedder, precision))
 
 
-def build_session(embedder: Embedder, precision: str) -> OnnxSentenceSession:
+def build_session(embedder: Embedder, precision: str) -> GraphSession:
     """Export `embedder` (with its pooling and normalisation) to ONNX, quantise it for int8, check it against
     PyTorch, and open it in onnxruntime. A failed check is a BertkitError naming the figure."""
     try:
         import onnxruntime as ort
     except ImportError:
         raise BertkitError("--backend onnxruntime needs the onnxruntime package: pip install onnxruntime") from None
-    from bertkit.use.export import CHECK_BATCHES, CHECK_TEXTS, TOLERANCE, SentenceEmbedding, _trace, check_onnx
-    from bertkit.use.int8 import CALIBRATION_TEXTS, smooth
 
     if precision not in ("fp32", "int8"):
         raise BertkitError(
             f"--backend onnxruntime runs fp32 or int8, not {precision}: onnxruntime's CPU provider has no bf16 "
-            "matrix multiplies (the torch backend runs bf16)"
+            "matrix multiplies (the torch and openvino backends run bf16)"
         )
-    source = embedder
-    if precision == "int8":  # the same settings with a smoothed copy of the encoder
-        maxima = {k: v for k, v in embedder._input_maxima().items() if k.rsplit(".", 1)[-1] != "down"}
-        source = copy.copy(embedder)
-        source.encoder = smooth(embedder.encoder, maxima, INT8_ALPHA).eval()
-    module = SentenceEmbedding(source).eval()
-
-    def batch(texts: list[str]) -> dict[str, torch.Tensor]:
-        ids, mask = pad_batch(embedder.tokenize(texts), embedder.tokenizer.pad_token_id)
-        return {"input_ids": ids, "attention_mask": mask}
-
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
-    inputs, outputs = ["input_ids", "attention_mask"], ["sentence_embedding"]
+    nodes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bertkit-onnx-") as tmp:
         path = Path(tmp) / "model.onnx"
-        _trace(module, batch(["Hello world, a longer first text.", "Hi"]), path, inputs, outputs, opset=17)
-        if precision == "fp32":
-            cases = [
-                (
-                    f"{len(idx)} texts",
-                    batch([CHECK_TEXTS[i] for i in idx]),
-                    [embedder.encode([CHECK_TEXTS[i] for i in idx])],
-                )
-                for idx in CHECK_BATCHES
-            ]
-            worst = max(d for _, d in check_onnx(path, cases))
-            if not worst <= TOLERANCE:
-                raise BertkitError(f"onnxruntime differs from PyTorch by {worst:.2e} (more than {TOLERANCE:.0e})")
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-            return OnnxSentenceSession(session, "fp32", f"max abs diff to PyTorch {worst:.1e}")
-        from onnxruntime.quantization import QuantType, quantize_dynamic
+        maxima = None
+        if precision == "int8":
+            maxima = {k: v for k, v in embedder._input_maxima().items() if k.rsplit(".", 1)[-1] != "down"}
+        traced_graph(embedder, path, maxima)
+        if precision == "int8":
+            from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        nodes = int8_nodes(path, embedder.encoder.config.hidden_size)
-        quantized = Path(tmp) / "model.int8.onnx"
-        root = logging.getLogger()  # the quantiser logs advice to the root logger that a user cannot act on
-        level = root.level
-        root.setLevel(logging.ERROR)
-        try:
-            quantize_dynamic(path, quantized, weight_type=QuantType.QInt8, per_channel=True, nodes_to_quantize=nodes)
-        finally:
-            root.setLevel(level)
-        session = ort.InferenceSession(str(quantized), options, providers=["CPUExecutionProvider"])
-    result = OnnxSentenceSession(session, "int8", "", len(nodes))
-    texts = CHECK_TEXTS + CALIBRATION_TEXTS
-    reference = embedder.encode(texts)
-    got = np.concatenate(
-        [result.run(**{k: v.numpy() for k, v in batch(texts[i : i + 4]).items()}) for i in range(0, len(texts), 4)]
+            nodes = int8_nodes(path, embedder.encoder.config.hidden_size)
+            quantized = Path(tmp) / "model.int8.onnx"
+            root = logging.getLogger()  # the quantiser logs advice to the root logger that a user cannot act on
+            level = root.level
+            root.setLevel(logging.ERROR)
+            try:
+                quantize_dynamic(
+                    path, quantized, weight_type=QuantType.QInt8, per_channel=True, nodes_to_quantize=nodes
+                )
+            finally:
+                root.setLevel(level)
+            path = quantized
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def run(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        return session.run(None, {"input_ids": input_ids, "attention_mask": attention_mask})[0]
+
+    if precision == "fp32":
+        return GraphSession("onnxruntime", "fp32", run, check_exact(embedder, run, "onnxruntime"))
+    check = check_approximate(embedder, run, "onnxruntime", "int8", INT8_MIN_COSINE)
+    return GraphSession(
+        "onnxruntime", "int8", run, f"{len(nodes)} matrix multiplies int8, {check}", int8_matmuls=len(nodes)
     )
-    worst = float(cosines(got, reference).min())
-    if worst < INT8_MIN_COSINE:
-        raise BertkitError(
-            f"onnxruntime int8 vectors reach a worst cosine of {worst:.4f} to fp32 on the check texts (below "
-            f"{INT8_MIN_COSINE}); use --precision fp32 for this model"
-        )
-    result.check = f"{len(nodes)} matrix multiplies int8, worst cosine to fp32 {worst:.4f} on {len(texts)} texts"
-    return result
 
 
 def int8_nodes(path: Path, hidden_size: int) -> list[str]:

@@ -68,13 +68,14 @@ from bertkit.use.batcher import Batcher
 from bertkit.use.embed import PRECISIONS, Embedder, load_embedder
 from bertkit.use.fill_mask import fill_mask
 from bertkit.use.index import VectorIndex
+from bertkit.use.paths import AUTO, fastest_embedder
 from bertkit.use.requests import RequestError, check_fields, check_text, json_type, read_json, shown, text_list
 
 # uvicorn configures this logger, so our messages come out with its own, in the same format.
 log = logging.getLogger("uvicorn.error")
 ENV_MODEL = "BERTKIT_SERVE_MODEL"
 ENV_PREFIX = "BERTKIT_SERVE_"  # + a ServeConfig field in upper case, e.g. BERTKIT_SERVE_MAX_BATCH_SIZE
-BACKENDS = ("torch", "onnxruntime")  # of /embed; onnxruntime: `onnx_backend.onnx_embedder`
+BACKENDS = ("torch", "onnxruntime", "openvino")  # of /embed; the graph engines: `onnx_backend`, `openvino_backend`
 SERVED_KINDS = {"classification": "/classify", "regression": "/classify", "tagging": "/tag"}  # TaskModel.kind
 
 
@@ -86,8 +87,8 @@ class ServeConfig:
     max_texts: int = 256  # texts in one request; more is a 413
     max_request_bytes: int = 1 << 20  # request body; more is a 413
     batch_wait_ms: float = 5.0  # how long a batch waits for more requests before it runs
-    precision: str = "fp32"  # /embed: fp32, bf16 or int8 (Embedder.encode)
-    backend: str = "torch"  # /embed: torch, or onnxruntime (fp32 / int8)
+    precision: str = "fp32"  # /embed: fp32, bf16 or int8 (Embedder.encode), or auto / auto-exact (`paths`)
+    backend: str | None = None  # /embed: torch, onnxruntime or openvino; None: torch, or with auto the fastest
     index: str | None = None  # /search: a `bertkit index` folder built with the served model
 
     def __post_init__(self) -> None:
@@ -96,9 +97,9 @@ class ServeConfig:
                 raise BertkitError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.batch_wait_ms <= 10_000:
             raise BertkitError(f"--batch-wait-ms must be in 0..10000, got {self.batch_wait_ms}")
-        if self.precision not in PRECISIONS:
-            raise BertkitError(f"--precision {self.precision}: use one of {', '.join(PRECISIONS)}")
-        if self.backend not in BACKENDS:
+        if self.precision not in PRECISIONS + AUTO:
+            raise BertkitError(f"--precision {self.precision}: use one of {', '.join(PRECISIONS + AUTO)}")
+        if self.backend not in (None, *BACKENDS):
             raise BertkitError(f"--backend {self.backend}: use one of {', '.join(BACKENDS)}")
 
     @classmethod
@@ -128,7 +129,8 @@ class ServedModel:
     embedder: Embedder
     task: TaskModel | None = None  # a fine-tuned classification, regression or tagging folder
     mlm: Checkpoint | None = None  # a folder with an MLM head: fill-mask
-    precision: str = "fp32"  # of /embed (an OnnxEmbedder for the onnxruntime backend)
+    precision: str = "fp32"  # of /embed, as chosen (an OnnxEmbedder for the graph engines)
+    backend: str = "torch"  # of /embed, as chosen
     index: VectorIndex | None = None  # /search
 
     @property
@@ -144,7 +146,7 @@ class ServedModel:
 
 
 def load_model(
-    folder: str | os.PathLike, precision: str = "fp32", backend: str = "torch", index: str | None = None
+    folder: str | os.PathLike, precision: str = "fp32", backend: str | None = None, index: str | None = None
 ) -> ServedModel:
     """The folder's model (`load_folder`) and, with `index`, the index for /search, checked to be this model's."""
     found = VectorIndex.load(index) if index else None
@@ -153,7 +155,9 @@ def load_model(
     return served
 
 
-def load_folder(folder: str | os.PathLike, precision: str, backend: str, index: VectorIndex | None) -> ServedModel:
+def load_folder(
+    folder: str | os.PathLike, precision: str, backend: str | None, index: VectorIndex | None
+) -> ServedModel:
     """A sentence-transformers folder serves /embed; a BERT folder also serves its heads: /fill-mask for an
     MLM head, /classify for a fine-tuned sequence classifier (or regressor), /tag for a token classifier (with
     its CRF, if it has one). Question-answering and multiple-choice heads are not served: their inputs are
@@ -163,7 +167,8 @@ def load_folder(folder: str | os.PathLike, precision: str, backend: str, index: 
         embedder = load_embedder(folder)
         if index is not None:
             index.check_model(embedder)
-        served = ServedModel(str(folder), _embedder(embedder, precision, backend), None, None, precision)
+        embedder, choice = fastest_embedder(embedder, precision, backend)
+        served = ServedModel(str(folder), embedder, None, None, choice.precision, choice.backend)
         run_embed(served, ["warm-up"])  # builds the bf16 copy, the int8 model or the onnxruntime session now
         return served
     ckpt = load_pretrained(folder)
@@ -175,8 +180,9 @@ def load_folder(folder: str | os.PathLike, precision: str, backend: str, index: 
         task = task_model(ckpt, folder).eval()
         if task.kind not in SERVED_KINDS:
             task = None
-    embedder = _embedder(embedder, precision, backend)
-    served = ServedModel(str(folder), embedder, task, ckpt if "mlm" in ckpt.heads else None, precision)
+    embedder, choice = fastest_embedder(embedder, precision, backend)
+    mlm = ckpt if "mlm" in ckpt.heads else None
+    served = ServedModel(str(folder), embedder, task, mlm, choice.precision, choice.backend)
     run_embed(served, ["warm-up"])
     return served
 
@@ -199,14 +205,6 @@ def run_search(model: ServedModel, items: list[tuple[str, int]]) -> list[list[di
         ]
         for (_, k), row_s, row_j in zip(items, scores.tolist(), found.tolist(), strict=True)
     ]
-
-
-def _embedder(embedder: Embedder, precision: str, backend: str) -> Embedder:
-    if backend != "onnxruntime":
-        return embedder
-    from bertkit.use.onnx_backend import onnx_embedder
-
-    return onnx_embedder(embedder, precision)
 
 
 def run_classify(model: ServedModel, items: list[tuple[str, str | None]]) -> list[dict]:
@@ -520,7 +518,8 @@ def serve(folder: str, host: str, port: int, config: ServeConfig) -> None:
         print(
             f"serving {folder} ({', '.join(model.endpoints)}) on http://{shown}:{bound_port}; "
             f"batches of up to {config.max_batch_size} texts, {config.batch_wait_ms:g} ms wait; "
-            f"/embed in {config.precision} on {config.backend}",
+            f"/embed in {model.precision} on {model.backend}"
+            + (f" (--precision {config.precision})" if config.precision != model.precision else ""),
             file=sys.stderr,
             flush=True,
         )

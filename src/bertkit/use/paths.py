@@ -1,0 +1,83 @@
+"""Which engine and precision embed fastest on this machine: `--precision auto` (the fastest path whose vectors
+are within a cosine of 0.99 of fp32) and `--precision auto-exact` (the fastest whose vectors equal fp32's to
+1e-4), for `embed`, `serve` and the Python API (`fastest_embedder`).
+
+The choice is a rule, not a timing at start-up (building and timing every path would take longer than most
+calls to `embed`): the order below is what `benchmarks/bench_embed.py` measured per length bucket
+(docs/performance.md), and the first path in it that this machine can run is taken:
+
+    approximate, native bf16 (AVX-512 BF16 / AMX):  torch bf16, openvino bf16, onnxruntime int8, exact paths
+    approximate, no native bf16:                    onnxruntime int8, exact paths
+    exact:                                          openvino fp32, onnxruntime fp32, torch fp32
+
+A path that is not installed (openvino is an extra) is passed over, and with `--backend` only that engine's
+paths are candidates. The choice and the reason are said on stderr by the CLI.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+
+from bertkit.errors import BertkitError
+from bertkit.use.embed import Embedder
+
+AUTO = ("auto", "auto-exact")
+EXACT_ORDER = (("openvino", "fp32"), ("onnxruntime", "fp32"), ("torch", "fp32"))
+BF16_ORDER = (("torch", "bf16"), ("openvino", "bf16"), ("onnxruntime", "int8"))
+NO_BF16_ORDER = (("onnxruntime", "int8"),)
+
+
+@dataclass(frozen=True)
+class Choice:
+    backend: str
+    precision: str
+    why: str
+
+
+def installed(backend: str) -> bool:
+    return backend == "torch" or importlib.util.find_spec(backend) is not None
+
+
+def choose(precision: str, backend: str | None, native_bf16: bool, have=installed) -> Choice:
+    """The path for `precision` ("auto", "auto-exact" or a precision) on `backend` (None: any engine)."""
+    if precision not in AUTO:
+        return Choice(backend or "torch", precision, "asked for")
+    exact = precision == "auto-exact"
+    order = EXACT_ORDER if exact else (BF16_ORDER if native_bf16 else NO_BF16_ORDER) + EXACT_ORDER
+    candidates = [(b, p) for b, p in order if backend in (None, b)]
+    kind = "exact (max abs diff to fp32 <= 1e-4)" if exact else "within a cosine of 0.99 of fp32"
+    hardware = "" if exact else ("native bf16 here; " if native_bf16 else "no native bf16 here; ")
+    for i, (b, p) in enumerate(candidates):
+        if have(b):
+            missing = ", ".join(f"{x} {y}" for x, y in candidates[:i])
+            why = f"{hardware}the fastest path {kind} that docs/performance.md measured"
+            return Choice(b, p, why + (f" ({missing}: not installed)" if missing else ""))
+    raise BertkitError(f"--backend {backend} is not installed: pip install {backend}")
+
+
+def build(embedder: Embedder, choice: Choice) -> Embedder:
+    """`embedder` run on `choice.backend` (exported, compiled and checked for the graph engines)."""
+    if choice.backend == "onnxruntime":
+        from bertkit.use.onnx_backend import onnx_embedder
+
+        return onnx_embedder(embedder, choice.precision)
+    if choice.backend == "openvino":
+        from bertkit.use.openvino_backend import openvino_embedder
+
+        return openvino_embedder(embedder, choice.precision)
+    return embedder
+
+
+def fastest_embedder(
+    embedder: Embedder, precision: str = "auto", backend: str | None = None
+) -> tuple[Embedder, Choice]:
+    """(an Embedder to call with `encode(texts, precision=choice.precision)`, the choice) for `precision`
+    ("auto", "auto-exact", or fp32 / bf16 / int8 as they are) on `backend` (None: the fastest engine)."""
+    from bertkit.training import bf16_supported
+
+    native = bf16_supported(embedder.device)
+    if embedder.device.type != "cpu":  # the graph engines run on the CPU only
+        backend = backend or "torch"
+    choice = choose(precision, backend, native)
+    return build(embedder, choice), choice

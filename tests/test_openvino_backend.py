@@ -1,0 +1,166 @@
+"""`--backend openvino` and `--precision auto`: the exported graph run by OpenVINO, fp32 equal to PyTorch and
+bf16 within the promised cosine; the rule that picks the fastest path, and what it says; `serve` uses both."""
+
+import numpy as np
+import pytest
+
+from bertkit.cli.table import main
+from bertkit.errors import BertkitError
+from bertkit.training import bf16_supported
+from bertkit.use.embed import load_embedder
+from bertkit.use.onnx_backend import cosines
+from bertkit.use.paths import Choice, choose, fastest_embedder
+
+pytest.importorskip("openvino")
+from bertkit.use.openvino_backend import BF16_MIN_COSINE, native_bf16, openvino_embedder  # noqa: E402
+
+TEXTS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "我喜欢吃苹果",
+    "a",
+    "BERT " * 300,  # past max_seq_length: truncated before the graph sees it
+    "Mixed 中文 and English, 数字 123 and symbols %$#@.",
+    "Short one.",
+] * 3
+
+
+@pytest.fixture(scope="module")
+def embedder(minilm_path):
+    return load_embedder(minilm_path)
+
+
+@pytest.fixture(scope="module")
+def ov_fp32(embedder):
+    return openvino_embedder(embedder, "fp32")
+
+
+def test_fp32_gives_pytorch_vectors_in_input_order(embedder, ov_fp32):
+    torch_vectors = embedder.encode(TEXTS)
+    ov_vectors = ov_fp32.encode(TEXTS, batch_tokens=512)  # several batches of different shapes
+    assert ov_vectors.shape == torch_vectors.shape == (len(TEXTS), 384)
+    assert np.abs(ov_vectors - torch_vectors).max() < 1e-4
+    assert ov_fp32.session.engine == "openvino" and "max abs diff" in ov_fp32.session.check
+    again = ov_fp32.encode(TEXTS[::-1])[::-1]  # the request's output buffer is reused: every row is a copy
+    assert np.abs(again - torch_vectors).max() < 1e-4
+
+
+def test_the_graph_follows_the_folders_pooling(minilm_path):
+    cls = openvino_embedder(load_embedder(minilm_path, pooling="cls", normalize=False))
+    torch_cls = load_embedder(minilm_path).encode(TEXTS[:4], pooling="cls", normalize=False)
+    assert np.abs(cls.encode(TEXTS[:4]) - torch_cls).max() < 1e-4
+
+
+@pytest.mark.skipif(not bf16_supported(__import__("torch").device("cpu")), reason="needs native bf16")
+def test_bf16_stays_within_the_promised_cosine(embedder):
+    from bertkit.finetune.tasks import sentiment_task
+
+    assert native_bf16()
+    ov = openvino_embedder(embedder, "bf16")
+    texts = TEXTS + [e.text for e in sentiment_task().test[:100]]
+    bf16, fp32 = ov.encode(texts, precision="bf16"), embedder.encode(texts)
+    assert cosines(bf16, fp32).min() >= BF16_MIN_COSINE
+    assert np.abs(bf16 - fp32).max() > 1e-4  # it did compute in bf16: the fp32 graph is within 1e-6
+
+
+def test_bf16_below_the_promised_cosine_or_without_native_bf16_is_refused(embedder, monkeypatch):
+    monkeypatch.setattr("bertkit.use.openvino_backend.BF16_MIN_COSINE", 1.0 + 1e-9)
+    match = r"worst cosine of [01]\.\d+ to fp32 .* use --precision fp32" if native_bf16() else "no native bf16"
+    with pytest.raises(BertkitError, match=match):
+        openvino_embedder(embedder, "bf16")
+    monkeypatch.setattr("bertkit.use.openvino_backend.native_bf16", lambda: False)
+    with pytest.raises(BertkitError, match="no native bf16.*use --precision fp32"):
+        openvino_embedder(embedder, "bf16")
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(precision="bf16"), "this openvino embedder runs fp32, not bf16"),
+        (dict(output="token"), "token vectors and layer mixes need the torch backend"),
+        (dict(pooling="cls"), "this openvino graph pools mean"),
+    ],
+)
+def test_what_the_openvino_backend_cannot_do_is_an_error(ov_fp32, kwargs, message):
+    with pytest.raises(BertkitError, match=message):
+        ov_fp32.encode(["a text"], **kwargs)
+
+
+def test_no_int8_graph(embedder):
+    with pytest.raises(BertkitError, match="runs fp32 or bf16, not int8"):
+        openvino_embedder(embedder, "int8")
+
+
+# ---- --precision auto ------------------------------------------------------------------------------------
+
+
+def everything(backend: str) -> bool:
+    return True
+
+
+@pytest.mark.parametrize(
+    "precision, backend, native, have, expected",
+    [
+        ("auto", None, True, everything, ("torch", "bf16")),
+        ("auto", None, False, everything, ("onnxruntime", "int8")),
+        ("auto-exact", None, True, everything, ("openvino", "fp32")),
+        ("auto-exact", None, False, everything, ("openvino", "fp32")),
+        ("auto-exact", None, False, lambda b: b != "openvino", ("onnxruntime", "fp32")),
+        ("auto-exact", None, False, lambda b: b == "torch", ("torch", "fp32")),
+        ("auto", None, False, lambda b: b == "torch", ("torch", "fp32")),
+        ("auto", "openvino", True, everything, ("openvino", "bf16")),
+        ("auto", "openvino", False, everything, ("openvino", "fp32")),
+        ("auto", "torch", False, everything, ("torch", "fp32")),
+        ("auto", "onnxruntime", True, everything, ("onnxruntime", "int8")),
+        ("bf16", None, True, everything, ("torch", "bf16")),  # a precision named: torch unless told
+        ("fp32", "openvino", True, everything, ("openvino", "fp32")),
+    ],
+)
+def test_auto_takes_the_first_path_this_machine_can_run(precision, backend, native, have, expected):
+    choice = choose(precision, backend, native, have)
+    assert (choice.backend, choice.precision) == expected
+    if precision.startswith("auto"):
+        assert "fastest path" in choice.why and ("exact" in choice.why) == (precision == "auto-exact")
+    if have is not everything and precision.startswith("auto") and backend is None and expected[0] == "torch":
+        assert "not installed" in choice.why
+
+
+def test_auto_on_an_engine_that_is_not_installed_is_an_error():
+    with pytest.raises(BertkitError, match="--backend openvino is not installed: pip install openvino"):
+        choose("auto", "openvino", True, lambda b: b == "torch")
+
+
+def test_auto_exact_gives_fp32_vectors_and_auto_stays_within_its_cosine(embedder):
+    exact, choice = fastest_embedder(embedder, "auto-exact")
+    assert choice == Choice("openvino", "fp32", choice.why)
+    assert np.abs(exact.encode(TEXTS, precision=choice.precision) - embedder.encode(TEXTS)).max() < 1e-4
+    fast, choice = fastest_embedder(embedder, "auto")
+    assert cosines(fast.encode(TEXTS, precision=choice.precision), embedder.encode(TEXTS)).min() >= 0.99
+
+
+def test_embed_cli_says_what_auto_chose(minilm_path, tmp_path, capsys):
+    src = tmp_path / "texts.txt"
+    src.write_text("\n".join(TEXTS[:6]) + "\n", encoding="utf-8")
+    out = tmp_path / "v.npy"
+    args = ["embed", str(minilm_path), "--input", str(src), "--output", str(out)]
+    assert main([*args, "--precision", "auto-exact"]) == 0
+    err = capsys.readouterr().err
+    assert "--precision auto-exact: openvino fp32 (" in err and "openvino fp32: max abs diff to PyTorch" in err
+    assert np.abs(np.load(out) - load_embedder(minilm_path).encode(TEXTS[:6])).max() < 1e-4
+    assert main([*args, "--backend", "openvino", "--tokens", "--output", str(tmp_path / "t.jsonl")]) == 2
+    assert "--backend openvino gives sentence vectors of the last layer" in capsys.readouterr().err
+    assert main([*args, "--precision", "auto", "--tokens", "--output", str(tmp_path / "t.jsonl")]) == 0
+    assert "--precision auto: torch " in capsys.readouterr().err  # token vectors: the torch backend's alone
+
+
+def test_serve_embeds_with_openvino_and_says_what_auto_chose(minilm_path):
+    from starlette.testclient import TestClient
+
+    from bertkit.use.serve import ServeConfig, create_app, load_model
+
+    model = load_model(minilm_path, precision="auto-exact")
+    assert (model.backend, model.precision) == ("openvino", "fp32")
+    with TestClient(create_app(model, ServeConfig(precision="auto-exact"))) as client:
+        r = client.post("/embed", json={"texts": TEXTS[:3]})
+    assert r.status_code == 200, r.text
+    expected = load_embedder(minilm_path).encode(TEXTS[:3])
+    assert np.abs(np.array(r.json()["vectors"], dtype=np.float32) - expected).max() < 1e-4
