@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from bertkit.errors import BertkitError
+from bertkit.threads import configure
 
 COMMANDS: dict[str, Callable] = {}
 
@@ -193,7 +194,21 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.set_defaults(_fn=fn)
         _add_flags(p, fn)
+        if "threads" in inspect.signature(fn).parameters:  # a command with its own --threads (word2vec's)
+            continue
+        p.add_argument(
+            "--threads",
+            dest="_threads",
+            type=number(int, THREADS),
+            default=None,
+            metavar="N",
+            help="compute threads (default: OMP_NUM_THREADS if set, else the cores this process may use) "
+            f"[{THREADS.describe()}]",
+        )
     return parser
+
+
+THREADS = Range(1, 1024)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,7 +220,9 @@ def _run(argv: list[str] | None) -> int:
         args = vars(build_parser().parse_args(argv))
         fn = args.pop("_fn")
         args.pop("command"), args.pop("subcommand", None)
+        threads = args.pop("_threads") if "_threads" in args else args.get("threads")
         _check_utf8(args)
+        configure(threads)  # before torch loads: the OpenMP runtime reads its settings once (bertkit.threads)
         fn(**args)
     except BertkitError as e:  # one line, whatever a file name or a field quoted in it holds
         print(f"bertkit: error: {_one_line(str(e))}", file=sys.stderr)
