@@ -102,30 +102,42 @@ def test_the_command_names_how_it_measured_not_where_it_wrote():
     assert command == "python benchmarks/bench_x.py --steps 2 --write-docs --seq 'a b'"
 
 
-def test_bench_embed_lays_out_the_mix_and_the_buckets_per_precision():
-    from bench_embed import LONG, ORT_FP32, ORT_INT8, docs_table
+def test_bench_embed_lays_out_every_path_and_the_targets_per_segment():
+    from bench_embed import LONG, Contender, speed_table, targets, targets_table
 
-    fp32 = {"sentence-transformers": 1.5, "onnxruntime": 1.2, ORT_FP32: 1.0, ORT_INT8: 0.6, "transformers": 4.0}
-    bf16 = {"sentence-transformers": 2.0, "onnxruntime": 3.0, "transformers": 4.5}
-    mix = {
-        p: {"speedup": r, "lengths": [10, 30, 50], "share": 0.5, "peak": 300.0}
-        for p, r in (("fp32", fp32), ("bf16", bf16))
-    }
-    buckets = {
-        p: [("3-16", r["speedup"] | {"mean tokens": 12.0}), (LONG[0], r["speedup"] | {"mean tokens": 253.0})]
-        for p, r in mix.items()
-    }
-    header, rows, note = docs_table(mix, buckets, rounds=3)
-    assert header[2:] == [
-        "fp32: vs sentence-transformers",
-        "fp32: vs onnxruntime",
-        "`--backend onnxruntime` fp32 / int8 vs onnxruntime",
-        "bf16: vs sentence-transformers",
-        "bf16: vs onnxruntime",
+    found = [
+        Contender("bertkit torch fp32", None, True),
+        Contender("bertkit torch bf16", None, True),
+        Contender("onnxruntime fp32", None, False),
+        Contender("openvino bf16", None, False),
+        Contender("ctranslate2 int8", None, False),
     ]
-    assert rows[0] == ["the mix, 3 texts (median 30 tokens)", "30", "1.50×", "1.20×", "1.20× / 2.00×", "2.00×", "3.00×"]
-    assert [r[:2] for r in rows[1:]] == [["3-16 tokens", "12"], ["documents of 400-1,500 tokens, cut at 256", "253"]]
-    assert "fp32 4.00×, bf16 4.50×" in note and "medians of 3 rounds" in note
+
+    def result(fp32, bf16, ort, ov, ct2):
+        speeds = dict(zip([c.name for c in found], [fp32, bf16, ort, ov, ct2], strict=True))
+        cosine = {"bertkit torch bf16": 0.9995, "openvino bf16": 0.99995, "ctranslate2 int8": 0.98}
+        return {k: {"texts_per_s": v, "cosine": cosine.get(k, 1.0)} for k, v in speeds.items()}
+
+    segments = {"the mix": (["a b", "c"], result(100, 300, 120, 200, 400)), LONG[0]: (["d"], result(50, 90, 40, 80, 9))}
+    goals = targets(found, segments["the mix"][1])
+    # ctranslate2 int8 is fastest but off the approximate class (cosine 0.98): it takes no part
+    assert goals["fastest"] == ("bertkit torch bf16", "openvino bf16", 1.5)
+    assert goals["fastest exact"] == ("bertkit torch fp32", "openvino bf16", 0.5)  # 0.99995 counts as exact
+    assert goals["torch fp32 vs onnxruntime fp32"][2] == 100 / 120
+
+    class Tokens:
+        def tokenize(self, texts):
+            return [t.split() for t in texts]
+
+    header, rows, note = speed_table(found, segments, Tokens(), 3, ["ctranslate2 bf16: not supported"])
+    assert header == ["path", "the mix (mean 2)", "documents, cut at 256 (mean 1)", "worst cosine to fp32"]
+    assert rows[0] == ["**bertkit torch fp32**", "100", "50", "1.00000 (exact)"]
+    assert rows[-1] == ["ctranslate2 int8", "400", "9", "0.98000 (off)"]
+    assert "medians of 3 rounds" in note and "ctranslate2 bf16: not supported" in note
+    header, rows = targets_table(found, segments)
+    assert header[0] == "segment" and len(header) == 4
+    assert rows[0][1] == "1.50× ✓ (torch bf16 / openvino bf16)" and rows[0][2].startswith("0.50× ✗")
+    assert rows[1][0] == "documents, cut at 256"
 
 
 def generated_blocks() -> list[tuple[str, str, str]]:
