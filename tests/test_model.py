@@ -107,8 +107,8 @@ def test_bf16_training_attention_falls_back_to_sdpa_past_its_memory_bound(monkey
     import bertkit.model as bm
 
     calls = []
-    real = bm.bmm_attention
-    monkeypatch.setattr(bm, "bmm_attention", lambda *a, **k: calls.append(a[0].shape) or real(*a, **k))
+    real = kernels.bmm_attention
+    monkeypatch.setattr(kernels, "bmm_attention", lambda *a, **k: calls.append(a[0].shape) or real(*a, **k))
     config = from_preset("bert-tiny-chinese", hidden_size=32, num_attention_heads=2, intermediate_size=64)
     attention = bm.SelfAttention(config).train()
     x = torch.randn(3, 8, 32)
@@ -187,3 +187,31 @@ def test_cpu_dropout_drops_p_of_the_entries_and_keeps_the_expectation(p):
     assert module(x) is x
     bf16 = dropout(torch.ones(4096, 64, dtype=torch.bfloat16), p, training=True)
     assert bf16.dtype == torch.bfloat16 and bf16.shape == (4096, 64)
+
+
+@pytest.mark.parametrize("act", ["gelu", "gelu_new", "relu"])
+def test_inference_through_onednn_gives_f_linears_numbers(monkeypatch, act):
+    """CPU inference runs the linear layers as oneDNN kernels with the activation and residual add fused
+    (kernels.linear); the hidden states equal the F.linear path's, padded and unpadded, fp32 and bf16."""
+    import bertkit.kernels as kernels
+
+    config = from_preset("bert-tiny-chinese", hidden_size=64, num_attention_heads=2, intermediate_size=128)
+    config.hidden_act = act
+    encoder = BertEncoder(config).eval()
+    ids = torch.randint(5, config.vocab_size, (3, 9))
+    mask = torch.ones(3, 9, dtype=torch.long)
+    mask[1, 5:], mask[2, 2:] = 0, 0
+    for dtype, tolerance in ((torch.float32, 1e-5), (torch.bfloat16, 3e-2)):
+        model = encoder.to(dtype)
+        monkeypatch.setattr(kernels, "ONEDNN_LINEAR", True)
+        with torch.inference_mode():
+            x = torch.randn(4, 64, dtype=dtype)
+            assert kernels._onednn(x, model.layers[0].ffn.up.weight)  # the fused path is the one taken
+            outs = {}
+            for fused in (True, False):
+                monkeypatch.setattr(kernels, "ONEDNN_LINEAR", fused)
+                outs[fused] = [model(ids, mask, unpad=unpad).last_hidden_state.float() for unpad in (False, True)]
+        for a, b in zip(outs[True], outs[False], strict=True):
+            assert (a - b)[mask.bool()].abs().max() < tolerance
+    with torch.enable_grad():
+        assert not kernels._onednn(torch.randn(2, 64), encoder.layers[0].ffn.up.weight)  # training: F.linear

@@ -110,3 +110,84 @@ def bmm_pays(training: bool, batch_size: int, num_heads: int, seq_len: int) -> b
         return seq_len <= BMM_ATTENTION_MAX["inference"]
     within = batch_size * num_heads * seq_len * seq_len <= BMM_TRAINING_MAX_SCORES
     return seq_len <= BMM_ATTENTION_MAX["training"] and within
+
+
+def causal_mask(t_q: int, t_k: int, device: torch.device | None = None) -> torch.Tensor:
+    """(T_q, T_k) True where query i may attend key j <= i: left to right (GPT's language model). With fewer
+    queries than keys the queries are the last T_q positions (after cached keys): query i is position
+    T_k - T_q + i."""
+    return torch.ones(t_q, t_k, dtype=torch.bool, device=device).tril(t_k - t_q)
+
+
+def merge_masks(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+    """Both masks at once: boolean AND of two boolean masks, else the sum of their additive forms."""
+    if a is None or b is None:
+        return b if a is None else a
+    if a.dtype == torch.bool and b.dtype == torch.bool:
+        return a & b
+    dtype = a.dtype if a.is_floating_point() else b.dtype
+    additive = [
+        m if m.is_floating_point() else torch.zeros(m.shape, dtype=dtype, device=m.device).masked_fill_(~m, -math.inf)
+        for m in (a, b)
+    ]
+    return additive[0] + additive[1]
+
+
+# In CPU inference the encoder's linear layers run through oneDNN's linear with the activation fused into it
+# (`torch.ops.mkldnn._linear_pointwise`, the kernel torch.compile's CPU backend emits) instead of `F.linear`,
+# which in fp32 calls the BLAS torch was built with (MKL): see docs/performance.md for what it was measured to
+# buy. Training (autograd), autocast and tensors off the CPU keep F.linear. `ONEDNN_LINEAR = False` turns it off
+# (the benchmarks compare both).
+ONEDNN_LINEAR = True
+_ONEDNN_ACTIVATIONS = {
+    "none": ("none", ""),
+    "gelu": ("gelu", "none"),
+    "gelu_tanh": ("gelu", "tanh"),
+    "relu": ("relu", ""),
+}
+
+
+def _onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    return (
+        ONEDNN_LINEAR
+        and not torch.is_grad_enabled()
+        and x.device.type == "cpu"
+        and x.dtype == weight.dtype
+        and x.dtype in (torch.float32, torch.bfloat16)
+        and not torch.is_autocast_enabled("cpu")
+        and torch.backends.mkldnn.is_available()
+        and not torch.jit.is_tracing()  # an exported graph (ONNX) has no oneDNN ops: it gets F.linear
+    )
+
+
+def activation_name(act: nn.Module) -> str | None:
+    """The oneDNN name of an activation module it can fuse, else None."""
+    if type(act) is nn.GELU:
+        return "gelu" if act.approximate == "none" else "gelu_tanh"
+    return "relu" if type(act) is nn.ReLU else None
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, activation: str = "none") -> torch.Tensor:
+    """activation(x Wᵀ + b) for activation "none", "gelu", "gelu_tanh" or "relu"; fused by oneDNN in CPU
+    inference, else F.linear and the activation."""
+    if _onednn(x, weight):
+        attr, algorithm = _ONEDNN_ACTIVATIONS[activation]
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, attr, [], algorithm)
+    y = F.linear(x, weight, bias)
+    if activation == "none":
+        return y
+    if activation == "relu":
+        return F.relu(y)
+    return F.gelu(y, approximate="tanh" if activation == "gelu_tanh" else "none")
+
+
+def plain_linear(module: nn.Module) -> bool:
+    """An nn.Linear as it is (not a quantised or wrapped one) with no hooks: its weights may be used directly."""
+    return type(module) is nn.Linear and not (module._forward_hooks or module._forward_pre_hooks)
+
+
+def linear_add(x: torch.Tensor, linear_module: nn.Module, residual: torch.Tensor) -> torch.Tensor:
+    """linear_module(x) + residual; one oneDNN call with the add fused in CPU inference."""
+    if plain_linear(linear_module) and _onednn(x, linear_module.weight) and residual.dtype == x.dtype:
+        return torch.ops.mkldnn._linear_pointwise.binary(x, residual, linear_module.weight, linear_module.bias, "add")
+    return linear_module(x) + residual

@@ -47,8 +47,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bertkit import kernels
 from bertkit.config import BertConfig
-from bertkit.kernels import Dropout, LayerNorm, bmm_attention, bmm_pays, dropout
+from bertkit.kernels import Dropout, LayerNorm, causal_mask, dropout, merge_masks  # noqa: F401 - re-exported
 from bertkit.kv_cache import KVCache, LayerCache  # noqa: F401 - KVCache importable from here as well
 
 ACT2FN = {
@@ -172,11 +173,13 @@ class SelfAttention(nn.Module):
         query: torch.Tensor | None = None,
         need_scores: bool = False,
         cache: LayerCache | None = None,
+        residual: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """x: (B, T, H), or (N, H) with `unpadding`. `mask`: bool (True = may attend) or additive float,
         broadcastable to (B, heads, T_q, T_k). `query`: (B, T_q, H), a second stream whose queries attend to
         x's keys and values (two-stream attention); the output is then that stream's, (B, T_q, H). `cache`: the
         keys and values of the positions before x (generation); x's are appended to it and attended with them.
+        `residual`: added to the output (in inference, inside the output projection's kernel).
         Returns (output, scores or None, probabilities or None)."""
         if query is None:
             qkv = self.qkv(x)  # (B, T, 3H), or (N, 3H) for unpadded tokens
@@ -197,7 +200,7 @@ class SelfAttention(nn.Module):
         y = y.transpose(1, 2).reshape(B, T, H)  # heads concatenated back: (B, T, H)
         if unpadding is not None:
             y = unpadding.unpad(y)  # (N, H)
-        return self.out(y), scores, probs
+        return (self.out(y) if residual is None else kernels.linear_add(y, self.out, residual)), scores, probs
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, H) -> (B, heads, T, d_k)
         return x.view(x.shape[0], x.shape[1], self.num_heads, -1).transpose(1, 2)
@@ -216,7 +219,7 @@ class SelfAttention(nn.Module):
         if self._fused is None or self._fused[0] != key:
             fused = (torch.cat([p.weight for p in projections]), torch.cat([p.bias for p in projections]))
             self._fused = (key, *fused)
-        return F.linear(x, self._fused[1], self._fused[2])
+        return kernels.linear(x, self._fused[1], self._fused[2])
 
 
 def attend(
@@ -257,35 +260,14 @@ def attend(
         and not is_causal
         and (mask is None or mask.dtype == torch.bool)
         and k.shape[-2] == T
-        and bmm_pays(training, B, heads, T)
+        and kernels.bmm_pays(training, B, heads, T)
     ):
         # fp32 with dropout too: SDPA with dropout on CPU measured slower than these matmuls with the faster
         # mask (fp32, 32 x 4 x 128 x 64, forward + backward at p 0.1: 30 ms against 18)
-        y = bmm_attention(q, k, v, mask, dropout_p)
+        y = kernels.bmm_attention(q, k, v, mask, dropout_p)
     else:
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
     return y, None, None
-
-
-def causal_mask(t_q: int, t_k: int, device: torch.device | None = None) -> torch.Tensor:
-    """(T_q, T_k) True where query i may attend key j <= i: left to right (GPT's language model). With fewer
-    queries than keys the queries are the last T_q positions (after cached keys): query i is position
-    T_k - T_q + i."""
-    return torch.ones(t_q, t_k, dtype=torch.bool, device=device).tril(t_k - t_q)
-
-
-def merge_masks(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
-    """Both masks at once: boolean AND of two boolean masks, else the sum of their additive forms."""
-    if a is None or b is None:
-        return b if a is None else a
-    if a.dtype == torch.bool and b.dtype == torch.bool:
-        return a & b
-    dtype = a.dtype if a.is_floating_point() else b.dtype
-    additive = [
-        m if m.is_floating_point() else torch.zeros(m.shape, dtype=dtype, device=m.device).masked_fill_(~m, -math.inf)
-        for m in (a, b)
-    ]
-    return additive[0] + additive[1]
 
 
 class FeedForward(nn.Module):
@@ -295,8 +277,14 @@ class FeedForward(nn.Module):
         self.act = ACT2FN[config.hidden_act]
         self.down = nn.Linear(config.intermediate_size, config.hidden_size)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(self.act(self.up(x)))
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """down(act(up(x))) [+ residual]; in inference the activation and the add fused (kernels.linear)."""
+        act = kernels.activation_name(self.act)
+        if act is not None and kernels.plain_linear(self.up):
+            h = kernels.linear(x, self.up.weight, self.up.bias, act)
+        else:
+            h = self.act(self.up(x))
+        return self.down(h) if residual is None else kernels.linear_add(h, self.down, residual)
 
 
 class Layer(nn.Module):
@@ -330,8 +318,12 @@ class Layer(nn.Module):
             a, scores, probs = self.attn(self.attn_norm(x), mask, need_weights, unpadding, query=q, **options)
             y = stream + self.dropout(a)
             return y + self.dropout(self.ffn(self.ffn_norm(y))), scores, probs
-        a, scores, probs = self.attn(x, mask, need_weights, unpadding, query=query, **options)
         # Residual "add & norm": the sub-layer's output is added to its input, so nothing it lost is lost.
+        if not self.training:  # dropout is the identity: each add goes into its sub-layer's last kernel
+            a, scores, probs = self.attn(x, mask, need_weights, unpadding, query=query, residual=stream, **options)
+            x = self.attn_norm(a)
+            return self.ffn_norm(self.ffn(x, residual=x)), scores, probs
+        a, scores, probs = self.attn(x, mask, need_weights, unpadding, query=query, **options)
         x = self.attn_norm(stream + self.dropout(a))
         x = self.ffn_norm(x + self.dropout(self.ffn(x)))
         return x, scores, probs
