@@ -4,8 +4,8 @@ On a user's machine something else always runs. Each workload runs in a fresh pr
 reads its settings once, at start) quietly and then beside a busy loop this script starts and stops itself
 (one process spinning on pure Python), under each wait policy:
 
-    bertkit   what the CLI sets (`bertkit.threads.configure`: OMP_WAIT_POLICY=PASSIVE unless the user set one)
-    spin      the OpenMP runtime's default (OMP_WAIT_POLICY unset: threads spin before they sleep)
+    bertkit   what the CLI sets (`bertkit.threads.configure`: a short spin, GOMP_SPINCOUNT=1000)
+    spin      the OpenMP runtime's default (torch's libgomp: 300,000 spins before a thread sleeps)
 
 Workloads, each timed after a warm-up: pretraining steps of a BERT-Tiny-sized model (2 x 128, batch 32 x 128,
 MLM + NSP, bf16 where the CPU has it natively, as `bertkit pretrain` runs), fine-tuning steps of a classifier
@@ -42,8 +42,6 @@ def worker(workload: str, policy: str) -> None:
         from bertkit.threads import configure
 
         configure()
-    else:
-        os.environ.pop("OMP_WAIT_POLICY", None)
     import torch
 
     if workload == "embed":
@@ -135,8 +133,8 @@ def worker(workload: str, policy: str) -> None:
 
 def timed(workload: str, policy: str) -> tuple[float, int]:
     env = dict(os.environ)
-    env.pop("OMP_WAIT_POLICY", None)  # each policy decides; the user's setting would decide for both
-    env.pop("OMP_NUM_THREADS", None)
+    for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS"):  # each policy decides, not the user's
+        env.pop(name, None)
     out = subprocess.run(
         [sys.executable, __file__, "--worker", workload, policy], env=env, capture_output=True, text=True, check=True
     )

@@ -13,6 +13,7 @@ BENCHES = [
     "bench_pretrain.py",
     "bench_finetune.py",
     "bench_embed.py",
+    "bench_busy.py",
     "bench_data.py",
     "bench_word2vec.py",
     "bench_generate.py",

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from bertkit.threads import WAIT_POLICY, configure, cores, plan
+from bertkit.threads import configure, cores, plan
 
 
 def test_the_count_comes_from_the_flag_then_the_environment_then_the_affinity():
@@ -20,22 +20,24 @@ def test_the_count_comes_from_the_flag_then_the_environment_then_the_affinity():
         assert plan(None, {"OMP_NUM_THREADS": junk}).threads == cores()
 
 
-def test_the_wait_policy_is_bertkits_unless_the_user_set_one():
-    assert WAIT_POLICY == "PASSIVE" and plan(None, {}).wait_policy == "PASSIVE"
-    assert plan(None, {"OMP_WAIT_POLICY": "ACTIVE"}).wait_policy == "ACTIVE"
+def test_threads_spin_briefly_unless_the_user_said_how_they_wait():
+    assert plan(None, {}).wait == "GOMP_SPINCOUNT=1000"
+    assert plan(None, {"GOMP_SPINCOUNT": "5"}).wait == "GOMP_SPINCOUNT=5"
+    assert plan(None, {"OMP_WAIT_POLICY": "ACTIVE"}).wait == "OMP_WAIT_POLICY=ACTIVE"
 
 
 PROBE = (
     "import os, sys, json; from bertkit.threads import configure; "
     "p = configure(int(sys.argv[1]) if len(sys.argv) > 1 else None); import torch; "
-    "print(json.dumps([torch.get_num_threads(), os.environ.get('OMP_WAIT_POLICY'), p.why]))"
+    "print(json.dumps([torch.get_num_threads(), os.environ.get('GOMP_SPINCOUNT'), p.why]))"
 )
 
 
 def probe(*args: str, env: dict | None = None, affinity: set | None = None) -> list:
     import json
 
-    environ = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+    mine = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+    environ = {k: v for k, v in os.environ.items() if k not in mine}
     environ |= env or {}
 
     def pin():
@@ -49,9 +51,9 @@ def probe(*args: str, env: dict | None = None, affinity: set | None = None) -> l
 
 
 def test_a_fresh_process_gets_the_plan_before_torch_loads():
-    assert probe("1") == [1, "PASSIVE", "--threads"]
-    assert probe(env={"OMP_WAIT_POLICY": "ACTIVE", "OMP_NUM_THREADS": "1"}) == [1, "ACTIVE", "OMP_NUM_THREADS"]
-    assert probe(affinity={min(os.sched_getaffinity(0))}) == [1, "PASSIVE", "the cores this process may use"]
+    assert probe("1") == [1, "1000", "--threads"]
+    assert probe(env={"OMP_WAIT_POLICY": "ACTIVE", "OMP_NUM_THREADS": "1"}) == [1, None, "OMP_NUM_THREADS"]
+    assert probe(affinity={min(os.sched_getaffinity(0))}) == [1, "1000", "the cores this process may use"]
 
 
 def test_a_host_that_loaded_torch_keeps_its_count_unless_told():

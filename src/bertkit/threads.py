@@ -3,12 +3,13 @@ is imported (`configure`, called by the CLI first thing; the Python API may call
 
 - **How many**: `--threads N` if given, else OMP_NUM_THREADS if the user set it, else the cores this process
   may run on (`os.sched_getaffinity`: a container's or `taskset`'s limit, not the machine's core count).
-- **How they wait**: OpenMP threads that finish a parallel region early spin, waiting for the others. On a
-  machine where another process holds a core, the thread that shares it is descheduled while its partner
-  spins on the other core: measured here, pretraining beside one busy process ran at 0.44x its quiet speed.
-  `OMP_WAIT_POLICY=PASSIVE` makes them sleep instead (0.8x and more beside one busy process). What bertkit sets
-  is `WAIT_POLICY` below, chosen by `benchmarks/bench_busy.py` (docs/performance.md); a value the user set
-  in the environment is never replaced.
+- **How they wait**: OpenMP threads that finish a parallel region early spin, waiting for the others (torch's
+  libgomp: 300,000 spins before sleeping). On a machine where another process holds a core, the thread that
+  shares it is descheduled while its partner spins on the other core: pretraining beside one busy process ran
+  at 0.29x its quiet speed. bertkit sets `SPIN` below: GOMP_SPINCOUNT=1000, a short spin, then sleep. Measured
+  (`benchmarks/bench_busy.py`, 2 cores, a BERT-Tiny-sized pretraining step): busy 0.58x the quiet speed at the
+  quiet speed of the default; `OMP_WAIT_POLICY=PASSIVE` (no spin) was 0.68x busy but 19% slower quiet. A
+  policy or spin count the user set in the environment is never replaced.
 
 Both are environment variables read when the OpenMP runtime starts, which is why this runs before torch is
 imported. Where torch is already loaded (bertkit called inside another program, or the tests) the host's
@@ -22,14 +23,14 @@ import os
 import sys
 from dataclasses import dataclass
 
-WAIT_POLICY = "PASSIVE"
+SPIN = ("GOMP_SPINCOUNT", "1000")  # the libgomp setting bertkit adds when the user set neither it nor a policy
 
 
 @dataclass(frozen=True)
 class Plan:
     threads: int
     why: str  # where the count came from
-    wait_policy: str  # OMP_WAIT_POLICY as the runtime will see it ("" where the runtime started first)
+    wait: str  # how threads wait, as the runtime will see it ("" where the runtime started first)
 
 
 def cores() -> int:
@@ -48,7 +49,11 @@ def plan(threads: int | None = None, environ: dict[str, str] | None = None) -> P
         count, why = int(environ["OMP_NUM_THREADS"]), "OMP_NUM_THREADS"
     else:
         count, why = cores(), "the cores this process may use"
-    return Plan(count, why, environ.get("OMP_WAIT_POLICY") or WAIT_POLICY)
+    if environ.get("OMP_WAIT_POLICY"):
+        wait = f"OMP_WAIT_POLICY={environ['OMP_WAIT_POLICY']}"
+    else:
+        wait = f"{SPIN[0]}={environ.get(SPIN[0]) or SPIN[1]}"
+    return Plan(count, why, wait)
 
 
 def configure(threads: int | None = None) -> Plan:
@@ -57,7 +62,8 @@ def configure(threads: int | None = None) -> Plan:
     started = "torch" in sys.modules
     if not started:
         os.environ["OMP_NUM_THREADS"] = str(chosen.threads)
-        os.environ.setdefault("OMP_WAIT_POLICY", chosen.wait_policy)
+        if not os.environ.get("OMP_WAIT_POLICY"):
+            os.environ.setdefault(*SPIN)
         return chosen
     import torch  # loaded by the host process, which chose its threads: only an explicit --threads changes them
 
