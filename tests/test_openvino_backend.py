@@ -100,15 +100,17 @@ def everything(backend: str) -> bool:
 @pytest.mark.parametrize(
     "precision, backend, native, have, expected",
     [
-        ("auto", None, True, everything, ("torch", "bf16")),
+        ("auto", None, True, everything, ("openvino", "bf16")),
+        ("auto", None, True, lambda b: b != "openvino", ("torch", "bf16")),
         ("auto", None, False, everything, ("onnxruntime", "int8")),
-        ("auto-exact", None, True, everything, ("openvino", "fp32")),
-        ("auto-exact", None, False, everything, ("openvino", "fp32")),
-        ("auto-exact", None, False, lambda b: b != "openvino", ("onnxruntime", "fp32")),
-        ("auto-exact", None, False, lambda b: b == "torch", ("torch", "fp32")),
+        ("auto-exact", None, True, everything, ("torch", "fp32")),
+        ("auto-exact", None, False, everything, ("torch", "fp32")),
+        ("auto-exact", "openvino", False, everything, ("openvino", "fp32")),
+        ("auto-exact", "onnxruntime", True, everything, ("onnxruntime", "fp32")),
         ("auto", None, False, lambda b: b == "torch", ("torch", "fp32")),
         ("auto", "openvino", True, everything, ("openvino", "bf16")),
         ("auto", "openvino", False, everything, ("openvino", "fp32")),
+        ("auto", "torch", True, everything, ("torch", "bf16")),
         ("auto", "torch", False, everything, ("torch", "fp32")),
         ("auto", "onnxruntime", True, everything, ("onnxruntime", "int8")),
         ("bf16", None, True, everything, ("torch", "bf16")),  # a precision named: torch unless told
@@ -120,7 +122,7 @@ def test_auto_takes_the_first_path_this_machine_can_run(precision, backend, nati
     assert (choice.backend, choice.precision) == expected
     if precision.startswith("auto"):
         assert "fastest path" in choice.why and ("exact" in choice.why) == (precision == "auto-exact")
-    if have is not everything and precision.startswith("auto") and backend is None and expected[0] == "torch":
+    if have is not everything and precision.startswith("auto") and backend is None:
         assert "not installed" in choice.why
 
 
@@ -130,7 +132,7 @@ def test_auto_on_an_engine_that_is_not_installed_is_an_error():
 
 
 def test_auto_exact_gives_fp32_vectors_and_auto_stays_within_its_cosine(embedder):
-    exact, choice = fastest_embedder(embedder, "auto-exact")
+    exact, choice = fastest_embedder(embedder, "auto-exact", "openvino")
     assert choice == Choice("openvino", "fp32", choice.why)
     assert np.abs(exact.encode(TEXTS, precision=choice.precision) - embedder.encode(TEXTS)).max() < 1e-4
     fast, choice = fastest_embedder(embedder, "auto")
@@ -142,7 +144,7 @@ def test_embed_cli_says_what_auto_chose(minilm_path, tmp_path, capsys):
     src.write_text("\n".join(TEXTS[:6]) + "\n", encoding="utf-8")
     out = tmp_path / "v.npy"
     args = ["embed", str(minilm_path), "--input", str(src), "--output", str(out)]
-    assert main([*args, "--precision", "auto-exact"]) == 0
+    assert main([*args, "--precision", "auto-exact", "--backend", "openvino"]) == 0
     err = capsys.readouterr().err
     assert "--precision auto-exact: openvino fp32 (" in err and "openvino fp32: max abs diff to PyTorch" in err
     assert np.abs(np.load(out) - load_embedder(minilm_path).encode(TEXTS[:6])).max() < 1e-4
@@ -157,9 +159,9 @@ def test_serve_embeds_with_openvino_and_says_what_auto_chose(minilm_path):
 
     from bertkit.use.serve import ServeConfig, create_app, load_model
 
-    model = load_model(minilm_path, precision="auto-exact")
+    model = load_model(minilm_path, precision="auto-exact", backend="openvino")
     assert (model.backend, model.precision) == ("openvino", "fp32")
-    with TestClient(create_app(model, ServeConfig(precision="auto-exact"))) as client:
+    with TestClient(create_app(model, ServeConfig(precision="auto-exact", backend="openvino"))) as client:
         r = client.post("/embed", json={"texts": TEXTS[:3]})
     assert r.status_code == 200, r.text
     expected = load_embedder(minilm_path).encode(TEXTS[:3])
