@@ -17,7 +17,7 @@ venv: .venv/.installed
 
 test: venv
 	bash scripts/ensure_browser.sh
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=20
 
 demo: venv
 	bash scripts/demo.sh
