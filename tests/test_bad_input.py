@@ -697,6 +697,24 @@ CASES = [  # (class of case, what the user did, the command, what the one stderr
         "retrieval eval --data {r}/beir --bm25 chars --out {r}/re",
         "qrels/test.tsv: line 3: document 'd9' is not in corpus.jsonl",
     ),
+    (
+        "a number out of range or not a number",
+        "embed --threads 0",
+        "embed {r}/plain --input {r}/texts.txt --output {r}/v.npy --threads 0",
+        "--threads must be in 1..1024, got 0",
+    ),
+    (
+        "a flag combination that cannot work",
+        "embed on OpenVINO in int8",
+        "embed {r}/plain --input {r}/texts.txt --output {r}/v.npy --backend openvino --precision int8",
+        "--backend openvino runs fp32 or bf16, not int8",
+    ),
+    (
+        "a flag combination that cannot work",
+        "embed token vectors on a graph engine",
+        "embed {r}/plain --input {r}/texts.txt --output {r}/v.jsonl --backend openvino --tokens",
+        "--backend openvino gives sentence vectors of the last layer",
+    ),
 ]
 
 
