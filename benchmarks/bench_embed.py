@@ -317,20 +317,15 @@ def ctranslate2_encoder(folder: str, embedder, compute_type: str):
         _GRAPHS["ct2"], device="cpu", compute_type=compute_type, intra_threads=torch.get_num_threads()
     )
 
-    def encode(texts):
-        ids = embedder.tokenize(texts)
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        out = np.zeros((len(ids), embedder.dim), np.float32)
-        for start in range(0, len(order), BATCH):
-            batch = order[start : start + BATCH]
-            hidden = np.asarray(encoder.forward_batch([ids[i] for i in batch]).last_hidden_state, np.float32)
-            lengths = np.array([len(ids[i]) for i in batch])
-            mask = (np.arange(hidden.shape[1])[None, :] < lengths[:, None])[..., None]
-            vectors = (hidden * mask).sum(1) / lengths[:, None]
-            out[batch] = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-        return out
+    def run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:  # the padded batch plain_engine makes
+        lengths = mask.sum(1)
+        rows = [row[:n].tolist() for row, n in zip(ids, lengths, strict=True)]
+        hidden = np.asarray(encoder.forward_batch(rows).last_hidden_state, np.float32)
+        keep = (np.arange(hidden.shape[1])[None, :] < lengths[:, None])[..., None]
+        vectors = (hidden * keep).sum(1) / lengths[:, None]
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
-    return encode
+    return plain_engine(embedder, run)
 
 
 BUCKETS = (("3-16", 3, 16, 512), ("17-64", 17, 64, 512), ("65-128", 65, 128, 256), ("129-255", 129, 255, 128))

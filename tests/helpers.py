@@ -149,3 +149,15 @@ def assert_outputs_close(ours: dict, theirs: dict, mask) -> None:
         if a.dim() >= 2 and a.shape[:2] == mask.shape:  # per-token outputs: compare real tokens
             a, b = a[mask.bool()], b[mask.bool()]
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5, msg=key)
+
+
+# The texts both graph-engine backends (onnxruntime, OpenVINO) are checked on: English, Chinese, one letter, one
+# past max_seq_length (truncated before the graph sees it), mixed scripts; three times, so batches hold several.
+ENGINE_TEXTS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "我喜欢吃苹果",
+    "a",
+    "BERT " * 300,
+    "Mixed 中文 and English, 数字 123 and symbols %$#@.",
+    "Short one.",
+] * 3

@@ -3,6 +3,7 @@ promised cosine, the same batching; what it cannot do is a clear error; `serve` 
 
 import numpy as np
 import pytest
+from helpers import ENGINE_TEXTS
 
 from bertkit.cli.table import main
 from bertkit.errors import BertkitError
@@ -11,14 +12,7 @@ from bertkit.use.onnx_backend import INT8_MIN_COSINE, cosines, onnx_embedder
 
 pytest.importorskip("onnxruntime")
 
-TEXTS = [
-    "The quick brown fox jumps over the lazy dog.",
-    "我喜欢吃苹果",
-    "a",
-    "BERT " * 300,  # past max_seq_length: truncated before the graph sees it
-    "Mixed 中文 and English, 数字 123 and symbols %$#@.",
-    "Short one.",
-] * 3
+TEXTS = ENGINE_TEXTS
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@ bf16 within the promised cosine; the rule that picks the fastest path, and what 
 
 import numpy as np
 import pytest
+from helpers import ENGINE_TEXTS
 
 from bertkit.cli.table import main
 from bertkit.errors import BertkitError
@@ -14,14 +15,7 @@ from bertkit.use.paths import Choice, choose, fastest_embedder
 pytest.importorskip("openvino")
 from bertkit.use.openvino_backend import BF16_MIN_COSINE, native_bf16, openvino_embedder  # noqa: E402
 
-TEXTS = [
-    "The quick brown fox jumps over the lazy dog.",
-    "我喜欢吃苹果",
-    "a",
-    "BERT " * 300,  # past max_seq_length: truncated before the graph sees it
-    "Mixed 中文 and English, 数字 123 and symbols %$#@.",
-    "Short one.",
-] * 3
+TEXTS = ENGINE_TEXTS
 
 
 @pytest.fixture(scope="module")
