@@ -705,9 +705,9 @@ CASES = [  # (class of case, what the user did, the command, what the one stderr
     ),
     (
         "a flag combination that cannot work",
-        "embed on OpenVINO in int8",
-        "embed {r}/plain --input {r}/texts.txt --output {r}/v.npy --backend openvino --precision int8",
-        "--backend openvino runs fp32 or bf16, not int8",
+        "embed on onnxruntime in bf16",
+        "embed {r}/plain --input {r}/texts.txt --output {r}/v.npy --backend onnxruntime --precision bf16",
+        "--backend onnxruntime runs fp32 or int8, not bf16",
     ),
     (
         "a flag combination that cannot work",

@@ -1,6 +1,8 @@
 """`--backend openvino` and `--precision auto`: the exported graph run by OpenVINO, fp32 equal to PyTorch and
 bf16 within the promised cosine; the rule that picks the fastest path, and what it says; `serve` uses both."""
 
+import importlib.util
+
 import numpy as np
 import pytest
 from helpers import ENGINE_TEXTS
@@ -13,7 +15,13 @@ from bertkit.use.onnx_backend import cosines
 from bertkit.use.paths import Choice, choose, fastest_embedder
 
 pytest.importorskip("openvino")
-from bertkit.use.openvino_backend import BF16_MIN_COSINE, native_bf16, openvino_embedder  # noqa: E402
+from bertkit.use.openvino_backend import (  # noqa: E402
+    BF16_MIN_COSINE,
+    INT8_MIN_COSINE,
+    native_bf16,
+    native_int8,
+    openvino_embedder,
+)
 
 TEXTS = ENGINE_TEXTS
 
@@ -75,9 +83,29 @@ def test_what_the_openvino_backend_cannot_do_is_an_error(ov_fp32, kwargs, messag
         ov_fp32.encode(["a text"], **kwargs)
 
 
-def test_no_int8_graph(embedder):
-    with pytest.raises(BertkitError, match="runs fp32 or bf16, not int8"):
+@pytest.mark.skipif(
+    not (native_int8() and importlib.util.find_spec("nncf")), reason="needs int8 dot products and nncf"
+)
+def test_int8_stays_within_its_cosine_and_computes_in_int8(embedder, ov_fp32):
+    texts = ENGINE_TEXTS
+    fp32 = ov_fp32.encode(texts)
+    ov = openvino_embedder(embedder, "int8")
+    assert (ov.session.engine, ov.session.precision) == ("openvino", "int8")
+    assert "worst cosine to fp32" in ov.session.check
+    int8 = ov.encode(texts, precision="int8")
+    assert cosines(int8, fp32).min() >= INT8_MIN_COSINE
+    assert np.abs(int8 - fp32).max() > 1e-3  # it did quantise: the fp32 graph is within 1e-6
+
+
+def test_int8_without_int8_dot_products_is_refused(embedder, monkeypatch):
+    monkeypatch.setattr("bertkit.use.openvino_backend.native_int8", lambda: False)
+    with pytest.raises(BertkitError, match="no int8 dot products.*use --precision fp32"):
         openvino_embedder(embedder, "int8")
+
+
+def test_other_precisions_are_refused(embedder):
+    with pytest.raises(BertkitError, match="runs fp32, bf16 or int8, not fp16"):
+        openvino_embedder(embedder, "fp16")
 
 
 # ---- --precision auto ------------------------------------------------------------------------------------
@@ -105,10 +133,15 @@ def everything(backend: str) -> bool:
         ("auto", "onnxruntime", True, everything, ("onnxruntime", "int8")),
         ("bf16", None, True, everything, ("torch", "bf16")),  # a precision named: torch unless told
         ("fp32", "openvino", True, everything, ("openvino", "fp32")),
+        # with int8 dot products (VNNI / AMX): openvino int8 first, when nncf is there to compress the weights
+        ("auto", None, "int8", everything, ("openvino", "int8")),
+        ("auto", None, "int8", lambda b: b != "nncf", ("openvino", "bf16")),
+        ("auto", "torch", "int8", everything, ("torch", "bf16")),
+        ("auto-exact", None, "int8", everything, ("torch", "fp32")),
     ],
 )
 def test_auto_takes_the_first_path_this_machine_can_run(precision, backend, native, have, expected):
-    choice = choose(precision, backend, native, have)
+    choice = choose(precision, backend, bool(native), have, native_int8=native == "int8")
     assert (choice.backend, choice.precision) == expected
     if precision.startswith("auto"):
         assert "fastest path" in choice.why and ("exact" in choice.why) == (precision == "auto-exact")
@@ -125,7 +158,8 @@ def test_auto_exact_gives_fp32_vectors_and_auto_stays_within_its_cosine(embedder
     exact, choice = fastest_embedder(embedder, "auto-exact")
     assert choice == Choice("torch", "fp32", choice.why) and exact is embedder  # nothing to build
     fast, choice = fastest_embedder(embedder, "auto")
-    assert choice.precision == ("bf16" if native_bf16() else "int8")
+    expected = choose("auto", None, native_bf16(), native_int8=native_int8())  # the rule, as tested above
+    assert (choice.backend, choice.precision) == (expected.backend, expected.precision)
     assert cosines(fast.encode(TEXTS, precision=choice.precision), embedder.encode(TEXTS)).min() >= 0.99
 
 

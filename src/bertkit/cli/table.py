@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from bertkit.errors import BertkitError
-from bertkit.threads import configure
+from bertkit.threads import configure, stop_following
 
 COMMANDS: dict[str, Callable] = {}
 
@@ -199,16 +199,28 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--threads",
             dest="_threads",
-            type=number(int, THREADS),
+            type=thread_count,
             default=None,
             metavar="N",
-            help="compute threads (default: OMP_NUM_THREADS if set, else the cores this process may use) "
-            f"[{THREADS.describe()}]",
+            help="compute threads, or auto: the cores other processes leave free, followed while it runs "
+            "(default: OMP_NUM_THREADS if set, else the cores this process may use"
+            + (", following the load" if name in FOLLOWS_LOAD else "")
+            + f") [{THREADS.describe()} or auto]",
         )
     return parser
 
 
 THREADS = Range(1, 1024)
+# Commands that only read a model follow the load by default (bertkit.threads.Governor); training does not,
+# since the thread count changes the order of sums and so the weights (same seed, same bits).
+FOLLOWS_LOAD = frozenset(
+    ("embed", "serve", "index", "search", "similarity", "fill-mask", "attention", "generate", "predict", "evaluate")
+    + ("retrieval eval", "mine-negatives")
+)
+
+
+def thread_count(text: str) -> int | str:
+    return "auto" if text == "auto" else number(int, THREADS)(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,7 +234,9 @@ def _run(argv: list[str] | None) -> int:
         args.pop("command"), args.pop("subcommand", None)
         threads = args.pop("_threads") if "_threads" in args else args.get("threads")
         _check_utf8(args)
-        configure(threads)  # before torch loads: the OpenMP runtime reads its settings once (bertkit.threads)
+        name = next(n for n, f in COMMANDS.items() if f is fn)
+        # before torch loads: the OpenMP runtime reads its settings once (bertkit.threads)
+        configure(threads, follow=name in FOLLOWS_LOAD)
         fn(**args)
     except BertkitError as e:  # one line, whatever a file name or a field quoted in it holds
         print(f"bertkit: error: {_one_line(str(e))}", file=sys.stderr)
@@ -239,6 +253,8 @@ def _run(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         print("bertkit: interrupted", file=sys.stderr)
         return 130
+    finally:
+        stop_following()  # in-process callers (tests, a host program) get their thread count back
     return 0
 
 

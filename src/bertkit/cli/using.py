@@ -50,7 +50,7 @@ def embed_cmd(
     backend: Annotated[
         Literal["torch", "onnxruntime", "openvino"] | None,
         "onnxruntime / openvino: the exported graph (sentence vectors; onnxruntime fp32 / int8, openvino fp32 / "
-        "bf16); default torch, or with --precision auto the fastest engine installed",
+        "bf16 / int8); default torch, or with --precision auto the fastest engine installed",
     ] = None,
     batch_tokens: Annotated[int, "padded tokens per batch; texts are sorted by length first", Range(1, 1 << 24)] = 4096,
     skip_empty: Annotated[bool, "skip empty lines (counted on stderr) instead of stopping at the first"] = False,

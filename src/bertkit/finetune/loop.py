@@ -45,6 +45,7 @@ from bertkit.finetune.model import (
 from bertkit.finetune.predict import PREDICTIONS_FILE, evaluate, main_metric, write_predictions
 from bertkit.finetune.tasks import TaskData
 from bertkit.finetune.windows import QAOptions
+from bertkit.threads import follow_load
 from bertkit.training import (
     all_reduce_gradients,
     all_reduce_sum,
@@ -387,6 +388,7 @@ def train_epoch(run: FinetuneRun, cfg: FinetuneConfig, kind: str, epoch: int, ba
         window["sequences"] += sum(len(b["input_ids"]) for b in micro)
         step_loss, units, grad_norm = finetune_step(run, cfg, kind, micro)
         run.step += 1
+        follow_load()  # a step boundary: the thread count may follow the load (bertkit.threads)
         bar.update(1)
         if not (math.isfinite(step_loss) and torch.isfinite(grad_norm)):
             skip_bad_step(run, step_loss)

@@ -30,6 +30,7 @@ from bertkit.config import atomic_write_text
 from bertkit.errors import BertkitError
 from bertkit.lineage.elmo import BiLM, CharVocab, ElmoConfig, ScalarMix, batch, load_bilm, save_bilm
 from bertkit.pretrain.runs import check_out_dir, check_resume, resume_run
+from bertkit.threads import follow_load
 from bertkit.training import linear_schedule
 
 if TYPE_CHECKING:
@@ -116,6 +117,7 @@ def train_elmo(
             optimizer.step()
             schedule.step()
             step += 1
+            follow_load()  # a step boundary: the thread count may follow the load (bertkit.threads)
             bar.update(1)
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
             if step % log_every == 0 or step == steps:
@@ -295,6 +297,7 @@ def _train_head(model, optimizer, train, rng, epochs, batch_size, encode, predic
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            follow_load()  # a step boundary: the thread count may follow the load (bertkit.threads)
             bar.update(1)
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
         dev = score(task.dev, predict(task.dev))

@@ -40,6 +40,7 @@ from bertkit.pretrain.objectives import Objective, ObjectiveOutput
 from bertkit.pretrain.plots import plot_metrics
 from bertkit.pretrain.runs import check_out_dir, last_good, truncate_log
 from bertkit.pretrain.shards import WORD_START_BIT
+from bertkit.threads import follow_load
 from bertkit.training import (
     all_reduce_sum,
     barrier,
@@ -284,6 +285,7 @@ def pretrain(
             micro = [next(batches) for _ in range(cfg.grad_accum)]
             run.epoch, run.batch_index = micro[-1][0], micro[-1][1] + 1
             loss, grad_norm = train_step(net, model, [b for _, _, b in micro], run, cfg, window)
+            follow_load()  # a step boundary: the thread count may follow the load (bertkit.threads)
             if grad_norm is None or not torch.isfinite(grad_norm):
                 # A NaN or infinite loss (or gradient) would poison the weights and Adam's moments: skip the
                 # update, keep the schedule and data moving, and stop after several in a row.

@@ -35,6 +35,7 @@ from bertkit.retrieval.cached import cached_step, plain_step
 from bertkit.retrieval.data import no_duplicate_batches, read_pairs, read_scored_pairs, read_texts
 from bertkit.retrieval.losses import cosent_loss, in_batch_loss
 from bertkit.retrieval.sentence_model import SentenceModel
+from bertkit.threads import follow_load
 from bertkit.training import check_finite, choose_precision, linear_schedule, param_groups, skip_update
 
 LOSSES = ("in-batch", "simcse", "cosent")
@@ -162,6 +163,7 @@ def train_embeddings(
                 optimizer.zero_grad(set_to_none=True)
                 schedule.step()
             step += 1
+            follow_load()  # a step boundary: the thread count may follow the load (bertkit.threads)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3f}")
             if step % cfg.log_every == 0 or step == steps:

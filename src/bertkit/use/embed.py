@@ -52,6 +52,7 @@ from torch import nn
 from bertkit.errors import BertkitError, CheckpointError
 from bertkit.hf import Checkpoint, load_pretrained
 from bertkit.model import BertEncoder
+from bertkit.threads import follow_load
 from bertkit.tokenizer import Tokenizer
 from bertkit.use.int8 import CALIBRATION_TEXTS, quantize_int8
 
@@ -227,6 +228,7 @@ class Embedder:
         results: list = [None] * len(ids)
         device = next(encoder.parameters()).device
         for batch in length_batches([len(x) for x in ids], batch_tokens):
+            follow_load()  # a batch boundary: the thread count may follow the load (bertkit.threads)
             input_ids, attention_mask = pad_batch([ids[i] for i in batch], self.tokenizer.pad_token_id)
             input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
             out = encoder(input_ids, attention_mask, output_hidden_states=mix is not None, unpad=True)

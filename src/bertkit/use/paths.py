@@ -6,12 +6,15 @@ The choice is a rule, not a timing at start-up (building and timing every path w
 calls to `embed`): the order below is what `benchmarks/bench_embed.py` measured per length bucket
 (docs/performance.md), and the first path in it that this machine can run is taken:
 
+    approximate, int8 dot products (VNNI / AMX):    openvino int8, then as below
     approximate, native bf16 (AVX-512 BF16 / AMX):  openvino bf16, torch bf16, onnxruntime int8, exact paths
     approximate, no native bf16:                    onnxruntime int8, exact paths
     exact:                                          torch fp32, openvino fp32, onnxruntime fp32
 
-Measured on AMD EPYC with AVX-512 BF16 (no AMX), 2 threads: openvino bf16 was bertkit's fastest path on the
-mix and in 4 of 5 length buckets (its vectors within a cosine of 0.9999 of fp32); torch bf16 0.73-0.92x of it.
+Measured on AMD EPYC with AVX-512 BF16 and VNNI (no AMX), 2 threads: openvino int8 (int8 weights, activations
+quantised as it runs; worst cosine to fp32 0.998) was bertkit's fastest path on the mix and in every length
+bucket; of the rest openvino bf16 was the fastest on the mix and in 4 of 5 buckets (its vectors within a
+cosine of 0.9999 of fp32), torch bf16 0.73-0.92x of it.
 Among exact paths the three engines were within 15% of each other in every bucket, torch fp32 (oneDNN's
 fused linear layers) the fastest or level on the mix and in 4 of 5 buckets, with nothing to export or compile.
 onnxruntime int8 first without native bf16: measured before on an AVX2 machine, where bf16 is emulated.
@@ -30,8 +33,10 @@ from bertkit.use.embed import Embedder
 
 AUTO = ("auto", "auto-exact")
 EXACT_ORDER = (("torch", "fp32"), ("openvino", "fp32"), ("onnxruntime", "fp32"))
+INT8_ORDER = (("openvino", "int8"),)
 BF16_ORDER = (("openvino", "bf16"), ("torch", "bf16"), ("onnxruntime", "int8"))
 NO_BF16_ORDER = (("onnxruntime", "int8"),)
+NEEDS = {("openvino", "int8"): ("openvino", "nncf")}  # the packages a path needs, where more than its engine
 
 
 @dataclass(frozen=True)
@@ -45,17 +50,22 @@ def installed(backend: str) -> bool:
     return backend == "torch" or importlib.util.find_spec(backend) is not None
 
 
-def choose(precision: str, backend: str | None, native_bf16: bool, have=installed) -> Choice:
-    """The path for `precision` ("auto", "auto-exact" or a precision) on `backend` (None: any engine)."""
+def choose(
+    precision: str, backend: str | None, native_bf16: bool, have=installed, native_int8: bool = False
+) -> Choice:
+    """The path for `precision` ("auto", "auto-exact" or a precision) on `backend` (None: any engine);
+    `have(package)` says what is installed."""
     if precision not in AUTO:
         return Choice(backend or "torch", precision, "asked for")
     exact = precision == "auto-exact"
-    order = EXACT_ORDER if exact else (BF16_ORDER if native_bf16 else NO_BF16_ORDER) + EXACT_ORDER
-    candidates = [(b, p) for b, p in order if backend in (None, b)]
+    order = (INT8_ORDER if native_int8 else ()) + (BF16_ORDER if native_bf16 else NO_BF16_ORDER)
+    order = EXACT_ORDER if exact else order + EXACT_ORDER
+    candidates = list(dict.fromkeys((b, p) for b, p in order if backend in (None, b)))
     kind = "exact (max abs diff to fp32 <= 1e-4)" if exact else "within a cosine of 0.99 of fp32"
-    hardware = "" if exact else ("native bf16 here; " if native_bf16 else "no native bf16 here; ")
+    hardware = "" if exact else ("int8 dot products here; " if native_int8 else "")
+    hardware += "" if exact else ("native bf16 here; " if native_bf16 else "no native bf16 here; ")
     for i, (b, p) in enumerate(candidates):
-        if have(b):
+        if all(have(package) for package in NEEDS.get((b, p), (b,))):
             missing = ", ".join(f"{x} {y}" for x, y in candidates[:i])
             why = f"{hardware}the fastest path {kind} that docs/performance.md measured"
             return Choice(b, p, why + (f" ({missing}: not installed)" if missing else ""))
@@ -81,9 +91,10 @@ def fastest_embedder(
     """(an Embedder to call with `encode(texts, precision=choice.precision)`, the choice) for `precision`
     ("auto", "auto-exact", or fp32 / bf16 / int8 as they are) on `backend` (None: the fastest engine)."""
     from bertkit.training import bf16_supported
+    from bertkit.use.openvino_backend import native_int8
 
     native = bf16_supported(embedder.device)
     if embedder.device.type != "cpu":  # the graph engines run on the CPU only
         backend = backend or "torch"
-    choice = choose(precision, backend, native)
+    choice = choose(precision, backend, native, native_int8=native_int8() and embedder.device.type == "cpu")
     return build(embedder, choice), choice
