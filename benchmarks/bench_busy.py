@@ -133,7 +133,10 @@ def worker(workload: str, policy: str) -> None:
     start = time.perf_counter()
     run()
     seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "threads": torch.get_num_threads()}))
+    from bertkit.threads import following
+
+    changes = following().changes if following() else 0  # the thread count changed while following the load
+    print(json.dumps({"seconds": seconds, "threads": torch.get_num_threads(), "changes": changes}))
 
 
 def timed(workload: str, policy: str) -> tuple[float, int]:

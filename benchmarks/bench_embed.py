@@ -7,13 +7,15 @@ contender's worst cosine to bertkit's fp32 vectors puts it in a class: exact (>=
 
 bertkit (`load_embedder(folder)`; length-sorted batches by token budget):
 - torch fp32 / bf16 (`encode(precision=...)`; the unpadded encoder; bf16 where the CPU has it natively),
-- `--backend onnxruntime` fp32 / int8 and `--backend openvino` fp32 / bf16: the exported graph fed by
-  bertkit's batches (`onnx_backend`, `openvino_backend`).
+- `--backend onnxruntime` fp32 / int8 and `--backend openvino` fp32 / bf16 / int8: the exported graph fed by
+  bertkit's batches (`onnx_backend`, `openvino_backend`; openvino int8 where the CPU has VNNI or AMX).
 The others, as their users run them:
 - sentence-transformers: `SentenceTransformer.encode(texts, batch_size=32)` (it sorts by length itself),
   fp32, and bf16 as its docs say (the model cast to bf16).
 - onnxruntime and OpenVINO: the graph `bertkit export` writes, run plainly: texts sorted by length, batches
-  of 32 padded to their longest text; OpenVINO fp32 (f32 pinned) and with its bf16 inference hint.
+  of 32 padded to their longest text; OpenVINO fp32 (f32 pinned), with its bf16 inference hint, and int8:
+  the weights compressed to int8 by NNCF (what optimum-intel's `--weight-format int8` does), the plugin's
+  default dynamic quantisation of activations.
 - CTranslate2: the folder converted by its `TransformersConverter`, `Encoder.forward_batch` on the same
   batches, mean pooling in numpy; fp32, int8, and bf16 where it supports the CPU.
 - transformers: `BertModel`, batches of 32 in input order, padded (the mix only: the slowest by far).
@@ -172,9 +174,13 @@ def contenders(folder: str, with_transformers: bool) -> tuple[list[Contender], l
         add("bertkit torch bf16", True, lambda: lambda texts: embedder.encode(texts, precision="bf16"))
     else:
         skipped.append("bf16 paths: this CPU has no native bf16 (AVX-512 BF16 / AMX)")
-    for engine, precisions in (("onnxruntime", ("fp32", "int8")), ("openvino", ("fp32", "bf16"))):
+    from bertkit.use.openvino_backend import native_int8
+
+    int8_dots = native_int8()
+    for engine, precisions in (("onnxruntime", ("fp32", "int8")), ("openvino", ("fp32", "bf16", "int8"))):
         for precision in precisions:
-            if precision == "bf16" and not native_bf16:
+            bf16_missing = precision == "bf16" and not native_bf16
+            if bf16_missing or (engine == "openvino" and precision == "int8" and not int8_dots):
                 continue
             add(f"bertkit {engine} {precision}", True, lambda e=engine, p=precision: backend(embedder, e, p))
     add("sentence-transformers fp32", False, lambda: st_encoder(folder, torch.float32))
@@ -185,6 +191,11 @@ def contenders(folder: str, with_transformers: bool) -> tuple[list[Contender], l
     add("openvino fp32", False, lambda: plain_engine(embedder, openvino_run(graph, "f32")))
     if native_bf16:
         add("openvino bf16", False, lambda: plain_engine(embedder, openvino_run(graph, "bf16")))
+    if int8_dots:
+        hint = "bf16" if native_bf16 else "f32"
+        add("openvino int8", False, lambda: plain_engine(embedder, openvino_run(graph, hint, int8=True)))
+    else:
+        skipped.append("openvino int8: this CPU has no int8 dot products (VNNI / AMX)")
     for compute in ("float32", "int8", "bfloat16"):
         add(f"ctranslate2 {CT2_NAMES[compute]}", False, lambda c=compute: ctranslate2_encoder(folder, embedder, c))
     if with_transformers:
@@ -267,9 +278,9 @@ def onnxruntime_run(path: str):
     return lambda ids, mask: session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
 
 
-def openvino_run(path: str, hint: str):
+def openvino_run(path: str, hint: str, int8: bool = False):
     """OpenVINO as its docs show it: the ONNX file compiled for the CPU, the latency hint, the inference
-    precision pinned (f32, or bf16: its hint for native bf16)."""
+    precision pinned (f32, or bf16: its hint for native bf16); `int8`: the weights compressed by NNCF first."""
     import openvino as ov
 
     core = ov.Core()
@@ -278,7 +289,13 @@ def openvino_run(path: str, hint: str):
         "INFERENCE_NUM_THREADS": torch.get_num_threads(),
         "PERFORMANCE_HINT": "LATENCY",
     }
-    compiled = core.compile_model(core.read_model(path), "CPU", config)
+    model = core.read_model(path)
+    if int8:
+        importlib.import_module("nncf")  # an ImportError names the package
+        from bertkit.use.openvino_backend import compress_weights
+
+        model = compress_weights(model)  # NNCF's INT8_ASYM, as optimum-intel's --weight-format int8
+    compiled = core.compile_model(model, "CPU", config)
     request, output = compiled.create_infer_request(), compiled.output(0)
     return lambda ids, mask: np.array(request.infer({"input_ids": ids, "attention_mask": mask})[output])
 
@@ -377,11 +394,12 @@ def accuracy_class(cosine: float) -> str:
 def targets(found: list[Contender], result: dict[str, dict]) -> dict[str, tuple[str, str, float]]:
     """The issue's three ratios for one segment: (bertkit path, other path, bertkit's texts/s over the other's)."""
 
-    def best(ours: bool, exact: bool) -> str:
+    def best(ours: bool, exact: bool, leave_out: tuple[str, ...] = ()) -> str:
         names = [
             c.name
             for c in found
             if c.ours == ours
+            and c.name not in leave_out
             and accuracy_class(result[c.name]["cosine"]) in (("exact",) if exact else ("exact", "approximate"))
         ]
         return max(names, key=lambda n: result[n]["texts_per_s"])
@@ -391,6 +409,7 @@ def targets(found: list[Contender], result: dict[str, dict]) -> dict[str, tuple[
 
     out = {
         "fastest": ratio(best(True, False), best(False, False)),
+        "fastest, others without NNCF": ratio(best(True, False), best(False, False, leave_out=("openvino int8",))),
         "fastest exact": ratio(best(True, True), best(False, True)),
     }
     if "onnxruntime fp32" in result:
@@ -398,7 +417,14 @@ def targets(found: list[Contender], result: dict[str, dict]) -> dict[str, tuple[
     return out
 
 
-GOALS = {"fastest": 1.2, "fastest exact": 1.2, "torch fp32 vs onnxruntime fp32": 1.0}
+# "others without NNCF": the engines as the issue names them, without plain OpenVINO's int8 (weights compressed
+# by NNCF, a second tool), which runs the same kernels as bertkit's openvino int8
+GOALS = {
+    "fastest": 1.2,
+    "fastest, others without NNCF": 1.2,
+    "fastest exact": 1.2,
+    "torch fp32 vs onnxruntime fp32": 1.0,
+}
 
 
 def report(label: str, found: list[Contender], result: dict[str, dict]) -> dict:

@@ -83,9 +83,7 @@ def test_what_the_openvino_backend_cannot_do_is_an_error(ov_fp32, kwargs, messag
         ov_fp32.encode(["a text"], **kwargs)
 
 
-@pytest.mark.skipif(
-    not (native_int8() and importlib.util.find_spec("nncf")), reason="needs int8 dot products and nncf"
-)
+@pytest.mark.skipif(not (native_int8() and importlib.util.find_spec("nncf")), reason="needs int8 dot products and nncf")
 def test_int8_stays_within_its_cosine_and_computes_in_int8(embedder, ov_fp32):
     texts = ENGINE_TEXTS
     fp32 = ov_fp32.encode(texts)

@@ -50,9 +50,7 @@ def installed(backend: str) -> bool:
     return backend == "torch" or importlib.util.find_spec(backend) is not None
 
 
-def choose(
-    precision: str, backend: str | None, native_bf16: bool, have=installed, native_int8: bool = False
-) -> Choice:
+def choose(precision: str, backend: str | None, native_bf16: bool, have=installed, native_int8: bool = False) -> Choice:
     """The path for `precision` ("auto", "auto-exact" or a precision) on `backend` (None: any engine);
     `have(package)` says what is installed."""
     if precision not in AUTO:
