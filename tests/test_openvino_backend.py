@@ -147,6 +147,29 @@ def test_auto_takes_the_first_path_this_machine_can_run(precision, backend, nati
         assert "not installed" in choice.why
 
 
+def test_auto_passes_over_a_path_whose_vectors_fail_their_check(embedder, monkeypatch):
+    monkeypatch.setattr("bertkit.use.openvino_backend.native_int8", lambda: True)
+    monkeypatch.setattr("bertkit.training.bf16_supported", lambda device: True)
+    built = []
+
+    def build(emb, choice):
+        built.append((choice.backend, choice.precision))
+        if choice.backend == "openvino":
+            raise BertkitError(f"openvino {choice.precision} vectors reach a worst cosine of 0.9 to fp32")
+        return emb
+
+    monkeypatch.setattr("bertkit.use.paths.build", build)
+    _, choice = fastest_embedder(embedder, "auto")
+    assert built == [("openvino", "int8"), ("openvino", "bf16"), ("torch", "bf16")]
+    assert (choice.backend, choice.precision) == ("torch", "bf16")
+    assert "openvino int8 refused: openvino int8 vectors reach a worst cosine of 0.9" in choice.why
+    built.clear()
+    with pytest.raises(BertkitError, match="openvino int8 vectors reach"):  # a precision named: no second try
+        fastest_embedder(embedder, "int8", "openvino")
+    with pytest.raises(BertkitError, match="openvino fp32 vectors reach"):  # nothing left on that engine
+        fastest_embedder(embedder, "auto-exact", "openvino")
+
+
 def test_auto_on_an_engine_that_is_not_installed_is_an_error():
     with pytest.raises(BertkitError, match="--backend openvino is not installed: pip install openvino"):
         choose("auto", "openvino", True, lambda b: b == "torch")

@@ -12,15 +12,16 @@ calls to `embed`): the order below is what `benchmarks/bench_embed.py` measured 
     exact:                                          torch fp32, openvino fp32, onnxruntime fp32
 
 Measured on AMD EPYC with AVX-512 BF16 and VNNI (no AMX), 2 threads: openvino int8 (int8 weights, activations
-quantised as it runs; worst cosine to fp32 0.998) was bertkit's fastest path on the mix and in every length
+quantised as it runs; worst cosine to fp32 0.997) was bertkit's fastest path on the mix and in every length
 bucket; of the rest openvino bf16 was the fastest on the mix and in 4 of 5 buckets (its vectors within a
 cosine of 0.9999 of fp32), torch bf16 0.73-0.92x of it.
 Among exact paths the three engines were within 15% of each other in every bucket, torch fp32 (oneDNN's
 fused linear layers) the fastest or level on the mix and in 4 of 5 buckets, with nothing to export or compile.
 onnxruntime int8 first without native bf16: measured before on an AVX2 machine, where bf16 is emulated.
 
-A path that is not installed (openvino is an extra) is passed over, and with `--backend` only that engine's
-paths are candidates. The choice and the reason are said on stderr by the CLI.
+A path that is not installed (openvino is an extra) is passed over, and so is one whose vectors fail their check
+when built (a model less tame than all-MiniLM under int8): the next in the order is built instead. With
+`--backend` only that engine's paths are candidates. The choice and the reason are said on stderr by the CLI.
 """
 
 from __future__ import annotations
@@ -50,9 +51,17 @@ def installed(backend: str) -> bool:
     return backend == "torch" or importlib.util.find_spec(backend) is not None
 
 
-def choose(precision: str, backend: str | None, native_bf16: bool, have=installed, native_int8: bool = False) -> Choice:
+def choose(
+    precision: str,
+    backend: str | None,
+    native_bf16: bool,
+    have=installed,
+    native_int8: bool = False,
+    failed: dict[tuple[str, str], str] | None = None,
+) -> Choice:
     """The path for `precision` ("auto", "auto-exact" or a precision) on `backend` (None: any engine);
-    `have(package)` says what is installed."""
+    `have(package)` says what is installed; `failed`: paths already built that failed their check, and why."""
+    failed = failed or {}
     if precision not in AUTO:
         return Choice(backend or "torch", precision, "asked for")
     exact = precision == "auto-exact"
@@ -63,10 +72,14 @@ def choose(precision: str, backend: str | None, native_bf16: bool, have=installe
     hardware = "" if exact else ("int8 dot products here; " if native_int8 else "")
     hardware += "" if exact else ("native bf16 here; " if native_bf16 else "no native bf16 here; ")
     for i, (b, p) in enumerate(candidates):
-        if all(have(package) for package in NEEDS.get((b, p), (b,))):
-            missing = ", ".join(f"{x} {y}" for x, y in candidates[:i])
+        if (b, p) not in failed and all(have(package) for package in NEEDS.get((b, p), (b,))):
+            missing = ", ".join(f"{x} {y}" for x, y in candidates[:i] if (x, y) not in failed)
             why = f"{hardware}the fastest path {kind} that docs/performance.md measured"
-            return Choice(b, p, why + (f" ({missing}: not installed)" if missing else ""))
+            why += f" ({missing}: not installed)" if missing else ""
+            why += "".join(f"; {x} {y} refused: {message}" for (x, y), message in failed.items())
+            return Choice(b, p, why)
+    if failed:
+        raise BertkitError(list(failed.values())[-1])
     raise BertkitError(f"--backend {backend} is not installed: pip install {backend}")
 
 
@@ -94,5 +107,13 @@ def fastest_embedder(
     native = bf16_supported(embedder.device)
     if embedder.device.type != "cpu":  # the graph engines run on the CPU only
         backend = backend or "torch"
-    choice = choose(precision, backend, native, native_int8=native_int8() and embedder.device.type == "cpu")
-    return build(embedder, choice), choice
+    int8 = native_int8() and embedder.device.type == "cpu"
+    failed: dict[tuple[str, str], str] = {}
+    while True:  # with auto, a path whose vectors fail their check gives way to the next
+        choice = choose(precision, backend, native, native_int8=int8, failed=failed)
+        try:
+            return build(embedder, choice), choice
+        except BertkitError as e:
+            if precision not in AUTO:
+                raise
+            failed[choice.backend, choice.precision] = str(e)
