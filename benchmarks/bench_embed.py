@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import math
 import os
 import random
 import statistics
@@ -141,6 +142,7 @@ def _timed(fn) -> float:
 
 EXACT, APPROXIMATE = 0.9999, 0.99  # worst cosine to bertkit fp32: the two accuracy classes
 BATCH = 32  # the plain engines' batches
+MIN_SECONDS = 1.0  # each timing repeats a segment until at least this long
 
 
 @dataclass
@@ -366,16 +368,21 @@ def bucket_texts(embedder, seed: int = 0) -> dict[str, list[str]]:
 
 
 def measure(found: list[Contender], texts: list[str], rounds: int) -> dict[str, dict]:
-    """name -> texts/s (median of rounds) and worst cosine to bertkit's torch fp32 (the first contender)."""
+    """name -> texts/s (median of rounds) and worst cosine to bertkit's torch fp32 (the first contender). Each
+    contender first encodes the whole segment once (oneDNN and the engines compile and cache by shape); a
+    round then repeats it until `MIN_SECONDS` have passed, so that short segments are not timed in
+    fractions of a second on a machine whose speed drifts."""
+    reps = {}
     for c in found:
-        c.encode(texts[:BATCH])  # warm-up at this segment's shapes (oneDNN and the engines cache by shape)
+        reps[c.name] = max(1, math.ceil(MIN_SECONDS / _timed(lambda c=c: c.encode(texts))))
     times: dict[str, list[float]] = {c.name: [] for c in found}
     vectors: dict[str, np.ndarray] = {}
     for r in range(rounds):
         for c in found:
             start = time.perf_counter()
-            v = c.encode(texts)
-            times[c.name].append(time.perf_counter() - start)
+            for _ in range(reps[c.name]):
+                v = c.encode(texts)
+            times[c.name].append((time.perf_counter() - start) / reps[c.name])
             if r == 0:
                 vectors[c.name] = np.asarray(v, np.float32)
     reference = vectors[found[0].name]
