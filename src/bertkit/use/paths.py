@@ -13,8 +13,8 @@ calls to `embed`): the order below is what `benchmarks/bench_embed.py` measured 
 
 Measured on AMD EPYC with AVX-512 BF16 and VNNI (no AMX), 2 threads: openvino int8 (int8 weights, activations
 quantised as it runs; worst cosine to fp32 0.997) was bertkit's fastest path on the mix and in 4 of 5 length
-buckets, level with torch bf16 on documents cut at 256 (1.00x); of the rest openvino bf16 was the fastest on the mix and in 4 of 5 buckets (its vectors within a
-cosine of 0.9999 of fp32), torch bf16 0.73-0.92x of it.
+buckets, level with torch bf16 on documents cut at 256 (1.00x); of the rest openvino bf16 was the fastest on
+the mix and in 4 of 5 buckets (its vectors within a cosine of 0.9999 of fp32), torch bf16 0.73-0.92x of it.
 Among exact paths the three engines were within 15% of each other in every bucket, torch fp32 (oneDNN's
 fused linear layers) the fastest or level on the mix and in 4 of 5 buckets, with nothing to export or compile.
 onnxruntime int8 first without native bf16: measured before on an AVX2 machine, where bf16 is emulated.
