@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+AFFINITY = "the cores this process may use"  # a plan's why when neither --threads nor OMP_NUM_THREADS said
 SPIN = ("GOMP_SPINCOUNT", "1000")  # the libgomp setting bertkit adds when the user set neither it nor a policy
 
 
@@ -60,7 +61,7 @@ def plan(threads: int | None = None, environ: dict[str, str] | None = None) -> P
     elif environ.get("OMP_NUM_THREADS", "").strip().isdigit() and int(environ["OMP_NUM_THREADS"]) > 0:
         count, why = int(environ["OMP_NUM_THREADS"]), "OMP_NUM_THREADS"
     else:
-        count, why = cores(), "the cores this process may use"
+        count, why = cores(), AFFINITY
     if environ.get("OMP_WAIT_POLICY"):
         wait = f"OMP_WAIT_POLICY={environ['OMP_WAIT_POLICY']}"
     else:
@@ -80,7 +81,7 @@ def configure(threads: int | str | None = None, follow: bool = False) -> Plan:
         os.environ["OMP_NUM_THREADS"] = str(chosen.threads)
         if not os.environ.get("OMP_WAIT_POLICY"):
             os.environ.setdefault(*SPIN)
-        if auto or (follow and chosen.why != "OMP_NUM_THREADS" and threads is None):
+        if auto or (follow and chosen.why == AFFINITY):  # never against a count the user gave
             _start(chosen.threads)
             return Plan(chosen.threads, chosen.why + ", following the load", chosen.wait)
         return chosen

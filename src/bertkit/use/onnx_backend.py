@@ -53,7 +53,7 @@ class GraphSession:
     sentence vectors. `onnxruntime` here; `openvino_backend` opens the same graph in OpenVINO."""
 
     engine: str  # "onnxruntime" or "openvino": named in messages
-    precision: str  # "fp32", "int8" (onnxruntime) or "bf16" (openvino)
+    precision: str  # "fp32" or "int8" (onnxruntime); "fp32", "bf16" or "int8" (openvino)
     run: Callable[[np.ndarray, np.ndarray], np.ndarray]
     check: str = ""  # how it was checked, in words: shown by the CLI
     batch_tokens: int = BATCH_TOKENS  # padded tokens a batch at most (or one text of max_seq_length)

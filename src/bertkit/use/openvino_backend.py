@@ -89,8 +89,8 @@ def compress_weights(model):
 
 
 def openvino_embedder(embedder: Embedder, precision: str = "fp32") -> OnnxEmbedder:
-    """`embedder` (its weights, tokenizer, pooling) with its encoder run by OpenVINO in `precision` ("fp32" or
-    "bf16"): the graph is exported, compiled and checked here."""
+    """`embedder` (its weights, tokenizer, pooling) with its encoder run by OpenVINO in `precision` ("fp32",
+    "bf16" or "int8"): the graph is exported, compiled (int8: its weights compressed first) and checked here."""
     if embedder.device.type != "cpu":
         raise BertkitError("the openvino backend runs on the CPU; on a GPU use the torch backend")
     return graph_embedder(embedder, build_session(embedder, precision))
