@@ -215,3 +215,29 @@ def test_inference_through_onednn_gives_f_linears_numbers(monkeypatch, act):
             assert (a - b)[mask.bool()].abs().max() < tolerance
     with torch.enable_grad():
         assert not kernels._onednn(torch.randn(2, 64), encoder.layers[0].ffn.up.weight)  # training: F.linear
+
+
+def test_evaluation_between_training_steps_uses_the_current_weights():
+    import copy
+
+    from bertkit.config import from_preset
+    from bertkit.model import BertEncoder
+
+    torch.manual_seed(0)
+    config = from_preset("bert-mini-chinese", num_hidden_layers=1, hidden_size=64, num_attention_heads=1)
+    model = BertEncoder(config)
+    ids = torch.randint(5, 500, (2, 8))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, fused=True)
+    for _ in range(2):  # as the pretraining loop does: evaluate, train a step, evaluate again
+        model.eval()
+        with torch.no_grad():
+            model(ids)
+        model.train()
+        model(ids).last_hidden_state.float().pow(2).mean().backward()
+        opt.step()
+        opt.zero_grad()
+    model.eval()
+    fresh = copy.deepcopy(model).eval()
+    fresh.apply(lambda m: setattr(m, "_fused", None) if hasattr(m, "_fused") else None)
+    with torch.no_grad():
+        assert torch.equal(model(ids).last_hidden_state, fresh(ids).last_hidden_state)

@@ -202,6 +202,13 @@ class SelfAttention(nn.Module):
             y = unpadding.unpad(y)  # (N, H)
         return (self.out(y) if residual is None else kernels.linear_add(y, self.out, residual)), scores, probs
 
+    def train(self, mode: bool = True):
+        # The fused copy is dropped at every switch (an evaluation inside training calls eval(), then train()):
+        # the optimizer's fused in-place updates did not always bump the weights' versions, so held-out
+        # evaluation during pretraining ran on the Q|K|V of the first evaluation.
+        self._fused = None
+        return super().train(mode)
+
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, H) -> (B, heads, T, d_k)
         return x.view(x.shape[0], x.shape[1], self.num_heads, -1).transpose(1, 2)
 
