@@ -93,17 +93,30 @@ def require_blocks(page: Path, names: list[str], command: str = "COMMAND") -> No
             )
 
 
-def cpu_kind() -> str:
-    """The CPU's model name and which native bf16 it has, from /proc/cpuinfo: what bf16 speed depends on."""
+def cpu_flags() -> set[str] | None:
+    """The CPU's flags from /proc/cpuinfo; None where there is no such file."""
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
+        return None
+    flags = re.search(r"^flags\s*:\s*(.+)$", info, re.M)
+    return set(flags[1].split()) if flags else set()
+
+
+def native_bf16_kind() -> str:
+    """ "amx_bf16", "avx512_bf16" or "none": the kind of CPU a table of bf16 and int8 speeds holds for."""
+    have = cpu_flags() or set()
+    return next((f for f in ("amx_bf16", "avx512_bf16") if f in have), "none")
+
+
+def cpu_kind() -> str:
+    """The CPU's model name and which native bf16 it has, from /proc/cpuinfo: what bf16 speed depends on."""
+    have = cpu_flags()
+    if have is None:
         import platform
 
         return f"{platform.processor() or platform.machine()} (CPU flags unknown)"
-    model = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
-    flags = re.search(r"^flags\s*:\s*(.+)$", info, re.M)
-    have = set(flags[1].split()) if flags else set()
+    model = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
     native = [f for f in ("avx512_bf16", "amx_bf16") if f in have]
     bf16 = ", ".join(native) if native else ("AVX2 only" if "avx2" in have else "no AVX2")
     return f"{' '.join(model[1].split()) if model else 'unknown CPU'} ({bf16})"

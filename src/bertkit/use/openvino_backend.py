@@ -45,6 +45,7 @@ from bertkit.use.onnx_backend import (
     check_approximate,
     check_exact,
     graph_embedder,
+    native_int8,
     traced_graph,
 )
 
@@ -61,16 +62,6 @@ def native_bf16() -> bool:
     import openvino as ov
 
     return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-
-
-def native_int8() -> bool:
-    """Whether this CPU has int8 dot products (AVX-512 VNNI, AVX-VNNI or AMX), which OpenVINO's int8 needs."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return False
-    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags))
 
 
 def compress_weights(model):
