@@ -120,9 +120,9 @@ def test_serve_embeds_with_the_configured_backend(minilm_path, monkeypatch):
 
 
 @pytest.mark.parametrize("dots", [True, False])
-def test_int8_weights_keep_seven_bits_without_int8_dot_products(embedder, monkeypatch, dots):
-    # AVX2 multiplies u8 by s8 in pairs summed into int16, which saturates: 8-bit weights gave a worst cosine of
-    # 0.893 on an AVX2 EPYC, 7-bit 0.995. With VNNI / AMX there is no saturation and the eighth bit is kept.
+def test_int8_weights_are_unsigned_without_int8_dot_products(embedder, monkeypatch, dots):
+    # AVX2 multiplies u8 by s8 in pairs summed into int16, which saturates: s8 weights gave a worst cosine of
+    # 0.893 on an AVX2 EPYC, u8 0.997. With VNNI / AMX there is no saturation and the weights stay s8.
     import onnxruntime.quantization as quantization
 
     seen = {}
@@ -135,7 +135,10 @@ def test_int8_weights_keep_seven_bits_without_int8_dot_products(embedder, monkey
     monkeypatch.setattr(quantization, "quantize_dynamic", spy)
     monkeypatch.setattr("bertkit.use.onnx_backend.native_int8", lambda: dots)
     try:
-        onnx_embedder(embedder, "int8")
+        int8 = onnx_embedder(embedder, "int8")
     except BertkitError:
-        assert dots, "7-bit weights must pass the check on any CPU"  # 8 bits on AVX2 may fail it: refused
-    assert seen["reduce_range"] is (not dots)
+        assert dots, "u8 weights must pass the check on any CPU"  # s8 on AVX2 may fail it: refused
+    else:
+        assert cosines(int8.encode(ENGINE_TEXTS, precision="int8"), embedder.encode(ENGINE_TEXTS)).min() >= 0.99
+    expected = quantization.QuantType.QInt8 if dots else quantization.QuantType.QUInt8
+    assert seen["weight_type"] == expected and not seen.get("reduce_range")
