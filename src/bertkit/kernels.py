@@ -137,8 +137,11 @@ def merge_masks(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor 
 # (`torch.ops.mkldnn._linear_pointwise`, the kernel torch.compile's CPU backend emits) instead of `F.linear`,
 # which in fp32 calls the BLAS torch was built with (MKL): see docs/performance.md for what it was measured to
 # buy. Training (autograd), autocast and tensors off the CPU keep F.linear. `ONEDNN_LINEAR = False` turns it off
-# (the benchmarks compare both).
-ONEDNN_LINEAR = True
+# (the benchmarks compare both). On by the CPU kind it was measured to pay on: with AVX-512 (+8-31% fp32
+# embedding on an AMD EPYC); with AVX2 alone MKL was the faster (oneDNN 0.85-1.04x F.linear per length bucket,
+# 5 alternating rounds, on an AMD EPYC), so there, and where torch reports neither, it stays off.
+ONEDNN_LINEAR = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+_ONEDNN_BF16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()  # AVX2: no
 _ONEDNN_ACTIVATIONS = {
     "none": ("none", ""),
     "gelu": ("gelu", "none"),
@@ -153,7 +156,7 @@ def _onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
         and not torch.is_grad_enabled()
         and x.device.type == "cpu"
         and x.dtype == weight.dtype
-        and x.dtype in (torch.float32, torch.bfloat16)
+        and (x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and _ONEDNN_BF16))
         and not torch.is_autocast_enabled("cpu")
         and torch.backends.mkldnn.is_available()
         and not torch.jit.is_tracing()  # an exported graph (ONNX) has no oneDNN ops: it gets F.linear

@@ -9,7 +9,8 @@ calls to `embed`): the order below is what `benchmarks/bench_embed.py` measured 
     approximate, int8 dot products (VNNI / AMX):    openvino int8, then as below
     approximate, native bf16 (AVX-512 BF16 / AMX):  openvino bf16, torch bf16, onnxruntime int8, exact paths
     approximate, no native bf16:                    onnxruntime int8, exact paths
-    exact:                                          torch fp32, openvino fp32, onnxruntime fp32
+    exact, native bf16:                             torch fp32, openvino fp32, onnxruntime fp32
+    exact, no native bf16:                          openvino fp32, onnxruntime fp32, torch fp32
 
 Measured on AMD EPYC with AVX-512 BF16 and VNNI (no AMX), 2 threads: openvino int8 (int8 weights, activations
 quantised as it runs; worst cosine to fp32 0.997) was bertkit's fastest path on the mix and in 4 of 5 length
@@ -17,7 +18,10 @@ buckets, level with torch bf16 on documents cut at 256 (1.00x); of the rest open
 the mix and in 4 of 5 buckets (its vectors within a cosine of 0.9999 of fp32), torch bf16 0.73-0.92x of it.
 Among exact paths the three engines were within 15% of each other in every bucket, torch fp32 (oneDNN's
 fused linear layers) the fastest or level on the mix and in 4 of 5 buckets, with nothing to export or compile.
-onnxruntime int8 first without native bf16: measured before on an AVX2 machine, where bf16 is emulated.
+On an AMD EPYC with AVX2 alone (no native bf16, no int8 dot products): onnxruntime int8 was bertkit's fastest
+path on the mix and in every bucket (1.14-1.30x the fastest other engine within its class); among exact paths
+openvino fp32 was the fastest everywhere, 1.06-1.29x torch fp32, whose oneDNN matrix multiplies reach less of
+AVX2's peak than the engines' own.
 
 A path that is not installed (openvino is an extra) is passed over, and so is one whose vectors fail their check
 when built (a model less tame than all-MiniLM under int8): the next in the order is built instead. With
@@ -34,6 +38,7 @@ from bertkit.use.embed import Embedder
 
 AUTO = ("auto", "auto-exact")
 EXACT_ORDER = (("torch", "fp32"), ("openvino", "fp32"), ("onnxruntime", "fp32"))
+NO_BF16_EXACT_ORDER = (("openvino", "fp32"), ("onnxruntime", "fp32"), ("torch", "fp32"))
 INT8_ORDER = (("openvino", "int8"),)
 BF16_ORDER = (("openvino", "bf16"), ("torch", "bf16"), ("onnxruntime", "int8"))
 NO_BF16_ORDER = (("onnxruntime", "int8"),)
@@ -66,7 +71,8 @@ def choose(
         return Choice(backend or "torch", precision, "asked for")
     exact = precision == "auto-exact"
     order = (INT8_ORDER if native_int8 else ()) + (BF16_ORDER if native_bf16 else NO_BF16_ORDER)
-    order = EXACT_ORDER if exact else order + EXACT_ORDER
+    exact_order = EXACT_ORDER if native_bf16 else NO_BF16_EXACT_ORDER
+    order = exact_order if exact else order + exact_order
     candidates = list(dict.fromkeys((b, p) for b, p in order if backend in (None, b)))
     kind = "exact (max abs diff to fp32 <= 1e-4)" if exact else "within a cosine of 0.99 of fp32"
     hardware = "" if exact else ("int8 dot products here; " if native_int8 else "")
