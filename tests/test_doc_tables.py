@@ -172,8 +172,14 @@ def test_each_block_names_a_script_that_writes_it(where, name, command):
 def test_every_table_a_benchmark_writes_has_its_block():
     have = {t.name for t in read_tables(ROOT / "docs" / "performance.md")}
     for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
-        for m in re.finditer(r"^TABLES? = (.+?)(?:  #.*)?$", script.read_text(encoding="utf-8"), re.M):
-            value = ast.literal_eval(m[1])
+        module = ast.parse(script.read_text(encoding="utf-8"))
+        for node in module.body:  # TABLE = "name" or TABLES = [names], at the top level
+            if not (
+                isinstance(node, ast.Assign)
+                and [getattr(t, "id", None) for t in node.targets] in (["TABLE"], ["TABLES"])
+            ):
+                continue
+            value = ast.literal_eval(node.value)
             for name in [value] if isinstance(value, str) else value:
                 assert name in have, f"{script.name} writes table {name}; docs/performance.md has no block for it"
 
