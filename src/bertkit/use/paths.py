@@ -18,10 +18,10 @@ buckets, level with torch bf16 on documents cut at 256 (1.00x); of the rest open
 the mix and in 4 of 5 buckets (its vectors within a cosine of 0.9999 of fp32), torch bf16 0.73-0.92x of it.
 Among exact paths the three engines were within 15% of each other in every bucket, torch fp32 (oneDNN's
 fused linear layers) the fastest or level on the mix and in 4 of 5 buckets, with nothing to export or compile.
-On an AMD EPYC with AVX2 alone (no native bf16, no int8 dot products): onnxruntime int8 was bertkit's fastest
-path on the mix and in every bucket (1.14-1.30x the fastest other engine within its class); among exact paths
-openvino fp32 was the fastest everywhere, 1.06-1.29x torch fp32, whose oneDNN matrix multiplies reach less of
-AVX2's peak than the engines' own.
+On an AMD EPYC with AVX2 alone (no native bf16, no int8 dot products; 5 rounds): onnxruntime int8 was bertkit's
+fastest path on the mix and in 4 of 5 buckets (documents: 0.95x openvino fp32), 1.06-1.12x onnxruntime fp32 on
+the same batches; among exact paths openvino fp32 was the fastest or within 4% everywhere, 1.04-1.12x torch
+fp32, which spends the difference between the matrix multiplies that the graph engines fuse.
 
 A path that is not installed (openvino is an extra) is passed over, and so is one whose vectors fail their check
 when built (a model less tame than all-MiniLM under int8): the next in the order is built instead. With
